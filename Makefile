@@ -1,0 +1,60 @@
+# korean-tiny-llm: `make run` (install, build, serve at http://127.0.0.1:8080) and `make test`.
+SHELL := /bin/bash
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA_DIR ?= var
+# Passive OpenMP waiting must be in the environment before libgomp loads (see docs/training-guide.md).
+export OMP_WAIT_POLICY ?= PASSIVE
+
+# Debian 12 packages: build tools, LibTorch + OpenBLAS, the libraries, the default Korean corpus.
+DEB_PACKAGES := build-essential cmake pkg-config ccache git \
+  libtorch-dev libopenblas0-pthread libcpp-httplib-dev nlohmann-json3-dev libsentencepiece-dev \
+  libspdlog-dev libgtest-dev libsqlite3-dev libyaml-cpp-dev libutf8proc-dev zlib1g-dev libbz2-dev \
+  libreoffice-help-ko debian-faq-ko
+# Only for the tests: Node.js clients and the browser test.
+DEB_TEST_PACKAGES := chromium
+
+.PHONY: deps test-deps build test run web clean format
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+test-deps: deps
+	@missing=$$(for p in $(DEB_TEST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
+	fi
+	@if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then cd tests/e2e && npm install --no-audit --no-fund; fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+
+build: deps $(BUILD)/CMakeCache.txt web
+	cmake --build $(BUILD) -j $(JOBS)
+
+web:
+	@if [ -f web/package.json ] && [ ! -d web/node_modules ]; then \
+	  if command -v npm >/dev/null; then cd web && npm install --no-audit --no-fund; \
+	  else echo "npm not found: the dashboard's charts need it (apt-get install npm)"; fi; fi
+
+test: test-deps build
+	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 900
+
+run: build
+	$(BUILD)/ktl serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --quickstart
+
+clean:
+	rm -rf $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -1,0 +1,27 @@
+// Small filesystem helpers shared by every module. All functions are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace ktl {
+
+namespace fs = std::filesystem;
+
+// Reads a whole file; throws std::runtime_error naming the path on failure.
+std::string read_file(const fs::path& path);
+
+// Writes to "<path>.tmp-<pid>", fsyncs, then renames over `path`: readers see the old
+// file or the new one, never half of one. Throws on failure (e.g. a full disk).
+void write_file_atomic(const fs::path& path, std::string_view data);
+
+// fsyncs a directory so a rename inside it survives a crash.
+void fsync_dir(const fs::path& dir);
+
+// Lowercase hex SHA-256 of the bytes.
+std::string sha256_hex(std::string_view data);
+std::string sha256_file_hex(const fs::path& path);
+
+}  // namespace ktl
