@@ -7,14 +7,18 @@ PORT ?= 8080
 DATA_DIR ?= var
 # Passive OpenMP waiting must be in the environment before libgomp loads (see docs/training-guide.md).
 export OMP_WAIT_POLICY ?= PASSIVE
+# Let ccache reuse objects across checkouts and with precompiled headers.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_SLOPPINESS ?= pch_defines,time_macros,include_file_mtime,include_file_ctime
+export CCACHE_MAXSIZE ?= 5G
 
 # Debian 12 packages: build tools, LibTorch + OpenBLAS, the libraries, the default Korean corpus.
 DEB_PACKAGES := build-essential cmake pkg-config ccache git \
   libtorch-dev libopenblas0-pthread libcpp-httplib-dev nlohmann-json3-dev libsentencepiece-dev \
   libspdlog-dev libgtest-dev libsqlite3-dev libyaml-cpp-dev libutf8proc-dev zlib1g-dev libbz2-dev \
   libreoffice-help-ko debian-faq-ko
-# Only for the tests: Node.js clients and the browser test.
-DEB_TEST_PACKAGES := chromium
+# Only for the tests: Node.js clients and the browser test (fonts-nanum: Korean glyphs in its screenshots).
+DEB_TEST_PACKAGES := chromium fonts-nanum
 
 .PHONY: deps test-deps build test run web clean format
 
@@ -35,6 +39,7 @@ test-deps: deps
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
 	fi
 	@if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then cd tests/e2e && npm install --no-audit --no-fund; fi
+	@if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then cd tests/node && npm install --no-audit --no-fund; fi
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release

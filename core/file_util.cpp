@@ -3,6 +3,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#ifdef __APPLE__
+#include <mach-o/dyld.h>
+#endif
+
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -19,6 +23,21 @@ std::string read_file(const fs::path& path) {
   ss << in.rdbuf();
   if (in.bad()) throw std::runtime_error("cannot read " + path.string());
   return ss.str();
+}
+
+std::string executable_path() {
+#ifdef __APPLE__
+  char buf[4096];
+  uint32_t size = sizeof(buf);
+  if (_NSGetExecutablePath(buf, &size) != 0) return "";
+  std::error_code ec;
+  auto p = fs::canonical(buf, ec);
+  return ec ? std::string(buf) : p.string();
+#else
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "" : p.string();
+#endif
 }
 
 void fsync_dir(const fs::path& dir) {

@@ -20,6 +20,10 @@ void write_file_atomic(const fs::path& path, std::string_view data);
 // fsyncs a directory so a rename inside it survives a crash.
 void fsync_dir(const fs::path& dir);
 
+// Absolute path of the running program ("" when it cannot be found): /proc/self/exe on Linux,
+// _NSGetExecutablePath on macOS.
+std::string executable_path();
+
 // Lowercase hex SHA-256 of the bytes.
 std::string sha256_hex(std::string_view data);
 std::string sha256_file_hex(const fs::path& path);

@@ -1,0 +1,281 @@
+// ktl bench: inference throughput of the engine (prefill and decode tokens/s, TTFT, per-token
+// latency, peak RSS) for 1 or N concurrent streams, fp32 / bf16 / int8. Random prompt tokens:
+// speed does not depend on the text, and distinct prompts keep the prefix cache out of it.
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "cli/command.h"
+#include "core/engine_checkpoint.h"
+#include "core/file_util.h"
+#include "core/llm_engine.h"
+#include "core/model.h"
+#include "core/model_config.h"
+#include "core/tokenizer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using ktl::cli::Args;
+using ktl::cli::UsageError;
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;
+}
+
+double ms_since(Clock::time_point t0, Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(t - t0).count();
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+}
+
+struct StreamTrace {
+  std::vector<Clock::time_point> token_times;
+  double ttft_ms = 0;
+};
+
+std::vector<int> random_prompt(int n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int> v(n);
+  v[0] = 2;  // BOS
+  for (int i = 1; i < n; ++i) v[i] = 4 + static_cast<int>(rng() % uint64_t(vocab - 4));
+  return v;
+}
+
+// Runs `streams` concurrent requests; one consumer thread per stream records token times.
+std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tokens,
+                                     int gen_tokens, int vocab, uint64_t seed) {
+  std::vector<StreamTrace> traces(streams);
+  std::vector<std::shared_ptr<ktl::RequestHandle>> hs;
+  for (int s = 0; s < streams; ++s) {
+    ktl::GenerationRequest r;
+    r.prompt_tokens = random_prompt(prompt_tokens, vocab, seed + s);
+    r.sampling.temperature = 0;
+    r.sampling.max_tokens = gen_tokens;
+    r.sampling.ignore_eos = true;
+    hs.push_back(e.submit(std::move(r)));
+  }
+  std::vector<std::thread> ts;
+  for (int s = 0; s < streams; ++s) {
+    ts.emplace_back([&, s] {
+      ktl::GenerationEvent ev;
+      while (true) {
+        if (!hs[s]->next(&ev, std::chrono::milliseconds(600000))) return;
+        const auto now = Clock::now();
+        for (size_t i = 0; i < ev.token_ids.size(); ++i) traces[s].token_times.push_back(now);
+        if (ev.finish != ktl::FinishReason::kNone) {
+          traces[s].ttft_ms = ev.ttft_ms;
+          if (ev.finish == ktl::FinishReason::kError) std::fprintf(stderr, "error: %s\n", ev.error.c_str());
+          return;
+        }
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  return traces;
+}
+
+nlohmann::json bench_once(ktl::Engine& e, int streams, int P, int G, int vocab) {
+  static uint64_t seed = 1000;
+  // Prefill speed: one request, one new token.
+  auto pre = run_streams(e, 1, P, 1, vocab, seed += 100);
+  const double prefill_tok_s = P / (pre[0].ttft_ms / 1000.0);
+  const auto t0 = Clock::now();
+  auto traces = run_streams(e, streams, P, G, vocab, seed += 100);
+  const auto t_end = Clock::now();
+  std::vector<double> itl, ttft, per_stream;
+  Clock::time_point first_decode = t_end, last_token = t0;
+  size_t decode_tokens = 0;
+  for (const auto& t : traces) {
+    ttft.push_back(t.ttft_ms);
+    if (t.token_times.size() < 2) continue;
+    for (size_t i = 1; i < t.token_times.size(); ++i)
+      itl.push_back(ms_since(t.token_times[i - 1], t.token_times[i]));
+    const double span = ms_since(t.token_times.front(), t.token_times.back()) / 1000.0;
+    per_stream.push_back((t.token_times.size() - 1) / std::max(span, 1e-9));
+    first_decode = std::min(first_decode, t.token_times.front());
+    last_token = std::max(last_token, t.token_times.back());
+    decode_tokens += t.token_times.size() - 1;
+  }
+  const double agg_span = ms_since(first_decode, last_token) / 1000.0;
+  double mean_stream = 0;
+  for (double v : per_stream) mean_stream += v / per_stream.size();
+  nlohmann::json j;
+  j["streams"] = streams;
+  j["prompt_tokens"] = P;
+  j["gen_tokens"] = G;
+  j["prefill_tok_s"] = prefill_tok_s;
+  j["decode_tok_s"] = mean_stream;
+  j["aggregate_tok_s"] = decode_tokens / std::max(agg_span, 1e-9);
+  j["total_tok_s"] = double(streams) * G / (ms_since(t0, t_end) / 1000.0);
+  j["ttft_ms_p50"] = percentile(ttft, 0.5);
+  j["ttft_ms_max"] = percentile(ttft, 1.0);
+  j["itl_ms_p50"] = percentile(itl, 0.5);
+  j["itl_ms_p99"] = percentile(itl, 0.99);
+  j["peak_rss_mb"] = peak_rss_mb();
+  return j;
+}
+
+std::vector<int> parse_streams(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      out.push_back(std::stoi(item));
+    } catch (...) {
+      throw UsageError("--streams must be a number or a list like 1,4,8,16");
+    }
+    if (out.back() <= 0) throw UsageError("--streams must be positive");
+  }
+  return out;
+}
+
+// Perplexity of `m` on `ids`, in windows of the model's context (KV pool sized for one window).
+double perplexity(const ktl::EngineModel& m, const std::vector<int>& ids) {
+  const int T = m.config().max_seq_length, bs = 16;
+  ktl::PagedKvPool pool(m.config().num_layers, T / bs + 1, bs, m.config().num_kv_heads,
+                        m.config().head_dim());
+  double nll = 0;
+  int64_t n = 0;
+  for (size_t begin = 0; begin + 1 < ids.size(); begin += T) {
+    const int len = static_cast<int>(std::min<size_t>(T, ids.size() - begin));
+    if (len < 2) break;
+    std::vector<int> chunk(ids.begin() + begin, ids.begin() + begin + len), rows(len);
+    ktl::AttnSeq seq{0, len, 0, {}};
+    for (int b = 0; b <= T / bs; ++b) seq.block_table.push_back(b);
+    for (int i = 0; i < len; ++i) rows[i] = i;
+    auto logits = m.forward(chunk, {seq}, pool, rows);  // [len, V]
+    auto logp = torch::log_softmax(logits.narrow(0, 0, len - 1), 1);
+    std::vector<int64_t> next(chunk.begin() + 1, chunk.end());
+    auto tgt = torch::tensor(next, torch::kLong).unsqueeze(1);
+    nll -= logp.gather(1, tgt).sum().item<double>();
+    n += len - 1;
+  }
+  return std::exp(nll / std::max<int64_t>(n, 1));
+}
+
+int run_eval(const Args& a, ktl::WeightDtype dtype) {
+  if (!a.has("model")) throw UsageError("--eval-text needs --model DIR");
+  const std::string text = ktl::read_file(a.get("eval-text"));
+  auto fp32 = ktl::load_engine_model(a.get("model"), ktl::WeightDtype::kFp32);
+  auto ids = fp32.tokenizer->encode(text);
+  const size_t max_tokens = static_cast<size_t>(a.get_int("eval-tokens", 8192));
+  if (ids.size() > max_tokens) ids.resize(max_tokens);
+  ids.insert(ids.begin(), fp32.tokenizer->bos_id());
+  c10::InferenceMode guard;
+  nlohmann::json j;
+  j["eval_tokens"] = ids.size();
+  j["ppl_fp32"] = perplexity(*fp32.model, ids);
+  auto other = ktl::load_engine_model(a.get("model"), dtype);
+  j["dtype"] = ktl::to_string(dtype);
+  j["ppl"] = perplexity(*other.model, ids);
+  j["ppl_change_pct"] = 100.0 * (j["ppl"].get<double>() / j["ppl_fp32"].get<double>() - 1.0);
+  j["model_bytes"] = other.bytes_on_disk;
+  std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+int run_bench(const Args& a) {
+  const int P = static_cast<int>(a.get_int("prompt-tokens", 128));
+  const int G = static_cast<int>(a.get_int("gen-tokens", 128));
+  if (P < 2 || G < 2) throw UsageError("--prompt-tokens and --gen-tokens must be >= 2");
+  const auto streams = parse_streams(a.get("streams", "1"));
+  ktl::EngineConfig cfg;
+  cfg.dtype = a.get("dtype", "fp32");
+  cfg.num_threads = static_cast<int>(a.get_int("threads", 2));
+  cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 512));
+  const int max_streams = *std::max_element(streams.begin(), streams.end());
+  cfg.max_num_seqs = std::max(cfg.max_num_seqs, max_streams);
+  cfg.max_batched_tokens = static_cast<int>(a.get_int("max-batched-tokens", 512));
+  ktl::WeightDtype dtype;
+  try {
+    dtype = ktl::parse_weight_dtype(cfg.dtype);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  if (a.has("eval-text")) return run_eval(a, dtype);
+  std::shared_ptr<ktl::EngineModel> model;
+  std::shared_ptr<ktl::Tokenizer> tok;
+  int64_t model_bytes = 0;
+  std::string name;
+  if (a.get_bool("random-init")) {
+    if (!a.has("model-config")) throw UsageError("--random-init needs --model-config FILE.yaml");
+    auto mc = ktl::load_model_config_yaml(a.get("model-config"));
+    ktl::Transformer t(mc);
+    t->init_weights(1);
+    model = std::make_shared<ktl::EngineModel>(ktl::EngineModel::from_module(*t, dtype));
+    model_bytes = model->weight_bytes();
+    name = "random-init:" + fs::path(a.get("model-config")).stem().string();
+  } else {
+    if (!a.has("model")) throw UsageError("give --model DIR, or --random-init --model-config FILE");
+    auto m = ktl::load_engine_model(a.get("model"), dtype);
+    model = m.model;
+    tok = m.tokenizer;
+    model_bytes = m.bytes_on_disk;
+    name = a.get("model");
+  }
+  if (P + G > model->config().max_seq_length)
+    throw UsageError("--prompt-tokens + --gen-tokens exceed the context (" +
+                     std::to_string(model->config().max_seq_length) + ")");
+  ktl::LlmEngine engine(model, tok, cfg, name);
+  run_streams(engine, 1, 16, 4, model->config().vocab_size, 1);  // warm-up
+  for (int n : streams) {
+    nlohmann::json j = bench_once(engine, n, P, G, model->config().vocab_size);
+    j["model"] = name;
+    j["dtype"] = cfg.dtype;
+    j["threads"] = cfg.num_threads;
+    j["model_bytes"] = model_bytes;
+    j["weight_bytes_in_memory"] = model->weight_bytes();
+    if (a.get_bool("json")) {
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::printf(
+          "%s %s, %d stream(s), prompt %d, gen %d: prefill %.0f tok/s | decode %.1f tok/s per "
+          "stream, %.1f tok/s aggregate | TTFT p50 %.0f ms | ITL p50 %.1f ms p99 %.1f ms | peak "
+          "RSS %.0f MB | model %.1f MB\n",
+          name.c_str(), cfg.dtype.c_str(), n, P, G, j["prefill_tok_s"].get<double>(),
+          j["decode_tok_s"].get<double>(), j["aggregate_tok_s"].get<double>(),
+          j["ttft_ms_p50"].get<double>(), j["itl_ms_p50"].get<double>(),
+          j["itl_ms_p99"].get<double>(), j["peak_rss_mb"].get<double>(), model_bytes / 1048576.0);
+    }
+    std::fflush(stdout);
+  }
+  engine.shutdown();
+  return 0;
+}
+
+KTL_COMMAND(ktl::cli::Command{
+    "bench",
+    "Benchmark inference: prefill/decode tok/s, TTFT, per-token latency, peak RSS.",
+    {{"model", "checkpoint directory (or --random-init)", ""},
+     {"random-init", "benchmark an untrained model of --model-config's shape", "", true},
+     {"model-config", "model YAML for --random-init (e.g. configs/model_small.yaml)", ""},
+     {"streams", "concurrent streams, or a list: 1,4,8,16", "1"},
+     {"prompt-tokens", "prompt length", "128"},
+     {"gen-tokens", "tokens generated per stream", "128"},
+     {"dtype", "fp32 | bf16 | int8", "fp32"},
+     {"threads", "CPU threads", "2"},
+     {"kv-cache-mb", "KV cache budget", "512"},
+     {"max-batched-tokens", "prefill chunk budget per step", "512"},
+     {"json", "one JSON object per stream count", "", true},
+     {"eval-text", "instead: perplexity of --dtype vs fp32 on this UTF-8 text file", ""},
+     {"eval-tokens", "with --eval-text: tokens to evaluate", "8192"}},
+    run_bench});
+
+}  // namespace

@@ -1,0 +1,97 @@
+// ktl bench-train: training throughput on random tokens (tokens/s, achieved GFLOP/s, peak RSS).
+// bench/train_bench.sh runs it over model_tiny/model_small x fp32/bf16.
+#include <sys/resource.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "cli/command.h"
+#include "core/console_metrics_sink.h"
+#include "core/data_loader.h"
+#include "core/mixed_precision.h"
+#include "core/model.h"
+#include "core/model_config.h"
+#include "core/trainer.h"
+#include "core/training_config.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using ktl::cli::Args;
+using ktl::cli::UsageError;
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
+int run_bench_train(const Args& args) {
+  auto mc = ktl::load_model_config_yaml(args.get("model-config"));
+  ktl::TrainingConfig c;
+  c.batch_size = int(args.get_int("batch-size", 8));
+  c.max_seq_length = int(args.get_int("seq-len", std::min(256, mc.max_seq_length)));
+  c.gradient_checkpointing = args.get_bool("gradient-checkpointing");
+  c.bf16 = args.get("bf16", "auto");
+  c.num_threads = int(args.get_int("threads", 2));
+  c.warmup_steps = 1;
+  c.max_steps = 1000000;
+  c.device = "cpu";
+  if (c.bf16 != "auto" && c.bf16 != "true" && c.bf16 != "false")
+    throw UsageError("--bf16 must be auto, true or false");
+  const int steps = int(args.get_int("steps", 5)), warmup = int(args.get_int("warmup", 2));
+  if (steps <= 0 || warmup < 0) throw UsageError("--steps must be positive, --warmup >= 0");
+  if (c.num_threads > 0) torch::set_num_threads(c.num_threads);
+  if (args.get_bool("peak")) {
+    std::printf("matmul peak (1024^3, %d threads): fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s\n",
+                torch::get_num_threads(), ktl::measure_matmul_gflops(torch::kFloat32, 1024, 5),
+                ktl::measure_matmul_gflops(torch::kBFloat16, 1024, 5));
+  }
+  // Random tokens: throughput does not depend on the text.
+  std::mt19937_64 rng(1);
+  std::vector<int64_t> toks(size_t(c.max_seq_length + 1) * c.batch_size * 64);
+  for (auto& t : toks) t = int64_t(rng() % uint64_t(mc.vocab_size));
+  ktl::Transformer model(mc);
+  model->init_weights(1);
+  model->train();
+  const std::string out = (fs::temp_directory_path() / "ktl-bench-train").string();
+  ktl::ConsoleMetricsSink sink(stderr);
+  ktl::Trainer t(
+      c, model, nullptr,
+      ktl::TrainerData{std::make_shared<ktl::VectorTokenSource>(std::move(toks)), nullptr}, out,
+      sink, torch::kCPU);
+  for (int i = 0; i < warmup; ++i) t.train_step();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) t.train_step();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double tokens = double(steps) * c.batch_size * c.max_seq_length;
+  const double tps = tokens / s;
+  // Model FLOPs: backward = 2x forward; attention at the full (dense) context.
+  const double gflops = 3.0 * mc.flops_per_token(c.max_seq_length) * tps / 1e9;
+  std::printf(
+      "%s | %s | batch %dx%d | threads %d | checkpointing %s | %.0f tok/s | %.1f GFLOP/s | "
+      "%.2f s/step | peak RSS %.0f MiB\n",
+      fs::path(args.get("model-config")).stem().c_str(), ktl::precision_name(t.precision()),
+      c.batch_size, c.max_seq_length, torch::get_num_threads(),
+      c.gradient_checkpointing ? "on" : "off", tps, gflops, s / steps, peak_rss_mib());
+  return 0;
+}
+
+KTL_COMMAND(ktl::cli::Command{
+    "bench-train",
+    "Measure training throughput (tokens/s, GFLOP/s, peak RSS) on random tokens.",
+    {{"model-config", "model YAML", "", false, true},
+     {"batch-size", "sequences per step", "8"},
+     {"seq-len", "tokens per sequence", "min(256, model)"},
+     {"bf16", "auto, true or false", "auto"},
+     {"threads", "intra-op threads", "2"},
+     {"steps", "timed steps", "5"},
+     {"warmup", "untimed steps first", "2"},
+     {"gradient-checkpointing", "recompute blocks in backward", "", true},
+     {"peak", "also measure the matmul peak (fp32, bf16)", "", true}},
+    run_bench_train});
+
+}  // namespace

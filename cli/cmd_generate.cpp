@@ -1,0 +1,78 @@
+// ktl generate: stream a continuation of a prompt from a checkpoint (core/generator.h).
+#include <cstdio>
+#include <iostream>
+
+#include "cli/command.h"
+#include "core/generator.h"
+#include "core/sampler.h"
+
+namespace {
+
+using ktl::cli::Args;
+using ktl::cli::UsageError;
+
+ktl::SamplingParams sampling_from_args(const Args& a) {
+  ktl::SamplingParams p;
+  p.max_tokens = static_cast<int>(a.get_int("max-tokens", 100));
+  p.temperature = static_cast<float>(a.get_double("temperature", 0.8));
+  p.top_p = static_cast<float>(a.get_double("top-p", 0.95));
+  p.top_k = static_cast<int>(a.get_int("top-k", 0));
+  p.min_p = static_cast<float>(a.get_double("min-p", 0.0));
+  p.repetition_penalty = static_cast<float>(a.get_double("repetition-penalty", 1.0));
+  p.presence_penalty = static_cast<float>(a.get_double("presence-penalty", 0.0));
+  p.frequency_penalty = static_cast<float>(a.get_double("frequency-penalty", 0.0));
+  if (a.has("seed")) p.seed = static_cast<uint64_t>(a.get_int("seed", 0));
+  p.stop = a.get_all("stop");
+  try {
+    ktl::Sampler::validate(p);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  return p;
+}
+
+int run_generate(const Args& a) {
+  const ktl::SamplingParams p = sampling_from_args(a);
+  ktl::EngineConfig cfg;
+  cfg.dtype = a.get("dtype", "fp32");
+  cfg.device = a.get("device", "auto");
+  cfg.num_threads = static_cast<int>(a.get_int("threads", 0));
+  cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 256));
+  auto gen = ktl::Generator::from_pretrained(a.get("model"), cfg);
+  const std::string prompt = a.get("prompt");
+  std::cout << prompt << std::flush;
+  auto res = gen->generate(prompt, p, [](const std::string& piece) {
+    std::cout << piece << std::flush;
+  });
+  std::cout << "\n";
+  const double decode_s = (res.total_ms - res.ttft_ms) / 1000.0;
+  std::fprintf(stderr, "[%d prompt + %d generated tokens, TTFT %.0f ms, %.1f tok/s, finish: %s]\n",
+               res.prompt_tokens, res.completion_tokens, res.ttft_ms,
+               res.completion_tokens > 1 && decode_s > 0 ? (res.completion_tokens - 1) / decode_s
+                                                         : 0.0,
+               ktl::to_string(res.finish));
+  return 0;
+}
+
+KTL_COMMAND(ktl::cli::Command{
+    "generate",
+    "Generate a continuation of a prompt, printing tokens as they come.",
+    {{"model", "checkpoint directory", "", false, true},
+     {"prompt", "text to continue", "", false, true},
+     {"max-tokens", "new tokens at most", "100"},
+     {"temperature", "0 = greedy", "0.8"},
+     {"top-p", "nucleus sampling mass", "0.95"},
+     {"top-k", "keep the k most likely tokens (0 = off)", "0"},
+     {"min-p", "drop tokens with p < min_p * p_max (0 = off)", "0"},
+     {"repetition-penalty", "HF-style, > 1 discourages repeats", "1"},
+     {"presence-penalty", "OpenAI-style, -2..2", "0"},
+     {"frequency-penalty", "OpenAI-style, -2..2", "0"},
+     {"seed", "sampling seed (same seed, same text)", ""},
+     {"stop", "stop string (repeatable); never printed", "", false, false, true},
+     {"dtype", "fp32 | bf16 | int8 (weight-only)", "fp32"},
+     {"device", "auto | cpu", "auto"},
+     {"threads", "CPU threads (0 = all cores)", "0"},
+     {"kv-cache-mb", "KV cache budget", "256"}},
+    run_generate});
+
+}  // namespace

@@ -1,0 +1,165 @@
+// ktl serve: the local HTTP service (OpenAI-compatible generation, serving metrics, the
+// training-jobs API and the dashboard). See docs/inference-guide.md, "HTTP API".
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "cli/command.h"
+#include "core/file_util.h"
+#include "server/http_server.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using ktl::cli::Args;
+using ktl::cli::UsageError;
+
+int g_signal_pipe[2] = {-1, -1};
+
+void on_stop_signal(int sig) {
+  const unsigned char b = static_cast<unsigned char>(sig);
+  ssize_t r = write(g_signal_pipe[1], &b, 1);
+  (void)r;
+}
+
+fs::path exe_dir() {
+  const std::string exe = ktl::executable_path();
+  return exe.empty() ? fs::current_path() : fs::path(exe).parent_path();
+}
+
+// The flag, else the environment variable, else <exe_dir>/../<name> when it exists.
+std::string locate_dir(const Args& args, const char* flag, const char* env, const char* name) {
+  if (args.has(flag)) return args.get(flag);
+  if (const char* v = std::getenv(env); v && *v) return v;
+  std::error_code ec;
+  for (const fs::path& p : {exe_dir() / ".." / name, exe_dir() / name})
+    if (fs::is_directory(p, ec)) return fs::weakly_canonical(p, ec).string();
+  return "";
+}
+
+int positive(const Args& args, const char* flag, long long fallback, long long max = 1 << 30) {
+  long long v = args.get_int(flag, fallback);
+  if (v < 0 || v > max)
+    throw UsageError(std::string("--") + flag + " must be between 0 and " + std::to_string(max));
+  return static_cast<int>(v);
+}
+
+ktl::server::ServerConfig config_from(const Args& args) {
+  ktl::server::ServerConfig c;
+  c.host = args.get("host", c.host);
+  c.port = positive(args, "port", c.port, 65535);
+  c.api_key = args.get("api-key");
+  if (c.api_key.empty())
+    if (const char* k = std::getenv("KTL_API_KEY")) c.api_key = k;
+  c.insecure = args.get_bool("insecure");
+  const double body_mb = args.get_double("max-body-mb", 1.0);
+  if (!(body_mb > 0 && body_mb <= 1024)) throw UsageError("--max-body-mb must be in (0, 1024]");
+  c.max_body_bytes = static_cast<size_t>(body_mb * 1024 * 1024);
+  c.max_prompt_tokens = positive(args, "max-prompt-tokens", c.max_prompt_tokens);
+  c.max_tokens_limit = positive(args, "max-tokens-limit", c.max_tokens_limit);
+  c.max_concurrent_streams =
+      std::max(1, positive(args, "max-streams", c.max_concurrent_streams, 4096));
+  c.max_queue = std::max(1, positive(args, "max-queue", c.max_queue));
+  c.drain_timeout_s = positive(args, "drain-timeout", c.drain_timeout_s, 3600);
+  c.data_dir = args.get("data-dir", c.data_dir);
+  c.allowed_roots = args.get_all("allow-path");
+  c.model_dir = args.get("model");
+  c.kv_cache_mb = std::max(1, positive(args, "kv-cache-mb", c.kv_cache_mb));
+  c.dtype = args.get("dtype", c.dtype);
+  c.device = args.get("device", c.device);
+  c.max_num_seqs = std::max(1, positive(args, "max-num-seqs", c.max_num_seqs, 1024));
+  c.num_threads = positive(args, "threads", c.num_threads, 1024);
+  c.quickstart = args.get_bool("quickstart");
+  c.quickstart_steps = std::max(1, positive(args, "quickstart-steps", c.quickstart_steps));
+  c.max_jobs = std::max(1, positive(args, "max-jobs", c.max_jobs, 64));
+  c.auto_resume_jobs = args.get_bool("auto-resume");
+  c.web_root = locate_dir(args, "web-root", "KTL_WEB_ROOT", "web");
+  c.configs_dir = locate_dir(args, "configs-dir", "KTL_CONFIG_DIR", "configs");
+  c.ktl_binary = ktl::executable_path();
+  if (c.dtype != "fp32" && c.dtype != "bf16" && c.dtype != "int8")
+    throw UsageError("--dtype must be fp32, bf16 or int8");
+  return c;
+}
+
+int run_serve(const Args& args) {
+  ktl::server::ServerConfig cfg = config_from(args);
+  spdlog::set_level(spdlog::level::from_str(args.get("log-level", "info")));
+  ktl::server::check_bind_safety(cfg);
+  if (!cfg.model_dir.empty() && !fs::is_directory(cfg.model_dir))
+    throw std::runtime_error("--model " + cfg.model_dir + " is not a directory");
+
+  // SIGINT/SIGTERM only write to a pipe (async-signal-safe); a thread reads it and drains.
+  // (Masking with sigwait is not enough: libraries start threads before this runs.)
+  if (pipe(g_signal_pipe) != 0) throw std::runtime_error("pipe() failed");
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  ktl::server::HttpServer server(cfg);
+  const int port = server.bind();
+  std::cout << "ktl serve: listening on http://" << cfg.host << ":" << port
+            << (cfg.api_key.empty() ? "" : " (API key required on /v1)") << std::endl;
+  if (!cfg.web_root.empty())
+    spdlog::info("dashboard: http://{}:{}/ (from {})", cfg.host, port, cfg.web_root);
+  if (cfg.model_dir.empty() && !cfg.quickstart)
+    spdlog::info("no model loaded: POST /v1/models/load {{\"path\": DIR}} or restart with --model");
+
+  std::thread waiter([&server] {
+    unsigned char sig = 0;
+    while (read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    }
+    if (sig) spdlog::info("signal {}: draining and stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    server.shutdown();
+  });
+  const bool ok = server.serve();
+  if (server.phase() != ktl::server::ServerPhase::kDraining &&
+      server.phase() != ktl::server::ServerPhase::kStopped) {
+    const unsigned char none = 0;  // the listener ended on its own: wake the waiter
+    if (write(g_signal_pipe[1], &none, 1) < 0) spdlog::warn("cannot wake the signal thread");
+  }
+  waiter.join();
+  spdlog::info("stopped");
+  return ok || server.phase() == ktl::server::ServerPhase::kStopped ? 0 : 1;
+}
+
+KTL_COMMAND(ktl::cli::Command{
+    "serve",
+    "Serve a model over HTTP (OpenAI-compatible), the training-jobs API and the dashboard.",
+    {{"model", "checkpoint directory to serve (optional: load one later)"},
+     {"host", "address to listen on (non-loopback needs --api-key or --insecure)", "127.0.0.1"},
+     {"port", "port (0 = any free port)", "8080"},
+     {"data-dir", "jobs database, runs and checkpoints", "var"},
+     {"api-key", "require 'Authorization: Bearer KEY' on /v1 routes (or $KTL_API_KEY)"},
+     {"insecure", "allow a non-loopback --host without an API key", "", true},
+     {"web-root", "dashboard directory (or $KTL_WEB_ROOT)", "<exe>/../web"},
+     {"configs-dir", "model/training YAMLs for --quickstart (or $KTL_CONFIG_DIR)",
+      "<exe>/../configs"},
+     {"kv-cache-mb", "KV-cache memory budget", "512"},
+     {"dtype", "fp32 | bf16 | int8", "fp32"},
+     {"device", "auto | cpu | cuda | mps", "auto"},
+     {"max-num-seqs", "sequences batched per engine step", "16"},
+     {"threads", "engine threads (0 = all cores)", "0"},
+     {"max-streams", "generation requests in flight before 429", "64"},
+     {"max-queue", "engine queue length before 429", "256"},
+     {"max-body-mb", "largest request body before 413", "1"},
+     {"max-prompt-tokens", "longest prompt (0 = the model's context - 1)", "0"},
+     {"max-tokens-limit", "largest max_tokens a request may ask for", "4096"},
+     {"drain-timeout", "seconds to let streams finish on SIGTERM", "30"},
+     {"quickstart", "no model? train a tiny one as a job and serve it when ready", "", true},
+     {"quickstart-steps", "training steps of the quickstart job", "300"},
+     {"allow-path", "another root that job specs and model loads may use", "", false, false, true},
+     {"auto-resume", "resume jobs a crash left interrupted, at start-up", "", true},
+     {"max-jobs", "training jobs running at once", "1"},
+     {"log-level", "trace | debug | info | warn | error", "info"}},
+    run_serve});
+
+}  // namespace

@@ -1,0 +1,62 @@
+// Training hyper-parameters (configs/training.yaml). Every key can be overridden on the
+// command line (`--max-steps 200` sets max_steps) and the resolved values are saved with each
+// checkpoint as training_config.yaml. No LibTorch here: the jobs daemon validates configs too.
+// Plain data; copy freely.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ktl {
+
+struct TrainingConfig {
+  int batch_size = 8;                   // sequences per micro-batch
+  int gradient_accumulation_steps = 1;  // micro-batches per optimizer step
+  int max_seq_length = 256;             // tokens per sequence (<= the model's max_seq_length)
+  double learning_rate = 6e-4;          // peak learning rate (after warmup)
+  double min_learning_rate = 6e-5;      // cosine floor reached at max_steps
+  int warmup_steps = 100;               // linear warmup from 0 to learning_rate
+  int64_t max_steps = 2000;             // optimizer steps in total
+  double weight_decay = 0.1;            // AdamW decay on matrices (never on norms/biases/1-D)
+  double adam_beta1 = 0.9;              // AdamW first-moment decay
+  double adam_beta2 = 0.95;             // AdamW second-moment decay
+  double adam_eps = 1e-8;               // AdamW denominator epsilon
+  double grad_clip = 1.0;               // global gradient-norm clip; 0 = off
+  int save_steps = 500;                 // checkpoint every N steps; 0 = only at the end
+  int eval_steps = 250;                 // validation every N steps; 0 = only at the end
+  int eval_batches = 20;                // batches of the fixed validation subset
+  int log_steps = 10;                   // one progress line every N steps
+  int sample_steps = 500;               // generate samples every N steps; 0 = off
+  int keep_last_checkpoints = 3;        // older checkpoint-N dirs are deleted (best is kept)
+  int early_stopping_patience = 0;      // stop after N evals without val improvement; 0 = off
+  bool fp16 = false;                    // fp16 autocast + loss scaling (CUDA/MPS only)
+  std::string bf16 = "auto";            // "auto" (measure at start), "true" or "false"
+  bool gradient_checkpointing = false;  // recompute each block in backward: less memory
+  int64_t seed = 1234;                  // model init, data order and sampling
+  std::string device = "auto";          // auto|cpu|cuda|mps
+  int num_threads = 0;                  // intra-op threads; 0 = LibTorch's default
+  int overfit_batches = 0;              // >0: train on these N fixed batches only (sanity check)
+
+  // Throws std::invalid_argument naming the bad key.
+  void validate() const;
+  // Resolved values as YAML text (all keys, file order).
+  std::string to_yaml() const;
+};
+
+// Every key, in file order (for --help and CLI validation).
+const std::vector<std::string>& training_config_keys();
+
+// Sets one key from text; throws std::invalid_argument "unknown training key 'x'" or
+// "key 'x': expected an integer, got 'abc'".
+void set_training_key(TrainingConfig& c, const std::string& key, const std::string& value);
+
+// Loads a YAML file over the defaults; unknown keys and wrong types name the key. Validates.
+TrainingConfig load_training_config(const std::string& path);
+// Loads over `base` (e.g. a checkpoint's config with overrides to come). Does not validate.
+void load_training_config_into(const std::string& path, TrainingConfig& base);
+
+// "max-steps" or "max_steps" -> "max_steps"; returns "" when not a training key.
+std::string training_key_from_flag(const std::string& flag);
+
+}  // namespace ktl

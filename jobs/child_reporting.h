@@ -1,0 +1,32 @@
+// The child side of a job: `ktl train|eval|prepare-data|train-tokenizer ... --job-db DB
+// --job-id N` reports through the sink this returns. Usage in a command:
+//
+//   std::unique_ptr<ktl::MetricsSink> job_sink;
+//   if (args.has("job-db")) job_sink = ktl::jobs::make_job_sink(args.get("job-db"),
+//                                                               args.get_int("job-id", 0));
+//   // then tee: console sink + *job_sink (the runner captures stdout into the logs table)
+//
+// Thread-safe: see SqliteMetricsSink.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/metrics_sink.h"
+
+namespace ktl::jobs {
+
+// Opens the job database written by the server and returns a sink that stores metrics,
+// samples, checkpoints and progress for `job_id` without blocking the caller. Also ignores
+// SIGPIPE, so printing after the server (and so the stdout pipe's reader) died does not kill
+// the child in the middle of its final checkpoint, and (Linux) while the sink lives, sends the
+// process one SIGTERM when the server that started it dies (checked every 200 ms), in place of
+// PR_SET_PDEATHSIG, which can arrive twice: install the SIGTERM handler once, it is enough. Throws
+// std::runtime_error with a clear message when the database or the job is missing or job_id <= 0.
+std::unique_ptr<MetricsSink> make_job_sink(const std::string& db_path, int64_t job_id);
+
+// A sink that forwards every call to two others (e.g. console + job database).
+std::unique_ptr<MetricsSink> make_tee_sink(MetricsSink& a, MetricsSink& b);
+
+}  // namespace ktl::jobs

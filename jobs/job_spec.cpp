@@ -1,0 +1,389 @@
+#include "jobs/job_spec.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <system_error>
+
+namespace ktl::jobs {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+enum class OptType { kInputFile, kInputDir, kInputPath, kInputPaths, kOutputDir, kString };
+
+struct OptionDef {
+  const char* key;
+  OptType type;
+  bool required;
+  const char* flag;
+};
+
+struct KindDef {
+  JobKind kind;
+  const char* command;  // ktl subcommand
+  std::vector<OptionDef> opts;
+  const char* output_key;      // option holding the output dir ("" = none)
+  const char* default_subdir;  // under DATA_DIR/jobs/<id>/ when output_key is unset
+  bool reports;                // child takes --job-db/--job-id
+};
+
+const std::vector<KindDef>& kind_defs() {
+  static const std::vector<KindDef> defs = {
+      {JobKind::kTrain,
+       "train",
+       {{"config", OptType::kInputFile, true, "--config"},
+        {"model_config", OptType::kInputFile, true, "--model-config"},
+        {"data", OptType::kInputDir, true, "--data"},
+        {"output_dir", OptType::kOutputDir, false, "--output-dir"},
+        {"resume_from", OptType::kInputDir, false, "--resume-from"},
+        {"init_from", OptType::kInputDir, false, "--init-from"}},
+       "output_dir",
+       "checkpoints",
+       true},
+      {JobKind::kEval,
+       "eval",
+       {{"model", OptType::kInputDir, true, "--model"},
+        {"data", OptType::kInputDir, true, "--data"},
+        {"split", OptType::kString, false, "--split"}},
+       "",
+       "",
+       true},
+      {JobKind::kPrepareData,
+       "prepare-data",
+       {{"input", OptType::kInputPaths, true, "--input"},
+        {"output", OptType::kOutputDir, false, "--output"},
+        {"tokenizer", OptType::kInputPath, false, "--tokenizer"}},
+       "output",
+       "data",
+       false},
+      {JobKind::kTrainTokenizer,
+       "train-tokenizer",
+       {{"input", OptType::kInputPaths, true, "--input"},
+        {"output", OptType::kOutputDir, false, "--output"}},
+       "output",
+       "tokenizer",
+       false},
+  };
+  return defs;
+}
+
+const KindDef& kind_def(JobKind k) {
+  for (const auto& d : kind_defs())
+    if (d.kind == k) return d;
+  throw JobSpecError("job kind " + to_string(k) + " has no command");
+}
+
+[[noreturn]] void fail(const std::string& field, const std::string& why) {
+  throw JobSpecError(field.empty() ? why : field + ": " + why);
+}
+
+std::string flag_for_key(const std::string& key) {
+  std::string f = "--" + key;
+  std::replace(f.begin(), f.end(), '_', '-');
+  return f;
+}
+
+bool valid_override_key(const std::string& k) {
+  if (k.empty() || k.size() > 64 || !(k[0] >= 'a' && k[0] <= 'z')) return false;
+  return std::all_of(k.begin(), k.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+bool safe_override_string(const std::string& s) {
+  if (s.size() > 128 || s.find("..") != std::string::npos) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' ||
+           c == '+' || c == ':' || c == ',';
+  });
+}
+
+fs::path canonical_root(const std::string& root) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(root), ec);
+  if (ec) p = fs::absolute(root).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p;
+}
+
+bool is_under(const fs::path& p, const fs::path& root) {
+  auto r = root.begin(), q = p.begin();
+  for (; r != root.end(); ++r, ++q)
+    if (q == p.end() || *q != *r) return false;
+  return true;
+}
+
+std::string roots_text(const JobSpecContext& ctx) {
+  std::string s = ctx.data_dir;
+  for (const auto& r : ctx.allowed_roots) s += ", " + r;
+  return s;
+}
+
+// Resolves a path option: relative to data_dir, symlinks and ".." resolved, inside a root.
+std::string resolve_path(const json& v, const std::string& field, OptType type,
+                         const JobSpecContext& ctx) {
+  if (!v.is_string()) fail(field, "must be a string path");
+  std::string s = v.get<std::string>();
+  if (s.empty()) fail(field, "must not be empty");
+  if (s.find('\0') != std::string::npos) fail(field, "contains a NUL byte");
+  fs::path p(s);
+  if (p.is_relative()) p = fs::path(ctx.data_dir) / p;
+  std::error_code ec;
+  fs::path c = fs::weakly_canonical(fs::absolute(p), ec);
+  if (ec) fail(field, "cannot resolve '" + s + "': " + ec.message());
+  if (c.filename().empty()) c = c.parent_path();
+  if (!path_is_allowed(c.string(), ctx))
+    fail(field, "'" + s + "' is outside the allowed roots (" + roots_text(ctx) + ")");
+  fs::file_status st = fs::status(c, ec);
+  bool exists = fs::exists(st);
+  switch (type) {
+    case OptType::kInputFile:
+      if (!exists) fail(field, "'" + s + "' does not exist");
+      if (!fs::is_regular_file(st)) fail(field, "'" + s + "' is not a file");
+      break;
+    case OptType::kInputDir:
+      if (!exists) fail(field, "'" + s + "' does not exist");
+      if (!fs::is_directory(st)) fail(field, "'" + s + "' is not a directory");
+      break;
+    case OptType::kInputPath:
+    case OptType::kInputPaths:
+      if (!exists) fail(field, "'" + s + "' does not exist");
+      break;
+    case OptType::kOutputDir:
+      if (exists && !fs::is_directory(st)) fail(field, "'" + s + "' exists and is not a directory");
+      break;
+    case OptType::kString:
+      break;
+  }
+  return c.string();
+}
+
+json validate_override(const std::string& field, const json& v) {
+  if (v.is_boolean() || v.is_number()) return v;
+  if (v.is_string()) {
+    if (!safe_override_string(v.get<std::string>()))
+      fail(field,
+           "string values may use letters, digits and _ - . + : , only (paths go "
+           "through the typed path options)");
+    return v;
+  }
+  fail(field, "must be a number, a boolean or a string");
+}
+
+// Validates the options of a single-command kind. `prefix` names fields in errors.
+json validate_options(const KindDef& def, const json& opts, const std::string& prefix,
+                      const JobSpecContext& ctx, bool data_optional = false) {
+  if (!opts.is_object()) fail(prefix, "must be an object");
+  json out = json::object();
+  bool default_corpus = opts.contains("default_corpus") && opts["default_corpus"] == true;
+  for (const OptionDef& o : def.opts) {
+    std::string field = prefix + "." + o.key;
+    bool optional_here =
+        (data_optional && std::string(o.key) == "data") ||
+        (def.kind == JobKind::kPrepareData && default_corpus && std::string(o.key) == "input");
+    if (!opts.contains(o.key) || opts[o.key].is_null()) {
+      if (o.required && !optional_here) fail(field, "is required");
+      continue;
+    }
+    const json& v = opts[o.key];
+    if (o.type == OptType::kString) {
+      if (!v.is_string() || !safe_override_string(v.get<std::string>()))
+        fail(field, "must be a plain string");
+      out[o.key] = v;
+    } else if (o.type == OptType::kInputPaths) {
+      json list = v.is_array() ? v : json::array({v});
+      if (list.empty()) fail(field, "must list at least one path");
+      json resolved = json::array();
+      for (size_t i = 0; i < list.size(); ++i)
+        resolved.push_back(
+            resolve_path(list[i], field + "[" + std::to_string(i) + "]", o.type, ctx));
+      out[o.key] = resolved;
+    } else {
+      out[o.key] = resolve_path(v, field, o.type, ctx);
+    }
+  }
+  for (auto it = opts.begin(); it != opts.end(); ++it) {
+    const std::string& k = it.key();
+    bool known = std::any_of(def.opts.begin(), def.opts.end(),
+                             [&](const OptionDef& o) { return k == o.key; });
+    if (known) continue;
+    if (!valid_override_key(k) || k == "job_db" || k == "job_id")
+      fail(prefix + "." + k, "is not a valid option name (lowercase letters, digits, _)");
+    out[k] = validate_override(prefix + "." + k, it.value());
+  }
+  return out;
+}
+
+void flatten(const json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    std::string k = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (it->is_object())
+      flatten(*it, k, out);
+    else
+      out[k] = it->is_string() ? it->get<std::string>() : it->dump();
+  }
+}
+
+std::string value_text(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+JobStage stage_for(const KindDef& def, const json& opts, const std::string& output_dir,
+                   const Job& job, const std::string& db_path, const std::string& resume_from) {
+  JobStage st{def.command, {def.command}, ""};
+  for (const OptionDef& o : def.opts) {
+    std::string key = o.key;
+    if (def.output_key == key) continue;
+    if (key == "resume_from" && !resume_from.empty()) continue;
+    if (!opts.contains(key)) continue;
+    const json& v = opts[key];
+    if (v.is_array()) {
+      for (const auto& e : v) st.args.insert(st.args.end(), {o.flag, value_text(e)});
+    } else {
+      st.args.insert(st.args.end(), {o.flag, value_text(v)});
+    }
+  }
+  if (*def.output_key) {
+    st.output_dir = output_dir;
+    const OptionDef* od = nullptr;
+    for (const auto& o : def.opts)
+      if (def.output_key == std::string(o.key)) od = &o;
+    st.args.insert(st.args.end(), {od->flag, output_dir});
+  }
+  if (!resume_from.empty()) st.args.insert(st.args.end(), {"--resume-from", resume_from});
+  for (auto it = opts.begin(); it != opts.end(); ++it) {
+    bool known = std::any_of(def.opts.begin(), def.opts.end(),
+                             [&](const OptionDef& o) { return it.key() == o.key; });
+    if (!known) st.args.push_back(flag_for_key(it.key()) + "=" + value_text(it.value()));
+  }
+  if (def.reports)
+    st.args.insert(st.args.end(), {"--job-db", db_path, "--job-id", std::to_string(job.id)});
+  return st;
+}
+
+fs::path job_dir(const JobSpecContext& ctx, int64_t id) {
+  return canonical_root(ctx.data_dir) / "jobs" / std::to_string(id);
+}
+
+}  // namespace
+
+bool path_is_allowed(const std::string& path, const JobSpecContext& ctx) {
+  fs::path p(path);
+  if (!ctx.data_dir.empty() && is_under(p, canonical_root(ctx.data_dir))) return true;
+  for (const auto& r : ctx.allowed_roots)
+    if (!r.empty() && is_under(p, canonical_root(r))) return true;
+  return false;
+}
+
+std::string ValidatedSpec::to_json() const {
+  json j = {{"kind", jobs::to_string(kind)}, {"name", name}, {"options", options}};
+  return j.dump();
+}
+
+std::map<std::string, std::string> ValidatedSpec::params() const {
+  std::map<std::string, std::string> out;
+  flatten(options, "", out);
+  return out;
+}
+
+ValidatedSpec validate_job_spec(const json& spec, const JobSpecContext& ctx) {
+  if (!spec.is_object()) fail("", "the job spec must be a JSON object");
+  for (auto it = spec.begin(); it != spec.end(); ++it)
+    if (it.key() != "kind" && it.key() != "name" && it.key() != "options")
+      fail(it.key(), "unknown field (expected kind, name, options)");
+  if (!spec.contains("kind")) fail("kind", "is required");
+  if (!spec["kind"].is_string()) fail("kind", "must be a string");
+  auto kind = parse_job_kind(spec["kind"].get<std::string>());
+  if (!kind)
+    fail("kind", "unknown job kind '" + spec["kind"].get<std::string>() +
+                     "' (expected prepare-data, train-tokenizer, train, eval or pipeline)");
+  ValidatedSpec v;
+  v.kind = *kind;
+  v.name = to_string(*kind);
+  if (spec.contains("name")) {
+    if (!spec["name"].is_string()) fail("name", "must be a string");
+    v.name = spec["name"].get<std::string>();
+    if (v.name.size() > 200) fail("name", "is longer than 200 characters");
+  }
+  json opts = spec.contains("options") ? spec["options"] : json::object();
+  if (v.kind != JobKind::kPipeline) {
+    v.options = validate_options(kind_def(v.kind), opts, "options", ctx);
+    return v;
+  }
+  if (!opts.is_object()) fail("options", "must be an object");
+  for (auto it = opts.begin(); it != opts.end(); ++it)
+    if (it.key() != "prepare_data" && it.key() != "train")
+      fail("options." + it.key(), "unknown pipeline stage (expected prepare_data, train)");
+  if (!opts.contains("prepare_data")) fail("options.prepare_data", "is required");
+  if (!opts.contains("train")) fail("options.train", "is required");
+  v.options = json::object();
+  v.options["prepare_data"] = validate_options(kind_def(JobKind::kPrepareData),
+                                               opts["prepare_data"], "options.prepare_data", ctx);
+  v.options["train"] =
+      validate_options(kind_def(JobKind::kTrain), opts["train"], "options.train", ctx, true);
+  return v;
+}
+
+ValidatedSpec validate_job_spec_text(const std::string& body, const JobSpecContext& ctx) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) fail("", "the request body is not valid JSON");
+  return validate_job_spec(j, ctx);
+}
+
+std::string default_output_dir(const JobSpecContext& ctx, JobKind kind, int64_t job_id) {
+  const char* sub = kind == JobKind::kPipeline ? "checkpoints" : kind_def(kind).default_subdir;
+  if (!*sub) return job_dir(ctx, job_id).string();
+  return (job_dir(ctx, job_id) / sub).string();
+}
+
+std::string job_output_dir(const ValidatedSpec& v, const JobSpecContext& ctx, int64_t job_id) {
+  const json* opts = &v.options;
+  JobKind k = v.kind;
+  if (k == JobKind::kPipeline) {
+    opts = &v.options["train"];
+    k = JobKind::kTrain;
+  }
+  const KindDef& d = kind_def(k);
+  if (*d.output_key && opts->contains(d.output_key))
+    return (*opts)[d.output_key].get<std::string>();
+  return default_output_dir(ctx, v.kind, job_id);
+}
+
+std::vector<JobStage> build_job_stages(const Job& job, const JobSpecContext& ctx,
+                                       const std::string& db_path) {
+  json spec = json::parse(job.spec_json, nullptr, false);
+  if (spec.is_discarded() || !spec.contains("options"))
+    throw JobSpecError("job " + std::to_string(job.id) + " has a corrupt spec");
+  // Checked again now: a path may have changed (e.g. a symlink swapped) since submission.
+  json opts;
+  try {
+    opts = validate_job_spec(spec, ctx).options;
+  } catch (const JobSpecError& e) {
+    throw JobSpecError("job " + std::to_string(job.id) + ": " + e.what());
+  }
+  auto out_dir = [&](const KindDef& d, const json& o) -> std::string {
+    if (!*d.output_key) return "";
+    if (o.contains(d.output_key)) return o[d.output_key].get<std::string>();
+    return job.output_dir.empty() ? default_output_dir(ctx, d.kind, job.id) : job.output_dir;
+  };
+  if (job.kind != JobKind::kPipeline) {
+    const KindDef& d = kind_def(job.kind);
+    return {stage_for(d, opts, out_dir(d, opts), job, db_path, job.resume_from)};
+  }
+  const KindDef& pd = kind_def(JobKind::kPrepareData);
+  const KindDef& td = kind_def(JobKind::kTrain);
+  json prep = opts.value("prepare_data", json::object());
+  json train = opts.value("train", json::object());
+  std::string data_out = prep.contains("output") ? prep["output"].get<std::string>()
+                                                 : (job_dir(ctx, job.id) / "data").string();
+  if (!train.contains("data")) train["data"] = data_out;
+  std::vector<JobStage> stages;
+  if (job.resume_from.empty()) stages.push_back(stage_for(pd, prep, data_out, job, db_path, ""));
+  stages.push_back(stage_for(td, train, out_dir(td, train), job, db_path, job.resume_from));
+  return stages;
+}
+
+}  // namespace ktl::jobs

@@ -1,0 +1,143 @@
+#include "jobs/sqlite_metrics_sink.h"
+
+#include <chrono>
+#include <cstdio>
+#include <iterator>
+
+namespace ktl::jobs {
+
+namespace {
+
+template <typename T>
+void prepend(std::vector<T>& dst, std::vector<T>&& front) {
+  front.insert(front.end(), std::make_move_iterator(dst.begin()),
+               std::make_move_iterator(dst.end()));
+  dst = std::move(front);
+}
+
+}  // namespace
+
+SqliteMetricsSink::SqliteMetricsSink(const std::string& db_path, int64_t job_id,
+                                     const SqliteMetricsSinkOptions& opts)
+    : job_id_(job_id), opts_(opts) {
+  SqliteOptions so;
+  so.create = false;  // the server creates the database; a wrong path must not make a new one
+  db_ = std::make_unique<SqliteDb>(db_path, so);
+  require_job_db_schema(*db_);
+  if (!db_job_exists(*db_, job_id))
+    throw std::runtime_error("job " + std::to_string(job_id) + " not found in " + db_path);
+  thread_ = std::thread([this] { loop(); });
+}
+
+SqliteMetricsSink::~SqliteMetricsSink() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  for (int attempt = 0; attempt < 3 && pending() > 0; ++attempt) write_pending();
+  if (size_t n = pending(); n > 0)
+    std::fprintf(stderr, "job sink: %zu reports could not be written to %s\n", n,
+                 db_->path().c_str());
+}
+
+void SqliteMetricsSink::enqueue_notify() {
+  // Called with mu_ held: wake the writer early only when the buffer is large.
+  if (buf_.size() >= opts_.max_buffered) cv_.notify_all();
+}
+
+void SqliteMetricsSink::metric(const std::string& key, int64_t step, double value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  buf_.metrics.push_back({key, step, value, unix_now()});
+  enqueue_notify();
+}
+
+void SqliteMetricsSink::sample(int64_t step, const std::string& prompt, const std::string& text,
+                               const std::string& kind) {
+  std::lock_guard<std::mutex> lock(mu_);
+  buf_.samples.push_back({0, step, prompt, text, kind, unix_now()});
+  enqueue_notify();
+}
+
+void SqliteMetricsSink::checkpoint(int64_t step, const std::string& path,
+                                   const std::map<std::string, double>& metrics) {
+  std::lock_guard<std::mutex> lock(mu_);
+  buf_.checkpoints.push_back({step, path, metrics, unix_now()});
+  enqueue_notify();
+}
+
+void SqliteMetricsSink::progress(int64_t step, int64_t total_steps) {
+  std::lock_guard<std::mutex> lock(mu_);
+  buf_.has_progress = true;  // only the latest matters
+  buf_.progress_step = step;
+  buf_.progress_total = total_steps;
+}
+
+void SqliteMetricsSink::log(const std::string& line) {
+  if (!opts_.store_logs) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  buf_.logs.push_back(line);
+  enqueue_notify();
+}
+
+void SqliteMetricsSink::flush() {
+  write_pending();
+}
+
+size_t SqliteMetricsSink::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return buf_.size() + in_flight_;
+}
+
+void SqliteMetricsSink::loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(opts_.flush_interval_ms),
+                 [&] { return stop_ || buf_.size() >= opts_.max_buffered; });
+    if (stop_) break;
+    if (buf_.size() == 0) continue;
+    lock.unlock();
+    write_pending();
+    lock.lock();
+  }
+}
+
+void SqliteMetricsSink::write_pending() {
+  std::lock_guard<std::mutex> wlock(write_mu_);
+  Batch b;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::swap(b, buf_);
+    in_flight_ = b.size();
+  }
+  if (b.size() == 0) return;
+  try {
+    Transaction tx(*db_);
+    db_insert_metrics(*db_, job_id_, b.metrics);
+    for (const auto& s : b.samples) db_insert_sample(*db_, job_id_, s);
+    for (const auto& c : b.checkpoints) db_insert_checkpoint(*db_, job_id_, c);
+    if (b.has_progress) db_update_progress(*db_, job_id_, b.progress_step, b.progress_total);
+    db_insert_logs(*db_, job_id_, b.logs);
+    tx.commit();
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_ = 0;
+  } catch (const std::exception& e) {
+    // Keep the rows (in order, before newer ones) and retry on the next flush.
+    std::fprintf(stderr, "job sink: write to %s failed (will retry): %s\n", db_->path().c_str(),
+                 e.what());
+    std::lock_guard<std::mutex> lock(mu_);
+    in_flight_ = 0;
+    prepend(buf_.metrics, std::move(b.metrics));
+    prepend(buf_.samples, std::move(b.samples));
+    prepend(buf_.checkpoints, std::move(b.checkpoints));
+    prepend(buf_.logs, std::move(b.logs));
+    if (!buf_.has_progress && b.has_progress) {
+      buf_.has_progress = true;
+      buf_.progress_step = b.progress_step;
+      buf_.progress_total = b.progress_total;
+    }
+  }
+}
+
+}  // namespace ktl::jobs

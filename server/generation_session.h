@@ -1,0 +1,79 @@
+// One generation HTTP request in flight: its engine sub-requests (prompts x n choices), the
+// admission slot it holds, its timing and its log line. Streaming and non-streaming responses
+// both drive it. Destroying it cancels whatever is still running in the engine, releases the
+// admission slot, records metrics and writes the request's log line.
+//
+// Thread-safety: not thread-safe; one httplib worker drives a session at a time.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/engine.h"
+#include "server/openai_protocol.h"
+
+namespace ktl::server {
+
+struct ServerContext;
+
+struct SubRequest {
+  std::shared_ptr<RequestHandle> handle;
+  int index = 0;            // choice index in the response
+  std::string echo_prefix;  // prompt text to prepend (echo), sent with the first chunk
+  std::string text;         // accumulated (non-streaming)
+  FinishReason finish = FinishReason::kNone;
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_tokens = 0;
+  bool started = false;  // first chunk sent
+  std::string error;
+};
+
+class GenerationSession {
+ public:
+  // Takes an admission slot (see admitted()).
+  GenerationSession(ServerContext& ctx, std::string endpoint, bool stream);
+  ~GenerationSession();
+  GenerationSession(const GenerationSession&) = delete;
+  GenerationSession& operator=(const GenerationSession&) = delete;
+
+  bool admitted() const { return admitted_; }
+  // Validates, tokenizes and submits every sub-request; throws ApiError.
+  void start(CompletionRequest req);
+
+  // Non-streaming: waits for every choice; throws ApiError(503) when the server aborts.
+  std::string run_to_completion();
+  // Streaming: produces the next SSE bytes (may be empty while waiting up to ~`wait`); sets
+  // *finished once "[DONE]" is included.
+  std::string next_stream_bytes(std::chrono::milliseconds wait, bool* finished);
+  void cancel_all(const std::string& why);
+
+  const std::string& id() const { return meta_.id; }
+  Usage usage() const;
+
+ private:
+  std::vector<int> tokenize_prompt(const std::string& text) const;
+  void submit(const std::vector<int>& tokens, const std::string& echo_text, int prompt_idx);
+  // Turns one engine event into SSE bytes (streaming) or accumulated text.
+  std::string on_event(SubRequest& s, GenerationEvent& ev, bool stream);
+  void note_first_token();
+
+  ServerContext& ctx_;
+  std::string endpoint_;
+  bool stream_;
+  bool admitted_ = false;
+  std::shared_ptr<Engine> engine_;
+  CompletionRequest req_;
+  ResponseMeta meta_;
+  std::vector<SubRequest> subs_;
+  size_t next_poll_ = 0;
+  bool done_sent_ = false;
+  std::string status_ = "200";
+  std::chrono::steady_clock::time_point t0_;
+  std::chrono::steady_clock::time_point last_write_;
+  double ttft_s_ = -1;
+};
+
+}  // namespace ktl::server

@@ -1,0 +1,329 @@
+#include "server/job_routes.h"
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+namespace ktl::server {
+
+namespace {
+
+using nlohmann::json;
+using namespace ktl::jobs;
+using Clock = std::chrono::steady_clock;
+
+struct HttpError : std::runtime_error {
+  HttpError(int status, const std::string& msg, std::string code, std::string param = "")
+      : std::runtime_error(msg), status(status), code(std::move(code)), param(std::move(param)) {}
+  int status;
+  std::string code, param;
+};
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);  // logs may hold any bytes
+}
+
+void send_json(httplib::Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(dump(j), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message,
+                const std::string& code, const std::string& param = "") {
+  const char* type = status == 404   ? "not_found_error"
+                     : status >= 500 ? "server_error"
+                                     : "invalid_request_error";
+  json e = {{"message", message},
+            {"type", type},
+            {"code", code},
+            {"param", param.empty() ? json(nullptr) : json(param)}};
+  send_json(res, status, {{"error", e}});
+}
+
+json number_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
+json time_or_null(double t) {
+  return t > 0 ? json(t) : json(nullptr);
+}
+
+json job_json(const Job& j, bool cancel_requested) {
+  json spec = json::parse(j.spec_json, nullptr, false);
+  if (spec.is_discarded()) spec = nullptr;
+  json progress = {{"step", j.progress_step}, {"total", j.progress_total}};
+  progress["fraction"] = j.progress_total > 0
+                             ? json(static_cast<double>(j.progress_step) / j.progress_total)
+                             : json(nullptr);
+  return {{"id", j.id},
+          {"object", "job"},
+          {"kind", to_string(j.kind)},
+          {"name", j.name},
+          {"status", to_string(j.status)},
+          {"cancel_requested", cancel_requested},
+          {"spec", spec},
+          {"progress", progress},
+          {"created_at", time_or_null(j.created_at)},
+          {"started_at", time_or_null(j.started_at)},
+          {"finished_at", time_or_null(j.finished_at)},
+          {"error", j.error.empty() ? json(nullptr) : json(j.error)},
+          {"output_dir", j.output_dir},
+          {"pid", j.pid > 0 ? json(j.pid) : json(nullptr)},
+          {"resume_count", j.resume_count},
+          {"resume_from", j.resume_from.empty() ? json(nullptr) : json(j.resume_from)}};
+}
+
+json checkpoint_json(const CheckpointRecord& c) {
+  json m = json::object();
+  for (const auto& [k, v] : c.metrics) m[k] = number_or_null(v);
+  return {{"step", c.step}, {"path", c.path}, {"metrics", m}, {"time", c.time}};
+}
+
+int64_t int_param(const httplib::Request& req, const char* name, int64_t fallback,
+                  int64_t min_value = INT64_MIN, int64_t max_value = INT64_MAX) {
+  if (!req.has_param(name)) return fallback;
+  std::string v = req.get_param_value(name);
+  try {
+    size_t used = 0;
+    long long x = std::stoll(v, &used);
+    if (used != v.size()) throw std::invalid_argument(v);
+    if (x < min_value || x > max_value) throw std::out_of_range(v);
+    return x;
+  } catch (const std::exception&) {
+    throw HttpError(400,
+                    std::string("query parameter '") + name + "' must be an integer" +
+                        (min_value > INT64_MIN ? " >= " + std::to_string(min_value) : ""),
+                    "invalid_parameter", name);
+  }
+}
+
+int64_t path_id(const httplib::Request& req) {
+  try {
+    return std::stoll(req.matches[1].str());
+  } catch (const std::exception&) {
+    throw HttpError(404, "job not found", "job_not_found");
+  }
+}
+
+Job find_job(JobStore& store, int64_t id) {
+  auto j = store.get_job(id);
+  if (!j) throw HttpError(404, "job " + std::to_string(id) + " not found", "job_not_found");
+  return *j;
+}
+
+// Wraps a handler: authorisation first, then errors mapped to JSON, never an escaped exception.
+httplib::Server::Handler guarded(
+    const JobRoutesOptions& opts,
+    std::function<void(const httplib::Request&, httplib::Response&)> f) {
+  return [auth = opts.authorize, f = std::move(f)](const httplib::Request& req,
+                                                   httplib::Response& res) {
+    if (auth && !auth(req, res)) return;
+    try {
+      f(req, res);
+    } catch (const HttpError& e) {
+      send_error(res, e.status, e.what(), e.code, e.param);
+    } catch (const JobSpecError& e) {
+      send_error(res, 400, e.what(), "invalid_job_spec");
+    } catch (const JobNotFound& e) {
+      send_error(res, 404, e.what(), "job_not_found");
+    } catch (const JobStateError& e) {
+      send_error(res, 409, e.what(), "invalid_job_state");
+    } catch (const std::exception& e) {
+      spdlog::error("{} {}: {}", req.method, req.path, e.what());
+      send_error(res, 500, std::string("internal error: ") + e.what(), "internal_error");
+    }
+  };
+}
+
+std::string sse_event(const EventRecord& e) {
+  json data = json::parse(e.payload_json, nullptr, false);
+  if (!data.is_object()) data = json::object();
+  data["job_id"] = e.job_id;
+  data["time"] = e.time;
+  return "id: " + std::to_string(e.id) + "\nevent: " + e.type + "\ndata: " + dump(data) + "\n\n";
+}
+
+struct StreamState {
+  int64_t last_id = 0;
+  Clock::time_point last_write = Clock::now();
+};
+
+void stream_events(httplib::Response& res, JobStore& store, JobRunner& runner,
+                   const JobRoutesOptions& opts, int64_t id, int64_t since) {
+  auto state = std::make_shared<StreamState>();
+  state->last_id = since;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("X-Accel-Buffering", "no");
+  auto stopping = [&runner, stop = opts.should_stop] {
+    return runner.stopping() || (stop && stop());
+  };
+  int poll_ms = std::max(10, opts.sse_poll_ms), keepalive_ms = opts.sse_keepalive_ms;
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [&store, id, state, stopping, poll_ms, keepalive_ms](size_t, httplib::DataSink& sink) {
+        auto write = [&](const std::string& s) {
+          state->last_write = Clock::now();
+          return sink.write(s.data(), s.size());
+        };
+        auto job = store.get_job(id);
+        // Read the status before the events: a terminal status is written after (or with)
+        // the job's last events, so "terminal and nothing new" means drained.
+        bool terminal = !job || job_status_is_terminal(job->status);
+        auto events = store.events_since(id, state->last_id, 500);
+        std::string out;
+        for (const auto& e : events) {
+          out += sse_event(e);
+          state->last_id = e.id;
+        }
+        if (!out.empty() && !write(out)) return false;  // client gone
+        if (events.size() == 500) return true;          // more to replay at once
+        if ((terminal && events.empty()) || stopping()) {
+          json end = {{"job_id", id}, {"status", job ? to_string(job->status) : "unknown"}};
+          write("event: end\ndata: " + dump(end) + "\n\n");
+          sink.done();
+          return true;
+        }
+        if (Clock::now() - state->last_write > std::chrono::milliseconds(keepalive_ms) &&
+            !write(": keep-alive\n\n"))
+          return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+        return true;
+      });
+}
+
+void register_reads(httplib::Server& server, JobStore& store, JobRunner& runner,
+                    const JobRoutesOptions& opts) {
+  server.Get("/v1/jobs", guarded(opts, [&store, &runner](const auto& req, auto& res) {
+               std::optional<JobStatus> status;
+               if (req.has_param("status")) {
+                 status = parse_job_status(req.get_param_value("status"));
+                 if (!status)
+                   throw HttpError(
+                       400,
+                       "unknown status '" + req.get_param_value("status") +
+                           "' (queued, running, succeeded, failed, cancelled, interrupted)",
+                       "invalid_parameter", "status");
+               }
+               int limit = static_cast<int>(int_param(req, "limit", 100, 1, 10000));
+               json data = json::array();
+               for (const Job& j : store.list_jobs(status, limit))
+                 data.push_back(job_json(j, runner.cancel_requested(j.id)));
+               send_json(res, 200, {{"object", "list"}, {"data", data}});
+             }));
+
+  server.Get(
+      R"(/v1/jobs/(\d+))", guarded(opts, [&store, &runner](const auto& req, auto& res) {
+        Job j = find_job(store, path_id(req));
+        json out = job_json(j, runner.cancel_requested(j.id));
+        json latest = json::object();
+        for (const auto& m : store.latest_metrics(j.id))
+          latest[m.key] = {{"step", m.step}, {"value", number_or_null(m.value)}, {"time", m.time}};
+        out["latest_metrics"] = latest;
+        json cps = json::array();
+        for (const auto& c : store.checkpoints(j.id)) cps.push_back(checkpoint_json(c));
+        out["checkpoints"] = cps;
+        send_json(res, 200, out);
+      }));
+
+  server.Get(R"(/v1/jobs/(\d+)/metrics)", guarded(opts, [&store](const auto& req, auto& res) {
+               Job j = find_job(store, path_id(req));
+               std::string key = req.has_param("key") ? req.get_param_value("key") : "";
+               int64_t since = int_param(req, "since_step", INT64_MIN);
+               int limit = static_cast<int>(int_param(req, "limit", 100000, 1, 1000000));
+               json series = json::object();
+               for (const auto& m : store.metrics(j.id, key, since, limit))
+                 series[m.key].push_back(
+                     {{"step", m.step}, {"value", number_or_null(m.value)}, {"time", m.time}});
+               send_json(res, 200, {{"object", "metrics"}, {"job_id", j.id}, {"series", series}});
+             }));
+
+  server.Get(R"(/v1/jobs/(\d+)/samples)", guarded(opts, [&store](const auto& req, auto& res) {
+               Job j = find_job(store, path_id(req));
+               int64_t since = int_param(req, "since_step", INT64_MIN);
+               int limit = static_cast<int>(int_param(req, "limit", 1000, 1, 100000));
+               json data = json::array();
+               for (const auto& s : store.samples(j.id, since, limit))
+                 data.push_back({{"step", s.step},
+                                 {"prompt", s.prompt},
+                                 {"text", s.text},
+                                 {"kind", s.kind},
+                                 {"time", s.time}});
+               send_json(res, 200, {{"object", "list"}, {"job_id", j.id}, {"data", data}});
+             }));
+
+  server.Get(
+      R"(/v1/jobs/(\d+)/logs)", guarded(opts, [&store](const auto& req, auto& res) {
+        Job j = find_job(store, path_id(req));
+        std::vector<LogLine> lines;
+        if (req.has_param("since_id"))
+          lines = store.logs_since(j.id, int_param(req, "since_id", 0, 0),
+                                   static_cast<int>(int_param(req, "limit", 1000, 1, 100000)));
+        else
+          lines = store.logs_tail(j.id, static_cast<int>(int_param(req, "tail", 200, 1, 100000)));
+        json data = json::array();
+        for (const auto& l : lines)
+          data.push_back({{"id", l.id}, {"line", l.line}, {"time", l.time}});
+        send_json(res, 200, {{"object", "list"}, {"job_id", j.id}, {"data", data}});
+      }));
+
+  server.Get(R"(/v1/jobs/(\d+)/events)",
+             guarded(opts, [&store, &runner, opts](const auto& req, auto& res) {
+               Job j = find_job(store, path_id(req));
+               int64_t since = int_param(req, "since", 0, 0);
+               if (req.has_header("Last-Event-ID")) {
+                 try {
+                   since = std::stoll(req.get_header_value("Last-Event-ID"));
+                 } catch (const std::exception&) {
+                   throw HttpError(400, "Last-Event-ID must be an event id", "invalid_parameter",
+                                   "Last-Event-ID");
+                 }
+               }
+               stream_events(res, store, runner, opts, j.id, since);
+             }));
+}
+
+void register_writes(httplib::Server& server, JobStore& store, JobRunner& runner,
+                     const JobRoutesOptions& opts) {
+  server.Post("/v1/jobs", guarded(opts, [&runner, opts](const auto& req, auto& res) {
+                if (req.body.size() > opts.max_spec_bytes)
+                  throw HttpError(
+                      413, "job spec larger than " + std::to_string(opts.max_spec_bytes) + " bytes",
+                      "payload_too_large");
+                ValidatedSpec spec = validate_job_spec_text(req.body, opts.spec_ctx);
+                Job j = runner.submit(spec);
+                res.set_header("Location", "/v1/jobs/" + std::to_string(j.id));
+                send_json(res, 201, job_json(j, false));
+              }));
+
+  server.Post(R"(/v1/jobs/(\d+)/cancel)", guarded(opts, [&runner](const auto& req, auto& res) {
+                int64_t id = path_id(req);
+                Job j = runner.cancel(id);
+                send_json(res, 200, job_json(j, runner.cancel_requested(id)));
+              }));
+
+  server.Post(R"(/v1/jobs/(\d+)/resume)", guarded(opts, [&runner](const auto& req, auto& res) {
+                Job j = runner.resume(path_id(req));
+                send_json(res, 200, job_json(j, false));
+              }));
+}
+
+}  // namespace
+
+void register_job_routes(httplib::Server& server, JobStore& store, JobRunner& runner,
+                         const JobRoutesOptions& opts) {
+  register_reads(server, store, runner, opts);
+  register_writes(server, store, runner, opts);
+}
+
+void register_job_routes(httplib::Server& server, JobStore& store, JobRunner& runner,
+                         const JobSpecContext& spec_ctx, JobAuthorizeFn authorize) {
+  JobRoutesOptions opts;
+  opts.spec_ctx = spec_ctx;
+  opts.authorize = std::move(authorize);
+  register_job_routes(server, store, runner, opts);
+}
+
+}  // namespace ktl::server

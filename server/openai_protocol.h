@@ -1,0 +1,123 @@
+// The OpenAI-compatible wire format: parses and validates /v1/completions and
+// /v1/chat/completions bodies, applies the chat template, and formats responses, stream chunks
+// and Server-Sent Events. No HTTP and no engine calls here, so it is unit-tested on its own.
+//
+// Chat template (the base model is NOT chat-tuned; the template only gives it a familiar shape):
+//   <s>시스템: {system}\n사용자: {user}\n어시스턴트: {assistant}\n사용자: {user}\n어시스턴트:
+// <s> is the BOS token (added as an id by the caller, not as text). Roles: system -> "시스템",
+// user -> "사용자", assistant -> "어시스턴트"; the prompt always ends with "어시스턴트: ".
+// The chat endpoint adds "\n사용자:" to the stop strings so the model does not write the
+// user's next turn.
+//
+// Thread-safety: all functions are pure.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/engine.h"
+#include "core/sampling_params.h"
+
+namespace ktl::server {
+
+struct ChatMessage {
+  std::string role;  // system | user | assistant
+  std::string content;
+};
+
+// Limits applied while parsing (from ServerConfig).
+struct ProtocolLimits {
+  int max_tokens_limit = 4096;        // larger max_tokens -> 400
+  int max_n = 16;                     // choices per request
+  int max_prompts = 16;               // prompts in one /v1/completions batch
+  int default_max_tokens = 16;        // /v1/completions without max_tokens (OpenAI's default)
+  int default_chat_max_tokens = 256;  // /v1/chat/completions without max_tokens
+  size_t max_stop_strings = 4;        // OpenAI allows up to 4
+};
+
+struct CompletionRequest {
+  bool chat = false;
+  std::string model;                         // empty: whichever model is loaded
+  std::vector<std::string> prompts;          // completions: one or more text prompts
+  std::vector<std::vector<int>> prompt_ids;  // completions: pre-tokenized prompts
+  std::vector<ChatMessage> messages;         // chat
+  SamplingParams sampling;
+  bool max_tokens_given = false;  // false: max_tokens is the default, clamp silently
+  int n = 1;                      // choices per prompt
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  bool echo = false;           // completions: prepend the prompt to the text
+
+  size_t num_prompts() const { return chat ? 1 : prompts.size() + prompt_ids.size(); }
+};
+
+// Parses and validates a request body; throws ApiError(400/413 ...) with the offending param.
+CompletionRequest parse_completion_request(std::string_view body, bool chat,
+                                           const ProtocolLimits& limits);
+
+// True when `s` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
+bool is_valid_utf8(std::string_view s);
+
+// The chat template above, without the BOS (ids are added by the caller).
+std::string apply_chat_template(const std::vector<ChatMessage>& messages);
+// Stop strings the chat template adds.
+std::vector<std::string> chat_template_stops();
+
+// "stop" | "length" | null-ish ("cancelled", "error" are reported as such).
+const char* finish_reason_name(FinishReason r);
+
+struct Usage {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_prompt_tokens = 0;
+};
+
+struct ChoiceResult {
+  int index = 0;
+  std::string text;
+  FinishReason finish = FinishReason::kNone;
+};
+
+// Identity of one response: id ("cmpl-..."/"chatcmpl-..."), creation time, model name.
+struct ResponseMeta {
+  std::string id;
+  int64_t created = 0;
+  std::string model;
+  bool chat = false;
+};
+
+// Non-streaming body: {"id","object","created","model","choices":[...],"usage":{...}}.
+std::string completion_response_json(const ResponseMeta& meta,
+                                     const std::vector<ChoiceResult>& choices, const Usage& usage);
+
+// One stream chunk for choice `index`. `text` is the new text; `finish` set on its last chunk;
+// `role_delta` (chat) sends {"role":"assistant"} in the delta. `with_usage_null` adds
+// "usage":null as OpenAI does when include_usage is on.
+std::string stream_chunk_json(const ResponseMeta& meta, int index, const std::string& text,
+                              FinishReason finish, bool role_delta, bool with_usage_null);
+// The final usage chunk (choices: []) sent when stream_options.include_usage is true.
+std::string usage_chunk_json(const ResponseMeta& meta, const Usage& usage);
+
+// "data: <payload>\n\n". The payload must not contain newlines (compact JSON never does).
+std::string sse_event(std::string_view payload);
+inline std::string sse_done() {
+  return "data: [DONE]\n\n";
+}
+// A comment line clients ignore; written while idle to notice disconnected clients.
+inline std::string sse_keepalive() {
+  return ": keep-alive\n\n";
+}
+
+// /v1/tokenize body: {"prompt"|"text": string, "add_special_tokens"?: bool}.
+struct TokenizeRequest {
+  std::string text;
+  bool add_bos = true;
+};
+TokenizeRequest parse_tokenize_request(std::string_view body);
+// /v1/detokenize body: {"tokens": [int]}; ids are range-checked against `vocab_size`.
+std::vector<int> parse_detokenize_request(std::string_view body, int vocab_size);
+
+}  // namespace ktl::server

@@ -1,0 +1,128 @@
+// Unit tests of the dashboard's browser-free modules under Node (no chromium needed):
+// the fetch-based SSE parser (web/src/sse.js) and the job-spec / wire-format helpers
+// (web/src/api.js).   node tests/e2e/web_units.test.mjs
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readSse } from '../../web/src/sse.js';
+import { buildTrainJobSpec, normalizeJob } from '../../web/src/api.js';
+import { ema } from '../../web/src/util.js';
+
+/** A Response whose body arrives in the given byte chunks. */
+function chunked(parts) {
+  const enc = new TextEncoder();
+  const stream = new ReadableStream({
+    start(c) {
+      for (const p of parts) c.enqueue(typeof p === 'string' ? enc.encode(p) : p);
+      c.close();
+    },
+  });
+  return new Response(stream);
+}
+
+async function collect(parts) {
+  const out = [];
+  await readSse(chunked(parts), (ev) => out.push(ev));
+  return out;
+}
+
+test('SSE: events split anywhere across chunks, CRLF and a CR/LF pair split in two', async () => {
+  const text = 'id: 7\r\nevent: metric\r\ndata: {"key":"train/loss","step":3,"value":2.5}\r\n\r\n: keep-alive\n\ndata: [DONE]\n\n';
+  const whole = await collect([text]);
+  assert.deepEqual(whole, [
+    { event: 'metric', data: '{"key":"train/loss","step":3,"value":2.5}', id: '7' },
+    { event: 'message', data: '[DONE]', id: '7' },
+  ]);
+  for (let cut = 1; cut < text.length; cut++) {
+    assert.deepEqual(await collect([text.slice(0, cut), text.slice(cut)]), whole, `cut at ${cut}`);
+  }
+});
+
+test('SSE: multi-line data, a field without a value, no space after the colon', async () => {
+  const got = await collect(['data:a\ndata: b\ndata\nevent:x\n\n']);
+  assert.deepEqual(got, [{ event: 'x', data: 'a\nb\n', id: '' }]);
+});
+
+test('SSE: a UTF-8 character split between chunks arrives whole', async () => {
+  const bytes = new TextEncoder().encode('data: {"text":"한국어"}\n\n');
+  const got = await collect([bytes.slice(0, 17), bytes.slice(17)]);
+  assert.equal(JSON.parse(got[0].data).text, '한국어');
+});
+
+test('SSE: returning false stops reading; a final event without a blank line is kept', async () => {
+  const seen = [];
+  await readSse(chunked(['data: 1\n\ndata: 2\n\ndata: 3\n\n']), (ev) => {
+    seen.push(ev.data);
+    return ev.data !== '2' && undefined;
+  });
+  assert.deepEqual(seen, ['1', '2']);
+  assert.deepEqual((await collect(['data: tail'])).map((e) => e.data), ['tail']);
+});
+
+test('job spec from the form: a pipeline with typed options, defaults left to the server', () => {
+  const spec = buildTrainJobSpec({
+    name: 'run',
+    corpus: 'path',
+    dataPath: 'corpus/ko.txt',
+    model: 'tiny',
+    maxSteps: 200,
+    batchSize: 8,
+    learningRate: 6e-4,
+    evalSteps: null,
+    sampleSteps: 50,
+    saveSteps: undefined,
+    logSteps: 5,
+  });
+  assert.deepEqual(spec, {
+    kind: 'pipeline',
+    name: 'run',
+    options: {
+      prepare_data: { input: 'corpus/ko.txt', vocab_size: 8000 },
+      train: {
+        config: 'configs/training.yaml',
+        model_config: 'configs/model_tiny.yaml',
+        max_steps: 200,
+        batch_size: 8,
+        learning_rate: 6e-4,
+        warmup_steps: 20,
+        sample_steps: 50,
+        log_steps: 5,
+      },
+    },
+  });
+  const def = buildTrainJobSpec({ name: 'd', corpus: 'default', model: 'small', maxSteps: 5, vocabSize: 600, warmupSteps: 0 });
+  assert.deepEqual(def.options.prepare_data, { default_corpus: true, vocab_size: 600 });
+  assert.equal(def.options.train.model_config, 'configs/model_small.yaml');
+  assert.equal(def.options.train.warmup_steps, 0);
+});
+
+test('job wire format: seconds become ms, latest metrics may be objects, null stays NaN', () => {
+  const j = normalizeJob({
+    id: 4,
+    kind: 'train',
+    name: 'x',
+    status: 'running',
+    cancel_requested: true,
+    progress: { step: 10, total: 40, fraction: 0.25 },
+    created_at: 1764300000.5,
+    started_at: null,
+    latest_metrics: { 'train/loss': { step: 10, value: 3.5, time: 1 }, 'val/loss': { step: 8, value: null } },
+  });
+  assert.equal(j.createdAt, 1764300000500);
+  assert.equal(j.startedAt, null);
+  assert.equal(j.step, 10);
+  assert.equal(j.total, 40);
+  assert.equal(j.cancelRequested, true);
+  assert.equal(j.metrics['train/loss'], 3.5);
+  assert.ok(Number.isNaN(j.metrics['val/loss']));
+  assert.equal(normalizeJob({ id: 1, status: 'queued' }).metrics, null, 'list rows carry no metrics');
+});
+
+test('EMA smoothing is debiased and skips gaps', () => {
+  assert.deepEqual(ema([1, 2, 3], 0), [1, 2, 3]);
+  const s = ema([4, null, 4, 4], 0.9);
+  assert.equal(s[0], 4); // debiased: the first value is not pulled towards 0
+  assert.equal(s[1], null);
+  assert.ok(Math.abs(s[3] - 4) < 1e-12);
+  const t = ema([0, 10], 0.5);
+  assert.ok(t[1] > 5 && t[1] < 10);
+});

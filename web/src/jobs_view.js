@@ -1,0 +1,289 @@
+// Jobs view: submit form for a training job, and the job list with status, progress, ETA,
+// latest losses and actions (cancel, resume, load checkpoint, open curves / samples).
+import * as api from './api.js';
+import { store } from './store.js';
+import { refreshSoon } from './serving_view.js';
+import { h, fmtNum, fmtDuration, fmtAgo, jobColor, toast } from './util.js';
+
+const STATUS_LABEL = {
+  queued: 'queued',
+  running: 'running',
+  succeeded: 'succeeded',
+  failed: 'failed',
+  cancelled: 'cancelled',
+  interrupted: 'interrupted',
+};
+
+export class JobsView {
+  constructor(root) {
+    this.root = root;
+    this.rows = new Map(); // id -> {el, sig}
+    this.build();
+    store.on('jobs', () => this.renderList());
+    setInterval(() => !this.root.hidden && this.renderList(), 1000); // ETA / "ago" tick
+  }
+
+  build() {
+    this.form = this.buildForm();
+    this.list = h('div', { class: 'job-list', id: 'job-list', role: 'list' });
+    this.empty = h(
+      'div',
+      { class: 'empty', id: 'jobs-empty' },
+      h('strong', {}, 'No jobs yet.'),
+      ' Submit one above: a tiny model trains in a few minutes on a laptop CPU, and its loss curve and samples appear here as it learns.',
+    );
+    this.root.append(
+      h('div', { class: 'card' }, this.form),
+      h(
+        'div',
+        { class: 'card' },
+        h('div', { class: 'card-head' }, h('h2', {}, 'Jobs'), h('span', { class: 'muted', id: 'jobs-count' })),
+        h(
+          'div',
+          { class: 'job-head', 'aria-hidden': 'true' },
+          h('span', {}, 'Job'),
+          h('span', {}, 'Status'),
+          h('span', {}, 'Progress'),
+          h('span', {}, 'ETA'),
+          h('span', {}, 'Loss (train / val)'),
+          h('span', {}, ''),
+        ),
+        this.list,
+        this.empty,
+      ),
+    );
+  }
+
+  buildForm() {
+    const num = (id, label, value, attrs = {}) =>
+      h('label', { class: 'field' }, h('span', {}, label), h('input', { id, type: 'number', value, required: true, ...attrs }));
+    const pathInput = h('input', {
+      id: 'job-data-path',
+      type: 'text',
+      placeholder: 'corpus file or directory under the data dir',
+      disabled: true,
+      spellcheck: 'false',
+    });
+    const corpusRadio = (value, label, checked) =>
+      h(
+        'label',
+        { class: 'radio' },
+        h('input', {
+          type: 'radio',
+          name: 'corpus',
+          value,
+          id: `job-corpus-${value}`,
+          checked,
+          onchange: () => {
+            pathInput.disabled = value !== 'path';
+            if (value === 'path') pathInput.focus();
+          },
+        }),
+        label,
+      );
+    const form = h(
+      'form',
+      { class: 'job-form', id: 'job-form', novalidate: false, onsubmit: (ev) => this.submit(ev) },
+      h('div', { class: 'card-head' }, h('h2', {}, 'New training job'), h('span', { class: 'muted' }, 'prepare data → tokenizer → train')),
+      h(
+        'div',
+        { class: 'form-grid' },
+        h('label', { class: 'field span-2' }, h('span', {}, 'Name'), h('input', { id: 'job-name', type: 'text', value: 'tiny-ko', required: true, maxlength: 80 })),
+        h(
+          'fieldset',
+          { class: 'field span-2 corpus' },
+          h('legend', {}, 'Corpus'),
+          h('div', { class: 'radios' }, corpusRadio('default', 'Default Korean corpus', true), corpusRadio('path', 'Path', false)),
+          pathInput,
+        ),
+        h(
+          'label',
+          { class: 'field' },
+          h('span', {}, 'Model'),
+          h(
+            'select',
+            { id: 'job-model' },
+            h('option', { value: 'tiny', selected: true }, 'tiny · ~3M params'),
+            h('option', { value: 'small' }, 'small · ~100M params'),
+          ),
+        ),
+        num('job-max-steps', 'Max steps', 200, { min: 1, step: 1 }),
+        num('job-batch-size', 'Batch size', 8, { min: 1, step: 1 }),
+        num('job-lr', 'Learning rate', 0.0006, { min: 0, step: 'any' }),
+      ),
+      h(
+        'details',
+        { class: 'advanced' },
+        h('summary', {}, 'More options: tokenizer, validation split, context, schedule'),
+        h(
+          'div',
+          { class: 'form-grid' },
+          num('job-vocab-size', 'Tokenizer vocabulary', '', { min: 300, step: 1, placeholder: 'auto: the model’s', required: false }),
+          num('job-val-fraction', 'Validation share', '', { min: 0, max: 0.5, step: 'any', placeholder: 'default 0.01', required: false }),
+          num('job-seq-length', 'Context length (tokens)', '', { min: 8, step: 1, placeholder: 'default 256', required: false }),
+          num('job-warmup-steps', 'Warm-up steps', '', { min: 0, step: 1, placeholder: 'auto: 10% of max', required: false }),
+          num('job-log-steps', 'Log every (steps)', 5, { min: 1, step: 1 }),
+          num('job-eval-steps', 'Eval every (steps)', 50, { min: 1, step: 1 }),
+          num('job-sample-steps', 'Sample every (steps)', 50, { min: 1, step: 1 }),
+          num('job-save-steps', 'Checkpoint every (steps)', 100, { min: 1, step: 1 }),
+        ),
+      ),
+      h('div', { class: 'row-end' }, h('button', { type: 'submit', class: 'btn btn-primary', id: 'job-submit' }, 'Start training')),
+    );
+    return form;
+  }
+
+  async submit(ev) {
+    ev.preventDefault();
+    const f = this.form;
+    const val = (id) => f.querySelector(`#${id}`).value.trim();
+    const numOrNull = (id) => (val(id) === '' ? null : Number(val(id)));
+    const corpus = f.querySelector('input[name=corpus]:checked').value;
+    if (corpus === 'path' && !val('job-data-path')) {
+      toast('Enter a corpus path, or pick the default corpus.', 'error');
+      return;
+    }
+    const spec = api.buildTrainJobSpec({
+      name: val('job-name'),
+      corpus,
+      dataPath: val('job-data-path'),
+      model: val('job-model'),
+      maxSteps: numOrNull('job-max-steps'),
+      batchSize: numOrNull('job-batch-size'),
+      learningRate: numOrNull('job-lr'),
+      warmupSteps: numOrNull('job-warmup-steps'),
+      vocabSize: numOrNull('job-vocab-size'),
+      valFraction: numOrNull('job-val-fraction'),
+      seqLength: numOrNull('job-seq-length'),
+      logSteps: numOrNull('job-log-steps'),
+      evalSteps: numOrNull('job-eval-steps'),
+      sampleSteps: numOrNull('job-sample-steps'),
+      saveSteps: numOrNull('job-save-steps'),
+    });
+    const button = f.querySelector('#job-submit');
+    button.disabled = true;
+    try {
+      const job = await api.createJob(spec);
+      store.upsertJob(job);
+      store.setCharted(job.id, true);
+      toast(`Job #${job.id} “${job.name}” submitted`, 'ok');
+      store.refreshJobs().catch(() => {});
+    } catch (e) {
+      toast(`Could not submit: ${e.message}`, 'error');
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async act(job, action) {
+    try {
+      if (action === 'cancel') {
+        await api.cancelJob(job.id);
+        toast(`Cancelling job #${job.id} (it saves a checkpoint first)`);
+      } else if (action === 'resume') {
+        await api.resumeJob(job.id);
+        toast(`Job #${job.id} resumes from its last checkpoint`, 'ok');
+      } else if (action === 'load') {
+        await api.loadModel({ jobId: job.id });
+        toast(`Loading job #${job.id}'s newest checkpoint…`, 'ok');
+        refreshSoon();
+      }
+      store.refreshJobs().catch(() => {});
+    } catch (e) {
+      toast(`${action} failed: ${e.message}`, 'error');
+    }
+  }
+
+  renderList() {
+    const jobs = store.jobs;
+    this.empty.hidden = jobs.length > 0;
+    const running = jobs.filter((j) => j.status === 'running').length;
+    this.root.querySelector('#jobs-count').textContent = jobs.length ? `${jobs.length} total · ${running} running` : '';
+    const seen = new Set();
+    let prev = null;
+    for (const job of jobs) {
+      const id = String(job.id);
+      seen.add(id);
+      const eta = store.etaSeconds(job);
+      // Rows are rebuilt only when their data changes (a rebuilt button would lose a click);
+      // the ticking texts (ETA, "3m ago") are updated in place.
+      const sig = JSON.stringify([job.status, job.cancelRequested, job.step, job.total, job.metrics, job.checkpoints?.length, job.error, job.name, job.kind]);
+      let row = this.rows.get(id);
+      if (!row || row.sig !== sig) {
+        const el = this.renderRow(job, eta);
+        if (row) row.el.replaceWith(el);
+        row = { el, sig };
+        this.rows.set(id, row);
+      }
+      row.el.querySelector('.job-ago').textContent = fmtAgo(job.createdAt);
+      row.el.querySelector('.job-eta-text').textContent = this.etaText(job, eta);
+      // Keep DOM order = list order.
+      const want = prev ? prev.nextSibling : this.list.firstChild;
+      if (want !== row.el) this.list.insertBefore(row.el, want);
+      prev = row.el;
+    }
+    for (const [id, row] of this.rows) {
+      if (!seen.has(id)) {
+        row.el.remove();
+        this.rows.delete(id);
+      }
+    }
+  }
+
+  etaText(job, eta) {
+    if (job.status === 'running') return eta !== null ? fmtDuration(eta) : 'estimating…';
+    if (job.finishedAt && job.startedAt) return `took ${fmtDuration((job.finishedAt - job.startedAt) / 1000)}`;
+    return '–';
+  }
+
+  renderRow(job, eta) {
+    const pct = job.total ? Math.min(100, (100 * job.step) / job.total) : job.status === 'succeeded' ? 100 : 0;
+    const m = job.metrics || {};
+    const train = m[api.METRIC.trainLoss];
+    const valLoss = m[api.METRIC.valLoss];
+    const button = (action, label, cls = 'btn-ghost') =>
+      h('button', { type: 'button', class: `btn btn-sm ${cls}`, 'data-action': action, onclick: () => this.act(job, action) }, label);
+    const actions = [];
+    if (api.ACTIVE_STATUSES.has(job.status) && !job.cancelRequested) actions.push(button('cancel', 'Cancel', 'btn-danger'));
+    if (api.RESUMABLE_STATUSES.has(job.status)) actions.push(button('resume', 'Resume'));
+    // A checkpoint can be served as soon as one exists, even while the job still trains.
+    const trains = job.kind === 'train' || job.kind === 'pipeline' || !job.kind;
+    const hasCheckpoint = job.checkpoints ? job.checkpoints.length > 0 : api.LOADABLE_STATUSES.has(job.status);
+    if (trains && hasCheckpoint) actions.push(button('load', 'Load model'));
+    const statusText = job.cancelRequested && api.ACTIVE_STATUSES.has(job.status) ? 'cancelling' : STATUS_LABEL[job.status] || job.status;
+    return h(
+      'div',
+      { class: `job-row status-${job.status}`, role: 'listitem', 'data-job-id': String(job.id), 'data-status': job.status },
+      h(
+        'div',
+        { class: 'job-title' },
+        h('span', { class: 'swatch', style: { background: jobColor(job.id) } }),
+        h('div', {}, h('div', { class: 'job-name' }, job.name), h('div', { class: 'muted small' }, `#${job.id} · ${job.kind || 'job'} · `, h('span', { class: 'job-ago' }, fmtAgo(job.createdAt)))),
+      ),
+      h('div', { class: 'job-status' }, h('span', { class: `badge badge-${job.status}` }, statusText)),
+      h(
+        'div',
+        { class: 'job-progress' },
+        h('div', { class: 'bar', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': Math.round(pct) }, h('div', { class: 'bar-fill', style: { width: `${pct}%` } })),
+        h('span', { class: 'small muted' }, job.total ? `${job.step} / ${job.total}` : job.step ? `step ${job.step}` : ''),
+      ),
+      h('div', { class: 'job-eta small' }, job.status === 'running' ? h('span', { class: 'label-phone' }, 'ETA ') : null, h('span', { class: 'job-eta-text' }, this.etaText(job, eta))),
+      h(
+        'div',
+        { class: 'job-loss small' },
+        h('span', { class: 'label-phone' }, 'loss '),
+        h('span', { class: 'mono' }, fmtNum(train, 4)),
+        ' / ',
+        h('span', { class: 'mono' }, fmtNum(valLoss, 4)),
+      ),
+      h(
+        'div',
+        { class: 'job-actions' },
+        h('a', { class: 'btn btn-sm btn-ghost', href: `#curves/${encodeURIComponent(job.id)}`, onclick: () => store.setCharted(job.id, true) }, 'Curves'),
+        h('a', { class: 'btn btn-sm btn-ghost', href: `#samples/${encodeURIComponent(job.id)}` }, 'Samples'),
+        actions,
+      ),
+      job.error ? h('div', { class: 'job-error' }, job.error) : null,
+    );
+  }
+}

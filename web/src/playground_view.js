@@ -1,0 +1,215 @@
+// Playground: prompt + sampling controls, output streamed token by token from /v1/completions,
+// with time to first token and decode tokens/s.
+import * as api from './api.js';
+import { store } from './store.js';
+import { h, clear, fmtNum, toast } from './util.js';
+
+const PROMPT_KEY = 'ktl.playground';
+
+export class PlaygroundView {
+  constructor(root) {
+    this.root = root;
+    this.ctrl = null;
+    this.build();
+    this.restore();
+    store.on('models', () => this.renderModels());
+    store.on('jobs', () => this.renderModels());
+  }
+
+  build() {
+    const range = (id, label, min, max, step, value) => {
+      const out = h('output', { class: 'mono' }, String(value));
+      const input = h('input', { id, type: 'range', min, max, step, value, oninput: () => (out.textContent = input.value) });
+      return h('label', { class: 'field' }, h('span', { class: 'field-row' }, label, out), input);
+    };
+    const num = (id, label, value, attrs = {}) => h('label', { class: 'field' }, h('span', {}, label), h('input', { id, type: 'number', value, ...attrs }));
+    this.model = h('select', { id: 'pg-model', 'aria-label': 'Model' });
+    this.prompt = h('textarea', { id: 'pg-prompt', class: 'ko', rows: 5, spellcheck: 'false', placeholder: '프롬프트를 입력하세요…' });
+    this.prompt.value = '대한민국의 수도는';
+    this.prompt.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) this.generate();
+    });
+    this.genButton = h('button', { type: 'button', class: 'btn btn-primary', id: 'pg-generate', onclick: () => this.generate() }, 'Generate');
+    this.stopButton = h('button', { type: 'button', class: 'btn btn-ghost', id: 'pg-stop', disabled: true, onclick: () => this.stop() }, 'Stop');
+    this.noModel = h('div', { class: 'notice', id: 'pg-nomodel', hidden: true });
+    this.outPrompt = h('span', { class: 'pg-prompt' });
+    this.outText = h('span', { class: 'pg-text', id: 'pg-text' });
+    this.output = h('div', { class: 'pg-output ko', id: 'pg-output', 'data-chunks': '0', 'aria-live': 'polite' }, this.outPrompt, this.outText);
+    const stat = (id, label) => h('div', { class: 'metric' }, h('span', { class: 'muted small' }, label), h('span', { class: 'mono', id }, '–'));
+    this.root.append(
+      this.noModel,
+      h(
+        'div',
+        { class: 'pg-grid' },
+        h(
+          'div',
+          { class: 'card pg-controls' },
+          h('div', { class: 'card-head' }, h('h2', {}, 'Playground'), this.model),
+          h('label', { class: 'field' }, h('span', {}, 'Prompt'), this.prompt),
+          h(
+            'div',
+            { class: 'form-grid' },
+            range('pg-temperature', 'Temperature', 0, 2, 0.05, 0.8),
+            range('pg-top-p', 'Top-p', 0, 1, 0.01, 0.95),
+            num('pg-top-k', 'Top-k', 40, { min: 0, step: 1 }),
+            num('pg-max-tokens', 'Max tokens', 64, { min: 1, step: 1 }),
+            num('pg-seed', 'Seed', '', { placeholder: 'random', step: 1 }),
+            h('label', { class: 'field' }, h('span', {}, 'Stop (one per line)'), h('textarea', { id: 'pg-stop-seqs', rows: 1, spellcheck: 'false' })),
+          ),
+          h('div', { class: 'row-end' }, h('span', { class: 'muted small hint' }, 'Ctrl+Enter'), this.stopButton, this.genButton),
+        ),
+        h(
+          'div',
+          { class: 'card pg-result' },
+          h('div', { class: 'card-head' }, h('h2', {}, 'Output'), h('span', { class: 'muted small', id: 'pg-state' }, '')),
+          this.output,
+          h('div', { class: 'metrics-row' }, stat('pg-ttft', 'TTFT'), stat('pg-tps', 'tokens/s'), stat('pg-tokens', 'tokens'), stat('pg-finish', 'finish')),
+        ),
+      ),
+    );
+  }
+
+  restore() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(PROMPT_KEY) || 'null');
+      if (saved && typeof saved.prompt === 'string') this.prompt.value = saved.prompt;
+    } catch {
+      /* nothing saved */
+    }
+  }
+
+  show() {
+    this.renderModels();
+  }
+
+  renderModels() {
+    const models = store.models;
+    const current = this.model.value;
+    clear(this.model).append(...models.map((m) => h('option', { value: m, selected: m === current }, m)));
+    this.model.hidden = models.length === 0;
+    const none = models.length === 0;
+    this.noModel.hidden = !none;
+    if (none) {
+      const training = store.jobs.find((j) => j.status === 'running' || j.status === 'queued');
+      clear(this.noModel).append(
+        h('strong', {}, 'No model loaded yet'),
+        training
+          ? ` — job #${training.id} “${training.name}” is training; ${/quickstart/i.test(training.name) ? 'it will appear here when it finishes.' : 'load its checkpoint from Jobs (“Load model”) and it will appear here.'}`
+          : h('span', {}, ' — train one in ', h('a', { href: '#jobs' }, 'Jobs'), ' and press “Load model”, or start the server with ', h('code', {}, 'ktl serve --model DIR'), '.'),
+      );
+    }
+    this.genButton.disabled = none || !!this.ctrl;
+  }
+
+  params() {
+    const v = (id) => this.root.querySelector(`#${id}`).value.trim();
+    const p = {
+      model: this.model.value || undefined,
+      prompt: this.prompt.value,
+      max_tokens: Number(v('pg-max-tokens')) || 64,
+      temperature: Number(v('pg-temperature')),
+      top_p: Number(v('pg-top-p')),
+      top_k: Number(v('pg-top-k')) || 0,
+    };
+    if (v('pg-seed') !== '') p.seed = Number(v('pg-seed'));
+    const stops = this.root.querySelector('#pg-stop-seqs').value.split('\n').filter((s) => s !== '');
+    if (stops.length) p.stop = stops.map((s) => s.replace(/\\n/g, '\n'));
+    return p;
+  }
+
+  setStat(id, text) {
+    this.root.querySelector(`#${id}`).textContent = text;
+  }
+
+  async generate() {
+    if (this.ctrl || this.genButton.disabled) return;
+    const params = this.params();
+    if (!params.prompt) {
+      toast('Write a prompt first.', 'error');
+      return;
+    }
+    try {
+      localStorage.setItem(PROMPT_KEY, JSON.stringify({ prompt: params.prompt }));
+    } catch {
+      /* storage disabled */
+    }
+    const ctrl = new AbortController();
+    this.ctrl = ctrl;
+    this.genButton.disabled = true;
+    this.stopButton.disabled = false;
+    this.output.classList.add('streaming');
+    this.output.classList.remove('error');
+    this.outPrompt.textContent = params.prompt;
+    this.outText.textContent = '';
+    this.output.dataset.chunks = '0';
+    for (const id of ['pg-ttft', 'pg-tps', 'pg-tokens', 'pg-finish']) this.setStat(id, '–');
+    this.setStat('pg-state', 'waiting for the first token…');
+
+    const t0 = performance.now();
+    let first = null;
+    let last = null;
+    let tokens = 0;
+    let chunks = 0;
+    let finish = null;
+    let usage = null;
+    const update = () => {
+      this.setStat('pg-tokens', String(usage?.completion_tokens ?? tokens));
+      if (first !== null) this.setStat('pg-ttft', `${fmtNum(first - t0, 3)} ms`);
+      const n = usage?.completion_tokens ?? tokens;
+      if (n > 1 && last > first) this.setStat('pg-tps', fmtNum(((n - 1) * 1000) / (last - first), 3));
+    };
+    try {
+      await this.refreshModelIfStale(params);
+      await api.streamCompletion(
+        params,
+        (c) => {
+          if (c.usage) usage = c.usage;
+          if (c.finishReason) finish = c.finishReason;
+          if (c.text) {
+            const now = performance.now();
+            if (first === null) {
+              first = now;
+              this.setStat('pg-state', 'streaming…');
+            }
+            last = now;
+            tokens++;
+            chunks++;
+            this.outText.textContent += c.text;
+            this.output.dataset.chunks = String(chunks);
+          }
+          update();
+        },
+        ctrl.signal,
+      );
+      this.setStat('pg-finish', finish || '–');
+      this.setStat('pg-state', `done in ${fmtNum((performance.now() - t0) / 1000, 3)} s`);
+    } catch (e) {
+      if (ctrl.signal.aborted) {
+        this.setStat('pg-finish', 'stopped');
+        this.setStat('pg-state', 'stopped');
+      } else {
+        this.output.classList.add('error');
+        this.setStat('pg-state', `error: ${e.message}`);
+        toast(`Generation failed: ${e.message}`, 'error');
+      }
+    } finally {
+      update();
+      this.output.classList.remove('streaming');
+      this.ctrl = null;
+      this.stopButton.disabled = true;
+      this.renderModels();
+    }
+  }
+
+  /** Right after a model switch the list may lag: ask again before naming a model. */
+  async refreshModelIfStale(params) {
+    const served = store.serving && store.serving.model;
+    if (!params.model || !served || served === params.model) return;
+    const models = await store.refreshModels().catch(() => store.models);
+    if (!models.includes(params.model)) params.model = models[0];
+  }
+
+  stop() {
+    if (this.ctrl) this.ctrl.abort();
+  }
+}
