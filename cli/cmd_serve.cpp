@@ -111,7 +111,7 @@ int run_serve(const Args& args) {
   if (!cfg.web_root.empty())
     spdlog::info("dashboard: http://{}:{}/ (from {})", cfg.host, port, cfg.web_root);
   if (cfg.model_dir.empty() && !cfg.quickstart)
-    spdlog::info("no model loaded: POST /v1/models/load {{\"path\": DIR}} or restart with --model");
+    spdlog::info("{}", "no model loaded: POST /v1/models/load {\"path\": DIR} or restart with --model");
 
   std::thread waiter([&server] {
     unsigned char sig = 0;

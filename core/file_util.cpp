@@ -1,5 +1,7 @@
 #include "core/file_util.h"
 
+#include "core/atomic_file_writer.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -49,32 +51,9 @@ void fsync_dir(const fs::path& dir) {
 }
 
 void write_file_atomic(const fs::path& path, std::string_view data) {
-  const fs::path tmp = path.string() + ".tmp-" + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw std::runtime_error("cannot create " + tmp.string() + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(err));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    throw std::runtime_error("cannot rename into " + path.string() + ": " + std::strerror(err));
-  }
-  fsync_dir(path.parent_path());
+  AtomicFileWriter w(path.string());
+  w.write(data.data(), data.size());
+  w.commit();
 }
 
 // --- SHA-256 (FIPS 180-4), small and dependency-free ---

@@ -37,9 +37,11 @@ void handle_health(ServerContext& ctx, httplib::Response& res) {
   } else if (st.state == ModelState::kLoading) {
     res.status = 503;
     j = {{"status", "loading"}, {"loading", st.loading_dir}};
+  } else if (!st.error.empty()) {
+    res.status = 503;  // the last load failed and nothing serves: not healthy for a balancer
+    j = {{"status", "load_failed"}, {"error", st.error}};
   } else {
     j = {{"status", "no_model"}};
-    if (!st.error.empty()) j["error"] = st.error;
   }
   res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }

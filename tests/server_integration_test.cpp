@@ -476,3 +476,39 @@ TEST(ServeLimits, BackpressureAndBindSafety) {
 }
 
 }  // namespace
+
+TEST(ServeLimits, CorruptModelLeavesTheServerUpButUnhealthy) {
+  const std::string dir =
+      fs::temp_directory_path() / ("ktl_serve_corrupt_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  std::string why;
+  const std::string model = ktl::testing::make_tiny_served_model(dir + "/m", &why);
+  if (model.empty()) {
+    if (!fs::exists(ktl::testing::ktl_bin())) GTEST_SKIP() << why;
+    FAIL() << why;
+  }
+  const auto weights = model + "/model.safetensors";
+  fs::resize_file(weights, fs::file_size(weights) / 2);  // a truncated checkpoint
+
+  ServerProcess server({"--model", model, "--data-dir", dir + "/data"}, dir + "/server.log");
+  ASSERT_GT(server.port(), 0) << server.log();
+  httplib::Client c("127.0.0.1", server.port());
+  std::string body;
+  int status = 0;
+  for (int i = 0; i < 300; ++i) {
+    auto h = c.Get("/health");
+    ASSERT_TRUE(h);
+    status = h->status;
+    body = h->body;
+    if (body.find("load_failed") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(status, 503) << body;
+  EXPECT_NE(body.find("model.safetensors"), std::string::npos) << body;  // the message names it
+  auto gen = c.Post("/v1/completions", R"({"prompt":"나는","max_tokens":2})", "application/json");
+  ASSERT_TRUE(gen);
+  EXPECT_EQ(gen->status, 503) << gen->body;
+  EXPECT_TRUE(c.Get("/v1/models"));  // the rest of the server still answers
+  EXPECT_EQ(server.stop(), 0);
+  fs::remove_all(dir);
+}
