@@ -1,9 +1,10 @@
 // A bias-free linear layer's weight in the format the engine runs: fp32, bf16, or int8
 // weight-only with one scale per output channel (w ~= q * scale[out], q in [-127, 127]).
 //
-// int8 runs through the quantized engine's dynamic linear (oneDNN on x86, QNNPACK on ARM:
-// activations quantized per call, int8 GEMM, fp32 out); where that is unavailable it falls back to
-// dequantize + fp32 matmul, which is also the naive twin the tests compare against.
+// int8: up to 8 rows (decode) run a weight-only int8 GEMV (fp32 activations, weights streamed
+// once as int8); larger batches (prefill) go through the quantized engine's dynamic linear
+// (oneDNN on x86, QNNPACK on ARM), or, where that is unavailable, dequantize + fp32 matmul,
+// which is also the naive twin the tests compare against.
 //
 // Thread-safety: immutable after construction; forward() is safe from any thread.
 #pragma once
@@ -45,7 +46,7 @@ class PackedLinear {
   WeightDtype dtype_ = WeightDtype::kFp32;
   int64_t in_ = 0, out_ = 0;
   torch::Tensor w_;                 // fp32 or bf16 [out, in]
-  torch::Tensor q_, scales_;        // int8 [out, in], fp32 [out]
+  torch::Tensor q_, scales_;        // int8 [out, in], fp32 [out] (q_ kept for the GEMV)
   c10::intrusive_ptr<LinearPackedParamsBase> packed_;
 };
 
