@@ -134,11 +134,11 @@ int run_serve(const Args& args) {
 KTL_COMMAND(ktl::cli::Command{
     "serve",
     "Serve a model over HTTP (OpenAI-compatible), the training-jobs API and the dashboard.",
-    {{"model", "checkpoint directory to serve (optional: load one later)"},
+    {{"model", "checkpoint directory to serve (optional: load one later)", ""},
      {"host", "address to listen on (non-loopback needs --api-key or --insecure)", "127.0.0.1"},
      {"port", "port (0 = any free port)", "8080"},
      {"data-dir", "jobs database, runs and checkpoints", "var"},
-     {"api-key", "require 'Authorization: Bearer KEY' on /v1 routes (or $KTL_API_KEY)"},
+     {"api-key", "require 'Authorization: Bearer KEY' on /v1 routes (or $KTL_API_KEY)", ""},
      {"insecure", "allow a non-loopback --host without an API key", "", true},
      {"web-root", "dashboard directory (or $KTL_WEB_ROOT)", "<exe>/../web"},
      {"configs-dir", "model/training YAMLs for --quickstart (or $KTL_CONFIG_DIR)",

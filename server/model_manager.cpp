@@ -90,18 +90,21 @@ bool ModelManager::load_async(const std::string& dir) {
   loading_ = true;
   status_.state = ModelState::kLoading;
   status_.loading_dir = dir;
-  loader_thread_ = std::thread([this, dir] {
-    std::unique_ptr<Engine> e;
-    std::string error;
-    try {
-      e = loader_(dir, cfg_);
-      if (!e) error = "loader returned no engine";
-    } catch (const std::exception& ex) {
-      error = ex.what();
-    }
-    finish_load(dir, std::move(e), error);
-  });
+  loader_thread_ = std::thread([this, dir] { run_load(dir); });
   return true;
+}
+
+std::string ModelManager::run_load(const std::string& dir) {
+  std::unique_ptr<Engine> e;
+  std::string error;
+  try {
+    e = loader_(dir, cfg_);
+    if (!e) error = "loader returned no engine";
+  } catch (const std::exception& ex) {
+    error = ex.what();
+  }
+  finish_load(dir, std::move(e), error);
+  return error;
 }
 
 void ModelManager::load_sync(const std::string& dir) {
@@ -112,15 +115,7 @@ void ModelManager::load_sync(const std::string& dir) {
     status_.state = ModelState::kLoading;
     status_.loading_dir = dir;
   }
-  std::unique_ptr<Engine> e;
-  std::string error;
-  try {
-    e = loader_(dir, cfg_);
-    if (!e) error = "loader returned no engine";
-  } catch (const std::exception& ex) {
-    error = ex.what();
-  }
-  finish_load(dir, std::move(e), error);
+  const std::string error = run_load(dir);
   if (!error.empty()) throw std::runtime_error(error);
 }
 

@@ -58,6 +58,7 @@ class ModelManager {
 
  private:
   void finish_load(const std::string& dir, std::unique_ptr<Engine> e, const std::string& error);
+  std::string run_load(const std::string& dir);  // loads and swaps in; returns the error or ""
 
   const EngineConfig cfg_;
   const Loader loader_;
