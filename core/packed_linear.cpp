@@ -162,16 +162,12 @@ PackedLinear PackedLinear::from_int8(const torch::Tensor& q, const torch::Tensor
 
 torch::Tensor PackedLinear::dequantized() const {
   if (dtype_ != WeightDtype::kInt8) return w_.to(torch::kFloat32);
-  if (q_.defined()) return q_.to(torch::kFloat32) * scales_.unsqueeze(1);
-  auto [wq, bias] = const_cast<LinearPackedParamsBase&>(*packed_).unpack();
-  return wq.dequantize();
+  return q_.to(torch::kFloat32) * scales_.unsqueeze(1);
 }
 
 std::pair<torch::Tensor, torch::Tensor> PackedLinear::int8_parts() const {
   if (dtype_ != WeightDtype::kInt8) return quantize_int8_per_channel(w_);
-  if (q_.defined()) return {q_, scales_};
-  auto [wq, bias] = const_cast<LinearPackedParamsBase&>(*packed_).unpack();
-  return {wq.int_repr().contiguous(), scales_};
+  return {q_, scales_};
 }
 
 torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {

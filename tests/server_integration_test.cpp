@@ -388,16 +388,29 @@ namespace {
 
 // Limits with a second server: --max-streams 2, a 64 KiB body limit, no key. And the refusal to
 // listen on a non-loopback address without a key.
-TEST(ServeLimits, BackpressureAndBindSafety) {
-  const std::string dir =
-      fs::temp_directory_path() / ("ktl_serve_limits_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  std::string why;
-  const std::string model = ktl::testing::make_tiny_served_model(dir + "/m", &why);
-  if (model.empty()) {
-    if (!fs::exists(ktl::testing::ktl_bin())) GTEST_SKIP() << why;
-    FAIL() << why;
+// A fresh tiny model in its own temp dir, for tests that start their own server.
+class ServeOwnServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() /
+            ("ktl_serve_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+             "_" + std::to_string(getpid())))
+               .string();
+    fs::remove_all(dir_);
+    std::string why;
+    model_ = ktl::testing::make_tiny_served_model(dir_ + "/m", &why);
+    if (model_.empty()) {
+      if (!fs::exists(ktl::testing::ktl_bin())) GTEST_SKIP() << why;
+      FAIL() << why;
+    }
   }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string dir_, model_;
+};
+
+TEST_F(ServeOwnServerTest, BackpressureAndBindSafety) {
+  const std::string& dir = dir_;
+  const std::string& model = model_;
 
   // Non-loopback without a key: refused at start with a clear message, exit 1.
   const std::string refused_log = dir + "/refused.log";
@@ -472,21 +485,13 @@ TEST(ServeLimits, BackpressureAndBindSafety) {
   EXPECT_EQ(big->status, 413);
   EXPECT_NE(big->body.find("payload_too_large"), std::string::npos);
   EXPECT_EQ(server.stop(), 0) << server.log();
-  fs::remove_all(dir);
 }
 
 }  // namespace
 
-TEST(ServeLimits, CorruptModelLeavesTheServerUpButUnhealthy) {
-  const std::string dir =
-      fs::temp_directory_path() / ("ktl_serve_corrupt_" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  std::string why;
-  const std::string model = ktl::testing::make_tiny_served_model(dir + "/m", &why);
-  if (model.empty()) {
-    if (!fs::exists(ktl::testing::ktl_bin())) GTEST_SKIP() << why;
-    FAIL() << why;
-  }
+TEST_F(ServeOwnServerTest, CorruptModelLeavesTheServerUpButUnhealthy) {
+  const std::string& dir = dir_;
+  const std::string& model = model_;
   const auto weights = model + "/model.safetensors";
   fs::resize_file(weights, fs::file_size(weights) / 2);  // a truncated checkpoint
 
@@ -510,5 +515,4 @@ TEST(ServeLimits, CorruptModelLeavesTheServerUpButUnhealthy) {
   EXPECT_EQ(gen->status, 503) << gen->body;
   EXPECT_TRUE(c.Get("/v1/models"));  // the rest of the server still answers
   EXPECT_EQ(server.stop(), 0);
-  fs::remove_all(dir);
 }
