@@ -39,7 +39,7 @@ test-deps: deps
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y --no-install-recommends $$missing; \
 	fi
 	@if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then cd tests/e2e && npm install --no-audit --no-fund; fi
-	@if [ -f tests/node/package.json ] && [ ! -d tests/node/node_modules ]; then cd tests/node && npm install --no-audit --no-fund; fi
+	@if [ -f tests/server/node/package.json ] && [ ! -d tests/server/node/node_modules ]; then cd tests/server/node && npm install --no-audit --no-fund; fi
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release

@@ -14,12 +14,12 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "core/engine_checkpoint.h"
-#include "core/file_util.h"
-#include "core/llm_engine.h"
-#include "core/model.h"
-#include "core/model_config.h"
-#include "core/tokenizer.h"
+#include "core/engine/engine_checkpoint.h"
+#include "core/base/file_util.h"
+#include "core/engine/llm_engine.h"
+#include "core/model/model.h"
+#include "core/model/model_config.h"
+#include "core/tokenizer/tokenizer.h"
 
 namespace {
 

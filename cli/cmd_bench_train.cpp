@@ -9,13 +9,13 @@
 #include <random>
 
 #include "cli/command.h"
-#include "core/console_metrics_sink.h"
-#include "core/data_loader.h"
-#include "core/mixed_precision.h"
-#include "core/model.h"
-#include "core/model_config.h"
-#include "core/trainer.h"
-#include "core/training_config.h"
+#include "core/train/console_metrics_sink.h"
+#include "core/train/data_loader.h"
+#include "core/train/mixed_precision.h"
+#include "core/model/model.h"
+#include "core/model/model_config.h"
+#include "core/train/trainer.h"
+#include "core/train/training_config.h"
 
 namespace {
 

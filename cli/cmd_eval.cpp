@@ -7,15 +7,15 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "core/checkpoint.h"
-#include "core/console_metrics_sink.h"
-#include "core/data_loader.h"
-#include "core/device.h"
-#include "core/evaluation.h"
-#include "core/mixed_precision.h"
-#include "core/token_shard.h"
-#include "core/tokenizer.h"
-#include "core/training_config.h"
+#include "core/model/checkpoint.h"
+#include "core/train/console_metrics_sink.h"
+#include "core/train/data_loader.h"
+#include "core/model/device.h"
+#include "core/train/evaluation.h"
+#include "core/train/mixed_precision.h"
+#include "core/data/token_shard.h"
+#include "core/tokenizer/tokenizer.h"
+#include "core/train/training_config.h"
 #include "jobs/child_reporting.h"
 
 namespace {

@@ -1,5 +1,5 @@
 // ktl export: a checkpoint directory to other formats.
-//   --format gguf: a GGUF file for llama.cpp / Ollama / LM Studio (core/gguf_export.h).
+//   --format gguf: a GGUF file for llama.cpp / Ollama / LM Studio (core/export/gguf_export.h).
 //   --format ktl --quantize int8: an int8 checkpoint for `ktl generate` (the inference module
 //   adds it in export_ktl below).
 #include <cstdio>
@@ -7,8 +7,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "core/engine_checkpoint.h"
-#include "core/gguf_export.h"
+#include "core/engine/engine_checkpoint.h"
+#include "core/export/gguf_export.h"
 
 namespace {
 

@@ -1,10 +1,10 @@
-// ktl generate: stream a continuation of a prompt from a checkpoint (core/generator.h).
+// ktl generate: stream a continuation of a prompt from a checkpoint (core/engine/generator.h).
 #include <cstdio>
 #include <iostream>
 
 #include "cli/command.h"
-#include "core/generator.h"
-#include "core/sampler.h"
+#include "core/engine/generator.h"
+#include "core/scheduling/sampler.h"
 
 namespace {
 

@@ -3,7 +3,7 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "core/model_config.h"
+#include "core/model/model_config.h"
 
 namespace {
 

@@ -3,11 +3,11 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "core/checkpoint.h"
-#include "core/file_util.h"
-#include "core/model.h"
-#include "core/model_config.h"
-#include "core/tokenizer.h"
+#include "core/model/checkpoint.h"
+#include "core/base/file_util.h"
+#include "core/model/model.h"
+#include "core/model/model_config.h"
+#include "core/tokenizer/tokenizer.h"
 
 namespace {
 

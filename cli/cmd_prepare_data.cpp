@@ -3,8 +3,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "core/data_pipeline.h"
-#include "core/default_corpus.h"
+#include "core/data/data_pipeline.h"
+#include "core/data/default_corpus.h"
 
 namespace {
 

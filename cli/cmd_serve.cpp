@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "cli/command.h"
-#include "core/file_util.h"
+#include "core/base/file_util.h"
 #include "server/http_server.h"
 
 namespace {

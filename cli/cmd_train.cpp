@@ -9,16 +9,16 @@
 #include <memory>
 
 #include "cli/command.h"
-#include "core/file_util.h"
-#include "core/checkpoint.h"
-#include "core/console_metrics_sink.h"
-#include "core/device.h"
-#include "core/model.h"
-#include "core/model_config.h"
-#include "core/token_shard.h"
-#include "core/tokenizer.h"
-#include "core/trainer.h"
-#include "core/training_config.h"
+#include "core/base/file_util.h"
+#include "core/model/checkpoint.h"
+#include "core/train/console_metrics_sink.h"
+#include "core/model/device.h"
+#include "core/model/model.h"
+#include "core/model/model_config.h"
+#include "core/data/token_shard.h"
+#include "core/tokenizer/tokenizer.h"
+#include "core/train/trainer.h"
+#include "core/train/training_config.h"
 #include "jobs/child_reporting.h"
 
 namespace {

@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "core/data_pipeline.h"
-#include "core/tokenizer.h"
+#include "core/data/data_pipeline.h"
+#include "core/tokenizer/tokenizer.h"
 
 namespace {
 

@@ -5,7 +5,7 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "core/runtime_tuning.h"
+#include "core/base/runtime_tuning.h"
 
 namespace {
 

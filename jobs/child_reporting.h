@@ -13,7 +13,7 @@
 #include <memory>
 #include <string>
 
-#include "core/metrics_sink.h"
+#include "core/train/metrics_sink.h"
 
 namespace ktl::jobs {
 

@@ -1,6 +1,6 @@
 #include "jobs/job_runner.h"
 
-#include "core/file_util.h"
+#include "core/base/file_util.h"
 
 #include <signal.h>
 #include <unistd.h>

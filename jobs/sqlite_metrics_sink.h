@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/metrics_sink.h"
+#include "core/train/metrics_sink.h"
 #include "jobs/job_db.h"
 
 namespace ktl::jobs {

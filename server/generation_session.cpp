@@ -6,7 +6,7 @@
 #include <ctime>
 #include <stdexcept>
 
-#include "core/tokenizer.h"
+#include "core/tokenizer/tokenizer.h"
 #include "server/api_error.h"
 #include "server/server_context.h"
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "server/openai_protocol.h"
 
 namespace ktl::server {

@@ -17,7 +17,7 @@
 #include <string>
 #include <thread>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 
 namespace ktl::server {
 

@@ -18,8 +18,8 @@
 #include <string_view>
 #include <vector>
 
-#include "core/engine.h"
-#include "core/sampling_params.h"
+#include "core/engine/engine.h"
+#include "core/scheduling/sampling_params.h"
 
 namespace ktl::server {
 

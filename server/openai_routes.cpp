@@ -6,7 +6,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "core/tokenizer.h"
+#include "core/tokenizer/tokenizer.h"
 #include "server/generation_session.h"
 #include "server/route_util.h"
 

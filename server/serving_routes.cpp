@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "core/file_util.h"
+#include "core/base/file_util.h"
 #include "server/allowed_paths.h"
 #include "server/route_util.h"
 #include "server/static_files.h"

@@ -190,7 +190,7 @@ export async function generateInPlayground(page, { prompt, maxTokens = 24, seed 
   }));
 }
 
-/** Deterministic, varied Korean sentences (the same scheme as tests/korean_fixture.h). */
+/** Deterministic, varied Korean sentences (the same scheme as tests/support/korean_fixture.h). */
 export function koreanSentences(n, seed = 7) {
   const subj = ['나는', '우리는', '친구가', '선생님께서', '학생들이', '어머니는', '그 남자는', '고양이가', '작은 아이가', '회사 사람들이', '할머니께서', '동생이', '이웃집 강아지가', '기자들이'];
   const place = ['학교에서', '서울에서', '도서관에서', '집 앞에서', '바닷가에서', '시장에서', '공원에서', '부산역 근처에서', '카페에서', '회의실에서', '산 위에서', '지하철 안에서'];

@@ -1,0 +1,27 @@
+#include "core/base/runtime_tuning.h"
+
+#include <cstdlib>
+
+#if defined(__linux__)
+#include <malloc.h>
+#include <unistd.h>
+#endif
+
+namespace ktl {
+
+void tune_runtime(int argc, char** argv) {
+#if defined(__linux__) && defined(__GLIBC__)
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
+  if (argv && !std::getenv("OMP_WAIT_POLICY")) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: carry on untuned
+  }
+#else
+  (void)argc;
+  (void)argv;
+#endif
+}
+
+}  // namespace ktl

@@ -1,0 +1,96 @@
+// The inference engine: one thread owns the model, the paged KV cache, the scheduler and all
+// sequences; callers talk to it through thread-safe queues.
+//
+// Request lifecycle (RequestState): kWaiting -> kRunning -> kFinished; kRunning -> kPreempted
+// (blocks freed, recomputed later) -> kWaiting; any state -> kFinished on cancel.
+//
+// Thread-safety: every public method of Engine is safe to call from any thread.
+// RequestHandle::next() is called by one consumer thread per request.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/scheduling/sampling_params.h"
+
+namespace ktl {
+
+class Tokenizer;
+
+enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
+const char* to_string(FinishReason r);  // "stop", "length", "cancelled", "error"
+
+struct GenerationRequest {
+  std::vector<int> prompt_tokens;  // already tokenized (with BOS when wanted)
+  SamplingParams sampling;
+};
+
+// One event from the engine to a request's consumer.
+struct GenerationEvent {
+  std::string text;                // new complete UTF-8 text (may be empty)
+  std::vector<int> token_ids;      // tokens produced since the previous event
+  FinishReason finish = FinishReason::kNone;  // set on the last event
+  std::string error;               // when finish == kError
+  int prompt_tokens = 0;           // usage, filled on the last event
+  int completion_tokens = 0;
+  int cached_prompt_tokens = 0;    // prompt tokens served from the prefix cache
+  double ttft_ms = 0;              // filled on the last event
+};
+
+struct EngineConfig {
+  int kv_cache_mb = 512;           // memory budget for the KV block pool
+  int block_size = 16;             // tokens per KV block
+  int max_num_seqs = 16;           // sequences in one step
+  int max_batched_tokens = 512;    // prefill chunk budget per step
+  int max_queue = 256;             // waiting requests before submit() refuses
+  bool enable_prefix_cache = true;
+  std::string device = "auto";     // auto | cpu | cuda | mps
+  std::string dtype = "fp32";      // fp32 | bf16 | int8 (weight-only)
+  int num_threads = 0;             // 0 = all cores
+};
+
+struct EngineStats {
+  int running = 0;
+  int waiting = 0;
+  int kv_blocks_total = 0;
+  int kv_blocks_used = 0;
+  uint64_t prompt_tokens_total = 0;
+  uint64_t generated_tokens_total = 0;
+  uint64_t prefix_cache_queries = 0;  // prompt tokens looked up in the prefix cache
+  uint64_t prefix_cache_hits = 0;     // of those, served from cache
+  uint64_t preemptions = 0;
+  uint64_t steps = 0;
+};
+
+// A live request: read events until one has finish != kNone.
+class RequestHandle {
+ public:
+  virtual ~RequestHandle() = default;
+  // Blocks until an event is ready or `timeout` passes (returns false then).
+  virtual bool next(GenerationEvent* out, std::chrono::milliseconds timeout) = 0;
+  virtual void cancel() = 0;  // the engine frees its blocks within one step
+  virtual uint64_t id() const = 0;
+};
+
+class Engine {
+ public:
+  // Loads a checkpoint directory (config.json, model.safetensors, tokenizer.model) and starts
+  // the engine thread. Throws with a clear message on a missing or corrupt checkpoint.
+  static std::unique_ptr<Engine> load(const std::string& model_dir, const EngineConfig& cfg);
+  virtual ~Engine() = default;
+
+  // Refuses (throws std::invalid_argument) a prompt longer than the context, an empty prompt,
+  // bad sampling values; throws std::runtime_error("queue full") when max_queue is reached.
+  virtual std::shared_ptr<RequestHandle> submit(GenerationRequest req) = 0;
+  virtual EngineStats stats() const = 0;
+  virtual const Tokenizer& tokenizer() const = 0;
+  virtual int max_context() const = 0;
+  virtual std::string model_name() const = 0;
+  // Stops accepting, finishes or cancels in-flight requests, joins the engine thread.
+  virtual void shutdown() = 0;
+};
+
+}  // namespace ktl

@@ -1,0 +1,38 @@
+// Loading a checkpoint straight into the engine's form, and writing int8 checkpoints.
+//
+// An int8 checkpoint is an ordinary checkpoint directory (config.json, tokenizer.model,
+// meta.json) whose model.safetensors stores each linear weight as I8 [out, in] plus
+// "<name>_scale" F32 [out] (per-output-channel), norms in F32; meta.json's extra has
+// "quantization": "int8". The training loader does not read it; the engine does.
+//
+// Thread-safety: free functions.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/engine/engine_model.h"
+#include "core/model/model_config.h"
+
+namespace ktl {
+
+class Tokenizer;
+
+struct LoadedEngineModel {
+  ModelConfig config;
+  std::shared_ptr<EngineModel> model;
+  std::shared_ptr<Tokenizer> tokenizer;
+  std::string quantization;  // "" or "int8": how the weights are stored on disk
+  int64_t bytes_on_disk = 0; // model.safetensors
+};
+
+bool is_int8_checkpoint(const std::string& dir);
+// Loads any checkpoint; `dtype` is the compute format (an int8 checkpoint loads as int8 unless
+// fp32/bf16 is asked, then it is dequantized). Throws with the path on missing/corrupt files.
+LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype);
+// Writes `model`'s weights as an int8 checkpoint in `out_dir`, copying config.json and
+// tokenizer.model from `src_dir`. Atomic (temp dir + rename).
+void save_int8_checkpoint(const EngineModel& model, const std::string& src_dir,
+                          const std::string& out_dir);
+
+}  // namespace ktl

@@ -1,0 +1,191 @@
+#include "core/engine/engine_model.h"
+
+#include <torch/torch.h>
+
+#include <stdexcept>
+
+#include "core/model/ops.h"
+
+namespace ktl {
+
+namespace {
+
+std::string layer_name(int i, const std::string& rest) {
+  return "model.layers." + std::to_string(i) + "." + rest;
+}
+
+// Fuses [out_i, in] weights along the output dim, keeping int8 when every part is int8.
+PackedLinear fuse(const std::vector<StoredWeight>& parts, WeightDtype dtype) {
+  bool all_int8 = true;
+  for (const auto& p : parts) all_int8 = all_int8 && p.value.scalar_type() == torch::kInt8;
+  std::vector<torch::Tensor> vals, scales;
+  if (all_int8 && dtype == WeightDtype::kInt8) {
+    for (const auto& p : parts) {
+      vals.push_back(p.value);
+      scales.push_back(p.scales);
+    }
+    return PackedLinear::from_int8(torch::cat(vals, 0), torch::cat(scales, 0));
+  }
+  for (const auto& p : parts) {
+    vals.push_back(p.value.scalar_type() == torch::kInt8
+                       ? p.value.to(torch::kFloat32) * p.scales.unsqueeze(1)
+                       : p.value.to(torch::kFloat32));
+  }
+  return PackedLinear::from_float(torch::cat(vals, 0), dtype);
+}
+
+torch::Tensor as_float(const StoredWeight& w) {
+  if (w.value.scalar_type() == torch::kInt8) {
+    return w.value.to(torch::kFloat32) * w.scales.unsqueeze(1);
+  }
+  return w.value.to(torch::kFloat32).contiguous();
+}
+
+}  // namespace
+
+EngineModel::EngineModel(const ModelConfig& cfg, const WeightSource& src, WeightDtype dtype)
+    : cfg_(cfg), dtype_(dtype) {
+  cfg_.validate();
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < cfg_.num_layers; ++i) {
+    Layer l;
+    l.attn_norm = as_float(src(layer_name(i, "input_layernorm.weight")));
+    l.ffn_norm = as_float(src(layer_name(i, "post_attention_layernorm.weight")));
+    l.qkv = fuse({src(layer_name(i, "self_attn.q_proj.weight")),
+                  src(layer_name(i, "self_attn.k_proj.weight")),
+                  src(layer_name(i, "self_attn.v_proj.weight"))},
+                 dtype);
+    l.o = fuse({src(layer_name(i, "self_attn.o_proj.weight"))}, dtype);
+    l.gate_up = fuse({src(layer_name(i, "mlp.gate_proj.weight")),
+                      src(layer_name(i, "mlp.up_proj.weight"))},
+                     dtype);
+    l.down = fuse({src(layer_name(i, "mlp.down_proj.weight"))}, dtype);
+    layers_.push_back(std::move(l));
+  }
+  final_norm_ = as_float(src("model.norm.weight"));
+  StoredWeight emb = src("model.embed_tokens.weight");
+  StoredWeight head = cfg_.tie_word_embeddings ? emb : src("lm_head.weight");
+  head_ = fuse({head}, dtype);
+  if (dtype == WeightDtype::kInt8 && cfg_.tie_word_embeddings) {
+    // Tied: look embeddings up in the head's int8 table (one copy of the big matrix).
+    auto [q, s] = head_.int8_parts();
+    embed_ = q;
+    embed_scales_ = s;
+  } else if (dtype == WeightDtype::kBf16) {
+    embed_ = as_float(emb).to(torch::kBFloat16);
+  } else {
+    embed_ = as_float(emb);
+  }
+}
+
+EngineModel EngineModel::from_module(TransformerImpl& m, WeightDtype dtype) {
+  std::map<std::string, torch::Tensor> params;
+  for (const auto& p : m.named_parameters()) params[hf_parameter_name(p.key())] = p.value();
+  auto src = [&](const std::string& name) {
+    auto it = params.find(name);
+    if (it == params.end()) throw std::runtime_error("model has no parameter '" + name + "'");
+    return StoredWeight{it->second.detach(), {}};
+  };
+  return EngineModel(m.config(), src, dtype);
+}
+
+torch::Tensor EngineModel::embed(const torch::Tensor& ids) const {
+  auto rows = embed_.index_select(0, ids);  // [N, D]
+  if (embed_scales_.defined()) {
+    return rows.to(torch::kFloat32) * embed_scales_.index_select(0, ids).unsqueeze(1);
+  }
+  return rows.to(torch::kFloat32);
+}
+
+torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::vector<AttnSeq>& seqs,
+                                   PagedKvPool& pool, const std::vector<int>& logit_rows,
+                                   AttnPath path) const {
+  torch::NoGradGuard no_grad;
+  const int64_t N = static_cast<int64_t>(tokens.size());
+  const int64_t H = cfg_.num_heads, KV = cfg_.num_kv_heads, Dh = cfg_.head_dim();
+  const int64_t F = cfg_.intermediate_size;
+  std::vector<int64_t> ids(tokens.begin(), tokens.end()), pos(N);
+  for (const auto& s : seqs) {
+    for (int t = 0; t < s.num_tokens; ++t) pos[s.row + t] = s.start + t;
+  }
+  auto id_t = torch::tensor(ids, torch::kLong);                         // [N]
+  auto [cos, sin] = rope_cos_sin(torch::tensor(pos, torch::kLong), Dh, cfg_.rope_theta);  // [N, Dh]
+  auto slots = compute_slots(seqs, pool.block_size);                    // [N]
+  auto h = embed(id_t);                                                 // [N, D]
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = layers_[i];
+    auto qkv = l.qkv.forward(rms_norm(h, l.attn_norm, cfg_.rms_norm_eps));  // [N, (H+2KV)*Dh]
+    auto q = qkv.narrow(1, 0, H * Dh).view({N, H, Dh});
+    auto k = qkv.narrow(1, H * Dh, KV * Dh).view({N, KV, Dh});
+    auto v = qkv.narrow(1, (H + KV) * Dh, KV * Dh).reshape({N, KV, Dh});
+    q = apply_rope(q, cos, sin);  // [N, H, Dh]
+    k = apply_rope(k, cos, sin);  // [N, KV, Dh]
+    write_kv(pool.k[i], pool.v[i], slots, k, v);
+    auto attn = paged_attention(q, pool.k[i], pool.v[i], seqs, path);  // [N, H, Dh]
+    h = h + l.o.forward(attn.reshape({N, H * Dh}));
+    auto gu = l.gate_up.forward(rms_norm(h, l.ffn_norm, cfg_.rms_norm_eps));  // [N, 2F]
+    h = h + l.down.forward(swiglu(gu.narrow(1, 0, F), gu.narrow(1, F, F)));   // [N, D]
+  }
+  std::vector<int64_t> rows(logit_rows.begin(), logit_rows.end());
+  auto last = h.index_select(0, torch::tensor(rows, torch::kLong));  // [R, D]
+  return head_.forward(rms_norm(last, final_norm_, cfg_.rms_norm_eps));  // [R, V]
+}
+
+int64_t EngineModel::weight_bytes() const {
+  int64_t b = head_.weight_bytes() + final_norm_.numel() * 4;
+  if (!(dtype_ == WeightDtype::kInt8 && cfg_.tie_word_embeddings)) {
+    b += embed_.numel() * embed_.element_size();
+  }
+  for (const auto& l : layers_) {
+    b += l.qkv.weight_bytes() + l.o.weight_bytes() + l.gate_up.weight_bytes() +
+         l.down.weight_bytes() + (l.attn_norm.numel() + l.ffn_norm.numel()) * 4;
+  }
+  return b;
+}
+
+std::vector<std::pair<std::string, StoredWeight>> EngineModel::export_weights(WeightDtype as) const {
+  std::vector<std::pair<std::string, StoredWeight>> out;
+  auto put = [&](const std::string& name, const PackedLinear& l, int64_t begin, int64_t rows) {
+    if (as == WeightDtype::kInt8) {
+      auto [q, s] = l.int8_parts();
+      out.push_back({name, {q.narrow(0, begin, rows).contiguous(), s.narrow(0, begin, rows).contiguous()}});
+    } else {
+      out.push_back({name, {l.dequantized().narrow(0, begin, rows).contiguous(), {}}});
+    }
+  };
+  const int64_t H = cfg_.num_heads, KV = cfg_.num_kv_heads, Dh = cfg_.head_dim();
+  const int64_t F = cfg_.intermediate_size, D = cfg_.hidden_size;
+  out.push_back({"model.embed_tokens.weight", {}});  // filled below (tied: from the head)
+  for (int i = 0; i < cfg_.num_layers; ++i) {
+    const Layer& l = layers_[i];
+    out.push_back({layer_name(i, "input_layernorm.weight"), {l.attn_norm, {}}});
+    put(layer_name(i, "self_attn.q_proj.weight"), l.qkv, 0, H * Dh);
+    put(layer_name(i, "self_attn.k_proj.weight"), l.qkv, H * Dh, KV * Dh);
+    put(layer_name(i, "self_attn.v_proj.weight"), l.qkv, (H + KV) * Dh, KV * Dh);
+    put(layer_name(i, "self_attn.o_proj.weight"), l.o, 0, D);
+    out.push_back({layer_name(i, "post_attention_layernorm.weight"), {l.ffn_norm, {}}});
+    put(layer_name(i, "mlp.gate_proj.weight"), l.gate_up, 0, F);
+    put(layer_name(i, "mlp.up_proj.weight"), l.gate_up, F, F);
+    put(layer_name(i, "mlp.down_proj.weight"), l.down, 0, D);
+  }
+  out.push_back({"model.norm.weight", {final_norm_, {}}});
+  const int64_t V = cfg_.vocab_size;
+  if (cfg_.tie_word_embeddings) {
+    put("model.embed_tokens.weight", head_, 0, V);
+    out.front() = out.back();
+    out.pop_back();
+  } else {
+    out.front().second = {embed_scales_.defined()
+                              ? embed_.to(torch::kFloat32) * embed_scales_.unsqueeze(1)
+                              : embed_.to(torch::kFloat32),
+                          {}};
+    if (as == WeightDtype::kInt8) {
+      auto [q, s] = quantize_int8_per_channel(out.front().second.value);
+      out.front().second = {q, s};
+    }
+    put("lm_head.weight", head_, 0, V);
+  }
+  return out;
+}
+
+}  // namespace ktl

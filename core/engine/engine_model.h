@@ -1,0 +1,66 @@
+// The transformer as the engine runs it: weights pulled out of the training module into fused,
+// inference-only form (q/k/v in one matrix, gate/up in one), in fp32, bf16 or int8, and a forward
+// pass over one flattened step of many sequences through the paged KV cache.
+//
+// Thread-safety: forward() writes the KV pool; one engine thread calls it.
+#pragma once
+
+#include <torch/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/model/model.h"
+#include "core/model/model_config.h"
+#include "core/engine/packed_linear.h"
+#include "core/engine/paged_attention.h"
+
+namespace ktl {
+
+// A weight as stored: fp32 (any float tensor) or int8 with per-output-channel scales.
+struct StoredWeight {
+  torch::Tensor value;   // float tensor, or int8 [out, in]
+  torch::Tensor scales;  // [out] fp32 when value is int8; undefined otherwise
+};
+// Looks up a weight by Hugging Face name ("model.layers.0.self_attn.q_proj.weight").
+using WeightSource = std::function<StoredWeight(const std::string& hf_name)>;
+
+class EngineModel {
+ public:
+  EngineModel(const ModelConfig& cfg, const WeightSource& source, WeightDtype dtype);
+  // From a loaded training module (fp32 weights).
+  static EngineModel from_module(TransformerImpl& m, WeightDtype dtype);
+
+  // One step. `tokens` are the N flattened rows of `seqs` (AttnSeq::row indexes them).
+  // Returns logits [R, V] for the rows in `logit_rows` (the last row of each sampling sequence).
+  torch::Tensor forward(const std::vector<int>& tokens, const std::vector<AttnSeq>& seqs,
+                        PagedKvPool& pool, const std::vector<int>& logit_rows,
+                        AttnPath path = AttnPath::kAuto) const;
+
+  const ModelConfig& config() const { return cfg_; }
+  WeightDtype dtype() const { return dtype_; }
+  int64_t weight_bytes() const;
+  // Every weight under its Hugging Face name, unfused; int8 ones with scales (for export).
+  std::vector<std::pair<std::string, StoredWeight>> export_weights(WeightDtype as) const;
+
+ private:
+  struct Layer {
+    torch::Tensor attn_norm, ffn_norm;  // [D]
+    PackedLinear qkv;                   // [(H + 2 KV) * Dh, D]
+    PackedLinear o;                     // [D, H * Dh]
+    PackedLinear gate_up;               // [2F, D]
+    PackedLinear down;                  // [D, F]
+  };
+  torch::Tensor embed(const torch::Tensor& ids) const;  // [N] -> [N, D]
+
+  ModelConfig cfg_;
+  WeightDtype dtype_;
+  std::vector<Layer> layers_;
+  torch::Tensor final_norm_;        // [D]
+  torch::Tensor embed_;             // [V, D] fp32/bf16, or int8 with embed_scales_ [V]
+  torch::Tensor embed_scales_;
+  PackedLinear head_;               // [V, D]
+};
+
+}  // namespace ktl

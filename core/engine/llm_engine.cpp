@@ -1,0 +1,403 @@
+#include "core/engine/llm_engine.h"
+
+#include <c10/core/InferenceMode.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <stdexcept>
+
+#include "core/engine/engine_checkpoint.h"
+#include "core/scheduling/incremental_detokenizer.h"
+#include "core/scheduling/kv_cache_manager.h"
+#include "core/scheduling/sampler.h"
+#include "core/scheduling/scheduler.h"
+#include "core/scheduling/stop_matcher.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace ktl {
+
+using Clock = std::chrono::steady_clock;
+
+const char* to_string(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "?";
+}
+
+class RequestQueue;
+
+// Shared between the engine and the request handles (which may outlive the engine).
+struct EngineInbox {
+  std::mutex mu;
+  std::condition_variable cv;
+  struct Submission {
+    uint64_t id;
+    GenerationRequest req;
+    std::shared_ptr<RequestQueue> queue;
+    Clock::time_point t_submit;
+  };
+  std::deque<Submission> submissions;
+  std::vector<uint64_t> cancels;
+  bool stopping = false;
+  uint64_t next_id = 1;
+};
+
+class RequestQueue : public RequestHandle {
+ public:
+  RequestQueue(uint64_t id, std::weak_ptr<EngineInbox> inbox) : id_(id), inbox_(std::move(inbox)) {}
+
+  bool next(GenerationEvent* out, std::chrono::milliseconds timeout) override {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (!cv_.wait_for(lk, timeout, [&] { return !events_.empty(); })) return false;
+    *out = std::move(events_.front());
+    events_.pop_front();
+    return true;
+  }
+  void cancel() override {
+    if (auto inbox = inbox_.lock()) {
+      std::lock_guard<std::mutex> lk(inbox->mu);
+      inbox->cancels.push_back(id_);
+      inbox->cv.notify_all();
+    }
+  }
+  uint64_t id() const override { return id_; }
+  void push(GenerationEvent ev) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      events_.push_back(std::move(ev));
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  uint64_t id_;
+  std::weak_ptr<EngineInbox> inbox_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<GenerationEvent> events_;
+};
+
+struct ActiveRequest {
+  ActiveRequest(uint64_t id_, std::shared_ptr<RequestQueue> q_, const GenerationRequest& req,
+                uint64_t seed, std::function<std::string(int)> bytes, bool strip, int max_new_)
+      : id(id_), q(std::move(q_)), params(req.sampling),
+        sampler(req.sampling, req.prompt_tokens, seed), detok(std::move(bytes), strip),
+        stop(req.sampling.stop), prompt_len(static_cast<int>(req.prompt_tokens.size())),
+        max_new(max_new_) {}
+  uint64_t id;
+  std::shared_ptr<RequestQueue> q;
+  SamplingParams params;
+  Sampler sampler;
+  IncrementalDetokenizer detok;
+  StopMatcher stop;
+  int prompt_len;
+  int max_new;
+  int generated = 0;
+  Clock::time_point t_submit;
+  double ttft_ms = -1;
+};
+
+LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokenizer> tokenizer,
+                     const EngineConfig& cfg, std::string model_name,
+                     std::function<std::string(int)> token_bytes)
+    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), cfg_(cfg),
+      name_(std::move(model_name)), token_bytes_(std::move(token_bytes)),
+      inbox_(std::make_shared<EngineInbox>()) {
+  if (cfg_.block_size <= 0 || cfg_.max_num_seqs <= 0 || cfg_.max_batched_tokens <= 0) {
+    throw std::invalid_argument("engine: block_size, max_num_seqs, max_batched_tokens must be > 0");
+  }
+  const ModelConfig& mc = model_->config();
+  if (tokenizer_) {
+    eos_id_ = tokenizer_->eos_id();
+    auto tok = tokenizer_;
+    if (!token_bytes_) token_bytes_ = [tok](int id) { return tok->token_bytes(id); };
+  } else if (!token_bytes_) {
+    token_bytes_ = [](int id) {
+      return id < 256 ? std::string(1, static_cast<char>(id)) : "<" + std::to_string(id) + ">";
+    };
+  }
+  const int threads = cfg_.num_threads > 0 ? cfg_.num_threads
+                                           : std::max(1u, std::thread::hardware_concurrency());
+  num_threads_ = threads;
+  profile_ = std::getenv("KTL_ENGINE_PROFILE") != nullptr;
+  torch::set_num_threads(threads);
+  // The pool: from the memory budget, but always room for one full context.
+  const int64_t per_block = PagedKvPool::bytes_per_block(mc.num_layers, cfg_.block_size,
+                                                         mc.num_kv_heads, mc.head_dim());
+  const int min_blocks = (mc.max_seq_length + cfg_.block_size - 1) / cfg_.block_size + 1;
+  const int num_blocks = std::max<int64_t>(min_blocks, int64_t(cfg_.kv_cache_mb) * (1 << 20) / per_block);
+  capacity_tokens_ = num_blocks * cfg_.block_size;
+  pool_ = std::make_unique<PagedKvPool>(mc.num_layers, num_blocks, cfg_.block_size,
+                                        mc.num_kv_heads, mc.head_dim());
+  kv_ = std::make_unique<KvCacheManager>(num_blocks, cfg_.block_size, cfg_.enable_prefix_cache);
+  scheduler_ = std::make_unique<Scheduler>(
+      SchedulerConfig{cfg_.max_num_seqs, std::max(cfg_.max_batched_tokens, cfg_.max_num_seqs)},
+      kv_.get());
+  stats_.kv_blocks_total = num_blocks;
+  next_seed_ = std::random_device{}();
+  thread_ = std::thread([this] { loop(); });
+}
+
+LlmEngine::~LlmEngine() { shutdown(); }
+
+const Tokenizer& LlmEngine::tokenizer() const {
+  if (!tokenizer_) throw std::logic_error("engine has no tokenizer (random-init model)");
+  return *tokenizer_;
+}
+
+int LlmEngine::max_context() const { return model_->config().max_seq_length; }
+
+std::shared_ptr<RequestHandle> LlmEngine::submit(GenerationRequest req) {
+  const int n = static_cast<int>(req.prompt_tokens.size());
+  const int vocab = model_->config().vocab_size;
+  if (n == 0) throw std::invalid_argument("empty prompt");
+  for (int t : req.prompt_tokens) {
+    if (t < 0 || t >= vocab) {
+      throw std::invalid_argument("prompt token id " + std::to_string(t) + " out of range [0, " +
+                                  std::to_string(vocab) + ")");
+    }
+  }
+  if (n >= max_context()) {
+    throw std::invalid_argument("prompt has " + std::to_string(n) +
+                                " tokens but the model's context is " +
+                                std::to_string(max_context()) + " tokens (at most " +
+                                std::to_string(max_context() - 1) + " prompt tokens)");
+  }
+  Sampler::validate(req.sampling);
+  std::lock_guard<std::mutex> lk(inbox_->mu);
+  if (inbox_->stopping) throw std::runtime_error("engine is shut down");
+  int waiting;
+  {
+    std::lock_guard<std::mutex> sl(stats_mu_);
+    waiting = stats_.waiting;
+  }
+  if (waiting + static_cast<int>(inbox_->submissions.size()) >= cfg_.max_queue) {
+    throw std::runtime_error("queue full");
+  }
+  const uint64_t id = inbox_->next_id++;
+  auto q = std::make_shared<RequestQueue>(id, inbox_);
+  inbox_->submissions.push_back({id, std::move(req), q, Clock::now()});
+  inbox_->cv.notify_all();
+  return q;
+}
+
+void LlmEngine::drain_inbox(bool* stop) {
+  std::deque<EngineInbox::Submission> subs;
+  std::vector<uint64_t> cancels;
+  {
+    std::unique_lock<std::mutex> lk(inbox_->mu);
+    if (!scheduler_->has_unfinished()) {
+      inbox_->cv.wait(lk, [&] {
+        return inbox_->stopping || !inbox_->submissions.empty() || !inbox_->cancels.empty();
+      });
+    }
+    *stop = inbox_->stopping;
+    subs.swap(inbox_->submissions);
+    cancels.swap(inbox_->cancels);
+  }
+  for (auto& s : subs) {
+    bool strip = true;  // at the sequence start unless the prompt already has text
+    for (int t : s.req.prompt_tokens) strip = strip && token_bytes_(t).empty();
+    const int max_new = std::min(s.req.sampling.max_tokens,
+                                 std::min(max_context(), capacity_tokens_) -
+                                     static_cast<int>(s.req.prompt_tokens.size()));
+    auto r = std::make_unique<ActiveRequest>(s.id, s.queue, s.req, next_seed_++, token_bytes_,
+                                             strip, max_new);
+    r->t_submit = s.t_submit;
+    scheduler_->add(s.id, std::move(s.req.prompt_tokens));
+    active_.emplace(s.id, std::move(r));
+  }
+  for (uint64_t id : cancels) {
+    auto it = active_.find(id);
+    if (it != active_.end()) finish(*it->second, FinishReason::kCancelled, "");
+  }
+}
+
+void LlmEngine::finish(ActiveRequest& r, FinishReason why, std::string text,
+                       const std::string& error, int last_token) {
+  GenerationEvent ev;
+  ev.text = std::move(text);
+  if (last_token >= 0) ev.token_ids = {last_token};
+  ev.finish = why;
+  ev.error = error;
+  ev.prompt_tokens = r.prompt_len;
+  ev.completion_tokens = r.generated;
+  if (const SchedRequest* s = scheduler_->find(r.id)) ev.cached_prompt_tokens = s->num_cached_tokens;
+  ev.ttft_ms = std::max(0.0, r.ttft_ms);
+  r.q->push(std::move(ev));
+  scheduler_->finish(r.id);
+  active_.erase(r.id);  // r is gone from here on
+}
+
+void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
+  const int V = model_->config().vocab_size;
+  std::vector<float> row(logits_row, logits_row + V);
+  const int tok = r.sampler.sample(row.data(), V);
+  r.sampler.accept(tok);
+  ++r.generated;
+  if (r.ttft_ms < 0) {
+    r.ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - r.t_submit).count();
+  }
+  {
+    std::lock_guard<std::mutex> lk(stats_mu_);
+    ++stats_.generated_tokens_total;
+  }
+  if (tok == eos_id_ && !r.params.ignore_eos) {
+    std::string tail = r.stop.push(r.detok.flush());
+    if (!r.stop.stopped()) tail += r.stop.flush();
+    finish(r, FinishReason::kStop, tail, "", tok);
+    return;
+  }
+  scheduler_->append_token(r.id, tok);
+  std::string text = r.stop.push(r.detok.push(tok));
+  if (r.stop.stopped()) {
+    finish(r, FinishReason::kStop, text, "", tok);
+  } else if (r.generated >= r.max_new) {
+    text += r.stop.push(r.detok.flush());
+    const bool stopped = r.stop.stopped();
+    if (!stopped) text += r.stop.flush();
+    finish(r, stopped ? FinishReason::kStop : FinishReason::kLength, text, "", tok);
+  } else {
+    GenerationEvent ev;
+    ev.text = std::move(text);
+    ev.token_ids = {tok};
+    r.q->push(std::move(ev));
+  }
+}
+
+void LlmEngine::step() {
+  SchedulerOutput out = scheduler_->schedule();
+  if (out.empty()) {
+    // Nothing fits (cannot happen while prompts are bounded by the pool): fail the head.
+    if (!active_.empty() && scheduler_->num_running() == 0) {
+      finish(*active_.begin()->second, FinishReason::kError, "", "KV cache too small");
+    }
+    return;
+  }
+  std::vector<int> tokens;
+  std::vector<AttnSeq> seqs;
+  std::vector<int> logit_rows;
+  std::vector<uint64_t> samplers;
+  uint64_t new_prompt_tokens = 0;
+  for (const ScheduledSeq& s : out.seqs) {
+    const SchedRequest* r = scheduler_->find(s.id);
+    AttnSeq a;
+    a.row = static_cast<int>(tokens.size());
+    a.num_tokens = s.num_tokens;
+    a.start = s.start;
+    a.block_table = s.block_table;
+    tokens.insert(tokens.end(), r->tokens.begin() + s.start,
+                  r->tokens.begin() + s.start + s.num_tokens);
+    if (s.start == r->num_cached_tokens && r->num_preemptions == 0) {
+      new_prompt_tokens += r->num_prompt_tokens;  // first chunk of a new request
+    }
+    if (s.sample) {
+      logit_rows.push_back(a.row + a.num_tokens - 1);
+      samplers.push_back(s.id);
+    }
+    seqs.push_back(std::move(a));
+  }
+  torch::Tensor logits;  // [R, V]
+  const auto t_fwd = Clock::now();
+  logits = model_->forward(tokens, seqs, *pool_, logit_rows).contiguous();
+  const double fwd_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
+  scheduler_->complete_step(out);
+  {
+    std::lock_guard<std::mutex> lk(stats_mu_);
+    stats_.prompt_tokens_total += new_prompt_tokens;
+    ++stats_.steps;
+  }
+  const float* lp = logits.defined() && logits.numel() ? logits.data_ptr<float>() : nullptr;
+  const int V = model_->config().vocab_size;
+  for (size_t i = 0; i < samplers.size(); ++i) {
+    auto it = active_.find(samplers[i]);
+    if (it != active_.end()) handle_sample(*it->second, lp + i * V);
+  }
+  if (profile_) {  // KTL_ENGINE_PROFILE=1: where a step's time goes
+    const double all_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
+    std::fprintf(stderr, "[engine] step %llu: %zu seqs, %zu tokens, forward %.1f ms, sample+emit %.1f ms\n",
+                 static_cast<unsigned long long>(stats_.steps), seqs.size(), tokens.size(), fwd_ms,
+                 all_ms - fwd_ms);
+  }
+}
+
+void LlmEngine::publish_stats() {
+  KvCacheStats k = kv_->stats();
+  std::lock_guard<std::mutex> lk(stats_mu_);
+  stats_.running = scheduler_->num_running();
+  stats_.waiting = scheduler_->num_waiting();
+  stats_.kv_blocks_used = k.num_blocks - k.free_blocks;
+  stats_.prefix_cache_queries = k.prefix_queries;
+  stats_.prefix_cache_hits = k.prefix_hits;
+  stats_.preemptions = scheduler_->num_preemptions();
+}
+
+void LlmEngine::loop() {
+  c10::InferenceMode inference;
+  // OpenMP's thread count is per calling thread: set it here, in the thread that runs the model
+  // (left at its default, steps ran 2-3x slower here).
+  torch::set_num_threads(num_threads_);
+  while (true) {
+    bool stop = false;
+    drain_inbox(&stop);
+    if (stop) break;
+    try {
+      if (scheduler_->has_unfinished()) step();
+    } catch (const std::exception& e) {
+      // A failed step fails every request in flight; the engine keeps serving.
+      std::vector<uint64_t> ids;
+      for (const auto& [id, r] : active_) ids.push_back(id);
+      for (uint64_t id : ids) finish(*active_.at(id), FinishReason::kError, "", e.what());
+    }
+    publish_stats();
+  }
+  std::vector<uint64_t> ids;
+  for (const auto& [id, r] : active_) ids.push_back(id);
+  for (uint64_t id : ids) finish(*active_.at(id), FinishReason::kCancelled, "");
+  publish_stats();
+}
+
+EngineStats LlmEngine::stats() const {
+  std::lock_guard<std::mutex> lk(stats_mu_);
+  return stats_;
+}
+
+void LlmEngine::shutdown() {
+  {
+    std::lock_guard<std::mutex> lk(inbox_->mu);
+    inbox_->stopping = true;
+    inbox_->cv.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+  // Submissions that never reached the engine thread.
+  std::lock_guard<std::mutex> lk(inbox_->mu);
+  for (auto& s : inbox_->submissions) {
+    GenerationEvent ev;
+    ev.finish = FinishReason::kCancelled;
+    ev.prompt_tokens = static_cast<int>(s.req.prompt_tokens.size());
+    s.queue->push(std::move(ev));
+  }
+  inbox_->submissions.clear();
+}
+
+std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineConfig& cfg) {
+  if (cfg.device != "auto" && cfg.device != "cpu") {
+    throw std::invalid_argument("the inference engine runs on the CPU; device '" + cfg.device +
+                                "' is not supported (use auto or cpu)");
+  }
+  LoadedEngineModel m = load_engine_model(model_dir, parse_weight_dtype(cfg.dtype));
+  std::string name = std::filesystem::path(model_dir).filename().string();
+  if (name.empty()) name = std::filesystem::path(model_dir).parent_path().filename().string();
+  return std::make_unique<LlmEngine>(m.model, m.tokenizer, cfg, name);
+}
+
+}  // namespace ktl

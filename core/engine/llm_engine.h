@@ -1,0 +1,84 @@
+// LlmEngine: the Engine (core/engine/engine.h) on CPU with continuous batching over a paged KV cache.
+//
+// One engine thread owns the EngineModel, the KV pool, the KvCacheManager and the Scheduler.
+// Its loop: take submissions and cancellations from the inbox; schedule a step; run one forward
+// over the flattened batch (prefill chunks + decode tokens) through the paged cache; sample for
+// every sequence whose step reached the end of its tokens; detokenize (UTF-8-safe), match stop
+// strings, and push events into each request's queue. EOS, max_tokens, the context length and
+// stop strings finish a request; cancel() finishes it within one step and frees its blocks.
+//
+// Thread-safety: as Engine. The engine thread is the only one touching model, cache, scheduler.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "core/engine/engine.h"
+#include "core/engine/engine_model.h"
+#include "core/engine/paged_attention.h"
+
+namespace ktl {
+
+struct EngineInbox;
+struct ActiveRequest;
+class KvCacheManager;
+class Scheduler;
+
+class LlmEngine : public Engine {
+ public:
+  // `tokenizer` may be null (tests, random-init benchmarks): text then comes from
+  // `token_bytes` (default: ids < 256 are the byte itself, others "<id>").
+  LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokenizer> tokenizer,
+            const EngineConfig& cfg, std::string model_name,
+            std::function<std::string(int)> token_bytes = {});
+  ~LlmEngine() override;
+
+  std::shared_ptr<RequestHandle> submit(GenerationRequest req) override;
+  EngineStats stats() const override;
+  const Tokenizer& tokenizer() const override;
+  int max_context() const override;
+  std::string model_name() const override { return name_; }
+  void shutdown() override;
+
+  const EngineModel& model() const { return *model_; }
+  int eos_id() const { return eos_id_; }
+
+ private:
+  void loop();
+  void drain_inbox(bool* stop);
+  void step();
+  void handle_sample(ActiveRequest& r, const float* logits);
+  // Pushes the final event (with `last_token` when >= 0) and forgets the request.
+  void finish(ActiveRequest& r, FinishReason why, std::string text, const std::string& error = "",
+              int last_token = -1);
+  void publish_stats();
+
+  std::shared_ptr<EngineModel> model_;
+  std::shared_ptr<Tokenizer> tokenizer_;
+  EngineConfig cfg_;
+  std::string name_;
+  std::function<std::string(int)> token_bytes_;
+  int eos_id_ = 3;
+  int capacity_tokens_ = 0;  // KV pool capacity
+  int num_threads_ = 1;
+  bool profile_ = false;  // KTL_ENGINE_PROFILE set: per-step timings on stderr
+
+  std::unique_ptr<PagedKvPool> pool_;
+  std::unique_ptr<KvCacheManager> kv_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unordered_map<uint64_t, std::unique_ptr<ActiveRequest>> active_;
+
+  std::shared_ptr<EngineInbox> inbox_;
+  mutable std::mutex stats_mu_;
+  EngineStats stats_;
+  std::thread thread_;
+  uint64_t next_seed_ = 0;
+};
+
+}  // namespace ktl

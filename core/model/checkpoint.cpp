@@ -1,0 +1,185 @@
+#include "core/model/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+
+#include "core/base/file_util.h"
+#include "core/safetensors/safetensors.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace ktl {
+
+using json = nlohmann::json;
+
+std::string model_config_to_json(const ModelConfig& c) {
+  json j = {
+      {"architectures", {"LlamaForCausalLM"}},
+      {"model_type", "llama"},
+      {"vocab_size", c.vocab_size},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_layers},
+      {"num_attention_heads", c.num_heads},
+      {"num_key_value_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim()},
+      {"max_position_embeddings", c.max_seq_length},
+      {"rms_norm_eps", c.rms_norm_eps},
+      {"rope_theta", c.rope_theta},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"hidden_act", "silu"},
+      {"attention_bias", false},
+      {"mlp_bias", false},
+      {"initializer_range", 0.02},
+      {"bos_token_id", SpecialIds::kBos},
+      {"eos_token_id", SpecialIds::kEos},
+      {"pad_token_id", SpecialIds::kPad},
+      {"torch_dtype", "float32"},
+  };
+  return j.dump(2) + "\n";
+}
+
+ModelConfig read_model_config_json(const std::string& path) {
+  json j;
+  try {
+    j = json::parse(read_file(path));
+  } catch (const json::exception& e) {
+    throw std::runtime_error(path + ": invalid JSON: " + e.what());
+  }
+  ModelConfig c;
+  auto get_int = [&](const char* key, int& out) {
+    if (!j.contains(key)) throw std::runtime_error(path + ": missing key '" + key + "'");
+    if (!j[key].is_number_integer()) throw std::runtime_error(path + ": key '" + key + "' must be an integer");
+    out = j[key].get<int>();
+  };
+  get_int("vocab_size", c.vocab_size);
+  get_int("hidden_size", c.hidden_size);
+  get_int("intermediate_size", c.intermediate_size);
+  get_int("num_hidden_layers", c.num_layers);
+  get_int("num_attention_heads", c.num_heads);
+  get_int("num_key_value_heads", c.num_kv_heads);
+  get_int("max_position_embeddings", c.max_seq_length);
+  if (j.contains("rope_theta")) c.rope_theta = j["rope_theta"].get<double>();
+  if (j.contains("rms_norm_eps")) c.rms_norm_eps = j["rms_norm_eps"].get<double>();
+  if (j.contains("tie_word_embeddings")) c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+  return c;
+}
+
+void save_weights_safetensors(TransformerImpl& model, const std::string& path) {
+  std::vector<torch::Tensor> keep;  // contiguous fp32 CPU copies live until written
+  std::vector<StTensorView> views;
+  for (const auto& p : model.named_parameters()) {
+    auto t = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    keep.push_back(t);
+    views.push_back({hf_parameter_name(p.key()), StDtype::F32,
+                     std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), t.data_ptr(),
+                     static_cast<size_t>(t.numel()) * sizeof(float)});
+  }
+  write_safetensors(path, views, {{"format", "pt"}});
+}
+
+void load_weights_safetensors(TransformerImpl& model, const std::string& path) {
+  auto file = SafetensorsFile::open(path);
+  torch::NoGradGuard no_grad;
+  for (auto& p : model.named_parameters()) {
+    const std::string name = hf_parameter_name(p.key());
+    const StTensorInfo* info = file.find(name);
+    if (!info) throw std::runtime_error(path + ": missing tensor '" + name + "'");
+    auto& param = p.value();
+    std::vector<int64_t> want(param.sizes().begin(), param.sizes().end());
+    if (info->shape != want)
+      throw std::runtime_error(path + ": tensor '" + name + "' has the wrong shape for this config");
+    torch::ScalarType st;
+    switch (info->dtype) {
+      case StDtype::F32: st = torch::kFloat32; break;
+      case StDtype::F16: st = torch::kFloat16; break;
+      case StDtype::BF16: st = torch::kBFloat16; break;
+      default: throw std::runtime_error(path + ": tensor '" + name + "' has unsupported dtype " + st_dtype_name(info->dtype));
+    }
+    auto src = torch::from_blob(const_cast<void*>(file.data(*info)), want, torch::TensorOptions().dtype(st));
+    param.copy_(src.to(param.device(), param.scalar_type()));
+  }
+}
+
+void save_checkpoint(const std::string& dir, TransformerImpl& model,
+                     const std::string& tokenizer_model_bytes, CheckpointMeta meta,
+                     const std::function<void(const std::string&)>& write_extra) {
+  const fs::path final_dir(dir);
+  if (final_dir.has_parent_path()) fs::create_directories(final_dir.parent_path());
+  const fs::path tmp = final_dir.string() + ".tmp-" + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  try {
+    write_file_atomic(tmp / "config.json", model_config_to_json(model.config()));
+    write_file_atomic(tmp / "tokenizer.model", tokenizer_model_bytes);
+    save_weights_safetensors(model, (tmp / "model.safetensors").string());
+    meta.weights_sha256 = sha256_file_hex(tmp / "model.safetensors");
+    if (write_extra) write_extra(tmp.string());
+    json m = {{"step", meta.step}, {"metrics", meta.metrics}, {"extra", meta.extra},
+              {"weights_sha256", meta.weights_sha256},
+              {"created_at", std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count()},
+              {"format_version", 1}};
+    write_file_atomic(tmp / "meta.json", m.dump(2) + "\n");  // last: its presence marks completeness
+    fsync_dir(tmp);
+    // Move any previous checkpoint aside only after the new one is complete.
+    const fs::path old = final_dir.string() + ".old-" + std::to_string(::getpid());
+    if (fs::exists(final_dir)) fs::rename(final_dir, old);
+    fs::rename(tmp, final_dir);
+    fsync_dir(final_dir.parent_path());
+    fs::remove_all(old);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+CheckpointMeta read_checkpoint_meta(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "meta.json").string();
+  if (!fs::exists(path)) throw std::runtime_error(dir + ": not a complete checkpoint (meta.json missing)");
+  CheckpointMeta meta;
+  try {
+    json j = json::parse(read_file(path));
+    meta.step = j.at("step").get<int64_t>();
+    if (j.contains("metrics")) meta.metrics = j["metrics"].get<std::map<std::string, double>>();
+    if (j.contains("extra")) meta.extra = j["extra"].get<std::map<std::string, std::string>>();
+    meta.weights_sha256 = j.value("weights_sha256", "");
+  } catch (const json::exception& e) {
+    throw std::runtime_error(path + ": invalid checkpoint metadata: " + e.what());
+  }
+  return meta;
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device, bool verify_sha256) {
+  if (!fs::is_directory(dir)) throw std::runtime_error("checkpoint directory not found: " + dir);
+  LoadedCheckpoint ck;
+  ck.meta = read_checkpoint_meta(dir);
+  ck.config = read_model_config_json((fs::path(dir) / "config.json").string());
+  const std::string weights = (fs::path(dir) / "model.safetensors").string();
+  if (!fs::exists(weights)) throw std::runtime_error(dir + ": model.safetensors missing");
+  if (verify_sha256 && !ck.meta.weights_sha256.empty() && sha256_file_hex(weights) != ck.meta.weights_sha256)
+    throw std::runtime_error(weights + ": checksum mismatch (corrupt or modified checkpoint)");
+  const std::string tok = (fs::path(dir) / "tokenizer.model").string();
+  if (!fs::exists(tok)) throw std::runtime_error(dir + ": tokenizer.model missing");
+  ck.tokenizer = Tokenizer::load(tok);
+  if (ck.tokenizer->vocab_size() != ck.config.vocab_size)
+    throw std::runtime_error(dir + ": tokenizer has " + std::to_string(ck.tokenizer->vocab_size()) +
+                             " pieces but config.json says vocab_size " + std::to_string(ck.config.vocab_size));
+  ck.model = Transformer(ck.config);
+  load_weights_safetensors(*ck.model, weights);
+  ck.model->to(device);
+  ck.model->eval();
+  return ck;
+}
+
+}  // namespace ktl

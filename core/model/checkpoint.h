@@ -1,0 +1,60 @@
+// Checkpoint directories:
+//   config.json        model config with Hugging Face LlamaConfig keys
+//   tokenizer.model    SentencePiece model
+//   model.safetensors  weights, Hugging Face Llama names (model.layers.N.self_attn.q_proj.weight ...)
+//   meta.json          step, metrics, sha256 of model.safetensors, free-form extras
+// plus whatever a caller adds (the trainer: optimizer state, training_config.yaml).
+// Written into "<dir>.tmp-<pid>" and renamed into place, so a crash never leaves half a checkpoint.
+// Thread-safety: free functions; do not save and load the same directory concurrently.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/model/model.h"
+#include "core/model/model_config.h"
+
+namespace ktl {
+
+class Tokenizer;
+
+struct CheckpointMeta {
+  int64_t step = 0;
+  std::map<std::string, double> metrics;      // e.g. val/loss
+  std::map<std::string, std::string> extra;   // free-form strings
+  std::string weights_sha256;                 // filled by save, checked by load
+};
+
+struct LoadedCheckpoint {
+  ModelConfig config;
+  Transformer model{nullptr};
+  std::shared_ptr<Tokenizer> tokenizer;
+  CheckpointMeta meta;
+};
+
+// Writes the checkpoint atomically. `write_extra(tmp_dir)` may add files before the rename.
+// Weights are stored in fp32 whatever the model's dtype. Throws on I/O errors (e.g. disk full),
+// leaving any previous checkpoint at `dir` intact.
+void save_checkpoint(const std::string& dir, TransformerImpl& model,
+                     const std::string& tokenizer_model_bytes, CheckpointMeta meta,
+                     const std::function<void(const std::string& tmp_dir)>& write_extra = {});
+
+// Loads and validates: missing files, bad JSON, a sha256 mismatch, truncated safetensors,
+// missing or mis-shaped tensors all throw std::runtime_error naming the path and the problem.
+LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device = torch::kCPU,
+                                 bool verify_sha256 = true);
+
+ModelConfig read_model_config_json(const std::string& path);
+std::string model_config_to_json(const ModelConfig& c);  // Hugging Face LlamaConfig keys
+CheckpointMeta read_checkpoint_meta(const std::string& dir);
+
+// Copies weights from safetensors into the model's parameters (by Hugging Face name).
+void load_weights_safetensors(TransformerImpl& model, const std::string& path);
+void save_weights_safetensors(TransformerImpl& model, const std::string& path);
+
+}  // namespace ktl

@@ -1,0 +1,146 @@
+#include "core/scheduling/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace ktl {
+
+int argmax(const float* v, int n) {
+  int best = 0;
+  for (int i = 1; i < n; ++i) {
+    if (v[i] > v[best]) best = i;
+  }
+  return best;
+}
+
+void Sampler::validate(const SamplingParams& p) {
+  auto bad = [](const std::string& m) { throw std::invalid_argument(m); };
+  if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) bad("temperature must be >= 0");
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) bad("top_p must be in (0, 1]");
+  if (p.top_k < 0) bad("top_k must be >= 0");
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) bad("min_p must be in [0, 1]");
+  if (!(p.repetition_penalty > 0.0f) || !std::isfinite(p.repetition_penalty)) {
+    bad("repetition_penalty must be > 0");
+  }
+  if (!(p.presence_penalty >= -2.0f && p.presence_penalty <= 2.0f)) {
+    bad("presence_penalty must be in [-2, 2]");
+  }
+  if (!(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f)) {
+    bad("frequency_penalty must be in [-2, 2]");
+  }
+  if (p.max_tokens < 1) bad("max_tokens must be >= 1");
+  for (const auto& s : p.stop) {
+    if (s.empty()) bad("stop strings must not be empty");
+  }
+}
+
+Sampler::Sampler(const SamplingParams& params, const std::vector<int>& prompt_tokens,
+                 uint64_t fallback_seed)
+    : p_(params), rng_(params.seed ? *params.seed : fallback_seed) {
+  if (p_.repetition_penalty != 1.0f) seen_.insert(prompt_tokens.begin(), prompt_tokens.end());
+}
+
+void Sampler::accept(int token) {
+  if (p_.repetition_penalty != 1.0f) seen_.insert(token);
+  ++out_counts_[token];
+}
+
+void Sampler::apply_penalties(float* logits, int vocab) const {
+  if (p_.repetition_penalty != 1.0f) {
+    for (int t : seen_) {
+      if (t < 0 || t >= vocab) continue;
+      float& l = logits[t];
+      l = l > 0 ? l / p_.repetition_penalty : l * p_.repetition_penalty;
+    }
+  }
+  if (p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) {
+    for (const auto& [t, n] : out_counts_) {
+      if (t < 0 || t >= vocab) continue;
+      logits[t] -= p_.presence_penalty + p_.frequency_penalty * static_cast<float>(n);
+    }
+  }
+}
+
+int Sampler::draw(const std::vector<int>& ids, const std::vector<float>& probs, double total) {
+  // 53 random bits -> [0, 1): identical across platforms, unlike std::uniform_real_distribution.
+  const double u = static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);
+  double target = u * total, acc = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    acc += probs[i];
+    if (target < acc) return ids[i];
+  }
+  return ids.back();
+}
+
+int Sampler::sample(float* logits, int vocab) {
+  apply_penalties(logits, vocab);
+  if (p_.temperature == 0.0f) return argmax(logits, vocab);
+  const float inv_t = 1.0f / p_.temperature;
+
+  // Candidates: the whole vocabulary, or the k largest logits.
+  ids_.resize(vocab);
+  for (int i = 0; i < vocab; ++i) ids_[i] = i;
+  auto by_logit = [logits](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  if (p_.top_k > 0 && p_.top_k < vocab) {
+    std::nth_element(ids_.begin(), ids_.begin() + p_.top_k, ids_.end(), by_logit);
+    ids_.resize(p_.top_k);
+  }
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (int id : ids_) max_logit = std::max(max_logit, logits[id]);
+  probs_.resize(ids_.size());
+  double total = 0;
+  for (size_t i = 0; i < ids_.size(); ++i) {
+    probs_[i] = std::exp((logits[ids_[i]] - max_logit) * inv_t);
+    total += probs_[i];
+  }
+  // min-p first (no sorting needed): p >= min_p * p_max; p_max's unnormalised value is 1.
+  if (p_.min_p > 0.0f) {
+    size_t k = 0;
+    double kept = 0;
+    for (size_t i = 0; i < ids_.size(); ++i) {
+      if (probs_[i] >= p_.min_p) {
+        ids_[k] = ids_[i];
+        probs_[k] = probs_[i];
+        kept += probs_[k];
+        ++k;
+      }
+    }
+    ids_.resize(k);
+    probs_.resize(k);
+    total = kept;
+  }
+  if (p_.top_p < 1.0f) {
+    // Sort a growing prefix until it holds top_p of the mass.
+    std::vector<size_t> order(ids_.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    auto by_prob = [this](size_t a, size_t b) {
+      return probs_[a] > probs_[b] || (probs_[a] == probs_[b] && ids_[a] < ids_[b]);
+    };
+    const double need = p_.top_p * total;
+    size_t sorted = std::min<size_t>(64, order.size());
+    while (true) {
+      std::partial_sort(order.begin(), order.begin() + sorted, order.end(), by_prob);
+      double acc = 0;
+      size_t cut = 0;
+      while (cut < sorted && acc < need) acc += probs_[order[cut++]];
+      if (acc >= need || sorted == order.size()) {
+        std::vector<int> ids(cut);
+        std::vector<float> probs(cut);
+        for (size_t i = 0; i < cut; ++i) {
+          ids[i] = ids_[order[i]];
+          probs[i] = probs_[order[i]];
+        }
+        return draw(ids, probs, acc);
+      }
+      sorted = std::min(order.size(), sorted * 4);
+    }
+  }
+  return draw(ids_, probs_, total);
+}
+
+}  // namespace ktl

@@ -1,0 +1,57 @@
+// Per-request token sampling over float logits.
+//
+// Order: repetition penalty (HF: divide positive logits, multiply negative ones, for tokens in
+// the prompt or output) -> presence/frequency penalties (OpenAI: logit -= presence * [count > 0]
+// + frequency * count, output tokens only) -> greedy argmax when temperature == 0 -> temperature
+// -> top-k -> softmax -> min-p (p >= min_p * p_max) -> top-p (smallest set with mass >= top_p)
+// -> draw from the renormalised rest. Sorting happens only when top-k/top-p need it, and then
+// partially (nth_element, then a growing partial sort), so a 32000-token vocabulary stays cheap.
+//
+// Each request has its own std::mt19937_64: seeded from SamplingParams::seed when set (same
+// seed + same prompt -> same text), otherwise from the constructor's fallback seed.
+//
+// Thread-safety: a Sampler is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/scheduling/sampling_params.h"
+
+namespace ktl {
+
+class Sampler {
+ public:
+  Sampler(const SamplingParams& params, const std::vector<int>& prompt_tokens,
+          uint64_t fallback_seed);
+
+  // Picks the next token. `logits` ([vocab]) is modified in place (penalties, masks).
+  int sample(float* logits, int vocab);
+  // Records a generated token for the penalties. sample() does not call it: the engine may
+  // choose not to keep a token.
+  void accept(int token);
+
+  // Applies the penalties only (exposed for tests).
+  void apply_penalties(float* logits, int vocab) const;
+
+  // Throws std::invalid_argument naming the bad field.
+  static void validate(const SamplingParams& p);
+
+ private:
+  int draw(const std::vector<int>& ids, const std::vector<float>& probs, double total);
+
+  SamplingParams p_;
+  std::unordered_set<int> seen_;              // prompt + output (repetition penalty)
+  std::unordered_map<int, int> out_counts_;   // output only (presence/frequency)
+  std::mt19937_64 rng_;
+  std::vector<float> probs_;                  // scratch
+  std::vector<int> ids_;                      // scratch
+};
+
+// Index of the largest value (first one on ties).
+int argmax(const float* v, int n);
+
+}  // namespace ktl

@@ -1,0 +1,103 @@
+// Continuous-batching scheduler (vLLM v1 style), without tensors or HTTP.
+//
+// Every request has a token list (prompt, then generated tokens) and num_computed_tokens (how
+// many of them have K/V in the cache). Each step, schedule() hands out a token budget
+// (max_batched_tokens): first to running requests in admission order (one token for a decoding
+// request, the rest of the prompt chunked to the budget for one still prefilling), then to
+// waiting requests in FCFS order, up to max_num_seqs running. A step whose computation reaches
+// the end of a request's tokens samples its next token.
+//
+// When the KV pool has no free block for a running request, the newest running request is
+// preempted: its blocks are freed and it goes back to the head of the queue, to be recomputed
+// (its full blocks usually survive in the prefix cache, which makes that cheap).
+//
+// RequestState transitions:
+//   kWaiting   -> kRunning    admitted (blocks allocated)
+//   kRunning   -> kPreempted  blocks ran out; freed, queued at the head
+//   kPreempted -> kRunning    re-admitted, recomputes from the prefix cache / from scratch
+//   any        -> kFinished   finish() or cancel(); blocks freed at once, request forgotten
+//
+// Thread-safety: none; the engine thread owns the scheduler.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "core/scheduling/kv_cache_manager.h"
+
+namespace ktl {
+
+enum class RequestState { kWaiting, kRunning, kPreempted, kFinished };
+const char* to_string(RequestState s);
+
+struct SchedulerConfig {
+  int max_num_seqs = 16;         // running sequences at most
+  int max_batched_tokens = 512;  // tokens computed in one step (prefill chunks + decodes)
+};
+
+struct SchedRequest {
+  uint64_t id = 0;
+  std::vector<int> tokens;       // prompt followed by generated tokens
+  int num_prompt_tokens = 0;
+  int num_computed_tokens = 0;   // tokens whose K/V are in the cache
+  int num_cached_tokens = 0;     // prompt tokens served by the prefix cache at first admission
+  int num_preemptions = 0;
+  RequestState state = RequestState::kWaiting;
+};
+
+// One sequence's share of a step.
+struct ScheduledSeq {
+  uint64_t id = 0;
+  int start = 0;                 // position of the first token computed this step
+  int num_tokens = 0;            // tokens computed this step: tokens[start, start + num_tokens)
+  bool sample = false;           // the step reaches the end of the known tokens
+  std::vector<int> block_table;  // covers start + num_tokens tokens
+};
+
+struct SchedulerOutput {
+  std::vector<ScheduledSeq> seqs;
+  std::vector<uint64_t> preempted;  // preempted during this schedule() call
+  int num_tokens = 0;               // sum of seqs[i].num_tokens
+  bool empty() const { return seqs.empty(); }
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& cfg, KvCacheManager* kv);
+
+  // Queues a request (FCFS). `prompt` must not be empty; ids must be unique.
+  void add(uint64_t id, std::vector<int> prompt);
+  SchedulerOutput schedule();
+  // After the model computed `out`: advances num_computed_tokens and publishes full blocks in
+  // the prefix cache. Requests finished or cancelled since schedule() are skipped.
+  void complete_step(const SchedulerOutput& out);
+  // Appends a sampled token to a running request.
+  void append_token(uint64_t id, int token);
+  // Removes a request in any state and frees its blocks at once. False when unknown.
+  bool finish(uint64_t id);
+  bool cancel(uint64_t id) { return finish(id); }
+
+  const SchedRequest* find(uint64_t id) const;
+  int num_running() const { return static_cast<int>(running_.size()); }
+  int num_waiting() const { return static_cast<int>(waiting_.size()); }
+  bool has_unfinished() const { return !running_.empty() || !waiting_.empty(); }
+  uint64_t num_preemptions() const { return num_preemptions_; }
+
+ private:
+  void schedule_running(SchedulerOutput* out, int* budget);
+  void schedule_waiting(SchedulerOutput* out, int* budget);
+  void preempt_newest(SchedulerOutput* out);
+  void emit(SchedRequest* r, int num_new, SchedulerOutput* out);
+
+  SchedulerConfig cfg_;
+  KvCacheManager* kv_;
+  std::unordered_map<uint64_t, std::unique_ptr<SchedRequest>> requests_;
+  std::vector<SchedRequest*> running_;  // admission order; back = newest
+  std::deque<SchedRequest*> waiting_;
+  uint64_t num_preemptions_ = 0;
+};
+
+}  // namespace ktl

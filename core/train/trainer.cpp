@@ -1,0 +1,316 @@
+#include "core/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/model/checkpoint.h"
+#include "core/train/checkpointed_forward.h"
+#include "core/tokenizer/tokenizer.h"
+
+namespace ktl {
+
+namespace fs = std::filesystem;
+
+const char* train_status_name(TrainStatus s) {
+  switch (s) {
+    case TrainStatus::kCompleted:
+      return "completed";
+    case TrainStatus::kEarlyStopped:
+      return "early_stopped";
+    case TrainStatus::kStopped:
+      return "stopped";
+    case TrainStatus::kDiverged:
+      return "diverged";
+  }
+  return "?";
+}
+
+namespace {
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const long t = long(s + 0.5);
+  char buf[32];
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%ldm%02lds", t / 60, t % 60);
+  return buf;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Global L2 norm of all gradients; scales them to max_norm when above it (0 = no clipping).
+double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat64));
+  if (norms.empty()) return 0.0;
+  const double total = torch::stack(norms).norm(2).item<double>();
+  if (max_norm > 0 && std::isfinite(total) && total > max_norm) {
+    const double coef = max_norm / (total + 1e-6);
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().mul_(coef);
+  }
+  return total;
+}
+
+}  // namespace
+
+Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Tokenizer> tokenizer,
+                 TrainerData data, std::string output_dir, MetricsSink& sink, torch::Device device)
+    : config_(std::move(config)),
+      model_(std::move(model)),
+      tokenizer_(std::move(tokenizer)),
+      data_(std::move(data)),
+      output_dir_(std::move(output_dir)),
+      sink_(sink),
+      device_(device),
+      schedule_(config_.learning_rate, config_.min_learning_rate, config_.warmup_steps,
+                config_.max_steps),
+      scaler_(false) {
+  config_.validate();
+  if (!data_.train) throw std::invalid_argument("trainer: no training data");
+  if (config_.max_seq_length > model_->config().max_seq_length)
+    throw std::invalid_argument(
+        "training max_seq_length " + std::to_string(config_.max_seq_length) +
+        " exceeds the model's max_seq_length " + std::to_string(model_->config().max_seq_length));
+  std::string why;
+  precision_ = choose_precision(config_, device_, &why);
+  log("precision: " + why);
+  scaler_ = GradScaler(precision_ == Precision::kFp16);
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
+  AdamWOptions o;
+  o.beta1 = config_.adam_beta1;
+  o.beta2 = config_.adam_beta2;
+  o.eps = config_.adam_eps;
+  o.weight_decay = config_.weight_decay;
+  optimizer_ = std::make_unique<AdamW>(std::move(named), o);
+  sampler_ = std::make_unique<TrainBatchSampler>(
+      data_.train, config_.batch_size, config_.max_seq_length, uint64_t(config_.seed),
+      config_.gradient_accumulation_steps, config_.overfit_batches);
+  if (data_.val)
+    eval_batches_ = std::make_unique<EvalBatches>(data_.val, config_.batch_size,
+                                                  config_.max_seq_length, config_.eval_batches);
+  model_->train();
+}
+
+void Trainer::log(const std::string& line) {
+  sink_.log(line);
+}
+
+double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_batches) {
+  int64_t rows = 0;
+  for (const auto& mb : micro_batches) rows += mb.size(0);
+  double loss_sum = 0;
+  for (const auto& cpu_mb : micro_batches) {
+    auto mb = cpu_mb.to(device_);  // [b, T+1]
+    const auto T = mb.size(1) - 1;
+    auto inputs = mb.narrow(1, 0, T), targets = mb.narrow(1, 1, T);  // [b, T]
+    torch::Tensor logits;
+    {
+      AutocastScope autocast(precision_, device_);
+      logits = training_forward(*model_, inputs, config_.gradient_checkpointing);  // [b, T, V]
+    }
+    auto loss = torch::nn::functional::cross_entropy(
+        logits.to(torch::kFloat32).reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+    // Weight by rows so k micro-batches give the gradient of one batch k times larger.
+    const double weight = double(mb.size(0)) / double(rows);
+    (loss * (weight * scaler_.scale())).backward();
+    loss_sum += loss.item<double>() * weight;
+  }
+  return loss_sum;
+}
+
+double Trainer::train_step(double* grad_norm) {
+  optimizer_->zero_grad();
+  std::vector<torch::Tensor> micro;
+  for (int m = 0; m < config_.gradient_accumulation_steps; ++m)
+    micro.push_back(sampler_->batch(step_, m));
+  const double loss = accumulate_gradients(micro);
+  auto params = model_->parameters();
+  const bool grads_finite = scaler_.unscale_and_check(params);
+  if (scaler_.enabled() && !grads_finite) {
+    // fp16 overflow: skip this update, shrink the scale, keep the step count moving.
+    scaler_.update(true);
+    if (grad_norm) *grad_norm = 0;
+    ++step_;
+    return loss;
+  }
+  const double norm = clip_gradients(params, config_.grad_clip);
+  if (grad_norm) *grad_norm = norm;
+  if (!std::isfinite(loss) || !std::isfinite(norm)) return loss;  // no update; run() stops
+  optimizer_->step(schedule_.at(step_));
+  scaler_.update(false);
+  ++step_;
+  return loss;
+}
+
+EvalResult Trainer::evaluate_now() {
+  if (!eval_batches_) throw std::logic_error("trainer: no validation data");
+  if (eval_chars_ < 0)
+    eval_chars_ = tokenizer_ ? eval_batches_->count_target_chars(*tokenizer_) : 0;
+  return evaluate(*model_, *eval_batches_, eval_chars_, precision_, device_);
+}
+
+void Trainer::maybe_eval(bool force, bool* early_stop) {
+  if (!eval_batches_ || (!force && last_eval_step_ == step_)) return;
+  const auto t0 = std::chrono::steady_clock::now();
+  EvalResult r = evaluate_now();
+  last_eval_ = r;
+  last_eval_step_ = step_;
+  sink_.metric("val/loss", step_, r.loss);
+  sink_.metric("val/ppl", step_, r.ppl);
+  if (r.chars > 0) sink_.metric("val/bpc", step_, r.bpc);
+  const bool improved = best_step_ < 0 || r.loss < best_val_loss_;
+  if (improved) {
+    best_val_loss_ = r.loss;
+    best_step_ = step_;
+    evals_without_improvement_ = 0;
+  } else {
+    ++evals_without_improvement_;
+  }
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "eval step %lld | val loss %.4f | ppl %.2f | bpc %.4f | %lld tokens, %lld chars | "
+                "%.1fs%s",
+                (long long)step_, r.loss, r.ppl, r.bpc, (long long)r.tokens, (long long)r.chars,
+                seconds_since(t0), improved ? " | best" : "");
+  log(buf);
+  if (early_stop && config_.early_stopping_patience > 0 &&
+      evals_without_improvement_ >= config_.early_stopping_patience) {
+    *early_stop = true;
+    log("early stopping: val loss has not improved for " +
+        std::to_string(evals_without_improvement_) + " evaluations (best " +
+        std::to_string(best_val_loss_) + " at step " + std::to_string(best_step_) + ")");
+  }
+}
+
+void Trainer::write_samples() {
+  if (!tokenizer_) return;
+  const auto& prompts = sample_prompts();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const std::string greedy =
+        generate_continuation(*model_, *tokenizer_, prompts[i], 40, 0.0, 0, 0, precision_, device_);
+    sink_.sample(step_, prompts[i], greedy, "greedy");
+    const uint64_t seed = mix64(uint64_t(config_.seed) ^ (uint64_t(step_) * 131 + i));
+    const std::string sampled = generate_continuation(*model_, *tokenizer_, prompts[i], 40, 0.8, 50,
+                                                      seed, precision_, device_);
+    sink_.sample(step_, prompts[i], sampled, "sampled");
+  }
+}
+
+void Trainer::log_progress(double loss, double grad_norm, double lr, double tokens_per_s) {
+  const double elapsed = train_seconds_;
+  const int64_t done_here = step_ - run_start_step_;
+  const double per_step = done_here > 0 ? elapsed_this_run_ / double(done_here) : 0;
+  const double eta = per_step * double(config_.max_steps - step_);
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | elapsed %s | "
+                "eta %s",
+                (long long)step_, (long long)config_.max_steps, loss, lr, grad_norm, tokens_per_s,
+                fmt_duration(elapsed).c_str(), fmt_duration(eta).c_str());
+  log(buf);
+}
+
+TrainResult Trainer::finish(TrainStatus status, std::string message) {
+  TrainResult r;
+  r.status = status;
+  r.step = step_;
+  r.last_checkpoint = last_checkpoint_;
+  r.message = std::move(message);
+  r.last_eval = last_eval_;
+  if (!r.message.empty()) log(r.message);
+  sink_.flush();
+  return r;
+}
+
+std::string Trainer::divergence_message(double loss, double grad_norm) const {
+  std::ostringstream os;
+  os << "training diverged at step " << step_ + 1 << ": "
+     << (!std::isfinite(loss) ? "loss is " + std::to_string(loss)
+                              : "gradient norm is " + std::to_string(grad_norm))
+     << "; the last good checkpoint is "
+     << (last_checkpoint_.empty() ? std::string("none (no checkpoint was saved yet)")
+                                  : last_checkpoint_)
+     << " (try a lower learning_rate, more warmup_steps or grad_clip)";
+  return os.str();
+}
+
+void Trainer::report_interval(LogInterval& iv, double lr) {
+  const int64_t tokens_per_step =
+      int64_t(config_.batch_size) * config_.gradient_accumulation_steps * config_.max_seq_length;
+  const double tps = iv.seconds > 0 ? double(tokens_per_step) * iv.steps / iv.seconds : 0;
+  const double mean_loss = iv.loss / iv.steps, mean_norm = iv.grad_norm / iv.steps;
+  sink_.metric("train/loss", step_, mean_loss);
+  sink_.metric("train/lr", step_, lr);
+  sink_.metric("train/grad_norm", step_, mean_norm);
+  sink_.metric("train/tokens_per_s", step_, tps);
+  log_progress(mean_loss, mean_norm, lr, tps);
+  iv = LogInterval{};
+}
+
+TrainResult Trainer::run() {
+  fs::create_directories(output_dir_);
+  remove_stale_temp_dirs();
+  run_start_step_ = step_;
+  elapsed_this_run_ = 0;
+  LogInterval iv;
+  while (step_ < config_.max_steps) {
+    if (stop_requested_.load()) {
+      save_checkpoint_now(false);
+      return finish(TrainStatus::kStopped, "stopped at step " + std::to_string(step_) +
+                                               " on request; checkpoint " + last_checkpoint_);
+    }
+    const double lr = schedule_.at(step_);
+    const auto t0 = std::chrono::steady_clock::now();
+    double norm = 0;
+    const double loss = train_step(&norm);
+    const double dt = seconds_since(t0);
+    if (!std::isfinite(loss) || !std::isfinite(norm))
+      return finish(TrainStatus::kDiverged, divergence_message(loss, norm));
+    train_seconds_ += dt;
+    elapsed_this_run_ += dt;
+    iv.loss += loss, iv.grad_norm += norm, iv.seconds += dt, ++iv.steps;
+    sink_.progress(step_, config_.max_steps);
+    if (step_ % config_.log_steps == 0 || step_ == config_.max_steps) report_interval(iv, lr);
+    bool early = false;
+    if (config_.eval_steps > 0 && step_ % config_.eval_steps == 0) maybe_eval(false, &early);
+    if (config_.save_steps > 0 && step_ % config_.save_steps == 0) save_checkpoint_now(true);
+    if (config_.sample_steps > 0 && step_ % config_.sample_steps == 0) write_samples();
+    if (early) {
+      if (last_save_step_ != step_) save_checkpoint_now(true);
+      point_link("final", last_checkpoint_);
+      return finish(TrainStatus::kEarlyStopped, "");
+    }
+  }
+  // The end: always leave an evaluated final checkpoint.
+  if (last_save_step_ != step_) save_checkpoint_now(true);
+  if (config_.sample_steps > 0 && step_ % config_.sample_steps != 0) write_samples();
+  point_link("final", last_checkpoint_);
+  return finish(TrainStatus::kCompleted, "");
+}
+
+TrainerData open_training_data(const std::string& data_dir) {
+  TrainerData d;
+  const fs::path dir(data_dir);
+  const fs::path train = dir / "train.bin", val = dir / "val.bin";
+  if (!fs::exists(train))
+    throw std::runtime_error(train.string() + " not found (run `ktl prepare-data` first)");
+  d.train = open_token_shard(train.string());
+  if (fs::exists(val)) d.val = open_token_shard(val.string());
+  return d;
+}
+
+}  // namespace ktl

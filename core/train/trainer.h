@@ -1,0 +1,138 @@
+// The training loop: AdamW + warmup/cosine schedule, gradient accumulation, global-norm
+// clipping, mixed precision, optional gradient checkpointing, periodic evaluation, samples and
+// checkpoints (keep last K + best by val loss), early stopping, a NaN/inf guard and a graceful
+// stop on request (SIGTERM in the CLI).
+//
+// Output directory layout:
+//   checkpoint-<step>/   model (core/model/checkpoint.h) + optimizer.safetensors, trainer_state.json,
+//                        training_config.yaml
+//   latest -> checkpoint-<newest>   (what the server and `--resume-from` usually want)
+//   best   -> checkpoint-<lowest val loss>
+//   final  -> checkpoint-<last step>  (only after a run that reached its end)
+//
+// Lifecycle (enum class TrainStatus): construct -> [restore(dir)] -> run() once, which returns
+// kCompleted (max_steps reached), kEarlyStopped, kStopped (request_stop()) or kDiverged.
+// Thread-safety: run() and the step functions from one thread; request_stop() from any thread
+// or a signal handler (it only stores an atomic flag).
+#pragma once
+
+#include <torch/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/train/adamw.h"
+#include "core/train/data_loader.h"
+#include "core/train/evaluation.h"
+#include "core/train/lr_schedule.h"
+#include "core/train/metrics_sink.h"
+#include "core/train/mixed_precision.h"
+#include "core/model/model.h"
+#include "core/train/training_config.h"
+
+namespace ktl {
+
+class Tokenizer;
+
+enum class TrainStatus { kCompleted, kEarlyStopped, kStopped, kDiverged };
+const char* train_status_name(TrainStatus s);
+
+struct TrainResult {
+  TrainStatus status = TrainStatus::kCompleted;
+  int64_t step = 0;             // optimizer steps completed
+  std::string last_checkpoint;  // newest checkpoint directory ("" if none)
+  std::string message;          // e.g. the divergence message
+  std::optional<EvalResult> last_eval;
+};
+
+struct TrainerData {
+  std::shared_ptr<const TokenSource> train;
+  std::shared_ptr<const TokenSource> val;  // may be null: no evaluation
+};
+
+class Trainer {
+ public:
+  // `model` must already be on `device`; precision is resolved from the config.
+  Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Tokenizer> tokenizer,
+          TrainerData data, std::string output_dir, MetricsSink& sink, torch::Device device);
+
+  // Restores optimizer, scheduler position, data position and counters from a checkpoint
+  // written by this trainer (the weights are loaded by the caller through load_checkpoint).
+  // Throws std::runtime_error naming the file on a missing, truncated or corrupt state.
+  void restore(const std::string& checkpoint_dir);
+
+  TrainResult run();
+  void request_stop() { stop_requested_.store(true); }
+
+  // Pieces of a step, public for tests.
+  // Forward + backward over the micro-batches (each [b, T+1]); returns the mean loss.
+  // Gradients accumulate into .grad scaled so k equal micro-batches equal one big batch.
+  double accumulate_gradients(const std::vector<torch::Tensor>& micro_batches);
+  // One full optimizer step at the current step; returns the loss (NaN/inf is reported, not
+  // thrown). grad_norm receives the pre-clip global norm.
+  double train_step(double* grad_norm = nullptr);
+  EvalResult evaluate_now();
+  std::string save_checkpoint_now(bool with_eval_metrics);
+
+  int64_t step() const { return step_; }
+  Precision precision() const { return precision_; }
+  TransformerImpl& model() { return *model_; }
+  const TrainingConfig& config() const { return config_; }
+
+ private:
+  void log(const std::string& line);
+  struct LogInterval {  // sums since the last progress line
+    double loss = 0, grad_norm = 0, seconds = 0;
+    int steps = 0;
+  };
+  void log_progress(double loss, double grad_norm, double lr, double tokens_per_s);
+  void report_interval(LogInterval& iv, double lr);
+  std::string divergence_message(double loss, double grad_norm) const;
+  void maybe_eval(bool force, bool* early_stop);
+  void write_samples();
+  void rotate_checkpoints();
+  void point_link(const std::string& name, const std::string& target_dir);
+  void write_state_files(const std::string& dir) const;
+  void remove_stale_temp_dirs();
+  TrainResult finish(TrainStatus status, std::string message);
+
+  TrainingConfig config_;
+  Transformer model_;
+  std::shared_ptr<Tokenizer> tokenizer_;
+  TrainerData data_;
+  std::string output_dir_;
+  MetricsSink& sink_;
+  torch::Device device_;
+  Precision precision_ = Precision::kFp32;
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  GradScaler scaler_;
+  std::unique_ptr<TrainBatchSampler> sampler_;
+  std::unique_ptr<EvalBatches> eval_batches_;
+  int64_t eval_chars_ = -1;  // computed on first evaluation
+
+  int64_t step_ = 0;  // optimizer steps completed
+  double best_val_loss_ = 0;
+  int64_t best_step_ = -1;
+  int evals_without_improvement_ = 0;
+  int64_t last_eval_step_ = -1;
+  int64_t last_save_step_ = -1;
+  std::optional<EvalResult> last_eval_;
+  std::string last_checkpoint_;
+  int64_t best_ckpt_step_ = -1;  // checkpoint `best` points to
+  double best_ckpt_val_loss_ = 0;
+  double train_seconds_ = 0;  // excludes eval/save/sample time; survives resume
+  double elapsed_this_run_ = 0;
+  int64_t run_start_step_ = 0;
+  std::atomic<bool> stop_requested_{false};
+};
+
+// Reads DATA_DIR/{train,val}.bin (val optional) for a Trainer.
+TrainerData open_training_data(const std::string& data_dir);
+
+}  // namespace ktl

@@ -1,0 +1,190 @@
+// End-to-end: generated Korean JSONL -> prepare-data pipeline -> shards that decode back to the
+// cleaned text.
+#include "core/data/data_pipeline.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/data/token_shard.h"
+#include "tests/support/data_test_util.h"
+#include "tests/support/korean_fixture.h"
+
+namespace {
+
+using ktl::testing::TempDir;
+
+std::vector<std::string> split_docs(const std::filesystem::path& txt) {
+  std::vector<std::string> v;
+  ktl::for_each_split_document(txt, [&](std::string&& d) { v.push_back(std::move(d)); });
+  return v;
+}
+
+// Documents of a shard, decoded one by one (each ends with </s>).
+std::vector<std::string> decode_shard(const std::filesystem::path& bin, const ktl::Tokenizer& tok) {
+  auto shard = ktl::TokenShard::open(bin);
+  std::vector<std::string> out;
+  std::vector<int> cur;
+  for (uint64_t i = 0; i < shard->size(); ++i) {
+    const int id = static_cast<int>(shard->get(i));
+    if (id == ktl::SpecialIds::kEos) {
+      out.push_back(tok.decode(cur));
+      cur.clear();
+    } else {
+      cur.push_back(id);
+    }
+  }
+  EXPECT_TRUE(cur.empty()) << "shard does not end with </s>";
+  return out;
+}
+
+class DataPipelineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto sents = ktl::testing::korean_sentences(6000, 5);
+    std::string jsonl;
+    size_t n = 0;
+    for (size_t i = 0; i + 2 < sents.size(); i += 3, ++n) {
+      std::string text = sents[i] + " " + sents[i + 1] + "\\n" + sents[i + 2];
+      if (n % 50 == 7) text += " <b>강조</b> &amp; 기호";
+      jsonl += "{\"text\": \"" + text + "\"}\n";
+      if (n % 100 == 3) jsonl += "{\"text\": \"" + text + "\"}\n";  // exact duplicate
+    }
+    jsonl += "{\"text\": \"This document is entirely in English and should be dropped.\"}\n";
+    jsonl += "{\"text\": \"짧음\"}\n";
+    jsonl += "{\"text\": broken\n";
+    ktl::testing::write_text(dir_.file("corpus.jsonl"), jsonl);
+    n_docs_ = n;
+  }
+
+  ktl::PipelineConfig config(const std::string& out) {
+    ktl::PipelineConfig c;
+    c.inputs = {dir_.file("corpus.jsonl")};
+    c.output_dir = dir_.path() / out;
+    c.tokenizer_train.vocab_size = 1000;
+    c.progress = false;
+    return c;
+  }
+
+  TempDir dir_;
+  size_t n_docs_ = 0;
+};
+
+TEST_F(DataPipelineTest, StagesSplitsAndShardRoundTrip) {
+  const auto cfg = config("out");
+  const auto st = ktl::run_data_pipeline(cfg);
+  const size_t dups = (n_docs_ + 96) / 100;
+  EXPECT_EQ(st.read.docs, n_docs_ + dups + 2);
+  EXPECT_EQ(st.input_errors, 1u);
+  EXPECT_EQ(st.dropped.at("low_hangul"), 1u);
+  EXPECT_EQ(st.dropped.at("too_short"), 1u);
+  EXPECT_EQ(st.exact_duplicates, dups);
+  EXPECT_EQ(st.after_exact.docs, n_docs_);
+  EXPECT_EQ(st.splits.at("train").docs + st.splits.at("val").docs + st.splits.at("test").docs,
+            n_docs_);
+  EXPECT_GT(st.splits.at("val").docs, 0u);
+  EXPECT_GT(st.val_chars_per_token, 1.0);
+
+  auto tok = ktl::Tokenizer::load((cfg.output_dir / "tokenizer.model").string());
+  std::set<std::string> all;
+  for (const char* s : {"train", "val", "test"}) {
+    const auto docs = split_docs(cfg.output_dir / (std::string(s) + ".txt"));
+    EXPECT_EQ(decode_shard(cfg.output_dir / (std::string(s) + ".bin"), *tok), docs) << s;
+    const auto h = ktl::TokenShard::read_header(cfg.output_dir / (std::string(s) + ".bin"));
+    EXPECT_EQ(h.n_docs, docs.size());
+    EXPECT_EQ(h.n_tokens, st.splits.at(s).tokens);
+    EXPECT_EQ(ktl::read_split_char_count(cfg.output_dir, s), st.splits.at(s).chars);
+    for (const auto& d : docs) {
+      EXPECT_TRUE(all.insert(d).second) << "document in two splits: " << d;
+      EXPECT_EQ(d.find("<b>"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(all.size(), n_docs_);
+  auto j = nlohmann::json::parse(ktl::testing::read_text((cfg.output_dir / "stats.json").string()));
+  EXPECT_EQ(j["splits"]["val"]["tokens"].get<uint64_t>(), st.splits.at("val").tokens);
+  EXPECT_EQ(j["stages"]["read"]["docs"].get<uint64_t>(), st.read.docs);
+  EXPECT_EQ(j["special_ids"]["eos"].get<int>(), 3);
+  for (const auto& e : std::filesystem::directory_iterator(cfg.output_dir))
+    EXPECT_EQ(e.path().filename().string().find("tmp"), std::string::npos) << e.path();
+}
+
+TEST_F(DataPipelineTest, DeterministicGivenSeedAndReusesTokenizer) {
+  auto a = config("a");
+  a.tokenize = false;
+  auto b = config("b");
+  b.tokenize = false;
+  auto c = config("c");
+  c.tokenize = false;
+  c.split.seed = 99;
+  ktl::run_data_pipeline(a);
+  ktl::run_data_pipeline(b);
+  ktl::run_data_pipeline(c);
+  const auto va = ktl::testing::read_text((a.output_dir / "val.txt").string());
+  EXPECT_EQ(va, ktl::testing::read_text((b.output_dir / "val.txt").string()));
+  EXPECT_NE(va, ktl::testing::read_text((c.output_dir / "val.txt").string()));
+  EXPECT_FALSE(std::filesystem::exists(a.output_dir / "train.bin"));
+
+  auto t = config("t");
+  ktl::run_data_pipeline(t);
+  auto r = config("r");
+  r.tokenizer = t.output_dir.string();  // a directory holding tokenizer.model
+  ktl::run_data_pipeline(r);
+  EXPECT_EQ(ktl::testing::read_text((r.output_dir / "tokenizer.model").string()),
+            ktl::testing::read_text((t.output_dir / "tokenizer.model").string()));
+  EXPECT_EQ(ktl::testing::read_text((r.output_dir / "val.bin").string()),
+            ktl::testing::read_text((t.output_dir / "val.bin").string()));
+}
+
+TEST_F(DataPipelineTest, TinyCorpusStillGetsValAndTest) {
+  ktl::testing::write_text(
+      dir_.file("tiny.txt"),
+      "첫 번째 문서입니다.\n두 번째 문서입니다.\n세 번째 문서입니다.\n네 번째 문서입니다.\n");
+  ktl::PipelineConfig c;
+  c.inputs = {dir_.file("tiny.txt")};
+  c.output_dir = dir_.path() / "tiny";
+  c.tokenize = false;
+  c.progress = false;
+  const auto st = ktl::run_data_pipeline(c);
+  EXPECT_EQ(st.splits.at("val").docs, 1u);
+  EXPECT_EQ(st.splits.at("test").docs, 1u);
+  EXPECT_EQ(st.splits.at("train").docs, 2u);
+}
+
+TEST_F(DataPipelineTest, NothingLeftIsAClearError) {
+  ktl::testing::write_text(dir_.file("english.txt"), "only english here\nand here too\n");
+  ktl::PipelineConfig c;
+  c.inputs = {dir_.file("english.txt")};
+  c.output_dir = dir_.path() / "none";
+  c.progress = false;
+  try {
+    ktl::run_data_pipeline(c);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no documents left"), std::string::npos);
+  }
+}
+
+TEST_F(DataPipelineTest, NearDedupRemovesEditedCopies) {
+  std::string text;
+  const std::string base =
+      "이 영화는 배우들의 연기가 훌륭하고 음악도 아름다워서 끝까지 지루하지 않게 볼 수 있었다 특히 "
+      "마지막 장면이 좋았다";
+  text += base + "\n" + base + " 추천\n" + base + " 강추\n";
+  text +=
+      "완전히 다른 내용의 문서로 경제 뉴스와 수출 통계를 다루고 있으며 반도체 이야기가 나온다\n";
+  ktl::testing::write_text(dir_.file("near.txt"), text);
+  ktl::PipelineConfig c;
+  c.inputs = {dir_.file("near.txt")};
+  c.output_dir = dir_.path() / "near";
+  c.tokenize = false;
+  c.progress = false;
+  c.near_dedup = true;
+  const auto st = ktl::run_data_pipeline(c);
+  EXPECT_EQ(st.exact_duplicates, 0u);
+  EXPECT_EQ(st.near_duplicates, 2u);
+  EXPECT_EQ(st.after_near.docs, 2u);
+}
+
+}  // namespace

@@ -1,0 +1,71 @@
+#include "core/data/token_shard.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/support/data_test_util.h"
+
+namespace {
+
+using ktl::testing::TempDir;
+
+TEST(TokenShard, HeaderAndRoundTripUint16) {
+  TempDir d;
+  const auto path = d.path() / "train.bin";
+  {
+    ktl::TokenShardWriter w(path, 8000);
+    w.add_document({5, 6, 7999}, 10);
+    w.add_document({}, 0);
+    w.add_document({42}, 3);
+    EXPECT_FALSE(std::filesystem::exists(path));  // only the temporary exists before finish()
+    w.finish();
+  }
+  const std::string raw = ktl::testing::read_text(path.string());
+  ASSERT_GE(raw.size(), 64u);
+  EXPECT_EQ(raw.substr(0, 8), "KTLSHARD");
+  auto s = ktl::TokenShard::open(path);
+  EXPECT_EQ(s->header().token_bytes, 2u);
+  EXPECT_EQ(s->header().n_docs, 3u);
+  EXPECT_EQ(s->header().n_chars, 13u);
+  EXPECT_EQ(s->header().vocab_size, 8000u);
+  ASSERT_EQ(s->size(), 7u);
+  ASSERT_NE(s->data_u16(), nullptr);
+  const std::vector<uint32_t> expect = {5, 6, 7999, 3, 3, 42, 3};
+  for (size_t i = 0; i < expect.size(); ++i) EXPECT_EQ(s->get(i), expect[i]);
+  std::vector<int64_t> buf(3);
+  s->copy_to(1, 3, buf.data());
+  EXPECT_EQ(buf, (std::vector<int64_t>{6, 7999, 3}));
+  EXPECT_THROW(s->copy_to(5, 3, buf.data()), std::out_of_range);
+  EXPECT_EQ(raw.size(), 64u + 7 * 2);
+  EXPECT_EQ(ktl::read_split_char_count(d.path(), "train"), 13u);
+}
+
+TEST(TokenShard, WideVocabUsesUint32) {
+  TempDir d;
+  ktl::TokenShardWriter w(d.path() / "big.bin", 100000);
+  w.add_document({70000, 1}, 2);
+  w.finish();
+  auto s = ktl::TokenShard::open(d.path() / "big.bin");
+  EXPECT_EQ(s->header().token_bytes, 4u);
+  ASSERT_NE(s->data_u32(), nullptr);
+  EXPECT_EQ(s->get(0), 70000u);
+  EXPECT_EQ(s->get(2), 3u);
+}
+
+TEST(TokenShard, RejectsOutOfVocabIdsAndCorruptFiles) {
+  TempDir d;
+  {
+    ktl::TokenShardWriter w(d.path() / "x.bin", 100);
+    EXPECT_THROW(w.add_document({100}, 1), std::runtime_error);
+  }  // abandoned writer leaves nothing behind
+  EXPECT_TRUE(std::filesystem::is_empty(d.path()));
+  ktl::testing::write_text(d.file("bad.bin"), std::string(64, 'x'));
+  EXPECT_THROW(ktl::TokenShard::open(d.path() / "bad.bin"), std::runtime_error);
+  ktl::TokenShardWriter w(d.path() / "cut.bin", 100);
+  w.add_document({1, 2, 3}, 3);
+  w.finish();
+  std::string raw = ktl::testing::read_text(d.file("cut.bin"));
+  ktl::testing::write_text(d.file("cut.bin"), raw.substr(0, raw.size() - 2));
+  EXPECT_THROW(ktl::TokenShard::open(d.path() / "cut.bin"), std::runtime_error);
+}
+
+}  // namespace

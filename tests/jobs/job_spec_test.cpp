@@ -1,0 +1,266 @@
+#include "jobs/job_spec.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "tests/support/job_test_util.h"
+
+namespace ktl::jobs {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using testing::TempDir;
+
+class JobSpecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(root_.path() / "data" / "shards");
+    fs::create_directories(root_.path() / "configs");
+    std::ofstream(root_.path() / "configs" / "training.yaml") << "max_steps: 10\n";
+    std::ofstream(root_.path() / "configs" / "model.yaml") << "dim: 64\n";
+    std::ofstream(outside_.path() / "secret.yaml") << "x: 1\n";
+    fs::create_directories(outside_.path() / "corpus");
+    ctx_.data_dir = root_.str("data");
+  }
+
+  json train_spec() const {
+    return {{"kind", "train"},
+            {"name", "tiny"},
+            {"options",
+             {{"config", root_.str("configs/training.yaml")},
+              {"model_config", root_.str("configs/model.yaml")},
+              {"data", "shards"},
+              {"max_steps", 200},
+              {"learning_rate", 0.0003},
+              {"gradient_checkpointing", true},
+              {"dtype", "bf16"}}}};
+  }
+
+  // The error message of validating `spec`, or "" when it validated.
+  std::string error_of(const json& spec) const {
+    try {
+      validate_job_spec(spec, ctx_);
+      return "";
+    } catch (const JobSpecError& e) {
+      return e.what();
+    }
+  }
+
+  TempDir root_, outside_;
+  JobSpecContext ctx_;
+};
+
+TEST_F(JobSpecTest, ValidTrainSpecBuildsTheTrainerCommandLine) {
+  ctx_.allowed_roots = {root_.str("configs")};
+  ValidatedSpec v = validate_job_spec(train_spec(), ctx_);
+  EXPECT_EQ(v.kind, JobKind::kTrain);
+  EXPECT_EQ(v.name, "tiny");
+  EXPECT_EQ(v.options["data"], root_.str("data/shards"));  // relative to the data dir
+  EXPECT_EQ(v.params().at("max_steps"), "200");
+
+  Job job;
+  job.id = 7;
+  job.kind = v.kind;
+  job.spec_json = v.to_json();
+  job.output_dir = job_output_dir(v, ctx_, job.id);
+  EXPECT_EQ(job.output_dir, root_.str("data/jobs/7/checkpoints"));
+  auto stages = build_job_stages(job, ctx_, "/db/jobs.db");
+  ASSERT_EQ(stages.size(), 1u);
+  std::vector<std::string> want = {"train",
+                                   "--config",
+                                   root_.str("configs/training.yaml"),
+                                   "--model-config",
+                                   root_.str("configs/model.yaml"),
+                                   "--data",
+                                   root_.str("data/shards"),
+                                   "--output-dir",
+                                   root_.str("data/jobs/7/checkpoints"),
+                                   "--dtype=bf16",
+                                   "--gradient-checkpointing=true",
+                                   "--learning-rate=0.0003",
+                                   "--max-steps=200",
+                                   "--job-db",
+                                   "/db/jobs.db",
+                                   "--job-id",
+                                   "7"};
+  EXPECT_EQ(stages[0].args, want);
+  EXPECT_EQ(stages[0].output_dir, root_.str("data/jobs/7/checkpoints"));
+
+  job.resume_from = root_.str("data/jobs/7/checkpoints/checkpoint-50");
+  auto resumed = build_job_stages(job, ctx_, "/db/jobs.db")[0].args;
+  auto it = std::find(resumed.begin(), resumed.end(), "--resume-from");
+  ASSERT_NE(it, resumed.end());
+  EXPECT_EQ(*(it + 1), job.resume_from);
+}
+
+TEST_F(JobSpecTest, ConfigOutsideTheRootsIsRefusedUnlessAllowed) {
+  json s = train_spec();
+  std::string err = error_of(s);
+  EXPECT_NE(err.find("options.config"), std::string::npos) << err;
+  EXPECT_NE(err.find("outside the allowed roots"), std::string::npos) << err;
+  ctx_.allowed_roots = {root_.str("configs")};
+  EXPECT_EQ(error_of(s), "");
+}
+
+TEST_F(JobSpecTest, RejectsBadKindsAndFields) {
+  ctx_.allowed_roots = {root_.str("configs")};
+  EXPECT_NE(error_of({{"kind", "fly"}}).find("unknown job kind 'fly'"), std::string::npos);
+  EXPECT_NE(error_of({{"name", "x"}}).find("kind: is required"), std::string::npos);
+  EXPECT_NE(error_of({{"kind", 3}}).find("kind: must be a string"), std::string::npos);
+  EXPECT_NE(error_of(json::array()).find("JSON object"), std::string::npos);
+  json s = train_spec();
+  s["colour"] = "red";
+  EXPECT_NE(error_of(s).find("colour: unknown field"), std::string::npos);
+  s = train_spec();
+  s["name"] = 5;
+  EXPECT_NE(error_of(s).find("name: must be a string"), std::string::npos);
+  s = train_spec();
+  s["options"].erase("config");
+  EXPECT_NE(error_of(s).find("options.config: is required"), std::string::npos);
+  s = train_spec();
+  s["options"]["config"] = 12;
+  EXPECT_NE(error_of(s).find("options.config: must be a string path"), std::string::npos);
+  s = train_spec();
+  s["options"]["max_steps"] = json::array({1, 2});
+  EXPECT_NE(error_of(s).find("options.max_steps: must be a number"), std::string::npos);
+  s = train_spec();
+  s["options"]["Max-Steps"] = 3;
+  EXPECT_NE(error_of(s).find("not a valid option name"), std::string::npos);
+  s = train_spec();
+  s["options"]["job_db"] = "x";
+  EXPECT_NE(error_of(s).find("not a valid option name"), std::string::npos);
+  s = train_spec();
+  s["options"]["log_file"] = "/etc/passwd";  // a path smuggled through an override
+  EXPECT_NE(error_of(s).find("options.log_file"), std::string::npos);
+  s = train_spec();
+  s["options"]["data"] = "missing";
+  EXPECT_NE(error_of(s).find("does not exist"), std::string::npos);
+  s = train_spec();
+  s["options"]["data"] = root_.str("configs/model.yaml");
+  EXPECT_NE(error_of(s).find("is not a directory"), std::string::npos);
+  s = train_spec();
+  s["options"]["output_dir"] = root_.str("configs/model.yaml");
+  EXPECT_NE(error_of(s).find("exists and is not a directory"), std::string::npos);
+  EXPECT_THROW(validate_job_spec_text("{\"kind\": ", ctx_), JobSpecError);
+}
+
+TEST_F(JobSpecTest, RejectsDotDotAndSymlinkEscapes) {
+  json s = train_spec();
+  ctx_.allowed_roots = {root_.str("configs")};
+  s["options"]["data"] = "../../" + outside_.path().filename().string() + "/corpus";
+  EXPECT_NE(error_of(s).find("outside the allowed roots"), std::string::npos) << error_of(s);
+
+  fs::create_symlink(outside_.path() / "corpus", root_.path() / "data" / "link");
+  s["options"]["data"] = "link";
+  EXPECT_NE(error_of(s).find("outside the allowed roots"), std::string::npos);
+  fs::create_symlink(outside_.path(), root_.path() / "data" / "out");
+  s = train_spec();
+  s["options"]["output_dir"] = "out/new-run";  // does not exist yet; its parent escapes
+  EXPECT_NE(error_of(s).find("options.output_dir"), std::string::npos);
+
+  s = train_spec();
+  s["options"]["data"] = "shards/../shards";  // ".." that stays inside is fine
+  EXPECT_EQ(error_of(s), "");
+  // A root given with a trailing slash or "..": same answers.
+  ctx_.data_dir = root_.str("data") + "/";
+  EXPECT_EQ(error_of(train_spec()), "");
+  EXPECT_TRUE(path_is_allowed(root_.str("data/x"), ctx_));
+  EXPECT_FALSE(path_is_allowed(root_.str("data2/x"), ctx_));  // prefix of a name is not inside
+}
+
+TEST_F(JobSpecTest, PathsAreCheckedAgainWhenTheJobStarts) {
+  ctx_.allowed_roots = {root_.str("configs")};
+  fs::create_directories(root_.path() / "data" / "swap");
+  json s = train_spec();
+  s["options"]["data"] = "swap";
+  ValidatedSpec v = validate_job_spec(s, ctx_);
+  Job job;
+  job.id = 1;
+  job.kind = v.kind;
+  job.spec_json = v.to_json();
+  EXPECT_EQ(build_job_stages(job, ctx_, "/db").size(), 1u);
+  fs::remove(root_.path() / "data" / "swap");  // swapped for a symlink out of the roots
+  fs::create_directory_symlink(outside_.path() / "corpus", root_.path() / "data" / "swap");
+  try {
+    build_job_stages(job, ctx_, "/db");
+    FAIL() << "expected JobSpecError";
+  } catch (const JobSpecError& e) {
+    EXPECT_NE(std::string(e.what()).find("outside the allowed roots"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(JobSpecTest, PipelinePreparesThenTrainsOnThePreparedData) {
+  ctx_.allowed_roots = {root_.str("configs"), outside_.str()};
+  json train = train_spec()["options"];
+  train.erase("data");
+  json spec = {
+      {"kind", "pipeline"},
+      {"options",
+       {{"prepare_data", {{"input", json::array({outside_.str("corpus")})}}}, {"train", train}}}};
+  ValidatedSpec v = validate_job_spec(spec, ctx_);
+  Job job;
+  job.id = 3;
+  job.kind = v.kind;
+  job.spec_json = v.to_json();
+  job.output_dir = job_output_dir(v, ctx_, job.id);
+  auto stages = build_job_stages(job, ctx_, "/db");
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(stages[0].name, "prepare-data");
+  std::string prepared = root_.str("data/jobs/3/data");
+  EXPECT_EQ(stages[0].args,
+            (std::vector<std::string>{"prepare-data", "--input", outside_.str("corpus"), "--output",
+                                      prepared}));
+  auto& t = stages[1].args;
+  auto it = std::find(t.begin(), t.end(), "--data");
+  ASSERT_NE(it, t.end());
+  EXPECT_EQ(*(it + 1), prepared);
+  EXPECT_EQ(stages[1].output_dir, root_.str("data/jobs/3/checkpoints"));
+
+  job.resume_from = "/ck";
+  EXPECT_EQ(build_job_stages(job, ctx_, "/db").size(), 1u);  // data already prepared
+
+  spec["options"].erase("train");
+  EXPECT_NE(error_of(spec).find("options.train: is required"), std::string::npos);
+  spec["options"]["train"] = train;
+  spec["options"]["prepare_data"] = json::object();
+  EXPECT_NE(error_of(spec).find("options.prepare_data.input: is required"), std::string::npos);
+  spec["options"]["prepare_data"] = {{"default_corpus", true}};
+  EXPECT_EQ(error_of(spec), "");
+}
+
+TEST_F(JobSpecTest, OtherKinds) {
+  fs::create_directories(root_.path() / "data" / "ckpt");
+  ValidatedSpec e = validate_job_spec(
+      {{"kind", "eval"}, {"options", {{"model", "ckpt"}, {"data", "shards"}, {"split", "test"}}}},
+      ctx_);
+  EXPECT_EQ(e.name, "eval");
+  Job job;
+  job.id = 1;
+  job.kind = e.kind;
+  job.spec_json = e.to_json();
+  auto args = build_job_stages(job, ctx_, "/db")[0].args;
+  EXPECT_EQ(args, (std::vector<std::string>{"eval", "--model", root_.str("data/ckpt"), "--data",
+                                            root_.str("data/shards"), "--split", "test", "--job-db",
+                                            "/db", "--job-id", "1"}));
+  EXPECT_NE(error_of({{"kind", "eval"},
+                      {"options", {{"model", "ckpt"}, {"data", "shards"}, {"split", "../x"}}}})
+                .find("options.split"),
+            std::string::npos);
+  ValidatedSpec tok = validate_job_spec(
+      {{"kind", "train-tokenizer"}, {"options", {{"input", "shards"}, {"vocab_size", 8000}}}},
+      ctx_);
+  job.kind = tok.kind;
+  job.spec_json = tok.to_json();
+  job.output_dir = job_output_dir(tok, ctx_, 1);
+  EXPECT_EQ(
+      build_job_stages(job, ctx_, "/db")[0].args,
+      (std::vector<std::string>{"train-tokenizer", "--input", root_.str("data/shards"), "--output",
+                                root_.str("data/jobs/1/tokenizer"), "--vocab-size=8000"}));
+}
+
+}  // namespace
+}  // namespace ktl::jobs

@@ -1,0 +1,85 @@
+// TrainingConfig (strict YAML + overrides) and the learning-rate schedule. No LibTorch.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <string>
+
+#include "core/train/lr_schedule.h"
+#include "core/train/training_config.h"
+
+namespace {
+
+std::string write_tmp(const std::string& name, const std::string& text) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(TrainingConfig, LoadsTheShippedConfig) {
+  auto c = ktl::load_training_config(std::string(KTL_SOURCE_DIR) + "/configs/training.yaml");
+  EXPECT_GT(c.batch_size, 0);
+  EXPECT_GT(c.max_steps, 0);
+  EXPECT_TRUE(c.bf16 == "auto" || c.bf16 == "true" || c.bf16 == "false");
+}
+
+TEST(TrainingConfig, UnknownKeyAndWrongTypeNameTheKey) {
+  const auto bad_key = write_tmp("tc_bad_key.yaml", "batch_size: 4\nlearning_rat: 0.1\n");
+  try {
+    ktl::load_training_config(bad_key);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("learning_rat"), std::string::npos) << e.what();
+  }
+  const auto bad_type = write_tmp("tc_bad_type.yaml", "max_steps: lots\n");
+  try {
+    ktl::load_training_config(bad_type);
+    FAIL() << "expected an error";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_steps"), std::string::npos) << e.what();
+  }
+  const auto bad_bf16 = write_tmp("tc_bad_bf16.yaml", "bf16: maybe\n");
+  EXPECT_THROW(ktl::load_training_config(bad_bf16), std::runtime_error);
+  const auto invalid = write_tmp("tc_invalid.yaml", "min_learning_rate: 1.0\nlearning_rate: 0.1\n");
+  EXPECT_THROW(ktl::load_training_config(invalid), std::runtime_error);
+}
+
+TEST(TrainingConfig, OverridesAndYamlRoundTrip) {
+  ktl::TrainingConfig c;
+  ktl::set_training_key(c, ktl::training_key_from_flag("max-steps"), "200");
+  ktl::set_training_key(c, "bf16", "false");
+  ktl::set_training_key(c, "learning_rate", "3e-4");
+  ktl::set_training_key(c, "gradient_checkpointing", "true");
+  EXPECT_EQ(c.max_steps, 200);
+  EXPECT_EQ(c.bf16, "false");
+  EXPECT_DOUBLE_EQ(c.learning_rate, 3e-4);
+  EXPECT_TRUE(c.gradient_checkpointing);
+  EXPECT_THROW(ktl::set_training_key(c, "max_steps", "x"), std::invalid_argument);
+  EXPECT_THROW(ktl::set_training_key(c, "no_such_key", "1"), std::invalid_argument);
+  EXPECT_EQ(ktl::training_key_from_flag("no-such-key"), "");
+
+  const auto path = write_tmp("tc_roundtrip.yaml", c.to_yaml());
+  auto back = ktl::load_training_config(path);
+  EXPECT_EQ(back.to_yaml(), c.to_yaml());
+  EXPECT_EQ(back.max_steps, 200);
+  // Every key appears in the dump.
+  for (const auto& k : ktl::training_config_keys())
+    EXPECT_NE(c.to_yaml().find(k + ":"), std::string::npos) << k;
+}
+
+TEST(LrSchedule, WarmupThenCosineToFloor) {
+  ktl::LrSchedule s(1e-3, 1e-4, 10, 110);
+  EXPECT_NEAR(s.at(0), 1e-4, 1e-12);  // 1/10 of the peak
+  EXPECT_NEAR(s.at(4), 5e-4, 1e-12);
+  EXPECT_NEAR(s.at(9), 1e-3, 1e-12);                // warmup ends at the peak
+  EXPECT_NEAR(s.at(10), 1e-3, 1e-12);               // cosine starts at the peak
+  EXPECT_NEAR(s.at(60), 1e-4 + 0.5 * 9e-4, 1e-12);  // halfway
+  EXPECT_NEAR(s.at(35), 1e-4 + 0.5 * (1 + std::cos(M_PI * 0.25)) * 9e-4, 1e-12);
+  EXPECT_NEAR(s.at(110), 1e-4, 1e-12);
+  EXPECT_NEAR(s.at(500), 1e-4, 1e-12);
+  for (int i = 10; i < 110; ++i) EXPECT_LE(s.at(i + 1), s.at(i)) << i;
+  ktl::LrSchedule no_warmup(1e-3, 0.0, 0, 100);
+  EXPECT_NEAR(no_warmup.at(0), 1e-3, 1e-12);
+}
+
+}  // namespace
