@@ -7,6 +7,8 @@
 #include <map>
 #include <stdexcept>
 
+#include <unistd.h>  // getpid: LibTorch 2.x headers no longer pull it in
+
 #include "core/model/checkpoint.h"
 #include "core/base/file_util.h"
 #include "core/safetensors/safetensors.h"
