@@ -1,5 +1,6 @@
 // ktl serve: the local HTTP service (OpenAI-compatible generation, serving metrics, the
 // training-jobs API and the dashboard). See docs/inference-guide.md, "HTTP API".
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -21,11 +22,17 @@ using ktl::cli::Args;
 using ktl::cli::UsageError;
 
 int g_signal_pipe[2] = {-1, -1};
+pid_t g_server_pid = 0;
 
 void on_stop_signal(int sig) {
+  // A forked job child must never stop the server (ChildProcess already blocks signals
+  // until the child has reset its handlers; this is the second guard).
+  if (getpid() != g_server_pid) return;
+  const int saved_errno = errno;
   const unsigned char b = static_cast<unsigned char>(sig);
   ssize_t r = write(g_signal_pipe[1], &b, 1);
   (void)r;
+  errno = saved_errno;
 }
 
 fs::path exe_dir() {
@@ -96,7 +103,10 @@ int run_serve(const Args& args) {
 
   // SIGINT/SIGTERM only write to a pipe (async-signal-safe); a thread reads it and drains.
   // (Masking with sigwait is not enough: libraries start threads before this runs.)
+  // CLOEXEC: no child program inherits the write end.
   if (pipe(g_signal_pipe) != 0) throw std::runtime_error("pipe() failed");
+  for (int fd : g_signal_pipe) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  g_server_pid = getpid();
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
@@ -111,7 +121,8 @@ int run_serve(const Args& args) {
   if (!cfg.web_root.empty())
     spdlog::info("dashboard: http://{}:{}/ (from {})", cfg.host, port, cfg.web_root);
   if (cfg.model_dir.empty() && !cfg.quickstart)
-    spdlog::info("{}", "no model loaded: POST /v1/models/load {\"path\": DIR} or restart with --model");
+    spdlog::info("{}",
+                 "no model loaded: POST /v1/models/load {\"path\": DIR} or restart with --model");
 
   std::thread waiter([&server] {
     unsigned char sig = 0;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -31,6 +32,21 @@ void make_pipe(int fds[2]) {
 #endif
 }
 
+// In the forked child: caught signals (the parent's handlers) and SIGPIPE back to SIG_DFL.
+// Other ignored signals stay ignored, as exec would keep them (e.g. SIGHUP under nohup).
+void reset_caught_signals() {
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction cur {};
+    if (sigaction(sig, nullptr, &cur) != 0) continue;  // e.g. glibc's reserved signals
+    if (cur.sa_handler == SIG_DFL || (cur.sa_handler == SIG_IGN && sig != SIGPIPE)) continue;
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, nullptr);
+  }
+}
+
 // Runs in the forked child: only async-signal-safe calls until exec.
 [[noreturn]] void exec_child(const char* exe, char* const* argv, char* const* envp, int write_fd,
                              pid_t parent, int max_fd) {
@@ -39,12 +55,12 @@ void make_pipe(int fds[2]) {
   prctl(PR_SET_PDEATHSIG, SIGTERM);
   if (getppid() != parent) _exit(126);  // the parent died before prctl took effect
 #endif
+  // Every signal is still blocked (fork_with_signals_blocked): drop the parent's handlers
+  // first, so a signal sent right after fork kills this child, never runs the server's handler.
+  reset_caught_signals();
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  signal(SIGTERM, SIG_DFL);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGPIPE, SIG_DFL);
   int devnull = open("/dev/null", O_RDONLY);
   if (devnull >= 0) dup2(devnull, 0);
   dup2(write_fd, 1);
@@ -65,6 +81,19 @@ void make_pipe(int fds[2]) {
   ignored = write(2, "\n", 1);
   (void)ignored;
   _exit(127);
+}
+
+// fork() with every signal blocked in this thread: until the child has reset its dispositions
+// (exec_child), a signal to it (e.g. a cancel's SIGTERM to its group) would run this process's
+// handlers in the child, and the server's handler writes to the server's self-pipe. The
+// parent's mask is restored at once; the child starts with everything blocked.
+pid_t fork_with_signals_blocked() {
+  sigset_t every, saved;
+  sigfillset(&every);
+  pthread_sigmask(SIG_SETMASK, &every, &saved);
+  pid_t pid = fork();
+  if (pid != 0) pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+  return pid;
 }
 
 const char* signal_name(int sig) {
@@ -129,7 +158,7 @@ ChildProcess::ChildProcess(const std::string& executable, const std::vector<std:
   int fds[2];
   make_pipe(fds);
   pid_t parent = getpid();
-  pid_t pid = fork();
+  pid_t pid = fork_with_signals_blocked();
   if (pid < 0) {
     int e = errno;
     close(fds[0]);

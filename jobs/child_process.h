@@ -33,7 +33,8 @@ bool job_process_alive(int64_t pid, int64_t job_id);
 class ChildProcess {
  public:
   // Starts `executable args...` (no shell). stdin is /dev/null; every other inherited fd is
-  // closed; the signal mask and SIGTERM/SIGINT/SIGPIPE dispositions are reset. Throws
+  // closed; the signal mask is emptied and every caught signal and SIGPIPE reset to SIG_DFL
+  // before any signal can reach the child, so it never runs this process's handlers. Throws
   // std::runtime_error if fork fails. If exec fails the child prints why and exits 127.
   ChildProcess(const std::string& executable, const std::vector<std::string>& args);
   ~ChildProcess();

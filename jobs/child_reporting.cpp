@@ -38,6 +38,10 @@ class TeeSink : public MetricsSink {
     a_.checkpoint(step, path, metrics);
     b_.checkpoint(step, path, metrics);
   }
+  void checkpoint_deleted(int64_t step, const std::string& path) override {
+    a_.checkpoint_deleted(step, path);
+    b_.checkpoint_deleted(step, path);
+  }
   void progress(int64_t step, int64_t total) override {
     a_.progress(step, total);
     b_.progress(step, total);

@@ -81,6 +81,17 @@ CREATE TABLE logs (
   time REAL NOT NULL);
 CREATE INDEX logs_job_id ON logs(job_id, id);
 )sql"},
+      // One row per (job, key, step) and per (job, checkpoint path): a resumed run replays the
+      // steps after its checkpoint and reports them again; the newest report wins.
+      {2, R"sql(
+DELETE FROM metrics WHERE rowid NOT IN (
+  SELECT MAX(rowid) FROM metrics GROUP BY job_id, key, step);
+DROP INDEX metrics_job_key_step;
+CREATE UNIQUE INDEX metrics_job_key_step ON metrics(job_id, key, step);
+DELETE FROM checkpoints WHERE id NOT IN (
+  SELECT MAX(id) FROM checkpoints GROUP BY job_id, path);
+CREATE UNIQUE INDEX checkpoints_job_path ON checkpoints(job_id, path);
+)sql"},
   };
   return kMigrations;
 }
@@ -156,7 +167,9 @@ void db_insert_metrics(SqliteDb& db, int64_t job_id, const std::vector<MetricPoi
         st.bind(idx, p.value);
     };
     Statement& ins = db.cached(
-        "INSERT INTO metrics(job_id, key, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5)");
+        "INSERT INTO metrics(job_id, key, step, value, time) VALUES (?1, ?2, ?3, ?4, ?5) "
+        "ON CONFLICT(job_id, key, step) DO UPDATE SET value = excluded.value, "
+        "time = excluded.time");
     ins.bind_all(job_id, p.key, p.step);
     bind_value(ins, 4);
     ins.bind(5, t).run();
@@ -188,11 +201,22 @@ void db_insert_checkpoint(SqliteDb& db, int64_t job_id, const CheckpointRecord& 
   nlohmann::json m = nlohmann::json::object();
   for (const auto& [k, v] : c.metrics) m[k] = number_or_null(v);
   db.cached(
-        "INSERT INTO checkpoints(job_id, step, path, metrics, time) VALUES (?1, ?2, ?3, ?4, ?5)")
+        "INSERT INTO checkpoints(job_id, step, path, metrics, time) VALUES (?1, ?2, ?3, ?4, ?5) "
+        "ON CONFLICT(job_id, path) DO UPDATE SET step = excluded.step, "
+        "metrics = excluded.metrics, time = excluded.time")
       .bind_all(job_id, c.step, c.path, dump_safe(m), t)
       .run();
   nlohmann::json ev = {{"step", c.step}, {"path", c.path}, {"metrics", m}};
   db_insert_event(db, job_id, "checkpoint", dump_safe(ev), t);
+}
+
+void db_delete_checkpoint(SqliteDb& db, int64_t job_id, const CheckpointRecord& c) {
+  double t = or_now(c.time);
+  db.cached("DELETE FROM checkpoints WHERE job_id = ?1 AND path = ?2")
+      .bind_all(job_id, c.path)
+      .run();
+  nlohmann::json ev = {{"step", c.step}, {"path", c.path}};
+  db_insert_event(db, job_id, "checkpoint_deleted", dump_safe(ev), t);
 }
 
 void db_update_progress(SqliteDb& db, int64_t job_id, int64_t step, int64_t total) {

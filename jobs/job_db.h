@@ -69,9 +69,14 @@ struct LogLine {
 
 // Row writers (inside a Transaction). Each also writes the matching event rows so a server can
 // stream them; metrics update latest_metrics when their step is not older than the stored one.
+// A metric (job, key, step) or checkpoint (job, path) written again replaces the stored row
+// (a resumed run replays the steps after its checkpoint).
 void db_insert_metrics(SqliteDb& db, int64_t job_id, const std::vector<MetricPoint>& points);
 void db_insert_sample(SqliteDb& db, int64_t job_id, const SampleRecord& s);
 void db_insert_checkpoint(SqliteDb& db, int64_t job_id, const CheckpointRecord& c);
+// The trainer deleted checkpoint `c.path` (rotation): drops its row, writes a
+// "checkpoint_deleted" event.
+void db_delete_checkpoint(SqliteDb& db, int64_t job_id, const CheckpointRecord& c);
 void db_update_progress(SqliteDb& db, int64_t job_id, int64_t step, int64_t total);
 void db_insert_logs(SqliteDb& db, int64_t job_id, const std::vector<std::string>& lines,
                     double time = 0);

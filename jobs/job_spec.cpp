@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <filesystem>
 #include <system_error>
+
+#include "core/train/training_config.h"
 
 namespace ktl::jobs {
 
@@ -77,7 +80,7 @@ const KindDef& kind_def(JobKind k) {
 }
 
 [[noreturn]] void fail(const std::string& field, const std::string& why) {
-  throw JobSpecError(field.empty() ? why : field + ": " + why);
+  throw JobSpecError(field, why);
 }
 
 std::string flag_for_key(const std::string& key) {
@@ -173,6 +176,74 @@ json validate_override(const std::string& field, const json& v) {
   fail(field, "must be a number, a boolean or a string");
 }
 
+std::string value_text(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+bool is_option_key(const KindDef& def, const std::string& k) {
+  return std::any_of(def.opts.begin(), def.opts.end(),
+                     [&](const OptionDef& o) { return k == o.key; });
+}
+
+// The field a TrainingConfig::validate() message is about: "training config: KEY: why".
+std::string invalid_training_key(const std::string& message, std::string* why) {
+  const std::string head = "training config: ";
+  for (const auto& k : training_config_keys()) {
+    const std::string p = head + k + ": ";
+    if (message.rfind(p, 0) != 0) continue;
+    *why = message.substr(p.size());
+    return k;
+  }
+  *why = message;
+  return "";
+}
+
+// A train stage's overrides, checked as the trainer will: its config file, then each override
+// parsed as a training key, then the whole config validated. `opts` is validated already.
+void validate_training_overrides(const KindDef& def, const json& opts, const std::string& prefix) {
+  TrainingConfig c;
+  try {
+    load_training_config_into(opts.at("config").get<std::string>(), c);
+  } catch (const std::exception& e) {
+    fail(prefix + ".config", e.what());
+  }
+  const TrainingConfig file_cfg = c;
+  for (auto it = opts.begin(); it != opts.end(); ++it) {
+    if (is_option_key(def, it.key())) continue;
+    const std::string field = prefix + "." + it.key();
+    const auto& keys = training_config_keys();
+    if (std::find(keys.begin(), keys.end(), it.key()) == keys.end())
+      fail(field, "is not a training option (a training.yaml key, e.g. max_steps)");
+    if (it->is_number_float() && !std::isfinite(it->get<double>()))
+      fail(field, "must be a finite number");
+    try {
+      set_training_key(c, it.key(), value_text(*it));
+    } catch (const std::invalid_argument& e) {
+      fail(field, e.what());
+    }
+  }
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    std::string why;
+    const std::string key = invalid_training_key(e.what(), &why);
+    if (!key.empty() && opts.contains(key)) fail(prefix + "." + key, why);
+    // Not an overridden key: the file's own value, or the file and overrides together
+    // (min_learning_rate above an overridden learning_rate).
+    const bool file_alone = [&] {
+      try {
+        file_cfg.validate();
+        return false;
+      } catch (const std::invalid_argument& fe) {
+        std::string ignored;
+        return invalid_training_key(fe.what(), &ignored) == key;
+      }
+    }();
+    if (file_alone) fail(prefix + ".config", std::string(e.what()) + " (in the config file)");
+    fail(prefix, std::string(e.what()) + " (the config file with these overrides)");
+  }
+}
+
 // Validates the options of a single-command kind. `prefix` names fields in errors.
 json validate_options(const KindDef& def, const json& opts, const std::string& prefix,
                       const JobSpecContext& ctx, bool data_optional = false) {
@@ -207,13 +278,12 @@ json validate_options(const KindDef& def, const json& opts, const std::string& p
   }
   for (auto it = opts.begin(); it != opts.end(); ++it) {
     const std::string& k = it.key();
-    bool known = std::any_of(def.opts.begin(), def.opts.end(),
-                             [&](const OptionDef& o) { return k == o.key; });
-    if (known) continue;
+    if (is_option_key(def, k)) continue;
     if (!valid_override_key(k) || k == "job_db" || k == "job_id")
       fail(prefix + "." + k, "is not a valid option name (lowercase letters, digits, _)");
     out[k] = validate_override(prefix + "." + k, it.value());
   }
+  if (def.kind == JobKind::kTrain) validate_training_overrides(def, out, prefix);
   return out;
 }
 
@@ -225,10 +295,6 @@ void flatten(const json& j, const std::string& prefix, std::map<std::string, std
     else
       out[k] = it->is_string() ? it->get<std::string>() : it->dump();
   }
-}
-
-std::string value_text(const json& v) {
-  return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
 JobStage stage_for(const KindDef& def, const json& opts, const std::string& output_dir,
@@ -255,9 +321,8 @@ JobStage stage_for(const KindDef& def, const json& opts, const std::string& outp
   }
   if (!resume_from.empty()) st.args.insert(st.args.end(), {"--resume-from", resume_from});
   for (auto it = opts.begin(); it != opts.end(); ++it) {
-    bool known = std::any_of(def.opts.begin(), def.opts.end(),
-                             [&](const OptionDef& o) { return it.key() == o.key; });
-    if (!known) st.args.push_back(flag_for_key(it.key()) + "=" + value_text(it.value()));
+    if (!is_option_key(def, it.key()))
+      st.args.push_back(flag_for_key(it.key()) + "=" + value_text(it.value()));
   }
   if (def.reports)
     st.args.insert(st.args.end(), {"--job-db", db_path, "--job-id", std::to_string(job.id)});

@@ -20,6 +20,9 @@
 //                    runs prepare-data, then train; train.data defaults to prepare's output.
 // Any other option key (lowercase [a-z0-9_]) is an override passed as --key-with-dashes=VALUE:
 // numbers, booleans, or short plain strings (no '/', no '..': paths go through typed options).
+// A train stage's overrides must be training.yaml keys; each is parsed and the config file
+// plus all overrides validated with the trainer's own rules (core/train/training_config.h),
+// so a spec the trainer would refuse is refused here (integers must be JSON integers in range).
 // train and eval children also get --job-db DB --job-id N so they report into the store.
 #pragma once
 
@@ -35,9 +38,16 @@
 
 namespace ktl::jobs {
 
-// A spec that cannot run; what() names the field and the reason.
+// A spec that cannot run; what() names the field and the reason, field() the field alone
+// ("options.max_steps"; "" when the spec as a whole is wrong).
 struct JobSpecError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit JobSpecError(const std::string& message) : std::runtime_error(message) {}
+  JobSpecError(const std::string& field, const std::string& why)
+      : std::runtime_error(field.empty() ? why : field + ": " + why), field_(field) {}
+  const std::string& field() const { return field_; }
+
+ private:
+  std::string field_;
 };
 
 struct JobSpecContext {

@@ -67,6 +67,12 @@ void SqliteMetricsSink::checkpoint(int64_t step, const std::string& path,
   enqueue_notify();
 }
 
+void SqliteMetricsSink::checkpoint_deleted(int64_t step, const std::string& path) {
+  std::lock_guard<std::mutex> lock(mu_);
+  buf_.deleted_checkpoints.push_back({step, path, {}, unix_now()});
+  enqueue_notify();
+}
+
 void SqliteMetricsSink::progress(int64_t step, int64_t total_steps) {
   std::lock_guard<std::mutex> lock(mu_);
   buf_.has_progress = true;  // only the latest matters
@@ -117,6 +123,7 @@ void SqliteMetricsSink::write_pending() {
     db_insert_metrics(*db_, job_id_, b.metrics);
     for (const auto& s : b.samples) db_insert_sample(*db_, job_id_, s);
     for (const auto& c : b.checkpoints) db_insert_checkpoint(*db_, job_id_, c);
+    for (const auto& c : b.deleted_checkpoints) db_delete_checkpoint(*db_, job_id_, c);
     if (b.has_progress) db_update_progress(*db_, job_id_, b.progress_step, b.progress_total);
     db_insert_logs(*db_, job_id_, b.logs);
     tx.commit();
@@ -131,6 +138,7 @@ void SqliteMetricsSink::write_pending() {
     prepend(buf_.metrics, std::move(b.metrics));
     prepend(buf_.samples, std::move(b.samples));
     prepend(buf_.checkpoints, std::move(b.checkpoints));
+    prepend(buf_.deleted_checkpoints, std::move(b.deleted_checkpoints));
     prepend(buf_.logs, std::move(b.logs));
     if (!buf_.has_progress && b.has_progress) {
       buf_.has_progress = true;

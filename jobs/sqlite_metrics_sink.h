@@ -40,6 +40,7 @@ class SqliteMetricsSink : public MetricsSink {
               const std::string& kind) override;
   void checkpoint(int64_t step, const std::string& path,
                   const std::map<std::string, double>& metrics) override;
+  void checkpoint_deleted(int64_t step, const std::string& path) override;
   void progress(int64_t step, int64_t total_steps) override;
   void log(const std::string& line) override;
   // Writes everything buffered now (blocks until it is in the database or the write failed).
@@ -54,11 +55,14 @@ class SqliteMetricsSink : public MetricsSink {
     std::vector<MetricPoint> metrics;
     std::vector<SampleRecord> samples;
     std::vector<CheckpointRecord> checkpoints;
+    // Written after `checkpoints`: rotation only deletes checkpoints reported before.
+    std::vector<CheckpointRecord> deleted_checkpoints;
     std::vector<std::string> logs;
     bool has_progress = false;
     int64_t progress_step = 0, progress_total = 0;
     size_t size() const {
-      return metrics.size() + samples.size() + checkpoints.size() + logs.size() + has_progress;
+      return metrics.size() + samples.size() + checkpoints.size() + deleted_checkpoints.size() +
+             logs.size() + has_progress;
     }
   };
 

@@ -126,7 +126,7 @@ httplib::Server::Handler guarded(
     } catch (const HttpError& e) {
       send_error(res, e.status, e.what(), e.code, e.param);
     } catch (const JobSpecError& e) {
-      send_error(res, 400, e.what(), "invalid_job_spec");
+      send_error(res, 400, e.what(), "invalid_job_spec", e.field());
     } catch (const JobNotFound& e) {
       send_error(res, 404, e.what(), "job_not_found");
     } catch (const JobStateError& e) {

@@ -20,6 +20,8 @@ class MetricsSink {
                       const std::string& kind) = 0;
   virtual void checkpoint(int64_t step, const std::string& path,
                           const std::map<std::string, double>& metrics) = 0;
+  // Checkpoint `path` (reported by checkpoint() before) was deleted by rotation.
+  virtual void checkpoint_deleted(int64_t step, const std::string& path) {}
   // Progress for ETA: `step` of `total_steps`.
   virtual void progress(int64_t step, int64_t total_steps) {}
   // A human-readable log line (also printed).

@@ -9,8 +9,8 @@
 #include <regex>
 #include <stdexcept>
 
-#include "core/model/checkpoint.h"
 #include "core/base/file_util.h"
+#include "core/model/checkpoint.h"
 #include "core/safetensors/safetensors.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/trainer.h"
@@ -134,7 +134,10 @@ void Trainer::rotate_checkpoints() {
     if (all[i].first == best_ckpt_step_) continue;
     std::error_code ec;
     fs::remove_all(all[i].second, ec);
-    if (ec) log("could not delete old checkpoint " + all[i].second.string() + ": " + ec.message());
+    if (ec)
+      log("could not delete old checkpoint " + all[i].second.string() + ": " + ec.message());
+    else
+      sink_.checkpoint_deleted(all[i].first, all[i].second.string());
   }
 }
 

@@ -3,6 +3,7 @@
 // writes checkpoint directories (resume). No trainer needed.
 #include "jobs/job_runner.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -45,7 +46,7 @@ int fake_trainer(const std::vector<std::string>& argv) {
   };
   sigaction(SIGTERM, &sa, nullptr);
   int max_steps = std::stoi(f.count("max-steps") ? f["max-steps"] : "20");
-  int step_ms = std::stoi(f.count("step-ms") ? f["step-ms"] : "10");
+  const int step_ms = 10;
   int save = std::stoi(f.count("save-steps") ? f["save-steps"] : "5");
   int start = 0;
   if (f.count("resume-from")) {
@@ -106,14 +107,16 @@ const bool kFakeTrainerRan = [] {
 
 // ---- fixture ----
 
-const char* kScript = R"(#!/bin/sh
+// The fake `ktl train`: runs --max-steps ticks of 50 ms. Exit code and SIGTERM handling are
+// baked in per script (write_script), since a job spec only passes real training keys.
+std::string fake_script(int exit_code, bool ignore_term) {
+  return std::string(R"(#!/bin/sh
 cmd=$1; shift
-ticks=0; code=0; ignore=false
+ticks=0; code=)") +
+         std::to_string(exit_code) + "; ignore=" + (ignore_term ? "true" : "false") + R"(
 for a in "$@"; do
   case "$a" in
-    --ticks=*) ticks=${a#--ticks=} ;;
-    --exit-code=*) code=${a#--exit-code=} ;;
-    --ignore-term=*) ignore=${a#--ignore-term=} ;;
+    --max-steps=*) ticks=${a#--max-steps=} ;;
   esac
 done
 if [ "$ignore" = "true" ]; then trap '' TERM; else trap 'echo "got TERM, checkpointing"; exit 0' TERM; fi
@@ -123,6 +126,7 @@ while [ $i -lt $ticks ]; do sleep 0.05; i=$((i+1)); done
 echo "last words of $cmd" >&2
 exit $code
 )";
+}
 
 class JobRunnerTest : public ::testing::Test {
  protected:
@@ -130,11 +134,16 @@ class JobRunnerTest : public ::testing::Test {
     fs::create_directories(dir_.path() / "data" / "shards");
     std::ofstream(dir_.path() / "data" / "training.yaml") << "max_steps: 10\n";
     std::ofstream(dir_.path() / "data" / "model.yaml") << "dim: 64\n";
-    script_ = dir_.str("fake-ktl.sh");
-    std::ofstream(script_) << kScript;
-    fs::permissions(script_, fs::perms::owner_all);
+    script_ = write_script("fake-ktl.sh", 0, false);
     ctx_.data_dir = dir_.str("data");
     store_ = std::make_unique<JobStore>(dir_.str("jobs.db"));
+  }
+
+  std::string write_script(const std::string& name, int exit_code, bool ignore_term) {
+    std::string path = dir_.str(name);
+    std::ofstream(path) << fake_script(exit_code, ignore_term);
+    fs::permissions(path, fs::perms::owner_all);
+    return path;
   }
 
   std::unique_ptr<JobRunner> make_runner(const std::string& exe, int max_concurrent = 1,
@@ -172,7 +181,7 @@ class JobRunnerTest : public ::testing::Test {
 
 TEST_F(JobRunnerTest, QueuedRunningSucceededWithLogsCaptured) {
   auto runner = make_runner(script_);
-  Job j = runner->submit(spec({{"ticks", 2}}));
+  Job j = runner->submit(spec({{"max_steps", 2}}));
   EXPECT_EQ(j.status, JobStatus::kQueued);
   runner->start();
   ASSERT_TRUE(reaches(j.id, JobStatus::kSucceeded)) << all_logs(j.id);
@@ -192,9 +201,9 @@ TEST_F(JobRunnerTest, QueuedRunningSucceededWithLogsCaptured) {
 }
 
 TEST_F(JobRunnerTest, NonZeroExitFailsWithTheReason) {
-  auto runner = make_runner(script_);
+  auto runner = make_runner(write_script("exit-3.sh", 3, false));
   runner->start();
-  Job j = runner->submit(spec({{"exit_code", 3}}));
+  Job j = runner->submit(spec({}));
   ASSERT_TRUE(reaches(j.id, JobStatus::kFailed));
   std::string err = store_->require_job(j.id).error;
   EXPECT_NE(err.find("exited with code 3"), std::string::npos) << err;
@@ -213,7 +222,7 @@ TEST_F(JobRunnerTest, MissingExecutableFails) {
 TEST_F(JobRunnerTest, CancelRunningSendsSigtermAndEndsCancelled) {
   auto runner = make_runner(script_);
   runner->start();
-  Job j = runner->submit(spec({{"ticks", 600}}));
+  Job j = runner->submit(spec({{"max_steps", 600}}));
   ASSERT_TRUE(eventually([&] { return all_logs(j.id).find("start") != std::string::npos; }));
   runner->cancel(j.id);
   ASSERT_TRUE(reaches(j.id, JobStatus::kCancelled));
@@ -222,9 +231,9 @@ TEST_F(JobRunnerTest, CancelRunningSendsSigtermAndEndsCancelled) {
 }
 
 TEST_F(JobRunnerTest, CancelKillsAChildThatIgnoresSigterm) {
-  auto runner = make_runner(script_, 1, /*grace_ms=*/300);
+  auto runner = make_runner(write_script("ignore-term.sh", 0, true), 1, /*grace_ms=*/300);
   runner->start();
-  Job j = runner->submit(spec({{"ticks", 600}, {"ignore_term", true}}));
+  Job j = runner->submit(spec({{"max_steps", 600}}));
   ASSERT_TRUE(eventually([&] { return all_logs(j.id).find("start") != std::string::npos; }));
   runner->cancel(j.id);
   ASSERT_TRUE(reaches(j.id, JobStatus::kCancelled));
@@ -233,10 +242,51 @@ TEST_F(JobRunnerTest, CancelKillsAChildThatIgnoresSigterm) {
               eventually([&] { return runner->running_ids().empty(); }));
 }
 
+// Like `ktl serve`: a SIGTERM handler that writes to a self-pipe (not CLOEXEC here, as the
+// server's was) and would stop the server. A cancel sent while the child is still between
+// fork and exec must end the job, never reach this handler.
+int g_server_pipe[2] = {-1, -1};
+void on_server_term(int) {
+  const char b = 't';
+  ssize_t r = write(g_server_pipe[1], &b, 1);
+  (void)r;
+}
+
+TEST_F(JobRunnerTest, CancelRightAfterSubmitNeverSignalsTheRunnerProcess) {
+  ASSERT_EQ(pipe(g_server_pipe), 0);
+  fcntl(g_server_pipe[0], F_SETFL, O_NONBLOCK);
+  struct sigaction sa {
+  }, old{};
+  sa.sa_handler = on_server_term;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, &old);
+  auto runner = make_runner(script_);
+  runner->start();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 30; ++i) {
+    Job j = runner->submit(spec({{"max_steps", 600}}));
+    // Wait until the runner has taken it, so the cancel races the spawn (not the queue).
+    ASSERT_TRUE(
+        eventually([&] { return status(j.id) != JobStatus::kQueued; }, std::chrono::seconds(10)));
+    try {
+      runner->cancel(j.id);
+    } catch (const JobStateError&) {
+    }
+    ASSERT_TRUE(reaches(j.id, JobStatus::kCancelled)) << "round " << i << "\n" << all_logs(j.id);
+    ids.push_back(j.id);
+  }
+  char buf[64];
+  ssize_t got = read(g_server_pipe[0], buf, sizeof(buf));
+  sigaction(SIGTERM, &old, nullptr);
+  close(g_server_pipe[0]);
+  close(g_server_pipe[1]);
+  EXPECT_LE(got, 0) << "the runner process's SIGTERM handler ran (in a child)";
+}
+
 TEST_F(JobRunnerTest, QueuedJobCancelsAtOnceAndConcurrencyIsLimited) {
   auto runner = make_runner(script_, 2);
   std::vector<int64_t> ids;
-  for (int i = 0; i < 5; ++i) ids.push_back(runner->submit(spec({{"ticks", 6}})).id);
+  for (int i = 0; i < 5; ++i) ids.push_back(runner->submit(spec({{"max_steps", 6}})).id);
   runner->cancel(ids[4]);
   EXPECT_EQ(status(ids[4]), JobStatus::kCancelled);
   runner->start();
@@ -257,7 +307,7 @@ TEST_F(JobRunnerTest, StopInterruptsAndStartRecoversRunningJobs) {
   {
     auto runner = make_runner(script_);
     runner->start();
-    id = runner->submit(spec({{"ticks", 600}})).id;
+    id = runner->submit(spec({{"max_steps", 600}})).id;
     ASSERT_TRUE(reaches(id, JobStatus::kRunning));
     runner->stop();  // server shutdown
   }
@@ -279,7 +329,7 @@ TEST_F(JobRunnerTest, FakeTrainerCancelThenResumeContinuesFromItsCheckpoint) {
   ::setenv("KTL_FAKE_TRAINER", "1", 1);
   auto runner = make_runner(fs::read_symlink("/proc/self/exe").string());
   runner->start();
-  Job j = runner->submit(spec({{"max_steps", 400}, {"step_ms", 10}, {"save_steps", 5}}));
+  Job j = runner->submit(spec({{"max_steps", 400}, {"save_steps", 5}}));
   ASSERT_TRUE(eventually([&] { return store_->require_job(j.id).progress_step >= 12; }))
       << all_logs(j.id);
   runner->cancel(j.id);
@@ -309,9 +359,10 @@ TEST_F(JobRunnerTest, FakeTrainerCancelThenResumeContinuesFromItsCheckpoint) {
 
 TEST_F(JobRunnerTest, ResumeWaitsForTheChildACrashedServerLeftBehind) {
   Job j = store_->create_job(
-      {JobKind::kTrain, "orphan", spec({{"ticks", 600}}).to_json(), {}, nullptr});
+      {JobKind::kTrain, "orphan", spec({{"max_steps", 600}}).to_json(), {}, nullptr});
   auto orphan = std::make_unique<ChildProcess>(
-      script_, std::vector<std::string>{"train", "--ticks=600", "--job-id", std::to_string(j.id)});
+      script_,
+      std::vector<std::string>{"train", "--max-steps=600", "--job-id", std::to_string(j.id)});
   int64_t pid = orphan->pid();
   ASSERT_TRUE(eventually([&] { return job_process_alive(pid, j.id); }));
   EXPECT_FALSE(job_process_alive(pid, j.id + 1));
@@ -333,12 +384,11 @@ TEST_F(JobRunnerTest, ResumeWaitsForTheChildACrashedServerLeftBehind) {
 TEST_F(JobRunnerTest, ServerKilledWithSigkillLosesNoMetricsAndResumesFromCheckpoint) {
   ::setenv("KTL_FAKE_TRAINER", "1", 1);
   const std::string self = fs::read_symlink("/proc/self/exe").string();
-  Job j = store_->create_job(
-      {JobKind::kTrain,
-       "crash",
-       spec({{"max_steps", 100000}, {"step_ms", 10}, {"save_steps", 5}}).to_json(),
-       {},
-       nullptr});
+  Job j = store_->create_job({JobKind::kTrain,
+                              "crash",
+                              spec({{"max_steps", 100000}, {"save_steps", 5}}).to_json(),
+                              {},
+                              nullptr});
   auto server = std::make_unique<ChildProcess>(
       self, std::vector<std::string>{"fake-serve", store_->db_path(), ctx_.data_dir});
   ASSERT_TRUE(eventually([&] { return store_->require_job(j.id).progress_step >= 12; }));

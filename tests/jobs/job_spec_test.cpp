@@ -36,7 +36,7 @@ class JobSpecTest : public ::testing::Test {
               {"max_steps", 200},
               {"learning_rate", 0.0003},
               {"gradient_checkpointing", true},
-              {"dtype", "bf16"}}}};
+              {"bf16", "false"}}}};
   }
 
   // The error message of validating `spec`, or "" when it validated.
@@ -78,7 +78,7 @@ TEST_F(JobSpecTest, ValidTrainSpecBuildsTheTrainerCommandLine) {
                                    root_.str("data/shards"),
                                    "--output-dir",
                                    root_.str("data/jobs/7/checkpoints"),
-                                   "--dtype=bf16",
+                                   "--bf16=false",
                                    "--gradient-checkpointing=true",
                                    "--learning-rate=0.0003",
                                    "--max-steps=200",
@@ -230,6 +230,90 @@ TEST_F(JobSpecTest, PipelinePreparesThenTrainsOnThePreparedData) {
   EXPECT_NE(error_of(spec).find("options.prepare_data.input: is required"), std::string::npos);
   spec["options"]["prepare_data"] = {{"default_corpus", true}};
   EXPECT_EQ(error_of(spec), "");
+}
+
+// The field a spec error names (JobSpecError::field()), or "" when the spec validated.
+std::string field_of(const json& spec, const JobSpecContext& ctx) {
+  try {
+    validate_job_spec(spec, ctx);
+    return "";
+  } catch (const JobSpecError& e) {
+    return e.field();
+  }
+}
+
+TEST_F(JobSpecTest, TrainingOverridesFollowTheTrainersRules) {
+  ctx_.allowed_roots = {root_.str("configs")};
+  auto with = [&](const std::string& key, const json& value) {
+    json s = train_spec();
+    s["options"][key] = value;
+    return s;
+  };
+  struct Case {
+    std::string key;
+    json value;
+    std::string message;  // part of the error
+  };
+  const std::vector<Case> bad = {
+      {"max_steps", -5, "must be positive"},
+      {"max_steps", 0, "must be positive"},
+      {"max_steps", 1e30, "expected an integer"},
+      {"max_steps", 2.5, "expected an integer"},
+      {"max_steps", "many", "expected an integer"},
+      {"max_steps", true, "expected an integer"},
+      {"learning_rate", -1, "must be positive"},
+      {"learning_rate", "fast", "expected a number"},
+      {"batch_size", 0, "must be positive"},
+      {"batch_size", 3000000000LL, "out of range"},
+      {"batch_size", json(UINT64_MAX), "expected an integer"},
+      {"help", true, "is not a training option"},
+      {"dtype", "bf16", "is not a training option"},
+      {"fp16", 3, "expected true or false"},
+      {"device", "tpu", "expected auto, cpu, cuda or mps"},
+      {"max_steps", json::array({1}), "must be a number"},
+      {"max_steps", json::object(), "must be a number"},
+      {"max_steps", nullptr, "must be a number"},
+      {"min_learning_rate", 0.1, "must be between 0 and learning_rate"},
+  };
+  for (const Case& c : bad) {
+    json s = with(c.key, c.value);
+    std::string err = error_of(s);
+    EXPECT_NE(err.find(c.message), std::string::npos) << c.key << "=" << c.value << ": " << err;
+    EXPECT_EQ(field_of(s, ctx_), "options." + c.key) << c.key << "=" << c.value << ": " << err;
+  }
+  // Valid values of every type, including a string the trainer parses.
+  EXPECT_EQ(error_of(with("max_steps", 9000000000LL)), "");
+  EXPECT_EQ(error_of(with("learning_rate", 1e-4)), "");
+  EXPECT_EQ(error_of(with("bf16", "auto")), "");
+  EXPECT_EQ(error_of(with("batch_size", "16")), "");
+  EXPECT_EQ(error_of(with("device", "cpu")), "");
+}
+
+TEST_F(JobSpecTest, TrainingConfigFileIsValidatedWithItsOverrides) {
+  ctx_.allowed_roots = {root_.str("configs")};
+  json s = train_spec();
+  std::ofstream(root_.path() / "configs" / "training.yaml") << "max_steps: 10\nbatch_szie: 4\n";
+  EXPECT_NE(error_of(s).find("unknown key 'batch_szie'"), std::string::npos) << error_of(s);
+  EXPECT_EQ(field_of(s, ctx_), "options.config");
+  // The file's own value is invalid: the config names the field unless an override fixes it.
+  std::ofstream(root_.path() / "configs" / "training.yaml") << "batch_size: 0\n";
+  EXPECT_NE(error_of(s).find("batch_size: must be positive"), std::string::npos) << error_of(s);
+  EXPECT_EQ(field_of(s, ctx_), "options.config");
+  s["options"]["batch_size"] = 4;
+  EXPECT_EQ(error_of(s), "");
+  // Valid alone, invalid together: the options as a whole.
+  std::ofstream(root_.path() / "configs" / "training.yaml") << "min_learning_rate: 0.0001\n";
+  s["options"]["learning_rate"] = 0.00005;
+  EXPECT_NE(error_of(s).find("min_learning_rate: must be between 0 and learning_rate"),
+            std::string::npos)
+      << error_of(s);
+  EXPECT_EQ(field_of(s, ctx_), "options");
+  s["options"]["learning_rate"] = 0.0003;
+  // The pipeline's train stage gets the same checks.
+  json p = {{"kind", "pipeline"},
+            {"options", {{"prepare_data", {{"default_corpus", true}}}, {"train", s["options"]}}}};
+  p["options"]["train"]["max_steps"] = -1;
+  EXPECT_EQ(field_of(p, ctx_), "options.train.max_steps");
 }
 
 TEST_F(JobSpecTest, OtherKinds) {

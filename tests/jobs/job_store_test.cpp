@@ -98,6 +98,33 @@ TEST(JobStore, FailedMigrationStepLeavesThePreviousVersionIntact) {
   EXPECT_EQ(db.user_version(), 2);
 }
 
+TEST(JobStore, MigrationKeepsTheNewestOfDuplicateMetricsAndCheckpoints) {
+  TempDir dir;
+  {
+    // A version-1 database written before (job, key, step) was unique.
+    SqliteDb v1(dir.str("jobs.db"));
+    migrate(v1, {job_db_migrations().at(0)});
+    v1.exec(
+        "INSERT INTO jobs(id, kind, name, spec, status, created_at) "
+        "VALUES (1, 'train', 't', '{}', 'failed', 0);"
+        "INSERT INTO metrics(job_id, key, step, value, time) VALUES "
+        "(1, 'train/loss', 5, 3.0, 1), (1, 'train/loss', 6, 2.9, 1), "
+        "(1, 'train/loss', 6, 2.5, 2), (1, 'val/loss', 6, 4.0, 2);"
+        "INSERT INTO checkpoints(job_id, step, path, time) VALUES "
+        "(1, 5, '/ck/checkpoint-5', 1), (1, 5, '/ck/checkpoint-5', 2);");
+  }
+  JobStore store(dir.str("jobs.db"));
+  auto loss = store.metrics(1, "train/loss");
+  ASSERT_EQ(loss.size(), 2u);
+  EXPECT_EQ(loss[1].step, 6);
+  EXPECT_DOUBLE_EQ(loss[1].value, 2.5);
+  EXPECT_EQ(store.metrics(1, "val/loss").size(), 1u);
+  ASSERT_EQ(store.checkpoints(1).size(), 1u);
+  EXPECT_DOUBLE_EQ(store.checkpoints(1)[0].time, 2);
+  store.add_metrics(1, {{"train/loss", 6, 2.0, 0}});
+  EXPECT_EQ(store.metrics(1, "train/loss").size(), 2u);
+}
+
 TEST(JobStore, StatusTransitionsSetTimesAndEventsAndRejectTheRest) {
   TempDir dir;
   JobStore store(dir.str("jobs.db"));
@@ -155,7 +182,9 @@ TEST(JobStore, MetricsBatchAndSeriesQuery) {
     EXPECT_DOUBLE_EQ(series[i].value, 10.0 / series[i].step);
   }
   EXPECT_EQ(store.metrics(a, "val/loss").size(), 10u);
-  EXPECT_EQ(store.metrics(a).size(), 111u);  // every key
+  // Every key; step 50 written twice is one row holding the newer value.
+  EXPECT_EQ(store.metrics(a).size(), 110u);
+  EXPECT_DOUBLE_EQ(store.metrics(a, "train/loss", 50, 1).at(0).value, 1.0);
   EXPECT_EQ(store.metrics(a, "train/loss", INT64_MIN, 5).size(), 5u);
 
   auto latest = store.latest_metrics(a);

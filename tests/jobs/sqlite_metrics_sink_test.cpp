@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include <nlohmann/json.hpp>
+
 #include "jobs/child_reporting.h"
 #include "jobs/job_store.h"
 #include "tests/support/job_test_util.h"
@@ -44,6 +46,58 @@ TEST(SqliteMetricsSink, BackgroundThreadWritesWithoutFlush) {
   for (const char* t : {"metric", "sample", "checkpoint", "progress"})
     EXPECT_EQ(types.count(t), 1u) << t;
   EXPECT_EQ(sink.pending(), 0u);
+}
+
+TEST(SqliteMetricsSink, ResumeThatReplaysStepsLeavesOneRowPerKeyAndStep) {
+  TempDir dir;
+  JobStore store(dir.str("jobs.db"));
+  int64_t id = make_job(store);
+  {
+    // The first run reaches step 8; its last checkpoint is at step 5.
+    SqliteMetricsSink first(store.db_path(), id);
+    for (int s = 1; s <= 8; ++s) first.metric("train/loss", s, 10.0 / s);
+    first.metric("val/loss", 5, 4.0);
+    first.checkpoint(5, dir.str("checkpoint-5"), {});
+  }
+  {
+    // Resumed from checkpoint-5: steps 6..8 run (and are reported) again, then 9..10.
+    SqliteMetricsSink resumed(store.db_path(), id);
+    for (int s = 6; s <= 10; ++s) resumed.metric("train/loss", s, 100.0 + s);
+    resumed.metric("val/loss", 5, 4.0);
+  }
+  auto loss = store.metrics(id, "train/loss");
+  ASSERT_EQ(loss.size(), 10u);
+  for (size_t i = 0; i < loss.size(); ++i) {
+    EXPECT_EQ(loss[i].step, static_cast<int64_t>(i) + 1);
+    EXPECT_DOUBLE_EQ(loss[i].value, loss[i].step > 5 ? 100.0 + loss[i].step : 10.0 / loss[i].step);
+  }
+  EXPECT_EQ(store.metrics(id, "val/loss").size(), 1u);
+  auto latest = store.latest_metrics(id);
+  ASSERT_FALSE(latest.empty());
+  EXPECT_EQ(latest[0].step, 10);
+}
+
+TEST(SqliteMetricsSink, CheckpointsDeletedByRotationAreNotListed) {
+  TempDir dir;
+  JobStore store(dir.str("jobs.db"));
+  int64_t id = make_job(store);
+  SqliteMetricsSink sink(store.db_path(), id);
+  for (int s = 1; s <= 4; ++s) {
+    sink.checkpoint(s, dir.str("checkpoint-" + std::to_string(s)), {});
+    if (s > 2) sink.checkpoint_deleted(s - 2, dir.str("checkpoint-" + std::to_string(s - 2)));
+  }
+  sink.checkpoint(4, dir.str("checkpoint-4"), {{"val/loss", 2.0}});  // the same one again
+  sink.flush();
+  auto cps = store.checkpoints(id);
+  ASSERT_EQ(cps.size(), 2u);
+  EXPECT_EQ(cps[0].path, dir.str("checkpoint-3"));
+  EXPECT_EQ(cps[1].path, dir.str("checkpoint-4"));
+  EXPECT_DOUBLE_EQ(cps[1].metrics.at("val/loss"), 2.0);
+  std::vector<int64_t> deleted;
+  for (const auto& e : store.events_since(id, 0))
+    if (e.type == "checkpoint_deleted")
+      deleted.push_back(nlohmann::json::parse(e.payload_json).at("step").get<int64_t>());
+  EXPECT_EQ(deleted, (std::vector<int64_t>{1, 2}));
 }
 
 TEST(SqliteMetricsSink, NothingLostAtDestruction) {

@@ -19,11 +19,10 @@ using nlohmann::json;
 
 const char* kScript = R"(#!/bin/sh
 cmd=$1; shift
-ticks=0; code=0
+ticks=0
 for a in "$@"; do
   case "$a" in
-    --ticks=*) ticks=${a#--ticks=} ;;
-    --exit-code=*) code=${a#--exit-code=} ;;
+    --max-steps=*) ticks=${a#--max-steps=} ;;
   esac
 done
 trap 'echo "got TERM"; exit 0' TERM
@@ -31,7 +30,7 @@ echo "fake $cmd start"
 i=0
 while [ $i -lt $ticks ]; do sleep 0.05; i=$((i+1)); done
 echo "fake $cmd end"
-exit $code
+exit 0
 )";
 
 class JobRoutesTest : public ::testing::Test {
@@ -111,19 +110,27 @@ TEST_F(JobRoutesTest, BadSpecsAre400WithAMessageAndCreateNothing) {
   struct Case {
     std::string body;
     std::string message_part;
+    std::string param;  // the error's "param" ("" = null)
   };
   json wrong_type = spec({{"max_steps", json::object()}});
   json outside = spec({{"config", dir_.str("secret.yaml")}});
   json dotdot = spec({{"config", "../secret.yaml"}});
   json missing_data = spec({{"data", "nope"}});
   std::vector<Case> cases = {
-      {"{not json", "not valid JSON"},
-      {R"({"kind":"bake"})", "unknown job kind 'bake'"},
-      {R"({"options":{}})", "kind: is required"},
-      {wrong_type.dump(), "options.max_steps"},
-      {outside.dump(), "outside the allowed roots"},
-      {dotdot.dump(), "outside the allowed roots"},
-      {missing_data.dump(), "does not exist"},
+      {"{not json", "not valid JSON", ""},
+      {R"({"kind":"bake"})", "unknown job kind 'bake'", "kind"},
+      {R"({"options":{}})", "kind: is required", "kind"},
+      {wrong_type.dump(), "options.max_steps", "options.max_steps"},
+      {outside.dump(), "outside the allowed roots", "options.config"},
+      {dotdot.dump(), "outside the allowed roots", "options.config"},
+      {missing_data.dump(), "does not exist", "options.data"},
+      // Specs the trainer would refuse a second after a 201 (issue 14).
+      {spec({{"max_steps", -5}}).dump(), "must be positive", "options.max_steps"},
+      {spec({{"max_steps", 1e30}}).dump(), "expected an integer", "options.max_steps"},
+      {spec({{"max_steps", 2.5}}).dump(), "expected an integer", "options.max_steps"},
+      {spec({{"learning_rate", -1}}).dump(), "must be positive", "options.learning_rate"},
+      {spec({{"batch_size", 0}}).dump(), "must be positive", "options.batch_size"},
+      {spec({{"help", true}}).dump(), "is not a training option", "options.help"},
   };
   for (const auto& c : cases) {
     auto [status, body] = post("/v1/jobs", c.body);
@@ -133,7 +140,10 @@ TEST_F(JobRoutesTest, BadSpecsAre400WithAMessageAndCreateNothing) {
     EXPECT_EQ(body["error"]["code"], "invalid_job_spec");
     EXPECT_NE(body["error"]["message"].get<std::string>().find(c.message_part), std::string::npos)
         << body.dump();
+    EXPECT_EQ(body["error"]["param"], c.param.empty() ? json(nullptr) : json(c.param))
+        << body.dump();
   }
+  EXPECT_TRUE(store_->list_jobs().empty());
   EXPECT_TRUE(get("/v1/jobs").second["data"].empty());
   EXPECT_FALSE(fs::exists(dir_.path() / "data" / "jobs"));  // no output dirs made either
   auto r = client_->Post("/v1/jobs", std::string(2 << 20, ' '), "application/json");
@@ -142,7 +152,7 @@ TEST_F(JobRoutesTest, BadSpecsAre400WithAMessageAndCreateNothing) {
 }
 
 TEST_F(JobRoutesTest, SubmitWatchAndReadResults) {
-  auto [status, job] = post("/v1/jobs", spec({{"ticks", 2}}).dump());
+  auto [status, job] = post("/v1/jobs", spec({{"max_steps", 2}}).dump());
   ASSERT_EQ(status, 201) << job.dump();
   int64_t id = job["id"];
   EXPECT_EQ(job["status"], "queued");
@@ -204,7 +214,7 @@ TEST_F(JobRoutesTest, UnknownJobsAre404AndAuthIsCheckedFirst) {
 }
 
 TEST_F(JobRoutesTest, CancelThenResume) {
-  int64_t id = post("/v1/jobs", spec({{"ticks", 600}}).dump()).second["id"];
+  int64_t id = post("/v1/jobs", spec({{"max_steps", 600}}).dump()).second["id"];
   ASSERT_TRUE(eventually([&] { return status_of(id) == "running"; }));
   auto [status, job] = post("/v1/jobs/" + std::to_string(id) + "/cancel", "");
   EXPECT_EQ(status, 200);
@@ -219,7 +229,7 @@ TEST_F(JobRoutesTest, CancelThenResume) {
 }
 
 TEST_F(JobRoutesTest, EventStreamDeliversStatusAndMetricsThenEnds) {
-  int64_t id = post("/v1/jobs", spec({{"ticks", 600}}).dump()).second["id"];
+  int64_t id = post("/v1/jobs", spec({{"max_steps", 600}}).dump()).second["id"];
   // Metrics written while the stream is open arrive on it; then the job is cancelled.
   std::thread writer([&] {
     eventually([&] { return store_->require_job(id).status == jobs::JobStatus::kRunning; });

@@ -6,13 +6,14 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <vector>
 
-#include "core/train/adamw.h"
 #include "core/model/checkpoint.h"
+#include "core/tokenizer/tokenizer.h"
+#include "core/train/adamw.h"
 #include "core/train/checkpointed_forward.h"
 #include "core/train/data_loader.h"
-#include "core/tokenizer/tokenizer.h"
 #include "core/train/trainer.h"
 #include "tests/support/tiny_checkpoint.h"
 
@@ -24,7 +25,7 @@ namespace {
 struct RecordingSink : ktl::MetricsSink {
   std::vector<std::tuple<std::string, int64_t, double>> metrics;
   std::vector<std::tuple<int64_t, std::string, std::string, std::string>> samples;
-  std::vector<std::string> lines, checkpoints;
+  std::vector<std::string> lines, checkpoints, deleted;
   std::function<void(int64_t)> on_progress;
   void metric(const std::string& k, int64_t s, double v) override { metrics.emplace_back(k, s, v); }
   void sample(int64_t s, const std::string& p, const std::string& t,
@@ -34,6 +35,7 @@ struct RecordingSink : ktl::MetricsSink {
   void checkpoint(int64_t, const std::string& path, const std::map<std::string, double>&) override {
     checkpoints.push_back(path);
   }
+  void checkpoint_deleted(int64_t, const std::string& path) override { deleted.push_back(path); }
   void progress(int64_t step, int64_t) override {
     if (on_progress) on_progress(step);
   }
@@ -333,6 +335,14 @@ TEST_F(TrainerTest, KeepsLastKAndBestAndWritesSamples) {
   EXPECT_EQ(dirs, best == "checkpoint-5" || best == "checkpoint-6" ? 2 : 3);
   EXPECT_EQ(fs::read_symlink(out / "latest").string(), "checkpoint-6");
   EXPECT_EQ(sink.checkpoints.size(), 6u);
+  // Rotation reports each deletion: reported minus deleted is exactly what is on disk.
+  std::set<std::string> listed(sink.checkpoints.begin(), sink.checkpoints.end());
+  for (const auto& d : sink.deleted) {
+    EXPECT_FALSE(fs::exists(d)) << d;
+    EXPECT_EQ(listed.erase(d), 1u) << d;
+  }
+  EXPECT_EQ(listed.size(), size_t(dirs));
+  for (const auto& p : listed) EXPECT_TRUE(fs::is_directory(p)) << p;
   EXPECT_EQ(sink.samples.size(), 8u);  // 4 prompts x (greedy, sampled)
   int greedy = 0;
   for (const auto& s : sink.samples) greedy += std::get<3>(s) == "greedy";
