@@ -297,7 +297,7 @@ TEST_F(ServeLimitsTest, SlowClientsGet408AndCannotStarveHealth) {
   int closed = 0;
   for (auto& s : slow)
     closed += s->closed_by_peer(
-        std::chrono::duration_cast<milliseconds>(milliseconds(4000) - (Clock::now() - start)));
+        std::chrono::duration_cast<milliseconds>(milliseconds(5000) - (Clock::now() - start)));
   stop = true;
   dribble.join();
   EXPECT_EQ(closed, 30) << "slow requests outlived the request deadline";
