@@ -111,6 +111,25 @@ void apply_stream_problem(httplib::Response& res) {
   send_error(res, res.status, conn->problem().message);
 }
 
+// The JSON body of every error httplib raises itself (no route, failed read, ...).
+httplib::Server::HandlerResponse answer_error(GuardedServer& http, size_t max_body,
+                                              const httplib::Request& req, httplib::Response& res) {
+  if (RouteProbe::active() || !res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+  apply_stream_problem(res);
+  if (!res.body.empty()) return httplib::Server::HandlerResponse::Handled;
+  if (res.status == 404) {  // no route for this method: 405 when another method has one
+    const std::vector<std::string> allowed = http.allowed_methods(req.target);
+    if (!allowed.empty()) {
+      res.status = 405;
+      std::string list;
+      for (const auto& m : allowed) list += (list.empty() ? "" : ", ") + m;
+      res.set_header("Allow", list);
+    }
+  }
+  send_error(res, res.status, default_error_message(req, res.status, max_body));
+  return httplib::Server::HandlerResponse::Handled;
+}
+
 }  // namespace
 
 void HttpServer::install_handlers() {
@@ -135,21 +154,7 @@ void HttpServer::install_handlers() {
   });
   httplib::Server::HandlerWithResponse on_error = [&ctx, &http](const httplib::Request& req,
                                                                 httplib::Response& res) {
-    if (RouteProbe::active() || !res.body.empty())
-      return httplib::Server::HandlerResponse::Unhandled;
-    apply_stream_problem(res);
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Handled;
-    if (res.status == 404) {  // no route for this method: 405 when another method has one
-      const std::vector<std::string> allowed = http.allowed_methods(req.target);
-      if (!allowed.empty()) {
-        res.status = 405;
-        std::string list;
-        for (const auto& m : allowed) list += (list.empty() ? "" : ", ") + m;
-        res.set_header("Allow", list);
-      }
-    }
-    send_error(res, res.status, default_error_message(req, res.status, ctx.cfg.max_body_bytes));
-    return httplib::Server::HandlerResponse::Handled;
+    return answer_error(http, ctx.cfg.max_body_bytes, req, res);
   };
   http.set_error_handler(std::move(on_error));
   http.set_exception_handler(
