@@ -319,6 +319,15 @@ TEST_F(ServeLimitsTest, ConnectionsBeyondTheLimitGet503) {
     status = h ? h->status : 0;
   }
   EXPECT_EQ(status, 200) << "the connection slots did not come back";
+  // Fewer connections than generation slots + 16 would starve /health: refused at start.
+  const std::string log = *dir_ + "/refused.log";
+  const int rc = std::system((ktl::testing::ktl_bin() +
+                              " serve --port 0 --max-streams 64 --max-connections 40 --data-dir " +
+                              *dir_ + "/d1 > " + log + " 2>&1")
+                                 .c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 2) << ktl::testing::slurp(log);
+  EXPECT_NE(ktl::testing::slurp(log).find("--max-streams + 16"), std::string::npos)
+      << ktl::testing::slurp(log);
 }
 
 }  // namespace
