@@ -153,6 +153,9 @@ TEST_F(ServeLimitsTest, HeadersAreReadStrictly) {
   std::string many;
   for (int i = 0; i < 16; ++i) many += "X-H" + std::to_string(i) + ": v\r\n";
   EXPECT_EQ(status(many), 400);  // 17 header lines with Host, limit 16
+  EXPECT_EQ(status("X-Long: " + std::string(9000, 'a') + "\r\n"), 400);
+  const std::string long_target = raw("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(RawConnection::status_of(long_target), 414) << long_target;
   const std::string resp = raw(head + "no colon\r\n\r\n");
   expect_json_error(RawConnection::status_of(resp), resp, 400, "no colon");
   EXPECT_NE(resp.find("colon"), std::string::npos) << resp;
