@@ -117,7 +117,9 @@ bool ConnectionStream::fill() {
   short revents = 0;
   const int r = poll_one(fd_, POLLIN, wait, &revents);
   if (r == 0) {
-    fail(408, "the client sent nothing for " + duration_text(wait));
+    fail(408, Clock::now() >= deadline_
+                  ? "the request did not arrive within " + duration_text(limits_.request_timeout_ms)
+                  : "the client sent nothing for " + duration_text(wait));
     return false;
   }
   if (r < 0) return false;
