@@ -18,6 +18,8 @@ namespace {
 constexpr int kSpareWorkers = 8;
 // How long a connection closed early is drained (see linger_before_close).
 constexpr int kLingerMs = 2000;
+// How long a refused connection (over the cap) waits for its request and for the client to close.
+constexpr int kRejectWaitMs = 100;
 
 // An in-memory request for route probes; what the routes write is dropped.
 class ProbeStream : public httplib::Stream {
@@ -41,26 +43,13 @@ class ProbeStream : public httplib::Stream {
   size_t pos_ = 0;
 };
 
-void reject_busy(int fd, int max_connections) {
-  const std::string body =
-      error_json(503, "too many open connections (limit " + std::to_string(max_connections) + ")",
-                 "too_many_connections");
-  const std::string out =
-      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-      "Connection: close\r\nContent-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n" + body;
-  // Best effort and never blocking: this worker must be free for the next connection.
-  ssize_t n = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  (void)n;
-}
-
 // After an early answer (413 before the body, 408) the client may still be sending: closing
 // with unread bytes resets the connection and can destroy the answer before the client reads
 // it. So stop writing, and read and drop what comes for a bounded time ("lingering close").
-void linger_before_close(int fd) {
+void linger_before_close(int fd, int budget_ms) {
   using Clock = std::chrono::steady_clock;
   ::shutdown(fd, SHUT_WR);
-  const auto until = Clock::now() + std::chrono::milliseconds(kLingerMs);
+  const auto until = Clock::now() + std::chrono::milliseconds(budget_ms);
   char buf[16384];
   while (Clock::now() < until) {
     pollfd p{fd, POLLIN, 0};
@@ -69,6 +58,26 @@ void linger_before_close(int fd) {
     const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return;
   }
+}
+
+// Over the cap: 503 at once. The client's request is usually in already; it is read and
+// dropped first, because closing a socket with unread input resets the connection and the
+// client would never see the 503. Short budgets: this worker must be free again at once.
+void reject_busy(int fd, int max_connections) {
+  pollfd p{fd, POLLIN, 0};
+  char buf[16384];
+  if (::poll(&p, 1, kRejectWaitMs) > 0)
+    while (::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+  const std::string body =
+      error_json(503, "too many open connections (limit " + std::to_string(max_connections) + ")",
+                 "too_many_connections");
+  const std::string out =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+      "Connection: close\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  if (::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+    linger_before_close(fd, kRejectWaitMs);
 }
 
 }  // namespace
@@ -102,7 +111,7 @@ bool GuardedServer::serve_connection(int fd) {
     ret = process_request(strm, left == 1, closed, nullptr);
     if (!ret || closed || strm.close_after_response()) break;
   }
-  if (strm.close_after_response()) linger_before_close(fd);
+  if (strm.close_after_response()) linger_before_close(fd, kLingerMs);
   return ret;
 }
 

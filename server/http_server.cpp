@@ -101,6 +101,18 @@ std::optional<ApiError> header_error(const httplib::Request& req, size_t max_bod
   return std::nullopt;
 }
 
+// Answers a request whose headers already break a rule, before any body byte is read; the
+// body (if any) stays unread, so the connection is closed after the answer.
+bool refuse_early(const httplib::Request& req, httplib::Response& res, size_t max_body) {
+  if (RouteProbe::active()) return false;
+  auto e = header_error(req, max_body);
+  if (!e) return false;
+  if (auto* conn = ConnectionStream::current()) conn->set_close_after_response();
+  res.set_header("Connection", "close");
+  send_error(res, e->status, e->what(), e->code, e->param);
+  return true;
+}
+
 // Turns httplib's generic 400 after a failed read into what the ConnectionStream saw.
 void apply_stream_problem(httplib::Response& res) {
   ConnectionStream* conn = ConnectionStream::current();
@@ -139,16 +151,15 @@ void HttpServer::install_handlers() {
   http.set_read_timeout(ctx.cfg.read_timeout_s, 0);
   http.set_write_timeout(10, 0);
 
+  // A client that asks before sending its body (Expect: 100-continue) hears "no" before it
+  // sends; httplib would say "100 Continue" first.
+  http.set_expect_100_continue_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
+    return refuse_early(req, res, ctx.cfg.max_body_bytes) ? res.status : 100;
+  });
   http.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
     using R = httplib::Server::HandlerResponse;
     if (RouteProbe::active()) return R::Unhandled;
-    if (auto e = header_error(req, ctx.cfg.max_body_bytes)) {
-      // The body (if any) stays unread: answer now and close the connection.
-      if (auto* conn = ConnectionStream::current()) conn->set_close_after_response();
-      res.set_header("Connection", "close");
-      send_error(res, e->status, e->what(), e->code, e->param);
-      return R::Handled;
-    }
+    if (refuse_early(req, res, ctx.cfg.max_body_bytes)) return R::Handled;
     if (req.path.rfind("/v1/", 0) != 0 && req.path != "/v1") return R::Unhandled;
     return ctx.authorize(req, res) ? R::Unhandled : R::Handled;
   });
