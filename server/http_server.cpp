@@ -5,6 +5,7 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <stdexcept>
@@ -43,8 +44,10 @@ ConnectionLimits connection_limits(const ServerConfig& cfg) {
 
 HttpServer::HttpServer(ServerConfig cfg, ModelManager::Loader loader)
     : ctx_(std::make_unique<ServerContext>(std::move(cfg), std::move(loader))),
-      http_(std::make_unique<GuardedServer>(connection_limits(ctx_->cfg),
-                                            ctx_->cfg.max_connections)) {}
+      // Never fewer connections than generation slots + 16: /health must get through.
+      http_(std::make_unique<GuardedServer>(
+          connection_limits(ctx_->cfg),
+          std::max(ctx_->cfg.max_connections, ctx_->cfg.max_concurrent_streams + 16))) {}
 
 HttpServer::~HttpServer() {
   shutdown();
