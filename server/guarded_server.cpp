@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "server/api_error.h"
+#include "server/elastic_thread_pool.h"
 #include "server/route_probe.h"
 
 namespace ktl::server {
@@ -16,6 +17,8 @@ namespace {
 // Workers beyond the connection cap: they take the connections over it and answer 503 at
 // once, so those never queue behind the admitted ones.
 constexpr int kSpareWorkers = 8;
+// Workers started with the server; more start as connections need them.
+constexpr size_t kInitialWorkers = 16;
 // How long a connection closed early is drained (see linger_before_close).
 constexpr int kLingerMs = 2000;
 // How long a refused connection (over the cap) waits for its request and for the client to close.
@@ -85,7 +88,7 @@ void reject_busy(int fd, int max_connections) {
 GuardedServer::GuardedServer(ConnectionLimits limits, int max_connections)
     : limits_(limits), max_connections_(max_connections) {
   const size_t workers = static_cast<size_t>(max_connections) + kSpareWorkers;
-  new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  new_task_queue = [workers] { return new ElasticThreadPool(kInitialWorkers, workers); };
 }
 
 bool GuardedServer::process_and_close_socket(socket_t sock) {

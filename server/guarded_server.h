@@ -1,6 +1,7 @@
 // cpp-httplib's Server with the connection handling replaced (its per-connection hook,
 // process_and_close_socket, is virtual): a cap on open connections (beyond it: 503 and close),
-// a worker per allowed connection so a new one never waits in a queue behind stalled ones,
+// a worker per allowed connection (ElasticThreadPool: started on demand) so a new one never
+// waits in a queue behind stalled ones,
 // each connection read through a ConnectionStream (request deadline, strict headers, raw body
 // cap), and allowed_methods() for 405 answers.
 //
