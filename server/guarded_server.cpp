@@ -130,6 +130,11 @@ bool GuardedServer::await_request(ConnectionStream& strm) {
   return false;
 }
 
+bool GuardedServer::widen_listen_backlog() {
+  const int fd = svr_sock_;
+  return fd != INVALID_SOCKET && ::listen(fd, SOMAXCONN) == 0;  // Linux: updates the backlog
+}
+
 std::vector<std::string> GuardedServer::allowed_methods(const std::string& target) {
   std::vector<std::string> out;
   for (const std::string m : {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {

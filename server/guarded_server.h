@@ -26,6 +26,9 @@ class GuardedServer : public httplib::Server {
   // replaying it through the routes under a RouteProbe. "HEAD" comes with "GET".
   std::vector<std::string> allowed_methods(const std::string& target);
   int open_connections() const { return open_.load(); }
+  // httplib 0.11.4 listens with a backlog of 5 (compiled in): a burst of connections beyond it
+  // waits for TCP retransmits (1 s, 2 s, ...). Called after binding, this raises it to SOMAXCONN.
+  bool widen_listen_backlog();
 
  private:
   bool process_and_close_socket(socket_t sock) override;

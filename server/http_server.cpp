@@ -216,6 +216,7 @@ int HttpServer::bind() {
     throw std::runtime_error("cannot listen on " + cfg.host + ":" + std::to_string(port) +
                              " (in use, or not an address of this machine)");
   }
+  if (!http_->widen_listen_backlog()) spdlog::warn("could not raise the listen backlog");
   if (!cfg.model_dir.empty()) ctx_->models.load_async(cfg.model_dir);
   if (jobs_) jobs_->start();
   phase_ = ServerPhase::kBound;
