@@ -159,6 +159,7 @@ bool ConnectionStream::scan(const char* p, size_t n) {
     }
     if (p[i] != '\n') continue;
     if (phase_ == Phase::kRequestLine) {
+      check_request_line();
       phase_ = Phase::kHeaders;
       line_.clear();
     } else if (!scan_header_line()) {
@@ -166,6 +167,18 @@ bool ConnectionStream::scan(const char* p, size_t n) {
     }
   }
   return true;
+}
+
+// A bad request line is let through (httplib reads it whole, then asks for the headers,
+// which fail on the recorded problem): httplib then answers 400 and the error handler tells why.
+void ConnectionStream::check_request_line() {
+  std::string_view l(line_);
+  bool ok = l.size() >= 2 && l[l.size() - 2] == '\r';
+  for (size_t i = 0; ok && i + 2 < l.size(); ++i) {
+    const auto c = static_cast<unsigned char>(l[i]);
+    ok = c >= 0x20 && c != 0x7f;
+  }
+  if (!ok) fail(400, "malformed request line (control byte, or not ended by CRLF)");
 }
 
 bool ConnectionStream::scan_header_line() {

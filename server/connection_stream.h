@@ -64,6 +64,7 @@ class ConnectionStream : public httplib::Stream {
   enum class Phase { kRequestLine, kHeaders, kBody };
   bool fill();
   bool scan(const char* p, size_t n);
+  void check_request_line();
   bool scan_header_line();
   void fail(int status, std::string message);
 

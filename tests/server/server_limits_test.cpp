@@ -154,6 +154,9 @@ TEST_F(ServeLimitsTest, HeadersAreReadStrictly) {
   for (int i = 0; i < 16; ++i) many += "X-H" + std::to_string(i) + ": v\r\n";
   EXPECT_EQ(status(many), 400);  // 17 header lines with Host, limit 16
   EXPECT_EQ(status("X-Long: " + std::string(9000, 'a') + "\r\n"), 400);
+  const std::string nul_target = raw(std::string("GET /hea\0lth HTTP/1.1\r\nHost: x\r\n\r\n", 34));
+  EXPECT_EQ(RawConnection::status_of(nul_target), 400) << nul_target;
+  EXPECT_NE(nul_target.find("request line"), std::string::npos) << nul_target;
   const std::string long_target = raw("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\n\r\n");
   EXPECT_EQ(RawConnection::status_of(long_target), 414) << long_target;
   const std::string resp = raw(head + "no colon\r\n\r\n");
