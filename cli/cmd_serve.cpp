@@ -74,6 +74,17 @@ ktl::server::ServerConfig config_from(const Args& args) {
       std::max(1, positive(args, "max-streams", c.max_concurrent_streams, 4096));
   c.max_queue = std::max(1, positive(args, "max-queue", c.max_queue));
   c.drain_timeout_s = positive(args, "drain-timeout", c.drain_timeout_s, 3600);
+  c.max_connections = std::max(c.max_connections, c.max_concurrent_streams + 16);
+  // httplib 0.11.4 answers 500 on a socket number >= FD_SETSIZE (1024): stay well below.
+  c.max_connections = positive(args, "max-connections", c.max_connections, 900);
+  if (c.max_connections < c.max_concurrent_streams + 16)
+    throw UsageError("--max-connections must be at least --max-streams + 16 (" +
+                     std::to_string(c.max_concurrent_streams + 16) +
+                     "): /health, /metrics and job routes need connections while every "
+                     "generation slot is busy");
+  c.read_timeout_s = std::max(1, positive(args, "read-timeout", c.read_timeout_s, 3600));
+  c.request_timeout_s = std::max(1, positive(args, "request-timeout", c.request_timeout_s, 3600));
+  c.max_header_lines = std::max(8, positive(args, "max-headers", c.max_header_lines, 1000));
   c.data_dir = args.get("data-dir", c.data_dir);
   c.allowed_roots = args.get_all("allow-path");
   c.model_dir = args.get("model");
@@ -165,6 +176,11 @@ KTL_COMMAND(ktl::cli::Command{
      {"max-prompt-tokens", "longest prompt (0 = the model's context - 1)", "0"},
      {"max-tokens-limit", "largest max_tokens a request may ask for", "4096"},
      {"drain-timeout", "seconds to let streams finish on SIGTERM", "30"},
+     {"max-connections", "open HTTP connections before 503 (>= --max-streams + 16)",
+      "max(256, streams + 16)"},
+     {"read-timeout", "seconds one read of a request may wait for bytes (408 after)", "5"},
+     {"request-timeout", "seconds to receive a whole request: line, headers, body (408)", "30"},
+     {"max-headers", "header lines per request (400 beyond)", "64"},
      {"quickstart", "no model? train a tiny one as a job and serve it when ready", "", true},
      {"quickstart-steps", "training steps of the quickstart job", "300"},
      {"allow-path", "another root that job specs and model loads may use", "", false, false, true},

@@ -195,12 +195,16 @@ std::string GenerationSession::on_event(SubRequest& s, GenerationEvent& ev, bool
   return out;
 }
 
-std::string GenerationSession::run_to_completion() {
+std::string GenerationSession::run_to_completion(const std::function<bool()>& client_gone) {
   for (auto& s : subs_) {
     while (s.finish == FinishReason::kNone) {
       if (ctx_.abort_streams) {
         cancel_all("server shutting down");
         throw ApiError(503, "the server is shutting down", "shutting_down");
+      }
+      if (client_gone && client_gone()) {
+        cancel_all("client_closed");
+        throw ApiError(499, "the client closed the connection", "client_closed");
       }
       GenerationEvent ev;
       if (s.handle->next(&ev, std::chrono::milliseconds(100))) on_event(s, ev, false);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,7 +45,9 @@ class GenerationSession {
   void start(CompletionRequest req);
 
   // Non-streaming: waits for every choice; throws ApiError(503) when the server aborts.
-  std::string run_to_completion();
+  // `client_gone` is asked every 100 ms: once it says true, every choice is cancelled (its KV
+  // blocks and slot freed) and ApiError(499) is thrown.
+  std::string run_to_completion(const std::function<bool()>& client_gone = nullptr);
   // Streaming: produces the next SSE bytes (may be empty while waiting up to ~`wait`); sets
   // *finished once "[DONE]" is included.
   std::string next_stream_bytes(std::chrono::milliseconds wait, bool* finished);

@@ -3,13 +3,20 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <strings.h>
+
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
 #include "server/auth.h"
+#include "server/guarded_server.h"
+#include "server/header_validation.h"
 #include "server/jobs_integration.h"
 #include "server/openai_routes.h"
+#include "server/route_probe.h"
 #include "server/route_util.h"
 #include "server/serving_routes.h"
 
@@ -22,9 +29,25 @@ void check_bind_safety(const ServerConfig& cfg) {
                            "--insecure to expose the API anyway");
 }
 
+namespace {
+
+ConnectionLimits connection_limits(const ServerConfig& cfg) {
+  ConnectionLimits l;
+  l.read_timeout_ms = cfg.read_timeout_s * 1000;
+  l.request_timeout_ms = cfg.request_timeout_s * 1000;
+  l.max_header_lines = static_cast<size_t>(cfg.max_header_lines);
+  l.max_body_bytes = cfg.max_body_bytes;
+  return l;
+}
+
+}  // namespace
+
 HttpServer::HttpServer(ServerConfig cfg, ModelManager::Loader loader)
     : ctx_(std::make_unique<ServerContext>(std::move(cfg), std::move(loader))),
-      http_(std::make_unique<httplib::Server>()) {}
+      // Never fewer connections than generation slots + 16: /health must get through.
+      http_(std::make_unique<GuardedServer>(
+          connection_limits(ctx_->cfg),
+          std::max(ctx_->cfg.max_connections, ctx_->cfg.max_concurrent_streams + 16))) {}
 
 HttpServer::~HttpServer() {
   shutdown();
@@ -55,32 +78,100 @@ std::string default_error_message(const httplib::Request& req, int status, size_
   }
 }
 
+bool iequals(const std::string& a, const char* b) {
+  return strcasecmp(a.c_str(), b) == 0;
+}
+
+// What httplib 0.11.4 would read leniently or too long, checked once the headers are in and
+// before any body byte is read.
+std::optional<ApiError> header_error(const httplib::Request& req, size_t max_body) {
+  const size_t lengths = req.get_header_value_count("Content-Length");
+  const bool chunked = req.has_header("Transfer-Encoding");
+  if (lengths > 1) return ApiError(400, "more than one Content-Length header");
+  if (chunked && (lengths > 0 || req.get_header_value_count("Transfer-Encoding") > 1 ||
+                  !iequals(req.get_header_value("Transfer-Encoding"), "chunked")))
+    return ApiError(400, "Transfer-Encoding must be exactly 'chunked', without Content-Length");
+  if (lengths == 1) {
+    auto n = parse_decimal_int64(req.get_header_value("Content-Length"));
+    if (!n) return ApiError(400, "Content-Length is not a non-negative integer");
+    if (static_cast<uint64_t>(*n) > max_body)
+      return ApiError(413, default_error_message(req, 413, max_body), "payload_too_large");
+  }
+  if (req.has_header("Last-Event-ID") &&
+      !parse_decimal_int64(req.get_header_value("Last-Event-ID")))
+    return ApiError(400, "Last-Event-ID must be a non-negative integer", "invalid_request",
+                    "Last-Event-ID");
+  return std::nullopt;
+}
+
+// Answers a request whose headers already break a rule, before any body byte is read; the
+// body (if any) stays unread, so the connection is closed after the answer.
+bool refuse_early(const httplib::Request& req, httplib::Response& res, size_t max_body) {
+  if (RouteProbe::active()) return false;
+  auto e = header_error(req, max_body);
+  if (!e) return false;
+  if (auto* conn = ConnectionStream::current()) conn->set_close_after_response();
+  res.set_header("Connection", "close");
+  send_error(res, e->status, e->what(), e->code, e->param);
+  return true;
+}
+
+// Turns httplib's generic 400 after a failed read into what the ConnectionStream saw.
+void apply_stream_problem(httplib::Response& res) {
+  ConnectionStream* conn = ConnectionStream::current();
+  if (!conn || conn->problem().status == 0 || res.status != 400) return;
+  res.status = conn->problem().status;
+  res.body.clear();
+  res.set_header("Connection", "close");
+  send_error(res, res.status, conn->problem().message);
+}
+
+// The JSON body of every error httplib raises itself (no route, failed read, ...).
+httplib::Server::HandlerResponse answer_error(GuardedServer& http, size_t max_body,
+                                              const httplib::Request& req, httplib::Response& res) {
+  if (RouteProbe::active() || !res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+  apply_stream_problem(res);
+  if (!res.body.empty()) return httplib::Server::HandlerResponse::Handled;
+  if (res.status == 404) {  // no route for this method: 405 when another method has one
+    const std::vector<std::string> allowed = http.allowed_methods(req.target);
+    if (!allowed.empty()) {
+      res.status = 405;
+      std::string list;
+      for (const auto& m : allowed) list += (list.empty() ? "" : ", ") + m;
+      res.set_header("Allow", list);
+    }
+  }
+  send_error(res, res.status, default_error_message(req, res.status, max_body));
+  return httplib::Server::HandlerResponse::Handled;
+}
+
 }  // namespace
 
 void HttpServer::install_handlers() {
   ServerContext& ctx = *ctx_;
-  // Pool: one worker per allowed generation stream plus headroom for everything else
-  // (health checks, the dashboard, job event streams). The default of 8 blocks the 9th stream.
-  const size_t workers = static_cast<size_t>(ctx.cfg.max_concurrent_streams) + 16;
-  http_->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
-  http_->set_payload_max_length(ctx.cfg.max_body_bytes);
-  http_->set_read_timeout(10, 0);
-  http_->set_write_timeout(10, 0);
+  GuardedServer& http = *http_;
+  http.set_payload_max_length(ctx.cfg.max_body_bytes);
+  http.set_read_timeout(ctx.cfg.read_timeout_s, 0);
+  http.set_write_timeout(10, 0);
 
-  http_->set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
-    if (req.path.rfind("/v1/", 0) != 0 && req.path != "/v1")
-      return httplib::Server::HandlerResponse::Unhandled;
-    return ctx.authorize(req, res) ? httplib::Server::HandlerResponse::Unhandled
-                                   : httplib::Server::HandlerResponse::Handled;
+  // A client that asks before sending its body (Expect: 100-continue) hears "no" before it
+  // sends; httplib would say "100 Continue" first.
+  http.set_expect_100_continue_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
+    return refuse_early(req, res, ctx.cfg.max_body_bytes) ? res.status : 100;
   });
-  httplib::Server::HandlerWithResponse on_error = [&ctx](const httplib::Request& req,
-                                                         httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    send_error(res, res.status, default_error_message(req, res.status, ctx.cfg.max_body_bytes));
-    return httplib::Server::HandlerResponse::Handled;
+  http.set_pre_routing_handler([&ctx](const httplib::Request& req, httplib::Response& res) {
+    using R = httplib::Server::HandlerResponse;
+    if (RouteProbe::active()) return R::Unhandled;
+    if (refuse_early(req, res, ctx.cfg.max_body_bytes)) return R::Handled;
+    if (req.path.rfind("/v1/", 0) != 0 && req.path != "/v1") return R::Unhandled;
+    return ctx.authorize(req, res) ? R::Unhandled : R::Handled;
+  });
+  httplib::Server::HandlerWithResponse on_error = [&ctx, &http](const httplib::Request& req,
+                                                                httplib::Response& res) {
+    return answer_error(http, ctx.cfg.max_body_bytes, req, res);
   };
-  http_->set_error_handler(std::move(on_error));
-  http_->set_exception_handler(
+  http.set_error_handler(std::move(on_error));
+  http.set_exception_handler(
       [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
         std::string what = "unknown error";
         try {
@@ -92,7 +183,8 @@ void HttpServer::install_handlers() {
         spdlog::error("{} {}: {}", req.method, req.path, what);
         send_error(res, 500, "internal error: " + what, "internal_error");
       });
-  http_->set_logger([&ctx](const httplib::Request& req, const httplib::Response& res) {
+  http.set_logger([&ctx](const httplib::Request& req, const httplib::Response& res) {
+    if (RouteProbe::active()) return;
     ctx.metrics.record_http_status(res.status);
     if (is_generation_path(req.path) && res.status == 200) return;  // the session logged it
     const bool quiet = req.method == "GET" && res.status < 400;
@@ -124,6 +216,7 @@ int HttpServer::bind() {
     throw std::runtime_error("cannot listen on " + cfg.host + ":" + std::to_string(port) +
                              " (in use, or not an address of this machine)");
   }
+  if (!http_->widen_listen_backlog()) spdlog::warn("could not raise the listen backlog");
   if (!cfg.model_dir.empty()) ctx_->models.load_async(cfg.model_dir);
   if (jobs_) jobs_->start();
   phase_ = ServerPhase::kBound;

@@ -16,13 +16,10 @@
 #include "server/model_manager.h"
 #include "server/server_config.h"
 
-namespace httplib {
-class Server;
-}
-
 namespace ktl::server {
 
 struct ServerContext;
+class GuardedServer;
 class JobsIntegration;
 
 enum class ServerPhase { kCreated, kBound, kServing, kDraining, kStopped };
@@ -52,7 +49,7 @@ class HttpServer {
   void install_handlers();
 
   std::unique_ptr<ServerContext> ctx_;
-  std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<GuardedServer> http_;
   std::unique_ptr<JobsIntegration> jobs_;
   std::atomic<ServerPhase> phase_{ServerPhase::kCreated};
   std::mutex shutdown_mu_;

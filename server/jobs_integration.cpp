@@ -15,6 +15,7 @@
 #include "jobs/job_spec.h"
 #include "jobs/job_store.h"
 #include "server/api_error.h"
+#include "server/route_probe.h"
 #include "server/server_context.h"
 #ifdef KTL_HAVE_SERVER_JOBS
 #include "server/job_routes.h"
@@ -49,7 +50,13 @@ class JobsIntegrationImpl : public JobsIntegration {
   void register_routes(httplib::Server& server) override {
 #ifdef KTL_HAVE_SERVER_JOBS
     JobRoutesOptions opts;
+    // authorize runs first on every job route: during a route probe (405 answers) it only
+    // reports the match and stops the handler.
     opts.authorize = [this](const httplib::Request& req, httplib::Response& res) {
+      if (RouteProbe::active()) {
+        RouteProbe::note_match();
+        return false;
+      }
       return ctx_.authorize(req, res);
     };
     opts.spec_ctx = spec_ctx_;
@@ -100,7 +107,9 @@ class JobsIntegrationImpl : public JobsIntegration {
     for (const auto& e : fs::directory_iterator(src, ec)) {
       if (e.path().extension() != ".yaml" || fs::exists(dst / e.path().filename(), ec)) continue;
       fs::copy_file(e.path(), dst / e.path().filename(), ec);
-      if (ec) spdlog::warn("could not copy {} into {}: {}", e.path().string(), dst.string(), ec.message());
+      if (ec)
+        spdlog::warn("could not copy {} into {}: {}", e.path().string(), dst.string(),
+                     ec.message());
     }
   }
 

@@ -16,12 +16,28 @@ using nlohmann::json;
   throw ApiError(400, message, code, param);
 }
 
+// Any parse or type error nlohmann throws (out_of_range for 1e309, type_error for a field of
+// the wrong type that slipped past a check) is the client's fault: 400, never 500.
+template <class F>
+auto client_json_errors(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const json::exception& e) {
+    bad("", std::string("invalid request: ") + e.what(), "invalid_json");
+  }
+}
+
 json parse_object(std::string_view body) {
+  // nlohmann stops at a NUL as if the input ended there: the body must be one JSON value.
+  if (body.find('\0') != std::string_view::npos)
+    bad("", "request body contains a NUL byte", "invalid_json");
   json j;
   try {
     j = json::parse(body.begin(), body.end());
   } catch (const json::parse_error& e) {
     if (!is_valid_utf8(body)) bad("", "request body is not valid UTF-8", "invalid_utf8");
+    bad("", std::string("invalid JSON: ") + e.what(), "invalid_json");
+  } catch (const json::exception& e) {  // out_of_range: a number beyond a double (1e309)
     bad("", std::string("invalid JSON: ") + e.what(), "invalid_json");
   }
   if (!j.is_object()) bad("", "request body must be a JSON object", "invalid_json");
@@ -58,8 +74,12 @@ std::optional<long long> get_int(const json& j, const char* key, long long lo, l
     x = v->get<long long>();
   } else if (v->is_number_float()) {
     double d = v->get<double>();
-    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9e18)
+    if (!std::isfinite(d) || std::floor(d) != d)
       bad(key, std::string("'") + key + "' must be an integer");
+    if (d < -9e18 || d < static_cast<double>(lo))
+      bad(key, std::string("'") + key + "' must be at least " + std::to_string(lo));
+    if (d > 9e18 || d > static_cast<double>(hi))
+      bad(key, std::string("'") + key + "' must be at most " + std::to_string(hi));
     x = static_cast<long long>(d);
   } else {
     bad(key, std::string("'") + key + "' must be an integer");
@@ -67,6 +87,13 @@ std::optional<long long> get_int(const json& j, const char* key, long long lo, l
   if (x < lo) bad(key, std::string("'") + key + "' must be at least " + std::to_string(lo));
   if (x > hi) bad(key, std::string("'") + key + "' must be at most " + std::to_string(hi));
   return x;
+}
+
+// A JSON integer in [0, INT_MAX]; unsigned values above LLONG_MAX must not wrap negative.
+bool is_token_id(const json& t) {
+  if (t.is_number_unsigned()) return t.get<unsigned long long>() <= std::numeric_limits<int>::max();
+  return t.is_number_integer() && t.get<long long>() >= 0 &&
+         t.get<long long>() <= std::numeric_limits<int>::max();
 }
 
 bool get_bool(const json& j, const char* key, bool fallback) {
@@ -94,9 +121,7 @@ void parse_prompt(const json& j, CompletionRequest* r, const ProtocolLimits& lim
   auto add_ids = [&](const json& arr) {
     std::vector<int> ids;
     for (const auto& t : arr) {
-      if (!t.is_number_integer() || t.get<long long>() < 0 ||
-          t.get<long long>() > std::numeric_limits<int>::max())
-        bad("prompt", "token ids in 'prompt' must be non-negative integers");
+      if (!is_token_id(t)) bad("prompt", "token ids in 'prompt' must be non-negative integers");
       ids.push_back(t.get<int>());
     }
     if (ids.empty()) bad("prompt", "'prompt' is empty", "empty_prompt");
@@ -131,7 +156,8 @@ std::string message_content(const json& m, size_t i) {
   if (!c->is_array()) bad(param, "message content must be a string or an array of text parts");
   std::string out;
   for (const auto& part : *c) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text"))
+    const json* type = part.is_object() ? field(part, "type") : nullptr;
+    if (!type || !type->is_string() || type->get<std::string>() != "text" || !part.contains("text"))
       bad(param, "only text content parts are supported");
     out += checked_text(part["text"], param.c_str(), "message content");
   }
@@ -264,8 +290,13 @@ bool is_valid_utf8(std::string_view s) {
   return true;
 }
 
-CompletionRequest parse_completion_request(std::string_view body, bool chat,
-                                           const ProtocolLimits& limits) {
+nlohmann::json parse_json_object(std::string_view body) {
+  return parse_object(body);
+}
+
+namespace {
+
+CompletionRequest parse_completion(std::string_view body, bool chat, const ProtocolLimits& limits) {
   json j = parse_object(body);
   CompletionRequest r;
   r.chat = chat;
@@ -289,6 +320,13 @@ CompletionRequest parse_completion_request(std::string_view body, bool chat,
     for (auto& stop : chat_template_stops()) r.sampling.stop.push_back(stop);
   }
   return r;
+}
+
+}  // namespace
+
+CompletionRequest parse_completion_request(std::string_view body, bool chat,
+                                           const ProtocolLimits& limits) {
+  return client_json_errors([&] { return parse_completion(body, chat, limits); });
 }
 
 std::string apply_chat_template(const std::vector<ChatMessage>& messages) {
@@ -406,35 +444,38 @@ std::string sse_event(std::string_view payload) {
 }
 
 TokenizeRequest parse_tokenize_request(std::string_view body) {
-  json j = parse_object(body);
-  const json* t = field(j, "prompt");
-  const char* key = "prompt";
-  if (!t) {
-    t = field(j, "text");
-    key = "text";
-  }
-  if (!t) bad("prompt", "'prompt' (or 'text') is required");
-  TokenizeRequest r;
-  r.text = checked_text(*t, key, (std::string("'") + key + "'").c_str());
-  r.add_bos = get_bool(j, "add_special_tokens", true);
-  return r;
+  return client_json_errors([&] {
+    json j = parse_object(body);
+    const json* t = field(j, "prompt");
+    const char* key = "prompt";
+    if (!t) {
+      t = field(j, "text");
+      key = "text";
+    }
+    if (!t) bad("prompt", "'prompt' (or 'text') is required");
+    TokenizeRequest r;
+    r.text = checked_text(*t, key, (std::string("'") + key + "'").c_str());
+    r.add_bos = get_bool(j, "add_special_tokens", true);
+    return r;
+  });
 }
 
 std::vector<int> parse_detokenize_request(std::string_view body, int vocab_size) {
-  json j = parse_object(body);
-  const json* t = field(j, "tokens");
-  if (!t) bad("tokens", "'tokens' is required");
-  if (!t->is_array()) bad("tokens", "'tokens' must be an array of integers");
-  std::vector<int> ids;
-  for (const auto& e : *t) {
-    if (!e.is_number_integer()) bad("tokens", "'tokens' must be an array of integers");
-    long long id = e.get<long long>();
-    if (id < 0 || id >= vocab_size)
-      bad("tokens", "token id " + std::to_string(id) + " is outside the vocabulary (0.." +
-                        std::to_string(vocab_size - 1) + ")");
-    ids.push_back(static_cast<int>(id));
-  }
-  return ids;
+  return client_json_errors([&] {
+    json j = parse_object(body);
+    const json* t = field(j, "tokens");
+    if (!t) bad("tokens", "'tokens' is required");
+    if (!t->is_array()) bad("tokens", "'tokens' must be an array of integers");
+    std::vector<int> ids;
+    for (const auto& e : *t) {
+      if (!e.is_number_integer()) bad("tokens", "'tokens' must be an array of integers");
+      if (!is_token_id(e) || e.get<long long>() >= vocab_size)
+        bad("tokens", "token id " + e.dump() + " is outside the vocabulary (0.." +
+                          std::to_string(vocab_size - 1) + ")");
+      ids.push_back(e.get<int>());
+    }
+    return ids;
+  });
 }
 
 }  // namespace ktl::server

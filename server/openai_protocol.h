@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -53,6 +54,10 @@ struct CompletionRequest {
 
   size_t num_prompts() const { return chat ? 1 : prompts.size() + prompt_ids.size(); }
 };
+
+// The body as one JSON object (nothing but whitespace around it, no NUL byte); every parse
+// error, 1e309 included, is ApiError(400).
+nlohmann::json parse_json_object(std::string_view body);
 
 // Parses and validates a request body; throws ApiError(400/413 ...) with the offending param.
 CompletionRequest parse_completion_request(std::string_view body, bool chat,

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tokenizer/tokenizer.h"
+#include "server/connection_stream.h"
 #include "server/generation_session.h"
 #include "server/route_util.h"
 
@@ -39,7 +40,11 @@ void handle_generation(ServerContext& ctx, const httplib::Request& req, httplib:
   session->start(std::move(cr));
   res.set_header("X-Request-Id", session->id());
   if (!stream) {
-    res.set_content(session->run_to_completion(), "application/json");
+    // httplib gives a plain handler no socket: the worker's ConnectionStream tells whether
+    // the client has gone, so an abandoned request stops holding KV blocks and its slot.
+    ConnectionStream* conn = ConnectionStream::current();
+    res.set_content(session->run_to_completion([conn] { return conn && conn->peer_closed(); }),
+                    "application/json");
     return;
   }
   res.set_header("Cache-Control", "no-cache");

@@ -17,6 +17,10 @@ struct ServerConfig {
   int max_concurrent_streams = 64;  // generation requests in flight (streamed or not) -> 429
   int max_queue = 256;              // engine queue; submit() beyond it -> 429
   int drain_timeout_s = 30;         // SIGTERM: wait this long for in-flight streams
+  int max_connections = 256;        // open HTTP connections; more -> 503 (>= streams + 16)
+  int read_timeout_s = 5;           // a read of a request waits this long for bytes -> 408
+  int request_timeout_s = 30;       // a whole request (line, headers, body) -> 408
+  int max_header_lines = 64;        // header lines per request; more -> 400
   std::string web_root;             // static files (the dashboard); "" = none
   std::string data_dir = "var";     // jobs database, runs, checkpoints
   std::vector<std::string> allowed_roots;  // besides data_dir, where models may be loaded from

@@ -2,11 +2,13 @@
 
 #include <httplib.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/base/file_util.h"
 #include "server/allowed_paths.h"
+#include "server/openai_protocol.h"
 #include "server/route_util.h"
 #include "server/static_files.h"
 
@@ -61,25 +63,20 @@ std::string resolve_model_path(ServerContext& ctx, const std::string& path) {
 
 void handle_load(ServerContext& ctx, const JobCheckpointResolver& resolve_job,
                  const httplib::Request& req, httplib::Response& res) {
-  json j;
-  try {
-    j = json::parse(req.body);
-  } catch (const json::parse_error& e) {
-    throw ApiError(400, std::string("invalid JSON: ") + e.what(), "invalid_json");
-  }
-  if (!j.is_object()) throw ApiError(400, "request body must be a JSON object", "invalid_json");
+  const json j = parse_json_object(req.body);
   std::string dir;
-  if (j.contains("job_id") && !j["job_id"].is_null()) {
-    if (!j["job_id"].is_number_integer())
+  if (j.contains("job_id") && !j.at("job_id").is_null()) {
+    const json& id = j.at("job_id");
+    if (!id.is_number_integer() || (id.is_number_unsigned() && id.get<uint64_t>() > INT64_MAX))
       throw ApiError(400, "'job_id' must be an integer", "invalid_request", "job_id");
     if (!resolve_job) throw ApiError(400, "this server has no jobs store", "invalid_request");
-    dir = resolve_model_path(ctx, resolve_job(j["job_id"].get<int64_t>()));
-  } else if (j.contains("path") && j["path"].is_string()) {
-    dir = resolve_model_path(ctx, j["path"].get<std::string>());
+    dir = resolve_model_path(ctx, resolve_job(id.get<int64_t>()));
+  } else if (j.contains("path") && j.at("path").is_string()) {
+    dir = resolve_model_path(ctx, j.at("path").get<std::string>());
   } else {
     throw ApiError(400, "give 'path' (a model directory) or 'job_id'", "invalid_request", "path");
   }
-  bool wait = j.contains("wait") && j["wait"].is_boolean() && j["wait"].get<bool>();
+  bool wait = j.contains("wait") && j.at("wait").is_boolean() && j.at("wait").get<bool>();
   if (!ctx.models.load_async(dir))
     throw ApiError(409, "a model is already being loaded", "load_in_progress");
   if (!wait) {
@@ -120,15 +117,25 @@ void register_serving_routes(httplib::Server& server, ServerContext& ctx,
 }
 
 void register_static_routes(httplib::Server& server, ServerContext& ctx) {
-  server.Get("/.*", guarded([&ctx](const httplib::Request& req, httplib::Response& res) {
-               if (req.path.rfind("/v1/", 0) == 0 || ctx.cfg.web_root.empty())
-                 throw ApiError(404, "not found: " + req.path, "not_found");
-               auto file = resolve_static_path(ctx.cfg.web_root, req.path);
-               if (!file) throw ApiError(404, "not found: " + req.path, "not_found");
-               res.set_content(read_file(*file), mime_type_for(*file));
-               res.set_header("Cache-Control", "no-cache");
-               res.set_header("X-Content-Type-Options", "nosniff");
-             }));
+  auto static_file = [&ctx](const httplib::Request& req) -> std::optional<fs::path> {
+    if (req.path.rfind("/v1/", 0) == 0 || ctx.cfg.web_root.empty()) return std::nullopt;
+    return resolve_static_path(ctx.cfg.web_root, req.path);
+  };
+  auto serve = guarded([static_file](const httplib::Request& req, httplib::Response& res) {
+    auto file = static_file(req);
+    if (!file) {
+      res.status = 404;  // no body: the error handler answers 404, or 405 for another method
+      return;
+    }
+    res.set_content(read_file(*file), mime_type_for(*file));
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Content-Type-Options", "nosniff");
+  });
+  // The catch-all matches every GET; for 405 answers only an existing file counts as a route.
+  server.Get("/.*", [static_file, serve](const httplib::Request& req, httplib::Response& res) {
+    if (!RouteProbe::active()) return serve(req, res);
+    if (static_file(req)) RouteProbe::note_match();
+  });
 }
 
 }  // namespace ktl::server

@@ -200,12 +200,73 @@ TEST(OpenAiProtocol, TokenizeRequests) {
   EXPECT_THROW(parse_detokenize_request(R"({"tokens":5})", 10), ApiError);
 }
 
+// Every body error is a 400 ApiError, never an escaped nlohmann exception (a 500).
+template <class F>
+int status_of(F f) {
+  try {
+    f();
+  } catch (const ApiError& e) {
+    return e.status;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not an ApiError: " << e.what();
+    return 500;
+  }
+  return 200;
+}
+
+TEST(OpenAiProtocol, NumbersBeyondADoubleAre400) {
+  for (bool chat : {false, true}) {
+    const std::string head =
+        chat ? R"({"messages":[{"role":"user","content":"a"}],)" : R"({"prompt":"a",)";
+    for (const char* tail : {R"("max_tokens":1e309})", R"("temperature":-1e309})",
+                             R"("seed":1e400})", R"("n":123456789012345678901234567890})"})
+      EXPECT_EQ(status_of([&] { parse_completion_request(head + tail, chat, limits()); }), 400)
+          << head + tail;
+  }
+  EXPECT_EQ(status_of([] { parse_tokenize_request(R"({"prompt":"a","x":1e309})"); }), 400);
+  EXPECT_EQ(status_of([] { parse_detokenize_request(R"({"tokens":[1e309]})", 10); }), 400);
+  EXPECT_EQ(status_of([] { parse_json_object(R"({"path":"x","wait":1e309})"); }), 400);
+}
+
+TEST(OpenAiProtocol, IntegerFieldsAreRangeChecked) {
+  for (const char* mt :
+       {"1e30", "-1", "0", "2.5", "-1e30", "18446744073709551615", "\"5\"", "true"})
+    EXPECT_EQ(expect_error(std::string(R"({"prompt":"a","max_tokens":)") + mt + "}").status, 400)
+        << mt;
+  EXPECT_EQ(parse_completion_request(R"({"prompt":"a","max_tokens":5.0})", false, limits())
+                .sampling.max_tokens,
+            5);
+  EXPECT_EQ(status_of([] { parse_detokenize_request(R"({"tokens":[18446744073709551615]})", 10); }),
+            400);
+  EXPECT_EQ(expect_error(R"({"prompt":[18446744073709551615]})").status, 400);
+}
+
+TEST(OpenAiProtocol, ContentPartTypeMustBeAString) {
+  for (const char* type : {"1", "null", "[]", "{}", "\"image_url\""}) {
+    const std::string body = std::string(R"({"messages":[{"role":"user","content":[{"type":)") +
+                             type + R"(,"text":"a"}]}]})";
+    EXPECT_EQ(status_of([&] { parse_completion_request(body, true, limits()); }), 400) << body;
+  }
+}
+
+TEST(OpenAiProtocol, BodyIsExactlyOneJsonValue) {
+  const std::string nul_tail = std::string(R"({"prompt":"a"})") + '\0' + "garbage";
+  EXPECT_EQ(expect_error(nul_tail).status, 400);
+  EXPECT_EQ(status_of([&] { parse_tokenize_request(nul_tail); }), 400);
+  EXPECT_EQ(status_of([&] { parse_json_object(std::string(R"({"path":"x"})") + '\0'); }), 400);
+  EXPECT_EQ(expect_error(R"({"prompt":"a"} {})").status, 400);
+  EXPECT_EQ(parse_completion_request(" \n{\"prompt\":\"a\"}\r\n ", false, limits()).prompts[0],
+            "a");
+}
+
 TEST(ApiErrorJson, OpenAiShape) {
   json j = json::parse(error_json(413, "too big"));
   EXPECT_EQ(j["error"]["message"], "too big");
   EXPECT_EQ(j["error"]["type"], "invalid_request_error");
   EXPECT_EQ(j["error"]["code"], "payload_too_large");
   EXPECT_TRUE(j["error"]["param"].is_null());
+  EXPECT_EQ(json::parse(error_json(405, "m"))["error"]["code"], "method_not_allowed");
+  EXPECT_EQ(json::parse(error_json(408, "t"))["error"]["code"], "request_timeout");
   json k = json::parse(error_json(429, "busy", "queue_full", "x"));
   EXPECT_EQ(k["error"]["type"], "rate_limit_error");
   EXPECT_EQ(k["error"]["code"], "queue_full");

@@ -2,10 +2,15 @@
 // started on 127.0.0.1 with a free port and stopped by pid. Header-only; no LibTorch.
 #pragma once
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <strings.h>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -123,6 +128,98 @@ class ServerProcess {
   int port_ = 0;
   bool exited_ = false;
   int exit_status_ = 0;
+};
+
+// A raw TCP client on 127.0.0.1 for requests httplib's client will not send: malformed
+// headers, slow or partial requests, abandoned connections.
+class RawConnection {
+ public:
+  explicit RawConnection(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) close();
+  }
+  ~RawConnection() { close(); }
+  RawConnection(const RawConnection&) = delete;
+  RawConnection& operator=(const RawConnection&) = delete;
+
+  bool ok() const { return fd_ >= 0; }
+  bool send(const std::string& bytes) {
+    size_t off = 0;
+    while (fd_ >= 0 && off < bytes.size()) {
+      ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      off += static_cast<size_t>(n);
+    }
+    return fd_ >= 0;
+  }
+  // Reads until a whole response (headers + Content-Length body) is in, the peer closes, or
+  // `timeout` passes. Returns what arrived.
+  std::string read_response(std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    std::string got;
+    while (fd_ >= 0 && !complete(got)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            until - std::chrono::steady_clock::now())
+                            .count();
+      if (left <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) <= 0) break;
+      char buf[8192];
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    return got;
+  }
+  // True when the server closes the connection (EOF or reset) within `timeout`; bytes that
+  // arrive first (an error response) are skipped.
+  bool closed_by_peer(std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (fd_ >= 0 && std::chrono::steady_clock::now() < until) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 50) <= 0) continue;
+      char buf[4096];
+      if (recv(fd_, buf, sizeof buf, 0) <= 0) return true;
+    }
+    return false;
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  // The status code of a raw response ("HTTP/1.1 405 ..." -> 405), 0 if none.
+  static int status_of(const std::string& response) {
+    if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return 0;
+    return std::atoi(response.substr(9, 3).c_str());
+  }
+  // A header's value in a raw response ("" if absent); names compare case-insensitively.
+  static std::string header_of(const std::string& response, const std::string& name) {
+    std::istringstream in(response.substr(0, response.find("\r\n\r\n")));
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.size() <= name.size() || line[name.size()] != ':') continue;
+      if (strncasecmp(line.c_str(), name.c_str(), name.size()) != 0) continue;
+      std::string v = line.substr(name.size() + 1);
+      while (!v.empty() && (v.front() == ' ')) v.erase(0, 1);
+      while (!v.empty() && (v.back() == '\r' || v.back() == ' ')) v.pop_back();
+      return v;
+    }
+    return "";
+  }
+
+ private:
+  static bool complete(const std::string& got) {
+    const size_t end = got.find("\r\n\r\n");
+    if (end == std::string::npos) return false;
+    const std::string len = header_of(got, "Content-Length");
+    return !len.empty() && got.size() >= end + 4 + std::stoul(len);
+  }
+  int fd_ = -1;
 };
 
 }  // namespace ktl::testing
