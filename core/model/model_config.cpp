@@ -1,7 +1,10 @@
 #include "core/model/model_config.h"
 
+#include <nlohmann/json.hpp>
+
 #include <stdexcept>
 
+#include "core/base/file_util.h"
 #include "core/base/yaml_config.h"
 
 namespace ktl {
@@ -54,6 +57,37 @@ ModelConfig load_model_config_yaml(const std::string& path) {
       {"rms_norm_eps", [&](const std::string& v) { c.rms_norm_eps = parse_double(v); }},
       {"tie_word_embeddings", [&](const std::string& v) { c.tie_word_embeddings = parse_bool(v); }},
   });
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+  return c;
+}
+
+ModelConfig read_model_config_json(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": invalid JSON: " + e.what());
+  }
+  ModelConfig c;
+  auto get_int = [&](const char* key, int& out) {
+    if (!j.contains(key)) throw std::runtime_error(path + ": missing key '" + key + "'");
+    if (!j[key].is_number_integer()) throw std::runtime_error(path + ": key '" + key + "' must be an integer");
+    out = j[key].get<int>();
+  };
+  get_int("vocab_size", c.vocab_size);
+  get_int("hidden_size", c.hidden_size);
+  get_int("intermediate_size", c.intermediate_size);
+  get_int("num_hidden_layers", c.num_layers);
+  get_int("num_attention_heads", c.num_heads);
+  get_int("num_key_value_heads", c.num_kv_heads);
+  get_int("max_position_embeddings", c.max_seq_length);
+  if (j.contains("rope_theta")) c.rope_theta = j["rope_theta"].get<double>();
+  if (j.contains("rms_norm_eps")) c.rms_norm_eps = j["rms_norm_eps"].get<double>();
+  if (j.contains("tie_word_embeddings")) c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {
