@@ -12,7 +12,8 @@ using json = nlohmann::json;
 
 CheckpointMeta read_checkpoint_meta(const std::string& dir) {
   const std::string path = (fs::path(dir) / "meta.json").string();
-  if (!fs::exists(path)) throw std::runtime_error(dir + ": not a complete checkpoint (meta.json missing)");
+  if (!fs::exists(path))
+    throw std::runtime_error(dir + ": not a complete checkpoint (meta.json missing)");
   CheckpointMeta meta;
   try {
     json j = json::parse(read_file(path));

@@ -63,8 +63,8 @@ run_target() {
     -artifact_prefix="$build/artifacts/$t/" "${dict[@]}" >"$log" 2>&1
   local rc=$?
   local execs rate files bytes
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
-  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   files=$(find "$corpus" -type f | wc -l)
   bytes=$(du -sb "$corpus" | cut -f1)
   if [ $rc -eq 0 ]; then
@@ -72,7 +72,7 @@ run_target() {
       "$t" "$seconds" "${execs:-?}" "${rate:-?}" "$files" "$bytes"
   else
     printf '%-18s FAILED (exit %s), log %s\n' "$t" "$rc" "$log"
-    grep -E "ERROR|runtime error|undocumented|Test unit written|SUMMARY" "$log" | head -8
+    grep -aE "ERROR|runtime error|undocumented|Test unit written|SUMMARY" "$log" | head -8
   fi
   return $rc
 }
