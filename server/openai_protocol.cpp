@@ -131,7 +131,9 @@ std::string message_content(const json& m, size_t i) {
   if (!c->is_array()) bad(param, "message content must be a string or an array of text parts");
   std::string out;
   for (const auto& part : *c) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text"))
+    // value("type", "") would throw type_error (a 500) for a non-string type.
+    const auto type = part.is_object() ? part.find("type") : part.end();
+    if (type == part.end() || !type->is_string() || *type != "text" || !part.contains("text"))
       bad(param, "only text content parts are supported");
     out += checked_text(part["text"], param.c_str(), "message content");
   }

@@ -112,6 +112,18 @@ TEST(OpenAiProtocol, NumberOverflowIsInvalidJson) {
   EXPECT_THROW(parse_detokenize_request(R"({"tokens":[1e999]})", 100), ApiError);
 }
 
+// Found by tests/fuzz (openai_request): a content part whose "type" is not a string threw
+// nlohmann's type_error out of the parser (a 500) instead of a 400.
+TEST(OpenAiProtocol, ContentPartWithNonStringTypeIs400) {
+  for (const char* part : {R"({"type":42,"text":"a"})", R"({"type":null,"text":"a"})",
+                           R"({"type":["text"],"text":"a"})", R"("text")"}) {
+    ApiError e = expect_error(
+        std::string(R"({"messages":[{"role":"user","content":[)") + part + "]}]}", true);
+    EXPECT_EQ(e.status, 400) << part;
+    EXPECT_EQ(e.param, "messages[0].content") << part;
+  }
+}
+
 TEST(OpenAiProtocol, RejectsInvalidUtf8) {
   const std::string raw = std::string(R"({"prompt":")") + "\xff\xfe" + R"("})";
   ApiError e = expect_error(raw);
