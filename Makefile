@@ -17,10 +17,14 @@ DEB_PACKAGES := build-essential cmake pkg-config ccache git \
   libtorch-dev libopenblas0-pthread libcpp-httplib-dev nlohmann-json3-dev libsentencepiece-dev \
   libspdlog-dev libgtest-dev libsqlite3-dev libyaml-cpp-dev libutf8proc-dev zlib1g-dev libbz2-dev \
   libreoffice-help-ko debian-faq-ko
-# Only for the tests: Node.js clients and the browser test (fonts-nanum: Korean glyphs in its screenshots).
-DEB_TEST_PACKAGES := chromium fonts-nanum
+# Only for the tests: Node.js clients and the browser test (fonts-nanum: Korean glyphs in its
+# screenshots); clang and its runtime (libclang-rt-14-dev: libFuzzer) for the fuzz targets.
+DEB_TEST_PACKAGES := chromium fonts-nanum clang libclang-rt-14-dev
+# `make fuzz`: seconds per fuzz target, and how many run at once.
+FUZZ_SECONDS ?= 600
+FUZZ_JOBS ?= 1
 
-.PHONY: deps test-deps build test run web clean format
+.PHONY: deps test-deps build test fuzz run web clean format
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -55,11 +59,16 @@ web:
 test: test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 900
 
+# libFuzzer targets (tests/fuzz/), clang-built into build-fuzz/; the corpus grows in
+# build-fuzz/corpus/<target>, the committed seeds stay as they are.
+fuzz: test-deps
+	FUZZ_JOBS=$(FUZZ_JOBS) tests/fuzz/fuzz.sh run $(FUZZ_SECONDS)
+
 run: build
 	$(BUILD)/ktl serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --quickstart
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-fuzz
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -34,10 +34,8 @@ json parse_object(std::string_view body) {
   json j;
   try {
     j = json::parse(body.begin(), body.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for e.g. 1e309
     if (!is_valid_utf8(body)) bad("", "request body is not valid UTF-8", "invalid_utf8");
-    bad("", std::string("invalid JSON: ") + e.what(), "invalid_json");
-  } catch (const json::exception& e) {  // out_of_range: a number beyond a double (1e309)
     bad("", std::string("invalid JSON: ") + e.what(), "invalid_json");
   }
   if (!j.is_object()) bad("", "request body must be a JSON object", "invalid_json");

@@ -139,21 +139,23 @@ TokenShardHeader TokenShard::read_header(const std::filesystem::path& path) {
 std::shared_ptr<TokenShard> TokenShard::open(const std::filesystem::path& path) {
   std::shared_ptr<TokenShard> s(new TokenShard());
   s->h_ = read_header(path);
-  const uint64_t expect = TokenShardHeader::kSize + s->h_.n_tokens * s->h_.token_bytes;
   std::error_code ec;
   const uint64_t actual = std::filesystem::file_size(path, ec);
-  if (ec || actual != expect)
+  // Compared by division: n_tokens * token_bytes can wrap around 2^64 and match a small file.
+  const uint64_t hdr = TokenShardHeader::kSize, width = s->h_.token_bytes;
+  if (ec || actual < hdr || (actual - hdr) % width != 0 || (actual - hdr) / width != s->h_.n_tokens)
     throw std::runtime_error(path.string() + ": size " + std::to_string(actual) +
-                             " does not match its header (" + std::to_string(expect) + ")");
+                             " does not match its header (" + std::to_string(s->h_.n_tokens) +
+                             " tokens of " + std::to_string(s->h_.token_bytes) + " bytes)");
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0)
     throw std::runtime_error("cannot open " + path.string() + ": " + std::strerror(errno));
-  void* m = ::mmap(nullptr, expect, PROT_READ, MAP_SHARED, fd, 0);
+  void* m = ::mmap(nullptr, actual, PROT_READ, MAP_SHARED, fd, 0);
   ::close(fd);
   if (m == MAP_FAILED)
     throw std::runtime_error("cannot map " + path.string() + ": " + std::strerror(errno));
   s->map_ = m;
-  s->map_len_ = expect;
+  s->map_len_ = actual;
   const char* tokens = static_cast<const char*>(m) + TokenShardHeader::kSize;
   if (s->h_.token_bytes == 2)
     s->u16_ = reinterpret_cast<const uint16_t*>(tokens);

@@ -57,7 +57,9 @@ uint64_t ggml_nbytes(GgmlType t, const std::vector<uint64_t>& ne) {
   if (ne[0] % bs != 0)
     throw std::runtime_error(std::string(ggml_type_name(t)) + " needs rows of a multiple of " +
                              std::to_string(bs) + " elements, got " + std::to_string(ne[0]));
-  uint64_t n = ne[0] / bs * ggml_type_size(t);
+  uint64_t n = ne[0] / bs;
+  if (n > UINT64_MAX / ggml_type_size(t)) throw std::runtime_error("tensor size overflows");
+  n *= ggml_type_size(t);
   for (size_t i = 1; i < ne.size(); ++i) {
     if (ne[i] != 0 && n > UINT64_MAX / ne[i]) throw std::runtime_error("tensor size overflows");
     n *= ne[i];

@@ -182,6 +182,9 @@ void GgufFile::parse() {
     if (t.offset != expect)
       c.fail("tensor '" + t.name + "' at offset " + std::to_string(t.offset) + ", expected " +
              std::to_string(expect));
+    // Checked here, not only after the loop: keeps the offset sums below from wrapping.
+    if (t.nbytes > size_ || expect > size_ - t.nbytes)
+      c.fail("tensor '" + t.name + "' data runs past the end of the file (truncated?)");
     expect = t.offset + (t.nbytes + alignment_ - 1) / alignment_ * alignment_;
     tensors_.push_back(std::move(t));
   }
@@ -266,7 +269,7 @@ std::vector<float> GgufFile::to_f32(const GgufTensorInfo& t) const {
   const uint8_t* p = data(t);
   switch (t.type) {
     case GgmlType::kF32:
-      std::memcpy(out.data(), p, n * 4);
+      if (n) std::memcpy(out.data(), p, n * 4);  // an empty vector's data() may be null
       break;
     case GgmlType::kF16:
     case GgmlType::kBF16:

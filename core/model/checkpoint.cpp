@@ -43,37 +43,6 @@ std::string model_config_to_json(const ModelConfig& c) {
   return j.dump(2) + "\n";
 }
 
-ModelConfig read_model_config_json(const std::string& path) {
-  json j;
-  try {
-    j = json::parse(read_file(path));
-  } catch (const json::exception& e) {
-    throw std::runtime_error(path + ": invalid JSON: " + e.what());
-  }
-  ModelConfig c;
-  auto get_int = [&](const char* key, int& out) {
-    if (!j.contains(key)) throw std::runtime_error(path + ": missing key '" + key + "'");
-    if (!j[key].is_number_integer()) throw std::runtime_error(path + ": key '" + key + "' must be an integer");
-    out = j[key].get<int>();
-  };
-  get_int("vocab_size", c.vocab_size);
-  get_int("hidden_size", c.hidden_size);
-  get_int("intermediate_size", c.intermediate_size);
-  get_int("num_hidden_layers", c.num_layers);
-  get_int("num_attention_heads", c.num_heads);
-  get_int("num_key_value_heads", c.num_kv_heads);
-  get_int("max_position_embeddings", c.max_seq_length);
-  if (j.contains("rope_theta")) c.rope_theta = j["rope_theta"].get<double>();
-  if (j.contains("rms_norm_eps")) c.rms_norm_eps = j["rms_norm_eps"].get<double>();
-  if (j.contains("tie_word_embeddings")) c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
-  try {
-    c.validate();
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(path + ": " + e.what());
-  }
-  return c;
-}
-
 void save_weights_safetensors(TransformerImpl& model, const std::string& path) {
   std::vector<torch::Tensor> keep;  // contiguous fp32 CPU copies live until written
   std::vector<StTensorView> views;
@@ -142,22 +111,6 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
     fs::remove_all(tmp, ec);
     throw;
   }
-}
-
-CheckpointMeta read_checkpoint_meta(const std::string& dir) {
-  const std::string path = (fs::path(dir) / "meta.json").string();
-  if (!fs::exists(path)) throw std::runtime_error(dir + ": not a complete checkpoint (meta.json missing)");
-  CheckpointMeta meta;
-  try {
-    json j = json::parse(read_file(path));
-    meta.step = j.at("step").get<int64_t>();
-    if (j.contains("metrics")) meta.metrics = j["metrics"].get<std::map<std::string, double>>();
-    if (j.contains("extra")) meta.extra = j["extra"].get<std::map<std::string, std::string>>();
-    meta.weights_sha256 = j.value("weights_sha256", "");
-  } catch (const json::exception& e) {
-    throw std::runtime_error(path + ": invalid checkpoint metadata: " + e.what());
-  }
-  return meta;
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device, bool verify_sha256) {

@@ -16,19 +16,13 @@
 #include <memory>
 #include <string>
 
+#include "core/model/checkpoint_meta.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
 
 namespace ktl {
 
 class Tokenizer;
-
-struct CheckpointMeta {
-  int64_t step = 0;
-  std::map<std::string, double> metrics;      // e.g. val/loss
-  std::map<std::string, std::string> extra;   // free-form strings
-  std::string weights_sha256;                 // filled by save, checked by load
-};
 
 struct LoadedCheckpoint {
   ModelConfig config;
@@ -49,9 +43,7 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
 LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device = torch::kCPU,
                                  bool verify_sha256 = true);
 
-ModelConfig read_model_config_json(const std::string& path);
 std::string model_config_to_json(const ModelConfig& c);  // Hugging Face LlamaConfig keys
-CheckpointMeta read_checkpoint_meta(const std::string& dir);
 
 // Copies weights from safetensors into the model's parameters (by Hugging Face name).
 void load_weights_safetensors(TransformerImpl& model, const std::string& path);

@@ -1,7 +1,11 @@
 #include "core/model/model_config.h"
 
+#include <nlohmann/json.hpp>
+
+#include <climits>
 #include <stdexcept>
 
+#include "core/base/file_util.h"
 #include "core/base/yaml_config.h"
 
 namespace ktl {
@@ -20,6 +24,13 @@ void ModelConfig::validate() const {
   req(max_seq_length > 0, "max_seq_length", "must be positive");
   req(rope_theta > 0, "rope_theta", "must be positive");
   req(rms_norm_eps > 0, "rms_norm_eps", "must be positive");
+  // Far beyond any model this project trains; keeps num_parameters() and the engine's size
+  // arithmetic inside int64.
+  req(vocab_size <= (1 << 24), "vocab_size", "must be <= 16777216");
+  req(hidden_size <= (1 << 16), "hidden_size", "must be <= 65536");
+  req(num_layers <= 4096, "num_layers", "must be <= 4096");
+  req(intermediate_size <= (1 << 20), "intermediate_size", "must be <= 1048576");
+  req(max_seq_length <= (1 << 24), "max_seq_length", "must be <= 16777216");
 }
 
 int64_t ModelConfig::num_parameters() const {
@@ -54,6 +65,55 @@ ModelConfig load_model_config_yaml(const std::string& path) {
       {"rms_norm_eps", [&](const std::string& v) { c.rms_norm_eps = parse_double(v); }},
       {"tie_word_embeddings", [&](const std::string& v) { c.tie_word_embeddings = parse_bool(v); }},
   });
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+  return c;
+}
+
+ModelConfig read_model_config_json(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(path + ": invalid JSON: " + e.what());
+  }
+  ModelConfig c;
+  auto wrong = [&](const char* key, const char* what) {
+    return std::runtime_error(path + ": key '" + key + "' must be " + what);
+  };
+  auto get_int = [&](const char* key, int& out) {
+    if (!j.contains(key)) throw std::runtime_error(path + ": missing key '" + key + "'");
+    const nlohmann::json& v = j[key];
+    // get<int>() would silently truncate 4294967297 to 1.
+    bool fits = false;
+    if (v.is_number_unsigned())
+      fits = v.get<uint64_t>() <= INT_MAX;
+    else if (v.is_number_integer())
+      fits = v.get<int64_t>() >= INT_MIN && v.get<int64_t>() <= INT_MAX;
+    if (!fits) throw wrong(key, "an integer in the int range");
+    out = v.get<int>();
+  };
+  auto get_double = [&](const char* key, double& out) {
+    if (!j.contains(key)) return;
+    if (!j[key].is_number()) throw wrong(key, "a number");
+    out = j[key].get<double>();
+  };
+  get_int("vocab_size", c.vocab_size);
+  get_int("hidden_size", c.hidden_size);
+  get_int("intermediate_size", c.intermediate_size);
+  get_int("num_hidden_layers", c.num_layers);
+  get_int("num_attention_heads", c.num_heads);
+  get_int("num_key_value_heads", c.num_kv_heads);
+  get_int("max_position_embeddings", c.max_seq_length);
+  get_double("rope_theta", c.rope_theta);
+  get_double("rms_norm_eps", c.rms_norm_eps);
+  if (j.contains("tie_word_embeddings")) {
+    if (!j["tie_word_embeddings"].is_boolean()) throw wrong("tie_word_embeddings", "true or false");
+    c.tie_word_embeddings = j["tie_word_embeddings"].get<bool>();
+  }
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {

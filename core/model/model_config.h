@@ -29,5 +29,8 @@ struct ModelConfig {
 
 // Loads a YAML file; unknown keys and wrong types are errors naming the key.
 ModelConfig load_model_config_yaml(const std::string& path);
+// Loads a checkpoint's config.json (Hugging Face LlamaConfig keys); throws std::runtime_error
+// naming the path and the key.
+ModelConfig read_model_config_json(const std::string& path);
 
 }  // namespace ktl

@@ -68,4 +68,27 @@ TEST(TokenShard, RejectsOutOfVocabIdsAndCorruptFiles) {
   EXPECT_THROW(ktl::TokenShard::open(d.path() / "cut.bin"), std::runtime_error);
 }
 
+// Found by tests/fuzz (token_shard): n_tokens = 2^63 + 5 with 4-byte tokens wrapped the expected
+// size to 64 + 20 bytes, so a 5-token file was accepted as 2^63 tokens and read out of bounds.
+TEST(TokenShard, RejectsTokenCountsThatWrapTheSize) {
+  TempDir d;
+  {
+    ktl::TokenShardWriter w(d.path() / "wide.bin", 100000);  // 4-byte tokens
+    w.add_document({70000, 4, 99999, 5}, 4);                 // 5 tokens with </s>
+    w.finish();
+  }
+  std::string raw = ktl::testing::read_text(d.file("wide.bin"));
+  ASSERT_EQ(raw.size(), 64u + 20u);
+  const uint64_t n = (uint64_t(1) << 63) + 5;
+  for (int i = 0; i < 8; ++i) raw[16 + i] = char(n >> (8 * i));
+  ktl::testing::write_text(d.file("wide.bin"), raw);
+  try {
+    ktl::TokenShard::open(d.path() / "wide.bin");
+    FAIL() << "accepted a shard claiming 2^63 tokens";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not match its header"), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace

@@ -176,6 +176,18 @@ TEST_F(GgufFileTest, DefaultAlignmentIsImplicit) {
   EXPECT_EQ(f.file_size(), f.data_offset() + 32);  // the last tensor is padded too
 }
 
+// Found by tests/fuzz (gguf): an empty f32 tensor's to_f32() passed a null pointer to memcpy.
+TEST_F(GgufFileTest, EmptyTensorReadsAsNoFloats) {
+  GgufWriter w;
+  w.add_tensor("empty", GgmlType::kF32, {0, 4}, [] { return std::string(); });
+  w.write(path_);
+  GgufFile f = GgufFile::open(path_);
+  const GgufTensorInfo* t = f.find_tensor("empty");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->nbytes, 0u);
+  EXPECT_TRUE(f.to_f32(*t).empty());
+}
+
 TEST_F(GgufFileTest, RejectsCorruptFiles) {
   GgufWriter w;
   w.set("general.name", GgufValue::str("x"));
@@ -198,6 +210,27 @@ TEST_F(GgufFileTest, RejectsCorruptFiles) {
   bad[24 + 8 + 12] = 99;  // first value type (after count fields, key length and "general.name")
   expect_reject(bad, "unknown metadata value type 99");
   expect_reject("", "too small");
+}
+
+// Found by tests/fuzz (gguf): dims whose byte size wrapped around 2^64 passed the size checks,
+// and to_f32() then tried to allocate 2^62 floats.
+TEST_F(GgufFileTest, RejectsTensorSizesThatOverflow) {
+  EXPECT_THROW(ggml_nbytes(GgmlType::kF32, {uint64_t(1) << 62}), std::runtime_error);
+  EXPECT_THROW(ggml_nbytes(GgmlType::kF16, {uint64_t(1) << 32, uint64_t(1) << 32}),
+               std::runtime_error);
+  GgufWriter w;
+  w.add_tensor("t", GgmlType::kF32, {8}, [] { return std::string(32, '\1'); });
+  w.write(path_);
+  const std::string good = read_file(path_);
+  auto with_dim0 = [&](uint64_t ne0) {
+    std::string bad = good;
+    const size_t at = 24 + 8 + 1 + 4;  // header, name length, "t", n_dims
+    for (int i = 0; i < 8; ++i) bad[at + i] = char(ne0 >> (8 * i));
+    return bad;
+  };
+  expect_reject(with_dim0(uint64_t(1) << 62), "overflows");     // 2^64 bytes: wrapped to 0
+  expect_reject(with_dim0(uint64_t(1) << 61), "past the end");  // 2^63 bytes
+  expect_reject(with_dim0((uint64_t(1) << 62) - 8), "past the end");  // padded size wraps
 }
 
 TEST_F(GgufFileTest, WriterFailureLeavesNoFile) {

@@ -100,6 +100,30 @@ TEST(OpenAiProtocol, RejectsBadBodies) {
   EXPECT_EQ(expect_error(R"({"prompt":[-1]})").param, "prompt");
 }
 
+// Found by tests/fuzz (openai_request): a number too big for a double made the JSON library
+// throw out_of_range, not parse_error, which escaped as a 500.
+TEST(OpenAiProtocol, NumberOverflowIsInvalidJson) {
+  for (bool chat : {false, true}) {
+    ApiError e = expect_error(R"({"prompt":"x","max_tokens":1e330})", chat);
+    EXPECT_EQ(e.status, 400);
+    EXPECT_EQ(e.code, "invalid_json");
+  }
+  EXPECT_THROW(parse_tokenize_request(R"({"text":"a","n":-1e400})"), ApiError);
+  EXPECT_THROW(parse_detokenize_request(R"({"tokens":[1e999]})", 100), ApiError);
+}
+
+// Found by tests/fuzz (openai_request): a content part whose "type" is not a string threw
+// nlohmann's type_error out of the parser (a 500) instead of a 400.
+TEST(OpenAiProtocol, ContentPartWithNonStringTypeIs400) {
+  for (const char* part : {R"({"type":42,"text":"a"})", R"({"type":null,"text":"a"})",
+                           R"({"type":["text"],"text":"a"})", R"("text")"}) {
+    ApiError e = expect_error(
+        std::string(R"({"messages":[{"role":"user","content":[)") + part + "]}]}", true);
+    EXPECT_EQ(e.status, 400) << part;
+    EXPECT_EQ(e.param, "messages[0].content") << part;
+  }
+}
+
 TEST(OpenAiProtocol, RejectsInvalidUtf8) {
   const std::string raw = std::string(R"({"prompt":")") + "\xff\xfe" + R"("})";
   ApiError e = expect_error(raw);
