@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,7 +41,13 @@ class EngineModel {
 
   const ModelConfig& config() const { return cfg_; }
   WeightDtype dtype() const { return dtype_; }
+  // Bytes of weights held in memory: every tensor (each storage once: a tied head and its
+  // embedding count once) plus the quantized engine's packed int8 copies. By dtype: tensors only.
   int64_t weight_bytes() const;
+  std::map<torch::ScalarType, int64_t> bytes_by_dtype() const;
+  int64_t packed_bytes() const;
+  const torch::Tensor& embedding() const { return embed_; }  // [V, D]
+  const PackedLinear& head() const { return head_; }         // [V, D]
   // Every weight under its Hugging Face name, unfused; int8 ones with scales (for export).
   std::vector<std::pair<std::string, StoredWeight>> export_weights(WeightDtype as) const;
 
@@ -53,6 +60,7 @@ class EngineModel {
     PackedLinear down;                  // [D, F]
   };
   torch::Tensor embed(const torch::Tensor& ids) const;  // [N] -> [N, D]
+  std::vector<torch::Tensor> tensors() const;           // every weight tensor held
 
   ModelConfig cfg_;
   WeightDtype dtype_;
