@@ -7,6 +7,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "core/engine/bf16_gemv.h"
+
 namespace ktl {
 
 namespace {
@@ -218,6 +220,7 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
       // One row: gemv streams the weights at memory bandwidth; BLAS gemm is slower there.
       return x.size(0) == 1 ? at::mv(w_, x[0]).unsqueeze(0) : at::linear(x, w_);
     case WeightDtype::kBf16:
+      if (x.size(0) <= kBf16GemvMaxRows) return bf16_gemv(w_, x);
       return at::linear(x.to(torch::kBFloat16), w_).to(torch::kFloat32);
     case WeightDtype::kInt8:
       if (x.size(0) <= kGemvMaxRows) return int8_gemv(q_, scales_, x);
