@@ -233,11 +233,8 @@ int run_bench(const Args& a) {
   if (a.get_bool("random-init")) {
     if (!a.has("model-config")) throw UsageError("--random-init needs --model-config FILE.yaml");
     auto mc = ktl::load_model_config_yaml(a.get("model-config"));
-    {  // the training module goes before the benchmark: an int8 engine keeps no fp32 weights
-      ktl::Transformer t(mc);
-      t->init_weights(1);
-      model = std::make_shared<ktl::EngineModel>(ktl::EngineModel::from_module(*t, dtype));
-    }
+    // Drawn one tensor at a time: no fp32 training module next to an int8/bf16 engine.
+    model = std::make_shared<ktl::EngineModel>(ktl::EngineModel::random_init(mc, dtype, 1));
     model_bytes = model->weight_bytes();
     name = "random-init:" + fs::path(a.get("model-config")).stem().string();
   } else {

@@ -32,6 +32,10 @@ class EngineModel {
   EngineModel(const ModelConfig& cfg, const WeightSource& source, WeightDtype dtype);
   // From a loaded training module (fp32 weights).
   static EngineModel from_module(TransformerImpl& m, WeightDtype dtype);
+  // Random weights drawn as Transformer::init_weights draws them (N(0, 0.02), residual
+  // projections N(0, 0.02 / sqrt(2L)), norms 1), one tensor at a time: no full fp32 model is
+  // ever built, so an int8 or bf16 benchmark model never holds the fp32 one.
+  static EngineModel random_init(const ModelConfig& cfg, WeightDtype dtype, uint64_t seed);
 
   // One step. `tokens` are the N flattened rows of `seqs` (AttnSeq::row indexes them).
   // Returns logits [R, V] for the rows in `logit_rows` (the last row of each sampling sequence).

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
+#include <string>
+
 #include "core/engine/engine_model.h"
 #include "core/engine/kv_budget.h"
 #include "core/model/model.h"
@@ -63,6 +66,28 @@ TEST(EngineMemory, Int8ModelHoldsNoFp32LinearWeights) {
     EXPECT_EQ(by[torch::kInt8], non_embed + V * D * (tied ? 1 : 2)) << "tied " << tied;
     EXPECT_EQ(by.count(torch::kBFloat16), 0u);
   }
+}
+
+TEST(EngineMemory, RandomInitDrawsEveryWeightLikeTheTrainingModule) {
+  const ModelConfig c = tiny_config(false);
+  EngineModel m = EngineModel::random_init(c, WeightDtype::kFp32, 3);
+  EXPECT_EQ(m.weight_bytes(), c.num_parameters() * 4);
+  Transformer t(c);
+  t->init_weights(3);
+  auto ours = m.export_weights(WeightDtype::kFp32);
+  std::map<std::string, torch::Tensor> theirs;
+  for (const auto& p : t->named_parameters()) theirs[hf_parameter_name(p.key())] = p.value();
+  ASSERT_EQ(ours.size(), theirs.size());
+  for (const auto& [name, w] : ours) {
+    ASSERT_TRUE(theirs.count(name)) << name;
+    const auto& ref = theirs[name];
+    EXPECT_EQ(w.value.sizes(), ref.sizes()) << name;
+    // Same distribution: equal std (to sampling error), norms all ones.
+    const double s1 = w.value.std().item<double>(), s2 = ref.std().item<double>();
+    EXPECT_NEAR(s1, s2, 0.1 * s2 + 1e-6) << name;
+  }
+  EngineModel q = EngineModel::random_init(c, WeightDtype::kInt8, 3);
+  EXPECT_EQ(q.bytes_by_dtype().count(torch::kBFloat16), 0u);
 }
 
 TEST(KvBudget, DefaultFollowsTheModelAndMaxNumSeqs) {
