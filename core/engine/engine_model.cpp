@@ -105,10 +105,7 @@ EngineModel EngineModel::from_module(TransformerImpl& m, WeightDtype dtype) {
   return EngineModel(m.config(), src, dtype);
 }
 
-namespace {
-
-// [rows, cols] of a weight from its Hugging Face name.
-std::vector<int64_t> weight_shape(const ModelConfig& c, const std::string& name) {
+std::vector<int64_t> hf_weight_shape(const ModelConfig& c, const std::string& name) {
   const int64_t D = c.hidden_size, F = c.intermediate_size, Dh = c.head_dim();
   auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
   if (has("layernorm") || name == "model.norm.weight") return {D};
@@ -118,16 +115,14 @@ std::vector<int64_t> weight_shape(const ModelConfig& c, const std::string& name)
   if (has("o_proj")) return {D, c.num_heads * Dh};
   if (has("gate_proj") || has("up_proj")) return {F, D};
   if (has("down_proj")) return {D, F};
-  throw std::runtime_error("random_init: unknown weight '" + name + "'");
+  throw std::runtime_error("unknown weight '" + name + "'");
 }
-
-}  // namespace
 
 EngineModel EngineModel::random_init(const ModelConfig& cfg, WeightDtype dtype, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   const double std_ = 0.02, resid_std = 0.02 / std::sqrt(2.0 * cfg.num_layers);
   auto src = [&](const std::string& name) {
-    const auto shape = weight_shape(cfg, name);
+    const auto shape = hf_weight_shape(cfg, name);
     if (shape.size() == 1) return StoredWeight{torch::ones(shape), {}};
     const bool resid = name.find("o_proj") != std::string::npos ||
                        name.find("down_proj") != std::string::npos;

@@ -26,6 +26,9 @@ struct StoredWeight {
 };
 // Looks up a weight by Hugging Face name ("model.layers.0.self_attn.q_proj.weight").
 using WeightSource = std::function<StoredWeight(const std::string& hf_name)>;
+// The shape a weight of that name has under `cfg` ([out, in], or [D] for norms); throws on an
+// unknown name.
+std::vector<int64_t> hf_weight_shape(const ModelConfig& cfg, const std::string& hf_name);
 
 class EngineModel {
  public:

@@ -6,10 +6,13 @@
 #include <map>
 #include <string>
 
+#include "core/base/file_util.h"
+#include "core/engine/engine_checkpoint.h"
 #include "core/engine/engine_model.h"
 #include "core/engine/kv_budget.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
+#include "tests/support/tiny_checkpoint.h"
 
 namespace ktl {
 namespace {
@@ -88,6 +91,36 @@ TEST(EngineMemory, RandomInitDrawsEveryWeightLikeTheTrainingModule) {
   }
   EngineModel q = EngineModel::random_init(c, WeightDtype::kInt8, 3);
   EXPECT_EQ(q.bytes_by_dtype().count(torch::kBFloat16), 0u);
+}
+
+// The engine loads checkpoints without the training module (fp32 weights it does not fuse stay
+// in the file mapping); the result must equal the training loader's model.
+TEST(EngineMemory, CheckpointLoadsDirectlyAndMatchesTheTrainingLoader) {
+  ktl::testing::TempDir d("ktl-engine-ck");
+  const std::string tok = ktl::testing::make_tiny_tokenizer(d / "tok");
+  ktl::testing::make_tiny_checkpoint(d / "ck", tok, 5);
+  LoadedCheckpoint ck = load_checkpoint(d / "ck", torch::kCPU);
+  const std::vector<int> toks = {2, 40, 41, 300, 7, 9, 120, 3};
+  const std::vector<int> rows = {0, 1, 2, 3, 4, 5, 6, 7};
+  AttnSeq a{0, 8, 0, {0}};
+  for (WeightDtype dt : {WeightDtype::kFp32, WeightDtype::kBf16, WeightDtype::kInt8}) {
+    LoadedEngineModel m = load_engine_model(d / "ck", dt);
+    EngineModel ref = EngineModel::from_module(*ck.model, dt);
+    EXPECT_EQ(m.model->weight_bytes(), ref.weight_bytes()) << to_string(dt);
+    PagedKvPool p1(2, 2, 16, 2, 16), p2(2, 2, 16, 2, 16);
+    auto got = m.model->forward(toks, {a}, p1, rows), want = ref.forward(toks, {a}, p2, rows);
+    EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5)) << to_string(dt);
+  }
+  // A tensor of the wrong shape is refused with its name.
+  auto cfg = ck.config;
+  cfg.intermediate_size = 64;
+  write_file_atomic(d / "ck/config.json", model_config_to_json(cfg));
+  try {
+    load_engine_model(d / "ck", WeightDtype::kFp32);
+    ADD_FAILURE() << "loaded a checkpoint whose config does not match its tensors";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("wrong shape"), std::string::npos) << e.what();
+  }
 }
 
 TEST(KvBudget, DefaultFollowsTheModelAndMaxNumSeqs) {
