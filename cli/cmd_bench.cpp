@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "core/base/blas_tuning.h"
+#include "core/base/cpu_features.h"
 #include "core/engine/engine_checkpoint.h"
 #include "core/base/file_util.h"
 #include "core/engine/llm_engine.h"
@@ -131,6 +133,20 @@ nlohmann::json bench_once(ktl::Engine& e, int streams, int P, int G, int vocab) 
   return j;
 }
 
+// What the figures were measured with: CPU features and OpenBLAS's kernel set.
+void add_machine(nlohmann::json& j) {
+  const ktl::CpuFeatures cpu = ktl::detect_cpu_features();
+  nlohmann::json flags = nlohmann::json::object();
+  for (const auto& [name, on] : ktl::cpu_feature_flags(cpu)) flags[name] = on;
+  j["cpu_features"] = flags;
+  j["cpu"] = cpu.vendor + " family " + std::to_string(cpu.family) + " model " +
+             std::to_string(cpu.model);
+  const ktl::BlasStatus blas = ktl::blas_status();
+  j["blas_core"] = blas.core;
+  j["blas_core_chosen_by_ktl"] = blas.chosen_by_ktl;
+  j["blas_note"] = blas.note;
+}
+
 std::vector<int> parse_streams(const std::string& s) {
   std::vector<int> out;
   std::stringstream ss(s);
@@ -199,7 +215,7 @@ int run_bench(const Args& a) {
   ktl::EngineConfig cfg;
   cfg.dtype = a.get("dtype", "fp32");
   cfg.num_threads = static_cast<int>(a.get_int("threads", 2));
-  cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 512));
+  cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 0));  // 0: sized by the engine
   const int max_streams = *std::max_element(streams.begin(), streams.end());
   cfg.max_num_seqs = std::max(cfg.max_num_seqs, max_streams);
   cfg.max_batched_tokens = static_cast<int>(a.get_int("max-batched-tokens", 512));
@@ -217,9 +233,8 @@ int run_bench(const Args& a) {
   if (a.get_bool("random-init")) {
     if (!a.has("model-config")) throw UsageError("--random-init needs --model-config FILE.yaml");
     auto mc = ktl::load_model_config_yaml(a.get("model-config"));
-    ktl::Transformer t(mc);
-    t->init_weights(1);
-    model = std::make_shared<ktl::EngineModel>(ktl::EngineModel::from_module(*t, dtype));
+    // Drawn one tensor at a time: no fp32 training module next to an int8/bf16 engine.
+    model = std::make_shared<ktl::EngineModel>(ktl::EngineModel::random_init(mc, dtype, 1));
     model_bytes = model->weight_bytes();
     name = "random-init:" + fs::path(a.get("model-config")).stem().string();
   } else {
@@ -242,17 +257,20 @@ int run_bench(const Args& a) {
     j["threads"] = cfg.num_threads;
     j["model_bytes"] = model_bytes;
     j["weight_bytes_in_memory"] = model->weight_bytes();
+    j["kv_bytes"] = engine.kv_bytes();
+    add_machine(j);
     if (a.get_bool("json")) {
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf(
           "%s %s, %d stream(s), prompt %d, gen %d: prefill %.0f tok/s | decode %.1f tok/s per "
           "stream, %.1f tok/s aggregate | TTFT p50 %.0f ms | ITL p50 %.1f ms p99 %.1f ms | peak "
-          "RSS %.0f MB | model %.1f MB\n",
+          "RSS %.0f MB | weights %.1f MB | KV %.1f MB\n",
           name.c_str(), cfg.dtype.c_str(), n, P, G, j["prefill_tok_s"].get<double>(),
           j["decode_tok_s"].get<double>(), j["aggregate_tok_s"].get<double>(),
           j["ttft_ms_p50"].get<double>(), j["itl_ms_p50"].get<double>(),
-          j["itl_ms_p99"].get<double>(), j["peak_rss_mb"].get<double>(), model_bytes / 1048576.0);
+          j["itl_ms_p99"].get<double>(), j["peak_rss_mb"].get<double>(),
+          model->weight_bytes() / 1048576.0, engine.kv_bytes() / 1048576.0);
     }
     std::fflush(stdout);
   }
@@ -271,7 +289,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"gen-tokens", "tokens generated per stream", "128"},
      {"dtype", "fp32 | bf16 | int8", "fp32"},
      {"threads", "CPU threads", "2"},
-     {"kv-cache-mb", "KV cache budget", "512"},
+     {"kv-cache-mb", "KV cache budget (default: the streams' full contexts, <= 1 GiB)", "auto"},
      {"max-batched-tokens", "prefill chunk budget per step", "512"},
      {"json", "one JSON object per stream count", "", true},
      {"eval-text", "instead: perplexity of --dtype vs fp32 on this UTF-8 text file", ""},

@@ -88,7 +88,8 @@ ktl::server::ServerConfig config_from(const Args& args) {
   c.data_dir = args.get("data-dir", c.data_dir);
   c.allowed_roots = args.get_all("allow-path");
   c.model_dir = args.get("model");
-  c.kv_cache_mb = std::max(1, positive(args, "kv-cache-mb", c.kv_cache_mb));
+  // Unset: 0, the engine sizes the pool for --max-num-seqs full contexts (core/engine/kv_budget.h).
+  c.kv_cache_mb = args.has("kv-cache-mb") ? std::max(1, positive(args, "kv-cache-mb", 1)) : 0;
   c.dtype = args.get("dtype", c.dtype);
   c.device = args.get("device", c.device);
   c.max_num_seqs = std::max(1, positive(args, "max-num-seqs", c.max_num_seqs, 1024));
@@ -165,7 +166,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"web-root", "dashboard directory (or $KTL_WEB_ROOT)", "<exe>/../web"},
      {"configs-dir", "model/training YAMLs for --quickstart (or $KTL_CONFIG_DIR)",
       "<exe>/../configs"},
-     {"kv-cache-mb", "KV-cache memory budget", "512"},
+     {"kv-cache-mb", "KV-cache budget (default: --max-num-seqs full contexts, <= 1 GiB)", "auto"},
      {"dtype", "fp32 | bf16 | int8", "fp32"},
      {"device", "auto | cpu | cuda | mps", "auto"},
      {"max-num-seqs", "sequences batched per engine step", "16"},

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "core/base/blas_tuning.h"
+
 #if defined(__linux__)
 #include <malloc.h>
 #include <unistd.h>
@@ -14,10 +16,15 @@ void tune_runtime(int argc, char** argv) {
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_TOP_PAD, 64 << 20);
-  if (argv && !std::getenv("OMP_WAIT_POLICY")) {
+  if (!argv) return;
+  // Both variables are read when their library loads: one re-execution applies them.
+  bool reexec = false;
+  if (!std::getenv("OMP_WAIT_POLICY")) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    execv("/proc/self/exe", argv);  // returns only on failure: carry on untuned
+    reexec = true;
   }
+  if (prepare_blas_core_env()) reexec = true;
+  if (reexec) execv("/proc/self/exe", argv);  // returns only on failure: carry on untuned
 #else
   (void)argc;
   (void)argv;

@@ -7,6 +7,8 @@ namespace ktl {
 // time in training here), and makes OpenMP threads wait passively so they do not spin against
 // OpenBLAS's threads. OMP_WAIT_POLICY is read when libgomp loads, so when it is unset this
 // re-executes the program once with it set (argv is needed for that; pass null to skip).
+// The same re-execution gives OpenBLAS a real kernel set when it misreads the CPU
+// (core/base/blas_tuning.h).
 // No-op where these do not apply (macOS).
 void tune_runtime(int argc = 0, char** argv = nullptr);
 

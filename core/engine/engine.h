@@ -41,7 +41,8 @@ struct GenerationEvent {
 };
 
 struct EngineConfig {
-  int kv_cache_mb = 512;           // memory budget for the KV block pool
+  int kv_cache_mb = 0;             // KV pool budget; 0 = max_num_seqs full contexts, <= 1 GiB
+  int kv_cache_blocks = 0;         // exact pool size in blocks when > 0 (tests); overrides the MB
   int block_size = 16;             // tokens per KV block
   int max_num_seqs = 16;           // sequences in one step
   int max_batched_tokens = 512;    // prefill chunk budget per step

@@ -27,8 +27,10 @@ struct LoadedEngineModel {
 };
 
 bool is_int8_checkpoint(const std::string& dir);
-// Loads any checkpoint; `dtype` is the compute format (an int8 checkpoint loads as int8 unless
-// fp32/bf16 is asked, then it is dequantized). Throws with the path on missing/corrupt files.
+// Loads any checkpoint straight into the engine's form (no training module; fp32 weights the
+// engine does not fuse stay in the file's read-only mapping); `dtype` is the compute format (an
+// int8 checkpoint loads as int8 unless fp32/bf16 is asked, then it is dequantized). Throws with
+// the path on missing/corrupt files, a tokenizer/config mismatch or a tensor of the wrong shape.
 LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype);
 // Writes `model`'s weights as an int8 checkpoint in `out_dir`, copying config.json and
 // tokenizer.model from `src_dir`. Atomic (temp dir + rename).

@@ -2,7 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <set>
 #include <stdexcept>
+#include <tuple>
 
 #include "core/model/ops.h"
 
@@ -18,20 +23,22 @@ std::string layer_name(int i, const std::string& rest) {
 PackedLinear fuse(const std::vector<StoredWeight>& parts, WeightDtype dtype) {
   bool all_int8 = true;
   for (const auto& p : parts) all_int8 = all_int8 && p.value.scalar_type() == torch::kInt8;
+  // One part is used as it is (no copy: an fp32 weight shares the source's storage).
+  auto join = [](std::vector<torch::Tensor> v) { return v.size() == 1 ? v[0] : torch::cat(v, 0); };
   std::vector<torch::Tensor> vals, scales;
   if (all_int8 && dtype == WeightDtype::kInt8) {
     for (const auto& p : parts) {
       vals.push_back(p.value);
       scales.push_back(p.scales);
     }
-    return PackedLinear::from_int8(torch::cat(vals, 0), torch::cat(scales, 0));
+    return PackedLinear::from_int8(join(vals), join(scales));
   }
   for (const auto& p : parts) {
     vals.push_back(p.value.scalar_type() == torch::kInt8
                        ? p.value.to(torch::kFloat32) * p.scales.unsqueeze(1)
                        : p.value.to(torch::kFloat32));
   }
-  return PackedLinear::from_float(torch::cat(vals, 0), dtype);
+  return PackedLinear::from_float(join(vals), dtype);
 }
 
 torch::Tensor as_float(const StoredWeight& w) {
@@ -66,11 +73,20 @@ EngineModel::EngineModel(const ModelConfig& cfg, const WeightSource& src, Weight
   StoredWeight emb = src("model.embed_tokens.weight");
   StoredWeight head = cfg_.tie_word_embeddings ? emb : src("lm_head.weight");
   head_ = fuse({head}, dtype);
-  if (dtype == WeightDtype::kInt8 && cfg_.tie_word_embeddings) {
-    // Tied: look embeddings up in the head's int8 table (one copy of the big matrix).
-    auto [q, s] = head_.int8_parts();
-    embed_ = q;
-    embed_scales_ = s;
+  if (cfg_.tie_word_embeddings) {
+    // Tied: look embeddings up in the head's table (one copy of the big matrix, any dtype).
+    if (dtype == WeightDtype::kInt8) {
+      std::tie(embed_, embed_scales_) = head_.int8_parts();
+    } else {
+      embed_ = head_.weight();
+    }
+  } else if (dtype == WeightDtype::kInt8) {
+    if (emb.value.scalar_type() == torch::kInt8) {
+      embed_ = emb.value;
+      embed_scales_ = emb.scales;
+    } else {
+      std::tie(embed_, embed_scales_) = quantize_int8_per_channel(as_float(emb));
+    }
   } else if (dtype == WeightDtype::kBf16) {
     embed_ = as_float(emb).to(torch::kBFloat16);
   } else {
@@ -87,6 +103,32 @@ EngineModel EngineModel::from_module(TransformerImpl& m, WeightDtype dtype) {
     return StoredWeight{it->second.detach(), {}};
   };
   return EngineModel(m.config(), src, dtype);
+}
+
+std::vector<int64_t> hf_weight_shape(const ModelConfig& c, const std::string& name) {
+  const int64_t D = c.hidden_size, F = c.intermediate_size, Dh = c.head_dim();
+  auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  if (has("layernorm") || name == "model.norm.weight") return {D};
+  if (has("embed_tokens") || name == "lm_head.weight") return {c.vocab_size, D};
+  if (has("q_proj")) return {c.num_heads * Dh, D};
+  if (has("k_proj") || has("v_proj")) return {c.num_kv_heads * Dh, D};
+  if (has("o_proj")) return {D, c.num_heads * Dh};
+  if (has("gate_proj") || has("up_proj")) return {F, D};
+  if (has("down_proj")) return {D, F};
+  throw std::runtime_error("unknown weight '" + name + "'");
+}
+
+EngineModel EngineModel::random_init(const ModelConfig& cfg, WeightDtype dtype, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  const double std_ = 0.02, resid_std = 0.02 / std::sqrt(2.0 * cfg.num_layers);
+  auto src = [&](const std::string& name) {
+    const auto shape = hf_weight_shape(cfg, name);
+    if (shape.size() == 1) return StoredWeight{torch::ones(shape), {}};
+    const bool resid = name.find("o_proj") != std::string::npos ||
+                       name.find("down_proj") != std::string::npos;
+    return StoredWeight{at::normal(0.0, resid ? resid_std : std_, shape, gen), {}};
+  };
+  return EngineModel(cfg, src, dtype);
 }
 
 torch::Tensor EngineModel::embed(const torch::Tensor& ids) const {
@@ -131,15 +173,42 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
   return head_.forward(rms_norm(last, final_norm_, cfg_.rms_norm_eps));  // [R, V]
 }
 
-int64_t EngineModel::weight_bytes() const {
-  int64_t b = head_.weight_bytes() + final_norm_.numel() * 4;
-  if (!(dtype_ == WeightDtype::kInt8 && cfg_.tie_word_embeddings)) {
-    b += embed_.numel() * embed_.element_size();
-  }
+std::vector<torch::Tensor> EngineModel::tensors() const {
+  std::vector<torch::Tensor> out = {final_norm_, embed_};
+  if (embed_scales_.defined()) out.push_back(embed_scales_);
+  auto add = [&](const PackedLinear& l) {
+    for (auto& t : l.tensors()) out.push_back(t);
+  };
+  add(head_);
   for (const auto& l : layers_) {
-    b += l.qkv.weight_bytes() + l.o.weight_bytes() + l.gate_up.weight_bytes() +
-         l.down.weight_bytes() + (l.attn_norm.numel() + l.ffn_norm.numel()) * 4;
+    out.push_back(l.attn_norm);
+    out.push_back(l.ffn_norm);
+    for (const PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) add(*p);
   }
+  return out;
+}
+
+std::map<torch::ScalarType, int64_t> EngineModel::bytes_by_dtype() const {
+  std::map<torch::ScalarType, int64_t> out;
+  std::set<const void*> seen;  // each storage once: tied tensors share one
+  for (const auto& t : tensors()) {
+    if (!seen.insert(t.storage().data()).second) continue;
+    out[t.scalar_type()] += static_cast<int64_t>(t.storage().nbytes());
+  }
+  return out;
+}
+
+int64_t EngineModel::packed_bytes() const {
+  int64_t b = head_.packed_bytes();
+  for (const auto& l : layers_) {
+    for (const PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) b += p->packed_bytes();
+  }
+  return b;
+}
+
+int64_t EngineModel::weight_bytes() const {
+  int64_t b = packed_bytes();
+  for (const auto& [dtype, bytes] : bytes_by_dtype()) b += bytes;
   return b;
 }
 

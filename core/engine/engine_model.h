@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,12 +26,19 @@ struct StoredWeight {
 };
 // Looks up a weight by Hugging Face name ("model.layers.0.self_attn.q_proj.weight").
 using WeightSource = std::function<StoredWeight(const std::string& hf_name)>;
+// The shape a weight of that name has under `cfg` ([out, in], or [D] for norms); throws on an
+// unknown name.
+std::vector<int64_t> hf_weight_shape(const ModelConfig& cfg, const std::string& hf_name);
 
 class EngineModel {
  public:
   EngineModel(const ModelConfig& cfg, const WeightSource& source, WeightDtype dtype);
   // From a loaded training module (fp32 weights).
   static EngineModel from_module(TransformerImpl& m, WeightDtype dtype);
+  // Random weights drawn as Transformer::init_weights draws them (N(0, 0.02), residual
+  // projections N(0, 0.02 / sqrt(2L)), norms 1), one tensor at a time: no full fp32 model is
+  // ever built, so an int8 or bf16 benchmark model never holds the fp32 one.
+  static EngineModel random_init(const ModelConfig& cfg, WeightDtype dtype, uint64_t seed);
 
   // One step. `tokens` are the N flattened rows of `seqs` (AttnSeq::row indexes them).
   // Returns logits [R, V] for the rows in `logit_rows` (the last row of each sampling sequence).
@@ -40,7 +48,13 @@ class EngineModel {
 
   const ModelConfig& config() const { return cfg_; }
   WeightDtype dtype() const { return dtype_; }
+  // Bytes of weights held in memory: every tensor (each storage once: a tied head and its
+  // embedding count once) plus the quantized engine's packed int8 copies. By dtype: tensors only.
   int64_t weight_bytes() const;
+  std::map<torch::ScalarType, int64_t> bytes_by_dtype() const;
+  int64_t packed_bytes() const;
+  const torch::Tensor& embedding() const { return embed_; }  // [V, D]
+  const PackedLinear& head() const { return head_; }         // [V, D]
   // Every weight under its Hugging Face name, unfused; int8 ones with scales (for export).
   std::vector<std::pair<std::string, StoredWeight>> export_weights(WeightDtype as) const;
 
@@ -53,6 +67,7 @@ class EngineModel {
     PackedLinear down;                  // [D, F]
   };
   torch::Tensor embed(const torch::Tensor& ids) const;  // [N] -> [N, D]
+  std::vector<torch::Tensor> tensors() const;           // every weight tensor held
 
   ModelConfig cfg_;
   WeightDtype dtype_;

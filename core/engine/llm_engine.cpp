@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "core/engine/engine_checkpoint.h"
+#include "core/engine/kv_budget.h"
 #include "core/scheduling/incremental_detokenizer.h"
 #include "core/scheduling/kv_cache_manager.h"
 #include "core/scheduling/sampler.h"
@@ -130,11 +131,9 @@ LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokeniz
   num_threads_ = threads;
   profile_ = std::getenv("KTL_ENGINE_PROFILE") != nullptr;
   torch::set_num_threads(threads);
-  // The pool: from the memory budget, but always room for one full context.
-  const int64_t per_block = PagedKvPool::bytes_per_block(mc.num_layers, cfg_.block_size,
-                                                         mc.num_kv_heads, mc.head_dim());
-  const int min_blocks = (mc.max_seq_length + cfg_.block_size - 1) / cfg_.block_size + 1;
-  const int num_blocks = std::max<int64_t>(min_blocks, int64_t(cfg_.kv_cache_mb) * (1 << 20) / per_block);
+  const KvBudget kv = kv_budget(mc, cfg_);
+  const int num_blocks = kv.num_blocks;
+  kv_bytes_ = kv.bytes;
   capacity_tokens_ = num_blocks * cfg_.block_size;
   pool_ = std::make_unique<PagedKvPool>(mc.num_layers, num_blocks, cfg_.block_size,
                                         mc.num_kv_heads, mc.head_dim());

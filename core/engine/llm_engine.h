@@ -47,6 +47,7 @@ class LlmEngine : public Engine {
   void shutdown() override;
 
   const EngineModel& model() const { return *model_; }
+  int64_t kv_bytes() const { return kv_bytes_; }  // the KV pool's size
   int eos_id() const { return eos_id_; }
 
  private:
@@ -66,6 +67,7 @@ class LlmEngine : public Engine {
   std::function<std::string(int)> token_bytes_;
   int eos_id_ = 3;
   int capacity_tokens_ = 0;  // KV pool capacity
+  int64_t kv_bytes_ = 0;
   int num_threads_ = 1;
   bool profile_ = false;  // KTL_ENGINE_PROFILE set: per-step timings on stderr
 

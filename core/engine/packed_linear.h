@@ -3,8 +3,11 @@
 //
 // int8: up to 8 rows (decode) run a weight-only int8 GEMV (fp32 activations, weights streamed
 // once as int8); larger batches (prefill) go through the quantized engine's dynamic linear
-// (oneDNN on x86, QNNPACK on ARM), or, where that is unavailable, dequantize + fp32 matmul,
-// which is also the naive twin the tests compare against.
+// (oneDNN on x86, QNNPACK on ARM), which keeps a packed int8 copy of the weight (the GEMV reads
+// the engine's unpacked copy, so there are two int8 copies, not three). Where no quantized engine
+// exists, or with KTL_INT8_PREFILL=tiled, prefill dequantizes 256 output rows at a time into a
+// small fp32 tile and runs BLAS on it. Dequantize + fp32 matmul of the whole weight is the naive
+// twin the tests compare against.
 //
 // Thread-safety: immutable after construction; forward() is safe from any thread.
 #pragma once
@@ -13,6 +16,7 @@
 #include <torch/types.h>
 
 #include <string>
+#include <vector>
 
 namespace ktl {
 
@@ -32,6 +36,7 @@ class PackedLinear {
 
   torch::Tensor forward(const torch::Tensor& x) const;            // [N, in] f32 -> [N, out] f32
   torch::Tensor forward_reference(const torch::Tensor& x) const;  // dequantize + fp32 matmul
+  torch::Tensor forward_int8_tiled(const torch::Tensor& x) const; // int8 prefill fallback path
   torch::Tensor dequantized() const;                              // [out, in] fp32
   // int8 form (quantising fp32/bf16 weights on the fly): {q [out, in], scales [out]}.
   std::pair<torch::Tensor, torch::Tensor> int8_parts() const;
@@ -40,7 +45,11 @@ class PackedLinear {
   int64_t in_features() const { return in_; }
   int64_t out_features() const { return out_; }
   int64_t weight_bytes() const;
+  int64_t packed_bytes() const;  // the quantized engine's packed copy (int8 [out, in]), or 0
   bool uses_quantized_engine() const { return static_cast<bool>(packed_); }
+  const torch::Tensor& weight() const { return w_; }  // fp32/bf16 [out, in]; undefined for int8
+  // Every tensor it holds (to count memory by dtype; oneDNN's packed copy is not a tensor).
+  std::vector<torch::Tensor> tensors() const;
 
  private:
   WeightDtype dtype_ = WeightDtype::kFp32;

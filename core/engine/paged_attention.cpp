@@ -67,9 +67,11 @@ torch::Tensor gather_attention(const torch::Tensor& q, const torch::Tensor& k_po
 
 PagedKvPool::PagedKvPool(int num_layers, int nb, int bs, int n_kv_heads, int head_dim)
     : num_blocks(nb), block_size(bs) {
+  // Uninitialised: attention reads only slots already written, so pages are touched (and count
+  // in RSS) only as sequences fill them.
   for (int l = 0; l < num_layers; ++l) {
-    k.push_back(torch::zeros({nb, bs, n_kv_heads, head_dim}));
-    v.push_back(torch::zeros({nb, bs, n_kv_heads, head_dim}));
+    k.push_back(torch::empty({nb, bs, n_kv_heads, head_dim}));
+    v.push_back(torch::empty({nb, bs, n_kv_heads, head_dim}));
   }
 }
 

@@ -222,7 +222,7 @@ TEST(LlmEngine, PreemptionAndRecomputeGiveIdenticalOutput) {
     for (auto& p : prompts) alone.push_back(collect(*e->submit(greedy(p, 40))).tokens);
   }
   EngineConfig cfg;
-  cfg.kv_cache_mb = 0;  // the minimum: one full context (9 blocks of 16), far too few for 4 x 70
+  cfg.kv_cache_blocks = 1;  // the minimum: one full context (9 blocks of 16), too few for 4 x 70
   auto e = make_engine(m, cfg);
   std::vector<std::shared_ptr<RequestHandle>> hs;
   for (auto& p : prompts) hs.push_back(e->submit(greedy(p, 40)));
@@ -318,17 +318,28 @@ TEST(PackedLinear, Int8GemvEqualsDequantizedTwinForDecodeBatches) {
     auto got = q.forward(x), twin = q.forward_reference(x);  // [rows, 130]
     ASSERT_EQ(got.sizes(), twin.sizes());
     const double rel = ((got - twin).norm() / twin.norm()).item<double>();
-    // Up to 8 rows the GEMV uses the same int8 weights and fp32 activations: float rounding
-    // only. Larger batches also quantize activations dynamically.
-    EXPECT_LT(rel, rows <= 8 ? 1e-5 : 0.03) << rows << " rows";
+    // The GEMV (up to 8 rows) and the tiled matmul use the same int8 weights and fp32
+    // activations: float rounding only. oneDNN (KTL_INT8_PREFILL=onednn) also quantizes them.
+    EXPECT_LT(rel, rows <= 8 || !q.uses_quantized_engine() ? 1e-5 : 0.03) << rows << " rows";
   }
+}
+
+TEST(PackedLinear, Int8TiledMatmulEqualsDequantizedTwinAcrossTiles) {
+  torch::manual_seed(3);
+  auto w = torch::randn({600, 48}) * 0.05;  // 256-row tiles: two full, one partial
+  auto q = PackedLinear::from_float(w, WeightDtype::kInt8);
+  auto x = torch::randn({33, 48});
+  auto got = q.forward_int8_tiled(x), twin = q.forward_reference(x);  // [33, 600]
+  ASSERT_EQ(got.sizes(), twin.sizes());
+  EXPECT_TRUE(torch::allclose(got, twin, 1e-5, 1e-5));
 }
 
 TEST(EngineModel, Int8LogitsCloseToFp32AndExportRoundTrips) {
   auto t = tiny_model();
   EngineModel f = EngineModel::from_module(*t, WeightDtype::kFp32);
   EngineModel q = EngineModel::from_module(*t, WeightDtype::kInt8);
-  EXPECT_LT(q.weight_bytes() * 3, f.weight_bytes());
+  EXPECT_LT((q.weight_bytes() - q.packed_bytes()) * 3, f.weight_bytes());
+  EXPECT_LE(q.packed_bytes() * 3, f.weight_bytes());  // oneDNN's packed copy, where it is used
   auto toks = random_tokens(20, 5);
   std::vector<int> rows(20);
   for (int i = 0; i < 20; ++i) rows[i] = i;

@@ -1,0 +1,30 @@
+// What the CPU can run, read from cpuid (x86) and checked against what the OS saves on a context
+// switch (XGETBV): an AVX-512 CPU under an OS that does not save ZMM state reports no AVX-512.
+// On other architectures every flag is false.
+//
+// Thread-safety: free functions; detect_cpu_features() may be called from any thread.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ktl {
+
+struct CpuFeatures {
+  std::string vendor;         // "GenuineIntel", "AuthenticAMD", "" when not x86
+  int family = 0, model = 0;  // display family / model (Emerald Rapids: 6 / 207)
+  bool avx2 = false, fma = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false;
+  bool avx512_vnni = false, avx_vnni = false, avx512_bf16 = false;
+  bool amx = false;  // AMX tiles usable (AMX-TILE + OS support)
+};
+
+CpuFeatures detect_cpu_features();
+// Every flag by name (avx2, fma, avx512f, avx512bw, avx512vl, avx512_vnni, avx_vnni,
+// avx512_bf16, amx), in that order.
+std::vector<std::pair<std::string, bool>> cpu_feature_flags(const CpuFeatures& f);
+// "avx2 fma avx512f ...": the names of the flags that are set; "none" when none is.
+std::string cpu_feature_list(const CpuFeatures& f);
+
+}  // namespace ktl

@@ -1,0 +1,157 @@
+#include "core/engine/bf16_gemv.h"
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace ktl {
+
+namespace {
+
+inline float bf16_to_float(uint16_t v) {
+  const uint32_t bits = uint32_t(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// One weight row against R activation rows; U chunks per step give R * U independent FMA chains
+// (one row alone would otherwise wait on each FMA's latency). Widening bf16 is a zero-extend and
+// a 16-bit shift.
+#if defined(__x86_64__)
+// GCC 12 warns about _mm512_undefined_* inside its own intrinsics when inlined into a target
+// function: a false positive.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <int R, int U>
+__attribute__((target("avx512f"))) void rows_dot_avx512(const uint16_t* w, const float* x,
+                                                        int64_t in, float* out) {
+  __m512 acc[R][U];
+  for (int n = 0; n < R; ++n)
+    for (int u = 0; u < U; ++u) acc[n][u] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 * U <= in; i += 16 * U) {
+    for (int u = 0; u < U; ++u) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i + 16 * u));
+      const __m512 wf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+      for (int n = 0; n < R; ++n)
+        acc[n][u] = _mm512_fmadd_ps(wf, _mm512_loadu_ps(x + n * in + i + 16 * u), acc[n][u]);
+    }
+  }
+  for (int n = 0; n < R; ++n) {
+    for (int u = 1; u < U; ++u) acc[n][0] = _mm512_add_ps(acc[n][0], acc[n][u]);
+    float total = _mm512_reduce_add_ps(acc[n][0]);
+    for (int64_t k = i; k < in; ++k) total += bf16_to_float(w[k]) * x[n * in + k];
+    out[n] = total;
+  }
+}
+
+template <int R, int U>
+__attribute__((target("avx2,fma"))) void rows_dot_avx2(const uint16_t* w, const float* x,
+                                                       int64_t in, float* out) {
+  __m256 acc[R][U];
+  for (int n = 0; n < R; ++n)
+    for (int u = 0; u < U; ++u) acc[n][u] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 * U <= in; i += 8 * U) {
+    for (int u = 0; u < U; ++u) {
+      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i + 8 * u));
+      const __m256 wf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+      for (int n = 0; n < R; ++n)
+        acc[n][u] = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + n * in + i + 8 * u), acc[n][u]);
+    }
+  }
+  for (int n = 0; n < R; ++n) {
+    for (int u = 1; u < U; ++u) acc[n][0] = _mm256_add_ps(acc[n][0], acc[n][u]);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc[n][0]);
+    float total = 0;
+    for (float v : lanes) total += v;
+    for (int64_t k = i; k < in; ++k) total += bf16_to_float(w[k]) * x[n * in + k];
+    out[n] = total;
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
+// The portable twin of the kernels above (and the path on other CPUs).
+void rows_dot_scalar(const uint16_t* w, const float* x, int64_t n_rows, int64_t in, float* out) {
+  for (int64_t n = 0; n < n_rows; ++n) {
+    float total = 0;
+    for (int64_t k = 0; k < in; ++k) total += bf16_to_float(w[k]) * x[n * in + k];
+    out[n] = total;
+  }
+}
+
+using RowsDot = void (*)(const uint16_t*, const float*, int64_t, float*);
+
+// The best kernel set this CPU runs.
+Bf16Kernels best_kernels() {
+#if defined(__x86_64__)
+  static const Bf16Kernels best =
+      __builtin_cpu_supports("avx512f")                                   ? Bf16Kernels::kAvx512
+      : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? Bf16Kernels::kAvx2
+                                                                          : Bf16Kernels::kScalar;
+  return best;
+#else
+  return Bf16Kernels::kScalar;
+#endif
+}
+
+// The kernel for n_rows rows (null: the scalar loop).
+RowsDot pick_kernel(Bf16Kernels set, int64_t n_rows) {
+#if defined(__x86_64__)
+  static const RowsDot k512[] = {rows_dot_avx512<1, 4>, rows_dot_avx512<2, 2>,
+                                 rows_dot_avx512<3, 2>, rows_dot_avx512<4, 1>,
+                                 rows_dot_avx512<5, 1>, rows_dot_avx512<6, 1>};
+  static const RowsDot k256[] = {rows_dot_avx2<1, 4>, rows_dot_avx2<2, 2>, rows_dot_avx2<3, 2>,
+                                 rows_dot_avx2<4, 1>, rows_dot_avx2<5, 1>, rows_dot_avx2<6, 1>};
+  static_assert(sizeof(k512) / sizeof(k512[0]) == kBf16GemvMaxRows, "one kernel per row count");
+  if (set == Bf16Kernels::kAvx512) return k512[n_rows - 1];
+  if (set == Bf16Kernels::kAvx2) return k256[n_rows - 1];
+#endif
+  (void)set;
+  (void)n_rows;
+  return nullptr;
+}
+
+}  // namespace
+
+bool bf16_kernels_supported(Bf16Kernels k) {
+  return k == Bf16Kernels::kBest || k == Bf16Kernels::kScalar || k == best_kernels() ||
+         (k == Bf16Kernels::kAvx2 && best_kernels() == Bf16Kernels::kAvx512);
+}
+
+torch::Tensor bf16_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kernels kernels) {
+  const int64_t N = x.size(0), in = w.size(1), out = w.size(0);
+  if (w.scalar_type() != torch::kBFloat16 || !w.is_contiguous() || x.size(1) != in || N < 1 ||
+      N > kBf16GemvMaxRows || !bf16_kernels_supported(kernels)) {
+    throw std::invalid_argument(
+        "bf16_gemv: need bf16 [out, in] weights, 1..6 rows of [in], and kernels this CPU runs");
+  }
+  auto xc = x.to(torch::kFloat32).contiguous();
+  auto y = torch::empty({out, N}, xc.options());  // [out, N], transposed at the end
+  const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
+  const float* xp = xc.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const RowsDot kernel = pick_kernel(kernels == Bf16Kernels::kBest ? best_kernels() : kernels, N);
+  at::parallel_for(0, out, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      if (kernel)
+        kernel(wp + o * in, xp, in, yp + o * N);
+      else
+        rows_dot_scalar(wp + o * in, xp, N, in, yp + o * N);
+    }
+  });
+  return N == 1 ? y.view({1, out}) : y.t().contiguous();  // [N, out]
+}
+
+}  // namespace ktl

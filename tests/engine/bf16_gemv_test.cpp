@@ -1,0 +1,45 @@
+// The bf16 GEMV against its naive twin: the same bf16 weights widened to fp32, fp32 matmul.
+#include "core/engine/bf16_gemv.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "core/engine/packed_linear.h"
+
+namespace ktl {
+namespace {
+
+TEST(Bf16Gemv, EqualsWidenedWeightsTimesFp32Activations) {
+  torch::manual_seed(4);
+  auto w = (torch::randn({130, 70}) * 0.05).to(torch::kBFloat16);  // 70: not a multiple of 16
+  for (int64_t rows : {1, 2, 3, 5, 6}) {
+    auto x = torch::randn({rows, 70});
+    auto got = bf16_gemv(w, x), twin = at::linear(x, w.to(torch::kFloat32));  // [rows, 130]
+    ASSERT_EQ(got.sizes(), twin.sizes());
+    EXPECT_TRUE(torch::allclose(got, twin, 1e-5, 1e-5)) << rows << " rows";
+    for (auto k : {Bf16Kernels::kAvx512, Bf16Kernels::kAvx2, Bf16Kernels::kScalar}) {
+      if (!bf16_kernels_supported(k)) continue;
+      EXPECT_TRUE(torch::allclose(bf16_gemv(w, x, k), twin, 1e-5, 1e-5))
+          << rows << " rows, kernels " << static_cast<int>(k);
+    }
+  }
+  EXPECT_THROW(bf16_gemv(w, torch::randn({kBf16GemvMaxRows + 1, 70})), std::invalid_argument);
+  EXPECT_THROW(bf16_gemv(w.to(torch::kFloat32), torch::randn({1, 70})), std::invalid_argument);
+}
+
+TEST(Bf16Gemv, PackedLinearUsesItForDecodeAndOneDnnAbove) {
+  torch::manual_seed(5);
+  auto w = torch::randn({300, 96}) * 0.05;
+  auto l = PackedLinear::from_float(w, WeightDtype::kBf16);
+  auto wide = l.weight().to(torch::kFloat32);
+  for (int64_t rows : {1, 6, 20}) {
+    auto x = torch::randn({rows, 96});
+    auto twin = at::linear(x, wide);
+    // GEMV rows keep fp32 activations (rounding only); above 6, oneDNN rounds them to bf16.
+    const double tol = rows <= kBf16GemvMaxRows ? 1e-5 : 1e-2;
+    EXPECT_LT(((l.forward(x) - twin).norm() / twin.norm()).item<double>(), tol) << rows;
+  }
+}
+
+}  // namespace
+}  // namespace ktl
