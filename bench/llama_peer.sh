@@ -54,6 +54,7 @@ done
 vocab=$(sed -n 's/.*"vocab_size": *\([0-9]*\).*/\1/p' "$W/model/config.json")
 
 R=$W/results.jsonl
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 : > "$R"
 # REPEAT rounds, each running every configuration in turn; the table keeps the best figure of
 # each (a busy machine only ever makes a run slower).
@@ -73,7 +74,9 @@ for round in $(seq "$REPEAT"); do
   done
 done
 
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS each"
+flags=$(grep -m1 -o -w -E 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')
+echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') ($flags), $(nproc) cores; threads $THREADS each;" \
+     "load average before: $LOAD0"
 echo "model: $MODEL_CONFIG, random init, vocab $vocab; decode: prompt $PROMPT + $GEN new tokens;" \
      "prefill: $PREFILL-token prompt; $(date -u +%Y-%m-%dT%H:%MZ)"
 node bench/llama_peer.mjs table "$R"
