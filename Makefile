@@ -44,6 +44,12 @@ test-deps: deps
 	fi
 	@if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then cd tests/e2e && npm install --no-audit --no-fund; fi
 	@if [ -f tests/server/node/package.json ] && [ ! -d tests/server/node/node_modules ]; then cd tests/server/node && npm install --no-audit --no-fund; fi
+	@# llama.cpp as the peer: prebuilt CPU binaries only (--omit=optional skips the GPU variants;
+	@# NODE_LLAMA_CPP_SKIP_DOWNLOAD: never fetch or build llama.cpp's sources).
+	@if [ -f tests/export/llama/package.json ] && [ ! -d tests/export/llama/node_modules/@node-llama-cpp/linux-x64 ]; then \
+	  cd tests/export/llama && export NODE_LLAMA_CPP_SKIP_DOWNLOAD=true && \
+	  npm i -E node-llama-cpp@3.21.1 --omit=optional --no-audit --no-fund && \
+	  npm i -E @node-llama-cpp/linux-x64@3.21.1 --omit=optional --no-audit --no-fund; fi
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release

@@ -1,6 +1,7 @@
 // ktl generate: stream a continuation of a prompt from a checkpoint (core/engine/generator.h).
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "core/engine/generator.h"
@@ -23,6 +24,7 @@ ktl::SamplingParams sampling_from_args(const Args& a) {
   p.frequency_penalty = static_cast<float>(a.get_double("frequency-penalty", 0.0));
   if (a.has("seed")) p.seed = static_cast<uint64_t>(a.get_int("seed", 0));
   p.stop = a.get_all("stop");
+  p.ignore_eos = a.get_bool("ignore-eos");
   try {
     ktl::Sampler::validate(p);
   } catch (const std::invalid_argument& e) {
@@ -40,12 +42,26 @@ int run_generate(const Args& a) {
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 256));
   auto gen = ktl::Generator::from_pretrained(a.get("model"), cfg);
   const std::string prompt = a.get("prompt");
-  std::cout << prompt << std::flush;
-  auto res = gen->generate(prompt, p, [](const std::string& piece) {
-    std::cout << piece << std::flush;
+  const bool json = a.get_bool("json");
+  if (!json) std::cout << prompt << std::flush;
+  auto res = gen->generate(prompt, p, [json](const std::string& piece) {
+    if (!json) std::cout << piece << std::flush;
   });
-  std::cout << "\n";
   const double decode_s = (res.total_ms - res.ttft_ms) / 1000.0;
+  if (json) {
+    // One object on stdout: token ids for comparing with other runtimes (e.g. llama.cpp).
+    nlohmann::json j = {{"prompt", prompt},
+                        {"text", res.text},
+                        {"prompt_ids", res.prompt_token_ids},
+                        {"ids", res.token_ids},
+                        {"finish", ktl::to_string(res.finish)},
+                        {"dtype", cfg.dtype},
+                        {"ttft_ms", res.ttft_ms},
+                        {"total_ms", res.total_ms}};
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  std::cout << "\n";
   std::fprintf(stderr, "[%d prompt + %d generated tokens, TTFT %.0f ms, %.1f tok/s, finish: %s]\n",
                res.prompt_tokens, res.completion_tokens, res.ttft_ms,
                res.completion_tokens > 1 && decode_s > 0 ? (res.completion_tokens - 1) / decode_s
@@ -69,6 +85,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"frequency-penalty", "OpenAI-style, -2..2", "0"},
      {"seed", "sampling seed (same seed, same text)", ""},
      {"stop", "stop string (repeatable); never printed", "", false, false, true},
+     {"ignore-eos", "keep generating past </s> (exactly --max-tokens tokens)", "", true},
+     {"json", "print one JSON object (text, prompt_ids, ids, finish) instead of streaming", "", true},
      {"dtype", "fp32 | bf16 | int8 (weight-only)", "fp32"},
      {"device", "auto | cpu", "auto"},
      {"threads", "CPU threads (0 = all cores)", "0"},

@@ -29,11 +29,13 @@ GenerationResult Generator::generate(const std::string& prompt, const SamplingPa
   req.prompt_tokens.push_back(tok.bos_id());
   for (int id : tok.encode(prompt)) req.prompt_tokens.push_back(id);
   req.sampling = params;
-  auto handle = engine_->submit(std::move(req));
   GenerationResult res;
+  res.prompt_token_ids = req.prompt_tokens;
+  auto handle = engine_->submit(std::move(req));
   GenerationEvent ev;
   while (true) {
     if (!handle->next(&ev, std::chrono::milliseconds(1000))) continue;
+    res.token_ids.insert(res.token_ids.end(), ev.token_ids.begin(), ev.token_ids.end());
     if (!ev.text.empty()) {
       res.text += ev.text;
       if (on_text) on_text(ev.text);

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/engine/engine.h"
 
@@ -23,6 +24,8 @@ struct GenerationResult {
   FinishReason finish = FinishReason::kNone;
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  std::vector<int> prompt_token_ids;  // the prompt as the model saw it (BOS first)
+  std::vector<int> token_ids;         // the generated tokens, in order
   double ttft_ms = 0;
   double total_ms = 0;
 };

@@ -5,7 +5,9 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "tests/support/tiny_checkpoint.h"
 
@@ -27,6 +29,12 @@ Result run(const std::string& args) {
   int status = pclose(p);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// run() merges stderr into the output; the JSON object is the last line starting with '{'.
+nlohmann::json last_json_line(const std::string& out) {
+  const size_t at = out.rfind("\n{");
+  return nlohmann::json::parse(out.substr(at == std::string::npos ? out.find('{') : at + 1));
 }
 
 TEST(Cli, HelpListsEveryCommand) {
@@ -80,6 +88,44 @@ TEST(Cli, InitModelWritesALoadableCheckpoint) {
   r = run("init-model --model-config " + d / "nope.yaml" + " --tokenizer " + d / "tok" + " --out " + d / "x");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("nope.yaml"), std::string::npos) << r.out;
+}
+
+TEST(Cli, GenerateJsonPrintsTheGreedyTokenIds) {
+  ktl::testing::TempDir d;
+  const auto tok_path = ktl::testing::make_tiny_tokenizer(d / "tok");
+  ktl::testing::make_tiny_checkpoint(d / "ck", tok_path, 3);
+  const std::string args = "generate --model " + d / "ck" +
+                           " --prompt '나는 학교에서' --max-tokens 8 --temperature 0 --ignore-eos "
+                           "--json --threads 1 --kv-cache-mb 8";
+  auto r = run(args);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto j = last_json_line(r.out);
+  const auto prompt_ids = j.at("prompt_ids").get<std::vector<int>>();
+  const auto ids = j.at("ids").get<std::vector<int>>();
+  EXPECT_EQ(j.at("finish"), "length");  // --ignore-eos: exactly --max-tokens tokens
+  ASSERT_EQ(ids.size(), 8u);
+
+  auto ck = ktl::load_checkpoint(d / "ck");
+  std::vector<int> want_prompt{ck.tokenizer->bos_id()};
+  for (int id : ck.tokenizer->encode("나는 학교에서")) want_prompt.push_back(id);
+  EXPECT_EQ(prompt_ids, want_prompt);
+
+  // The same greedy ids from the training module, one full forward per step (no KV cache), up to
+  // a near tie (top-2 logits within 1e-4), where the engine's different summation order may
+  // legitimately pick the other token.
+  torch::NoGradGuard ng;
+  std::vector<int64_t> seq(prompt_ids.begin(), prompt_ids.end());
+  size_t compared = 0;
+  for (size_t i = 0; i < ids.size(); ++i, ++compared) {
+    auto logits = ck.model->forward(torch::tensor(seq).unsqueeze(0))[0][-1];
+    auto top2 = std::get<0>(logits.topk(2));
+    if ((top2[0] - top2[1]).item<float>() < 1e-4f) break;
+    EXPECT_EQ(ids[i], logits.argmax().item<int64_t>()) << "at generated position " << i;
+    seq.push_back(ids[i]);
+  }
+  RecordProperty("greedy_ids_compared", static_cast<int>(compared));
+  EXPECT_EQ(last_json_line(run(args).out).at("ids").get<std::vector<int>>(), ids)
+      << "greedy output should repeat exactly";
 }
 
 }  // namespace
