@@ -16,8 +16,8 @@
 #include "cli/command.h"
 #include "core/base/blas_tuning.h"
 #include "core/base/cpu_features.h"
-#include "core/engine/engine_checkpoint.h"
 #include "core/base/file_util.h"
+#include "core/engine/engine_checkpoint.h"
 #include "core/engine/llm_engine.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
@@ -60,8 +60,8 @@ std::vector<int> random_prompt(int n, int vocab, uint64_t seed) {
 }
 
 // Runs `streams` concurrent requests; one consumer thread per stream records token times.
-std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tokens,
-                                     int gen_tokens, int vocab, uint64_t seed) {
+std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tokens, int gen_tokens,
+                                     int vocab, uint64_t seed) {
   std::vector<StreamTrace> traces(streams);
   std::vector<std::shared_ptr<ktl::RequestHandle>> hs;
   for (int s = 0; s < streams; ++s) {
@@ -82,7 +82,8 @@ std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tok
         for (size_t i = 0; i < ev.token_ids.size(); ++i) traces[s].token_times.push_back(now);
         if (ev.finish != ktl::FinishReason::kNone) {
           traces[s].ttft_ms = ev.ttft_ms;
-          if (ev.finish == ktl::FinishReason::kError) std::fprintf(stderr, "error: %s\n", ev.error.c_str());
+          if (ev.finish == ktl::FinishReason::kError)
+            std::fprintf(stderr, "error: %s\n", ev.error.c_str());
           return;
         }
       }
@@ -139,8 +140,8 @@ void add_machine(nlohmann::json& j) {
   nlohmann::json flags = nlohmann::json::object();
   for (const auto& [name, on] : ktl::cpu_feature_flags(cpu)) flags[name] = on;
   j["cpu_features"] = flags;
-  j["cpu"] = cpu.vendor + " family " + std::to_string(cpu.family) + " model " +
-             std::to_string(cpu.model);
+  j["cpu"] =
+      cpu.vendor + " family " + std::to_string(cpu.family) + " model " + std::to_string(cpu.model);
   const ktl::BlasStatus blas = ktl::blas_status();
   j["blas_core"] = blas.core;
   j["blas_core_chosen_by_ktl"] = blas.chosen_by_ktl;

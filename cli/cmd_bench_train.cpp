@@ -9,11 +9,11 @@
 #include <random>
 
 #include "cli/command.h"
+#include "core/model/model.h"
+#include "core/model/model_config.h"
 #include "core/train/console_metrics_sink.h"
 #include "core/train/data_loader.h"
 #include "core/train/mixed_precision.h"
-#include "core/model/model.h"
-#include "core/model/model_config.h"
 #include "core/train/trainer.h"
 #include "core/train/training_config.h"
 

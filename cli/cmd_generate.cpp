@@ -62,11 +62,11 @@ int run_generate(const Args& a) {
     return 0;
   }
   std::cout << "\n";
-  std::fprintf(stderr, "[%d prompt + %d generated tokens, TTFT %.0f ms, %.1f tok/s, finish: %s]\n",
-               res.prompt_tokens, res.completion_tokens, res.ttft_ms,
-               res.completion_tokens > 1 && decode_s > 0 ? (res.completion_tokens - 1) / decode_s
-                                                         : 0.0,
-               ktl::to_string(res.finish));
+  std::fprintf(
+      stderr, "[%d prompt + %d generated tokens, TTFT %.0f ms, %.1f tok/s, finish: %s]\n",
+      res.prompt_tokens, res.completion_tokens, res.ttft_ms,
+      res.completion_tokens > 1 && decode_s > 0 ? (res.completion_tokens - 1) / decode_s : 0.0,
+      ktl::to_string(res.finish));
   return 0;
 }
 
@@ -86,7 +86,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"seed", "sampling seed (same seed, same text)", ""},
      {"stop", "stop string (repeatable); never printed", "", false, false, true},
      {"ignore-eos", "keep generating past </s> (exactly --max-tokens tokens)", "", true},
-     {"json", "print one JSON object (text, prompt_ids, ids, finish) instead of streaming", "", true},
+     {"json", "print one JSON object (text, prompt_ids, ids, finish) instead of streaming", "",
+      true},
      {"dtype", "fp32 | bf16 | int8 (weight-only)", "fp32"},
      {"device", "auto | cpu", "auto"},
      {"threads", "CPU threads (0 = all cores)", "0"},

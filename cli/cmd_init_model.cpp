@@ -3,8 +3,8 @@
 #include <iostream>
 
 #include "cli/command.h"
-#include "core/model/checkpoint.h"
 #include "core/base/file_util.h"
+#include "core/model/checkpoint.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
 #include "core/tokenizer/tokenizer.h"

@@ -4,9 +4,9 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "core/base/utf8_util.h"
 #include "core/data/input_stream.h"
 #include "core/tokenizer/tokenizer.h"
-#include "core/base/utf8_util.h"
 
 namespace {
 

@@ -30,7 +30,8 @@ long long Args::get_int(const std::string& name, long long fallback) const {
   const std::string v = get(name);
   char* end = nullptr;
   long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0') throw UsageError("--" + name + " expects an integer, got '" + v + "'");
+  if (v.empty() || *end != '\0')
+    throw UsageError("--" + name + " expects an integer, got '" + v + "'");
   return x;
 }
 
@@ -39,7 +40,8 @@ double Args::get_double(const std::string& name, double fallback) const {
   const std::string v = get(name);
   char* end = nullptr;
   double x = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0') throw UsageError("--" + name + " expects a number, got '" + v + "'");
+  if (v.empty() || *end != '\0')
+    throw UsageError("--" + name + " expects a number, got '" + v + "'");
   return x;
 }
 
@@ -102,8 +104,10 @@ std::string command_help(const Command& c) {
   if (!c.flags.empty()) os << "\nflags:\n";
   for (const auto& f : c.flags) {
     std::string left = "  --" + f.name + (f.is_bool ? "" : " VALUE");
-    if (left.size() < 28) left.resize(28, ' ');
-    else left += "\n" + std::string(28, ' ');
+    if (left.size() < 28)
+      left.resize(28, ' ');
+    else
+      left += "\n" + std::string(28, ' ');
     os << left << f.help;
     if (f.required) os << " (required)";
     if (!f.default_value.empty()) os << " [default: " << f.default_value << "]";

@@ -17,7 +17,7 @@ struct Flag {
   std::string default_value;  // shown in --help; empty = none
   bool is_bool = false;       // present = true, no value
   bool required = false;
-  bool repeatable = false;    // may be given several times (get_all)
+  bool repeatable = false;  // may be given several times (get_all)
 };
 
 // Parsed flags of one invocation. Values are strings; typed getters throw UsageError.
@@ -61,5 +61,6 @@ std::string command_help(const Command& c);
 #define KTL_CONCAT_INNER(a, b) a##b
 #define KTL_CONCAT(a, b) KTL_CONCAT_INNER(a, b)
 // Registers a command at static-initialisation time: KTL_COMMAND(Command{...});
-#define KTL_COMMAND(...) \
-  static const bool KTL_CONCAT(ktl_cmd_registered_, __LINE__) = ::ktl::cli::register_command(__VA_ARGS__)
+#define KTL_COMMAND(...)                                        \
+  static const bool KTL_CONCAT(ktl_cmd_registered_, __LINE__) = \
+      ::ktl::cli::register_command(__VA_ARGS__)

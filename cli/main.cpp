@@ -10,8 +10,9 @@
 namespace {
 
 void print_usage() {
-  std::cout << "ktl: build, train and serve a small Korean language model\n\n"
-               "usage: ktl <command> [flags]    (ktl <command> --help for its flags)\n\ncommands:\n";
+  std::cout
+      << "ktl: build, train and serve a small Korean language model\n\n"
+         "usage: ktl <command> [flags]    (ktl <command> --help for its flags)\n\ncommands:\n";
   for (const auto& [name, c] : ktl::cli::registry()) {
     std::string left = "  " + name;
     left.resize(20, ' ');

@@ -13,7 +13,6 @@
 
 #include "jobs/child_process.h"
 
-
 namespace ktl::jobs {
 
 namespace fs = std::filesystem;

@@ -2,7 +2,8 @@
 //   GET /health            200 {"status":"ok"} when a model serves; 503 {"status":"loading"} while
 //                          the first model loads; 200 {"status":"no_model"} when none is loaded
 //                          (the server itself is up: the dashboard and jobs API work); 503
-//                          {"status":"load_failed","error"} when the last load failed and none serves.
+//                          {"status":"load_failed","error"} when the last load failed and none
+//                          serves.
 //   GET /metrics           Prometheus text
 //   GET /v1/serving        the JSON twin of /metrics for the dashboard
 //   POST /v1/models/load   {"path": DIR} | {"job_id": N}, optional "wait": true

@@ -10,7 +10,8 @@ namespace ktl {
 
 int parse_int(const std::string& v) {
   long long x = parse_int64(v);
-  if (x < -2147483648LL || x > 2147483647LL) throw std::invalid_argument("integer out of range: '" + v + "'");
+  if (x < -2147483648LL || x > 2147483647LL)
+    throw std::invalid_argument("integer out of range: '" + v + "'");
   return static_cast<int>(x);
 }
 
@@ -18,7 +19,8 @@ long long parse_int64(const std::string& v) {
   char* end = nullptr;
   errno = 0;
   long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno) throw std::invalid_argument("expected an integer, got '" + v + "'");
+  if (v.empty() || *end != '\0' || errno)
+    throw std::invalid_argument("expected an integer, got '" + v + "'");
   return x;
 }
 
@@ -50,7 +52,8 @@ void load_flat_yaml(const std::string& path, const std::map<std::string, ConfigS
     const std::string key = kv.first.as<std::string>();
     auto it = setters.find(key);
     if (it == setters.end()) throw std::runtime_error(path + ": unknown key '" + key + "'");
-    if (!kv.second.IsScalar()) throw std::runtime_error(path + ": key '" + key + "': expected a scalar value");
+    if (!kv.second.IsScalar())
+      throw std::runtime_error(path + ": key '" + key + "': expected a scalar value");
     try {
       it->second(kv.second.Scalar());
     } catch (const std::invalid_argument& e) {

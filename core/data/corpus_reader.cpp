@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "core/base/utf8_util.h"
 #include "core/data/html_text.h"
 #include "core/data/input_stream.h"
-#include "core/base/utf8_util.h"
 #include "core/data/wiki_markup.h"
 
 namespace ktl {

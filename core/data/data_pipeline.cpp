@@ -14,10 +14,10 @@
 #include <thread>
 
 #include "core/base/file_util.h"
+#include "core/base/utf8_util.h"
 #include "core/data/input_stream.h"
 #include "core/data/sentence_splitter.h"
 #include "core/data/token_shard.h"
-#include "core/base/utf8_util.h"
 
 namespace ktl {
 namespace {
@@ -191,8 +191,8 @@ int train_tokenizer_into(TokenizerTrainOptions opts, const fs::path& out_dir) {
   fsync_dir(out_dir);
   const int got = Tokenizer::load((out_dir / "tokenizer.model").string())->vocab_size();
   if (got < opts.vocab_size)
-    std::cerr << "note: the corpus yielded only " << got << " pieces (asked for "
-              << opts.vocab_size << ")\n";
+    std::cerr << "note: the corpus yielded only " << got << " pieces (asked for " << opts.vocab_size
+              << ")\n";
   return got;
 }
 

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <regex>
 
-#include "core/data/html_text.h"
 #include "core/base/utf8_util.h"
+#include "core/data/html_text.h"
 
 namespace ktl {
 

@@ -30,27 +30,27 @@ struct GenerationRequest {
 
 // One event from the engine to a request's consumer.
 struct GenerationEvent {
-  std::string text;                // new complete UTF-8 text (may be empty)
-  std::vector<int> token_ids;      // tokens produced since the previous event
+  std::string text;                           // new complete UTF-8 text (may be empty)
+  std::vector<int> token_ids;                 // tokens produced since the previous event
   FinishReason finish = FinishReason::kNone;  // set on the last event
-  std::string error;               // when finish == kError
-  int prompt_tokens = 0;           // usage, filled on the last event
+  std::string error;                          // when finish == kError
+  int prompt_tokens = 0;                      // usage, filled on the last event
   int completion_tokens = 0;
-  int cached_prompt_tokens = 0;    // prompt tokens served from the prefix cache
-  double ttft_ms = 0;              // filled on the last event
+  int cached_prompt_tokens = 0;  // prompt tokens served from the prefix cache
+  double ttft_ms = 0;            // filled on the last event
 };
 
 struct EngineConfig {
-  int kv_cache_mb = 0;             // KV pool budget; 0 = max_num_seqs full contexts, <= 1 GiB
-  int kv_cache_blocks = 0;         // exact pool size in blocks when > 0 (tests); overrides the MB
-  int block_size = 16;             // tokens per KV block
-  int max_num_seqs = 16;           // sequences in one step
-  int max_batched_tokens = 512;    // prefill chunk budget per step
-  int max_queue = 256;             // waiting requests before submit() refuses
+  int kv_cache_mb = 0;           // KV pool budget; 0 = max_num_seqs full contexts, <= 1 GiB
+  int kv_cache_blocks = 0;       // exact pool size in blocks when > 0 (tests); overrides the MB
+  int block_size = 16;           // tokens per KV block
+  int max_num_seqs = 16;         // sequences in one step
+  int max_batched_tokens = 512;  // prefill chunk budget per step
+  int max_queue = 256;           // waiting requests before submit() refuses
   bool enable_prefix_cache = true;
-  std::string device = "auto";     // auto | cpu | cuda | mps
-  std::string dtype = "fp32";      // fp32 | bf16 | int8 (weight-only)
-  int num_threads = 0;             // 0 = all cores
+  std::string device = "auto";  // auto | cpu | cuda | mps
+  std::string dtype = "fp32";   // fp32 | bf16 | int8 (weight-only)
+  int num_threads = 0;          // 0 = all cores
 };
 
 struct EngineStats {

@@ -1,7 +1,7 @@
 #include "core/engine/engine_checkpoint.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
@@ -13,8 +13,8 @@
 #include <sys/mman.h>  // madvise
 #endif
 
-#include "core/model/checkpoint.h"
 #include "core/base/file_util.h"
+#include "core/model/checkpoint.h"
 #include "core/safetensors/safetensors.h"
 #include "core/tokenizer/tokenizer.h"
 
@@ -54,10 +54,18 @@ torch::Tensor tensor_from(const std::shared_ptr<SafetensorsFile>& f, const StTen
                           const std::string& path) {
   torch::ScalarType st;
   switch (t.dtype) {
-    case StDtype::F32: st = torch::kFloat32; break;
-    case StDtype::F16: st = torch::kFloat16; break;
-    case StDtype::BF16: st = torch::kBFloat16; break;
-    case StDtype::I8: st = torch::kInt8; break;
+    case StDtype::F32:
+      st = torch::kFloat32;
+      break;
+    case StDtype::F16:
+      st = torch::kFloat16;
+      break;
+    case StDtype::BF16:
+      st = torch::kBFloat16;
+      break;
+    case StDtype::I8:
+      st = torch::kInt8;
+      break;
     default:
       throw std::runtime_error(path + ": tensor '" + t.name + "' has unsupported dtype " +
                                st_dtype_name(t.dtype));
@@ -66,7 +74,8 @@ torch::Tensor tensor_from(const std::shared_ptr<SafetensorsFile>& f, const StTen
   const auto opts = torch::TensorOptions().dtype(st);
   if (t.dtype == StDtype::F32 && reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) {
     const size_t n = t.nbytes;
-    return torch::from_blob(p, t.shape, [f, n](void* d) { release_pages(d, n); }, opts);
+    return torch::from_blob(
+        p, t.shape, [f, n](void* d) { release_pages(d, n); }, opts);
   }
   auto copy = torch::from_blob(p, t.shape, opts).clone();
   release_pages(p, t.nbytes);
@@ -91,10 +100,9 @@ LoadedEngineModel load_direct(const std::string& dir, WeightDtype dtype) {
   if (!fs::exists(tok)) throw std::runtime_error(dir + ": tokenizer.model missing");
   out.tokenizer = Tokenizer::load(tok);
   if (out.tokenizer->vocab_size() != out.config.vocab_size) {
-    throw std::runtime_error(dir + ": tokenizer has " +
-                             std::to_string(out.tokenizer->vocab_size()) +
-                             " pieces but config.json says vocab_size " +
-                             std::to_string(out.config.vocab_size));
+    throw std::runtime_error(
+        dir + ": tokenizer has " + std::to_string(out.tokenizer->vocab_size()) +
+        " pieces but config.json says vocab_size " + std::to_string(out.config.vocab_size));
   }
   auto f = std::make_shared<SafetensorsFile>(SafetensorsFile::open(weights));
   auto src = [&](const std::string& name) {

@@ -22,8 +22,8 @@ struct LoadedEngineModel {
   ModelConfig config;
   std::shared_ptr<EngineModel> model;
   std::shared_ptr<Tokenizer> tokenizer;
-  std::string quantization;  // "" or "int8": how the weights are stored on disk
-  int64_t bytes_on_disk = 0; // model.safetensors
+  std::string quantization;   // "" or "int8": how the weights are stored on disk
+  int64_t bytes_on_disk = 0;  // model.safetensors
 };
 
 bool is_int8_checkpoint(const std::string& dir);

@@ -63,9 +63,9 @@ EngineModel::EngineModel(const ModelConfig& cfg, const WeightSource& src, Weight
                   src(layer_name(i, "self_attn.v_proj.weight"))},
                  dtype);
     l.o = fuse({src(layer_name(i, "self_attn.o_proj.weight"))}, dtype);
-    l.gate_up = fuse({src(layer_name(i, "mlp.gate_proj.weight")),
-                      src(layer_name(i, "mlp.up_proj.weight"))},
-                     dtype);
+    l.gate_up =
+        fuse({src(layer_name(i, "mlp.gate_proj.weight")), src(layer_name(i, "mlp.up_proj.weight"))},
+             dtype);
     l.down = fuse({src(layer_name(i, "mlp.down_proj.weight"))}, dtype);
     layers_.push_back(std::move(l));
   }
@@ -124,8 +124,8 @@ EngineModel EngineModel::random_init(const ModelConfig& cfg, WeightDtype dtype, 
   auto src = [&](const std::string& name) {
     const auto shape = hf_weight_shape(cfg, name);
     if (shape.size() == 1) return StoredWeight{torch::ones(shape), {}};
-    const bool resid = name.find("o_proj") != std::string::npos ||
-                       name.find("down_proj") != std::string::npos;
+    const bool resid =
+        name.find("o_proj") != std::string::npos || name.find("down_proj") != std::string::npos;
     return StoredWeight{at::normal(0.0, resid ? resid_std : std_, shape, gen), {}};
   };
   return EngineModel(cfg, src, dtype);
@@ -150,10 +150,10 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
   for (const auto& s : seqs) {
     for (int t = 0; t < s.num_tokens; ++t) pos[s.row + t] = s.start + t;
   }
-  auto id_t = torch::tensor(ids, torch::kLong);                         // [N]
+  auto id_t = torch::tensor(ids, torch::kLong);                                           // [N]
   auto [cos, sin] = rope_cos_sin(torch::tensor(pos, torch::kLong), Dh, cfg_.rope_theta);  // [N, Dh]
-  auto slots = compute_slots(seqs, pool.block_size);                    // [N]
-  auto h = embed(id_t);                                                 // [N, D]
+  auto slots = compute_slots(seqs, pool.block_size);                                      // [N]
+  auto h = embed(id_t);                                                                   // [N, D]
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& l = layers_[i];
     auto qkv = l.qkv.forward(rms_norm(h, l.attn_norm, cfg_.rms_norm_eps));  // [N, (H+2KV)*Dh]
@@ -169,7 +169,7 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
     h = h + l.down.forward(swiglu(gu.narrow(1, 0, F), gu.narrow(1, F, F)));   // [N, D]
   }
   std::vector<int64_t> rows(logit_rows.begin(), logit_rows.end());
-  auto last = h.index_select(0, torch::tensor(rows, torch::kLong));  // [R, D]
+  auto last = h.index_select(0, torch::tensor(rows, torch::kLong));      // [R, D]
   return head_.forward(rms_norm(last, final_norm_, cfg_.rms_norm_eps));  // [R, V]
 }
 
@@ -212,12 +212,14 @@ int64_t EngineModel::weight_bytes() const {
   return b;
 }
 
-std::vector<std::pair<std::string, StoredWeight>> EngineModel::export_weights(WeightDtype as) const {
+std::vector<std::pair<std::string, StoredWeight>> EngineModel::export_weights(
+    WeightDtype as) const {
   std::vector<std::pair<std::string, StoredWeight>> out;
   auto put = [&](const std::string& name, const PackedLinear& l, int64_t begin, int64_t rows) {
     if (as == WeightDtype::kInt8) {
       auto [q, s] = l.int8_parts();
-      out.push_back({name, {q.narrow(0, begin, rows).contiguous(), s.narrow(0, begin, rows).contiguous()}});
+      out.push_back(
+          {name, {q.narrow(0, begin, rows).contiguous(), s.narrow(0, begin, rows).contiguous()}});
     } else {
       out.push_back({name, {l.dequantized().narrow(0, begin, rows).contiguous(), {}}});
     }

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "core/model/model.h"
-#include "core/model/model_config.h"
 #include "core/engine/packed_linear.h"
 #include "core/engine/paged_attention.h"
+#include "core/model/model.h"
+#include "core/model/model_config.h"
 
 namespace ktl {
 
@@ -72,10 +72,10 @@ class EngineModel {
   ModelConfig cfg_;
   WeightDtype dtype_;
   std::vector<Layer> layers_;
-  torch::Tensor final_norm_;        // [D]
-  torch::Tensor embed_;             // [V, D] fp32/bf16, or int8 with embed_scales_ [V]
+  torch::Tensor final_norm_;  // [D]
+  torch::Tensor embed_;       // [V, D] fp32/bf16, or int8 with embed_scales_ [V]
   torch::Tensor embed_scales_;
-  PackedLinear head_;               // [V, D]
+  PackedLinear head_;  // [V, D]
 };
 
 }  // namespace ktl

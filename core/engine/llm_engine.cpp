@@ -25,11 +25,16 @@ using Clock = std::chrono::steady_clock;
 
 const char* to_string(FinishReason r) {
   switch (r) {
-    case FinishReason::kNone: return "none";
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kCancelled: return "cancelled";
-    case FinishReason::kError: return "error";
+    case FinishReason::kNone:
+      return "none";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kCancelled:
+      return "cancelled";
+    case FinishReason::kError:
+      return "error";
   }
   return "?";
 }
@@ -90,9 +95,13 @@ class RequestQueue : public RequestHandle {
 struct ActiveRequest {
   ActiveRequest(uint64_t id_, std::shared_ptr<RequestQueue> q_, const GenerationRequest& req,
                 uint64_t seed, std::function<std::string(int)> bytes, bool strip, int max_new_)
-      : id(id_), q(std::move(q_)), params(req.sampling),
-        sampler(req.sampling, req.prompt_tokens, seed), detok(std::move(bytes), strip),
-        stop(req.sampling.stop), prompt_len(static_cast<int>(req.prompt_tokens.size())),
+      : id(id_),
+        q(std::move(q_)),
+        params(req.sampling),
+        sampler(req.sampling, req.prompt_tokens, seed),
+        detok(std::move(bytes), strip),
+        stop(req.sampling.stop),
+        prompt_len(static_cast<int>(req.prompt_tokens.size())),
         max_new(max_new_) {}
   uint64_t id;
   std::shared_ptr<RequestQueue> q;
@@ -110,8 +119,11 @@ struct ActiveRequest {
 LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokenizer> tokenizer,
                      const EngineConfig& cfg, std::string model_name,
                      std::function<std::string(int)> token_bytes)
-    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), cfg_(cfg),
-      name_(std::move(model_name)), token_bytes_(std::move(token_bytes)),
+    : model_(std::move(model)),
+      tokenizer_(std::move(tokenizer)),
+      cfg_(cfg),
+      name_(std::move(model_name)),
+      token_bytes_(std::move(token_bytes)),
       inbox_(std::make_shared<EngineInbox>()) {
   if (cfg_.block_size <= 0 || cfg_.max_num_seqs <= 0 || cfg_.max_batched_tokens <= 0) {
     throw std::invalid_argument("engine: block_size, max_num_seqs, max_batched_tokens must be > 0");
@@ -126,8 +138,8 @@ LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokeniz
       return id < 256 ? std::string(1, static_cast<char>(id)) : "<" + std::to_string(id) + ">";
     };
   }
-  const int threads = cfg_.num_threads > 0 ? cfg_.num_threads
-                                           : std::max(1u, std::thread::hardware_concurrency());
+  const int threads =
+      cfg_.num_threads > 0 ? cfg_.num_threads : std::max(1u, std::thread::hardware_concurrency());
   num_threads_ = threads;
   profile_ = std::getenv("KTL_ENGINE_PROFILE") != nullptr;
   torch::set_num_threads(threads);
@@ -135,8 +147,8 @@ LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokeniz
   const int num_blocks = kv.num_blocks;
   kv_bytes_ = kv.bytes;
   capacity_tokens_ = num_blocks * cfg_.block_size;
-  pool_ = std::make_unique<PagedKvPool>(mc.num_layers, num_blocks, cfg_.block_size,
-                                        mc.num_kv_heads, mc.head_dim());
+  pool_ = std::make_unique<PagedKvPool>(mc.num_layers, num_blocks, cfg_.block_size, mc.num_kv_heads,
+                                        mc.head_dim());
   kv_ = std::make_unique<KvCacheManager>(num_blocks, cfg_.block_size, cfg_.enable_prefix_cache);
   scheduler_ = std::make_unique<Scheduler>(
       SchedulerConfig{cfg_.max_num_seqs, std::max(cfg_.max_batched_tokens, cfg_.max_num_seqs)},
@@ -146,14 +158,18 @@ LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokeniz
   thread_ = std::thread([this] { loop(); });
 }
 
-LlmEngine::~LlmEngine() { shutdown(); }
+LlmEngine::~LlmEngine() {
+  shutdown();
+}
 
 const Tokenizer& LlmEngine::tokenizer() const {
   if (!tokenizer_) throw std::logic_error("engine has no tokenizer (random-init model)");
   return *tokenizer_;
 }
 
-int LlmEngine::max_context() const { return model_->config().max_seq_length; }
+int LlmEngine::max_context() const {
+  return model_->config().max_seq_length;
+}
 
 std::shared_ptr<RequestHandle> LlmEngine::submit(GenerationRequest req) {
   const int n = static_cast<int>(req.prompt_tokens.size());
@@ -206,9 +222,9 @@ void LlmEngine::drain_inbox(bool* stop) {
   for (auto& s : subs) {
     bool strip = true;  // at the sequence start unless the prompt already has text
     for (int t : s.req.prompt_tokens) strip = strip && token_bytes_(t).empty();
-    const int max_new = std::min(s.req.sampling.max_tokens,
-                                 std::min(max_context(), capacity_tokens_) -
-                                     static_cast<int>(s.req.prompt_tokens.size()));
+    const int max_new =
+        std::min(s.req.sampling.max_tokens, std::min(max_context(), capacity_tokens_) -
+                                                static_cast<int>(s.req.prompt_tokens.size()));
     auto r = std::make_unique<ActiveRequest>(s.id, s.queue, s.req, next_seed_++, token_bytes_,
                                              strip, max_new);
     r->t_submit = s.t_submit;
@@ -230,7 +246,8 @@ void LlmEngine::finish(ActiveRequest& r, FinishReason why, std::string text,
   ev.error = error;
   ev.prompt_tokens = r.prompt_len;
   ev.completion_tokens = r.generated;
-  if (const SchedRequest* s = scheduler_->find(r.id)) ev.cached_prompt_tokens = s->num_cached_tokens;
+  if (const SchedRequest* s = scheduler_->find(r.id))
+    ev.cached_prompt_tokens = s->num_cached_tokens;
   ev.ttft_ms = std::max(0.0, r.ttft_ms);
   r.q->push(std::move(ev));
   scheduler_->finish(r.id);
@@ -323,7 +340,8 @@ void LlmEngine::step() {
   }
   if (profile_) {  // KTL_ENGINE_PROFILE=1: where a step's time goes
     const double all_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
-    std::fprintf(stderr, "[engine] step %llu: %zu seqs, %zu tokens, forward %.1f ms, sample+emit %.1f ms\n",
+    std::fprintf(stderr,
+                 "[engine] step %llu: %zu seqs, %zu tokens, forward %.1f ms, sample+emit %.1f ms\n",
                  static_cast<unsigned long long>(stats_.steps), seqs.size(), tokens.size(), fwd_ms,
                  all_ms - fwd_ms);
   }

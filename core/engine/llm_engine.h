@@ -1,4 +1,5 @@
-// LlmEngine: the Engine (core/engine/engine.h) on CPU with continuous batching over a paged KV cache.
+// LlmEngine: the Engine (core/engine/engine.h) on CPU with continuous batching over a paged KV
+// cache.
 //
 // One engine thread owns the EngineModel, the KV pool, the KvCacheManager and the Scheduler.
 // Its loop: take submissions and cancellations from the inbox; schedule a step; run one forward

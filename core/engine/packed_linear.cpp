@@ -17,7 +17,8 @@ namespace {
 bool init_quantized_engine() {
   static bool ok = [] {
     const auto& engines = at::globalContext().supportedQEngines();
-    std::vector<at::QEngine> order = {at::QEngine::ONEDNN, at::QEngine::QNNPACK, at::QEngine::FBGEMM};
+    std::vector<at::QEngine> order = {at::QEngine::ONEDNN, at::QEngine::QNNPACK,
+                                      at::QEngine::FBGEMM};
     if (const char* env = std::getenv("KTL_QENGINE")) {  // onednn | qnnpack (measuring)
       if (std::string(env) == "qnnpack") order.insert(order.begin(), at::QEngine::QNNPACK);
     }
@@ -38,23 +39,23 @@ c10::intrusive_ptr<LinearPackedParamsBase> prepack(const torch::Tensor& q,
   try {
     auto zp = torch::zeros({q.size(0)}, torch::kLong);
     auto wq = at::_make_per_channel_quantized_tensor(q, scales.to(torch::kDouble), zp, 0);
-    static auto op =
-        c10::Dispatcher::singleton()
-            .findSchemaOrThrow("quantized::linear_prepack", "")
-            .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, c10::optional<at::Tensor>)>();
+    static auto op = c10::Dispatcher::singleton()
+                         .findSchemaOrThrow("quantized::linear_prepack", "")
+                         .typed<c10::intrusive_ptr<LinearPackedParamsBase>(
+                             at::Tensor, c10::optional<at::Tensor>)>();
     return op.call(wq, c10::nullopt);
   } catch (const std::exception&) {
     return {};  // engine without per-channel support: dequantize path
   }
 }
 
-
 // Weight-only int8 GEMV for decode-sized batches: y[n, o] = scale[o] * sum_i q[o, i] * x[n, i].
 // Streams the int8 weights once for all rows (a quarter of fp32's bytes); 16 independent lanes
 // let the compiler vectorise the int8->float multiply-add without reassociating a reduction.
 // Cloned for AVX-512/AVX2 and picked at load time, so the binary stays portable.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-float int8_dot(const int8_t* q, const float* x, int64_t in) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) float int8_dot(const int8_t* q,
+                                                                            const float* x,
+                                                                            int64_t in) {
   constexpr int kLanes = 16;
   float acc[kLanes] = {};
   int64_t i = 0;
@@ -67,8 +68,8 @@ float int8_dot(const int8_t* q, const float* x, int64_t in) {
 }
 
 // Several rows: each 16-weight chunk is converted once and reused by every row.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void int8_rows_dot(const int8_t* q, const float* x, int64_t n_rows, int64_t in, float* acc_out) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void int8_rows_dot(
+    const int8_t* q, const float* x, int64_t n_rows, int64_t in, float* acc_out) {
   constexpr int kLanes = 16, kMaxRows = 8;
   float acc[kMaxRows][kLanes] = {};
   int64_t i = 0;
@@ -146,8 +147,8 @@ torch::Tensor share_unpacked_int8(LinearPackedParamsBase& packed, const torch::T
       !orig.is_contiguous()) {
     return q;
   }
-  auto view = torch::from_blob(orig.data_ptr(), q.sizes(), [orig](void*) {},
-                               torch::TensorOptions().dtype(torch::kInt8));
+  auto view = torch::from_blob(
+      orig.data_ptr(), q.sizes(), [orig](void*) {}, torch::TensorOptions().dtype(torch::kInt8));
   return torch::equal(view, q) ? view : q;
 }
 
@@ -162,9 +163,12 @@ WeightDtype parse_weight_dtype(const std::string& s) {
 
 const char* to_string(WeightDtype d) {
   switch (d) {
-    case WeightDtype::kFp32: return "fp32";
-    case WeightDtype::kBf16: return "bf16";
-    case WeightDtype::kInt8: return "int8";
+    case WeightDtype::kFp32:
+      return "fp32";
+    case WeightDtype::kBf16:
+      return "bf16";
+    case WeightDtype::kInt8:
+      return "int8";
   }
   return "?";
 }
@@ -187,7 +191,8 @@ PackedLinear PackedLinear::from_float(const torch::Tensor& w, WeightDtype dtype)
   l.dtype_ = dtype;
   l.out_ = w.size(0);
   l.in_ = w.size(1);
-  l.w_ = w.detach().to(dtype == WeightDtype::kBf16 ? torch::kBFloat16 : torch::kFloat32).contiguous();
+  l.w_ =
+      w.detach().to(dtype == WeightDtype::kBf16 ? torch::kBFloat16 : torch::kFloat32).contiguous();
   return l;
 }
 
@@ -252,13 +257,18 @@ std::vector<torch::Tensor> PackedLinear::tensors() const {
 
 int64_t PackedLinear::weight_bytes() const {
   switch (dtype_) {
-    case WeightDtype::kFp32: return in_ * out_ * 4;
-    case WeightDtype::kBf16: return in_ * out_ * 2;
-    case WeightDtype::kInt8: return in_ * out_ + out_ * 4;
+    case WeightDtype::kFp32:
+      return in_ * out_ * 4;
+    case WeightDtype::kBf16:
+      return in_ * out_ * 2;
+    case WeightDtype::kInt8:
+      return in_ * out_ + out_ * 4;
   }
   return 0;
 }
 
-int64_t PackedLinear::packed_bytes() const { return packed_ ? in_ * out_ : 0; }
+int64_t PackedLinear::packed_bytes() const {
+  return packed_ ? in_ * out_ : 0;
+}
 
 }  // namespace ktl

@@ -24,20 +24,21 @@ enum class WeightDtype { kFp32, kBf16, kInt8 };
 WeightDtype parse_weight_dtype(const std::string& s);  // fp32 | bf16 | int8; throws otherwise
 const char* to_string(WeightDtype d);
 
-// Per-output-channel symmetric int8 quantisation of w [out, in]: returns {q int8, scale fp32 [out]}.
+// Per-output-channel symmetric int8 quantisation of w [out, in]: returns {q int8, scale fp32
+// [out]}.
 std::pair<torch::Tensor, torch::Tensor> quantize_int8_per_channel(const torch::Tensor& w);
 
 class PackedLinear {
  public:
   PackedLinear() = default;
   static PackedLinear from_float(const torch::Tensor& w, WeightDtype dtype);  // w [out, in]
-  static PackedLinear from_int8(const torch::Tensor& q,        // [out, in] int8
-                                const torch::Tensor& scales);  // [out] fp32
+  static PackedLinear from_int8(const torch::Tensor& q,                       // [out, in] int8
+                                const torch::Tensor& scales);                 // [out] fp32
 
-  torch::Tensor forward(const torch::Tensor& x) const;            // [N, in] f32 -> [N, out] f32
-  torch::Tensor forward_reference(const torch::Tensor& x) const;  // dequantize + fp32 matmul
-  torch::Tensor forward_int8_tiled(const torch::Tensor& x) const; // int8 prefill fallback path
-  torch::Tensor dequantized() const;                              // [out, in] fp32
+  torch::Tensor forward(const torch::Tensor& x) const;             // [N, in] f32 -> [N, out] f32
+  torch::Tensor forward_reference(const torch::Tensor& x) const;   // dequantize + fp32 matmul
+  torch::Tensor forward_int8_tiled(const torch::Tensor& x) const;  // int8 prefill fallback path
+  torch::Tensor dequantized() const;                               // [out, in] fp32
   // int8 form (quantising fp32/bf16 weights on the fly): {q [out, in], scales [out]}.
   std::pair<torch::Tensor, torch::Tensor> int8_parts() const;
 
@@ -54,8 +55,8 @@ class PackedLinear {
  private:
   WeightDtype dtype_ = WeightDtype::kFp32;
   int64_t in_ = 0, out_ = 0;
-  torch::Tensor w_;                 // fp32 or bf16 [out, in]
-  torch::Tensor q_, scales_;        // int8 [out, in], fp32 [out] (q_ kept for the GEMV)
+  torch::Tensor w_;           // fp32 or bf16 [out, in]
+  torch::Tensor q_, scales_;  // int8 [out, in], fp32 [out] (q_ kept for the GEMV)
   c10::intrusive_ptr<LinearPackedParamsBase> packed_;
 };
 

@@ -16,9 +16,8 @@ namespace {
 constexpr int kGatherMinTokens = 8;
 
 // One (sequence, query head) pair: scores over keys 0..pos for each query row, read in place.
-void attend_in_place(const float* q, float* out, const float* kp, const float* vp,
-                     const AttnSeq& s, int h, int H, int KV, int Dh, int BS,
-                     std::vector<float>& scores) {
+void attend_in_place(const float* q, float* out, const float* kp, const float* vp, const AttnSeq& s,
+                     int h, int H, int KV, int Dh, int BS, std::vector<float>& scores) {
   const int kvh = h / (H / KV);
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   for (int t = 0; t < s.num_tokens; ++t) {
@@ -56,7 +55,8 @@ torch::Tensor gather_attention(const torch::Tensor& q, const torch::Tensor& k_po
   const int64_t BS = k_pool.size(1), KV = k_pool.size(2), Dh = k_pool.size(3);
   const int64_t ctx = s.start + s.num_tokens;
   const int64_t nb = (ctx + BS - 1) / BS;
-  auto table = torch::tensor(std::vector<int64_t>(s.block_table.begin(), s.block_table.begin() + nb));
+  auto table =
+      torch::tensor(std::vector<int64_t>(s.block_table.begin(), s.block_table.begin() + nb));
   auto k = k_pool.index_select(0, table).view({nb * BS, KV, Dh}).narrow(0, 0, ctx);  // [S, KV, Dh]
   auto v = v_pool.index_select(0, table).view({nb * BS, KV, Dh}).narrow(0, 0, ctx);  // [S, KV, Dh]
   auto qs = q.narrow(0, s.row, s.num_tokens).unsqueeze(0);                          // [1, T, H, Dh]
@@ -75,9 +75,9 @@ PagedKvPool::PagedKvPool(int num_layers, int nb, int bs, int n_kv_heads, int hea
   }
 }
 
-int64_t PagedKvPool::bytes_per_block(int num_layers, int block_size, int n_kv_heads,
-                                     int head_dim) {
-  return 2LL * num_layers * block_size * n_kv_heads * head_dim * static_cast<int64_t>(sizeof(float));
+int64_t PagedKvPool::bytes_per_block(int num_layers, int block_size, int n_kv_heads, int head_dim) {
+  return 2LL * num_layers * block_size * n_kv_heads * head_dim *
+         static_cast<int64_t>(sizeof(float));
 }
 
 torch::Tensor compute_slots(const std::vector<AttnSeq>& seqs, int block_size) {
@@ -108,8 +108,8 @@ torch::Tensor paged_attention(const torch::Tensor& q_in, const torch::Tensor& k_
   const int BS = k_pool.size(1), KV = k_pool.size(2);
   std::vector<const AttnSeq*> in_place;
   for (const auto& s : seqs) {
-    const bool gather = path == AttnPath::kGather ||
-                        (path == AttnPath::kAuto && s.num_tokens >= kGatherMinTokens);
+    const bool gather =
+        path == AttnPath::kGather || (path == AttnPath::kAuto && s.num_tokens >= kGatherMinTokens);
     if (gather) {
       out.narrow(0, s.row, s.num_tokens).copy_(gather_attention(q, k_pool, v_pool, s));
     } else {

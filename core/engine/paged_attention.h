@@ -34,10 +34,10 @@ struct PagedKvPool {
 
 // One sequence's run of rows in the flattened batch.
 struct AttnSeq {
-  int row = 0;                  // first row in the batch
-  int num_tokens = 0;           // rows (query tokens) of this sequence
-  int start = 0;                // absolute position of its first row
-  std::vector<int> block_table; // covers start + num_tokens tokens
+  int row = 0;                   // first row in the batch
+  int num_tokens = 0;            // rows (query tokens) of this sequence
+  int start = 0;                 // absolute position of its first row
+  std::vector<int> block_table;  // covers start + num_tokens tokens
 };
 
 enum class AttnPath { kAuto, kKernel, kGather };

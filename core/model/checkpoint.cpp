@@ -1,8 +1,8 @@
 #include "core/model/checkpoint.h"
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -66,15 +66,25 @@ void load_weights_safetensors(TransformerImpl& model, const std::string& path) {
     auto& param = p.value();
     std::vector<int64_t> want(param.sizes().begin(), param.sizes().end());
     if (info->shape != want)
-      throw std::runtime_error(path + ": tensor '" + name + "' has the wrong shape for this config");
+      throw std::runtime_error(path + ": tensor '" + name +
+                               "' has the wrong shape for this config");
     torch::ScalarType st;
     switch (info->dtype) {
-      case StDtype::F32: st = torch::kFloat32; break;
-      case StDtype::F16: st = torch::kFloat16; break;
-      case StDtype::BF16: st = torch::kBFloat16; break;
-      default: throw std::runtime_error(path + ": tensor '" + name + "' has unsupported dtype " + st_dtype_name(info->dtype));
+      case StDtype::F32:
+        st = torch::kFloat32;
+        break;
+      case StDtype::F16:
+        st = torch::kFloat16;
+        break;
+      case StDtype::BF16:
+        st = torch::kBFloat16;
+        break;
+      default:
+        throw std::runtime_error(path + ": tensor '" + name + "' has unsupported dtype " +
+                                 st_dtype_name(info->dtype));
     }
-    auto src = torch::from_blob(const_cast<void*>(file.data(*info)), want, torch::TensorOptions().dtype(st));
+    auto src = torch::from_blob(const_cast<void*>(file.data(*info)), want,
+                                torch::TensorOptions().dtype(st));
     param.copy_(src.to(param.device(), param.scalar_type()));
   }
 }
@@ -93,12 +103,16 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
     save_weights_safetensors(model, (tmp / "model.safetensors").string());
     meta.weights_sha256 = sha256_file_hex(tmp / "model.safetensors");
     if (write_extra) write_extra(tmp.string());
-    json m = {{"step", meta.step}, {"metrics", meta.metrics}, {"extra", meta.extra},
+    json m = {{"step", meta.step},
+              {"metrics", meta.metrics},
+              {"extra", meta.extra},
               {"weights_sha256", meta.weights_sha256},
               {"created_at", std::chrono::duration_cast<std::chrono::seconds>(
-                                 std::chrono::system_clock::now().time_since_epoch()).count()},
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count()},
               {"format_version", 1}};
-    write_file_atomic(tmp / "meta.json", m.dump(2) + "\n");  // last: its presence marks completeness
+    write_file_atomic(tmp / "meta.json",
+                      m.dump(2) + "\n");  // last: its presence marks completeness
     fsync_dir(tmp);
     // Move any previous checkpoint aside only after the new one is complete.
     const fs::path old = final_dir.string() + ".old-" + std::to_string(::getpid());
@@ -113,21 +127,24 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
   }
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device, bool verify_sha256) {
+LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device,
+                                 bool verify_sha256) {
   if (!fs::is_directory(dir)) throw std::runtime_error("checkpoint directory not found: " + dir);
   LoadedCheckpoint ck;
   ck.meta = read_checkpoint_meta(dir);
   ck.config = read_model_config_json((fs::path(dir) / "config.json").string());
   const std::string weights = (fs::path(dir) / "model.safetensors").string();
   if (!fs::exists(weights)) throw std::runtime_error(dir + ": model.safetensors missing");
-  if (verify_sha256 && !ck.meta.weights_sha256.empty() && sha256_file_hex(weights) != ck.meta.weights_sha256)
+  if (verify_sha256 && !ck.meta.weights_sha256.empty() &&
+      sha256_file_hex(weights) != ck.meta.weights_sha256)
     throw std::runtime_error(weights + ": checksum mismatch (corrupt or modified checkpoint)");
   const std::string tok = (fs::path(dir) / "tokenizer.model").string();
   if (!fs::exists(tok)) throw std::runtime_error(dir + ": tokenizer.model missing");
   ck.tokenizer = Tokenizer::load(tok);
   if (ck.tokenizer->vocab_size() != ck.config.vocab_size)
     throw std::runtime_error(dir + ": tokenizer has " + std::to_string(ck.tokenizer->vocab_size()) +
-                             " pieces but config.json says vocab_size " + std::to_string(ck.config.vocab_size));
+                             " pieces but config.json says vocab_size " +
+                             std::to_string(ck.config.vocab_size));
   ck.model = Transformer(ck.config);
   load_weights_safetensors(*ck.model, weights);
   ck.model->to(device);

@@ -1,8 +1,8 @@
 // Checkpoint directories:
 //   config.json        model config with Hugging Face LlamaConfig keys
 //   tokenizer.model    SentencePiece model
-//   model.safetensors  weights, Hugging Face Llama names (model.layers.N.self_attn.q_proj.weight ...)
-//   meta.json          step, metrics, sha256 of model.safetensors, free-form extras
+//   model.safetensors  weights, Hugging Face Llama names (model.layers.N.self_attn.q_proj.weight
+//   ...) meta.json          step, metrics, sha256 of model.safetensors, free-form extras
 // plus whatever a caller adds (the trainer: optimizer state, training_config.yaml).
 // Written into "<dir>.tmp-<pid>" and renamed into place, so a crash never leaves half a checkpoint.
 // Thread-safety: free functions; do not save and load the same directory concurrently.

@@ -23,11 +23,13 @@ torch::Device resolve_device(const std::string& name) {
   }
   if (name == "cpu") return torch::kCPU;
   if (name == "cuda") {
-    if (!torch::cuda::is_available()) throw std::invalid_argument("device cuda requested but CUDA is not available");
+    if (!torch::cuda::is_available())
+      throw std::invalid_argument("device cuda requested but CUDA is not available");
     return torch::kCUDA;
   }
   if (name == "mps") {
-    if (!mps_available()) throw std::invalid_argument("device mps requested but MPS is not available");
+    if (!mps_available())
+      throw std::invalid_argument("device mps requested but MPS is not available");
     return torch::Device(torch::kMPS);
   }
   throw std::invalid_argument("unknown device '" + name + "' (expected auto, cpu, cuda or mps)");

@@ -20,7 +20,9 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return rms_norm(x, weight, eps); }
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  return rms_norm(x, weight, eps);
+}
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
     : n_heads(c.num_heads), n_kv_heads(c.num_kv_heads), head_dim(c.head_dim()) {
@@ -38,7 +40,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
   auto v = v_proj(x).view({B, T, n_kv_heads, head_dim});  // [B, T, KV, Dh]
   q = apply_rope(q, cos, sin);
   k = apply_rope(k, cos, sin);
-  auto out = causal_attention(q, k, v);                   // [B, T, H, Dh]
+  auto out = causal_attention(q, k, v);                    // [B, T, H, Dh]
   return o_proj(out.reshape({B, T, n_heads * head_dim}));  // [B, T, D]
 }
 
@@ -75,7 +77,8 @@ TransformerImpl::TransformerImpl(const ModelConfig& c) : config_(c) {
     layers->push_back(blocks_.back());
   }
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
-  if (!c.tie_word_embeddings) lm_head = register_module("lm_head", linear(c.hidden_size, c.vocab_size));
+  if (!c.tie_word_embeddings)
+    lm_head = register_module("lm_head", linear(c.hidden_size, c.vocab_size));
   init_weights(0);
 }
 
@@ -90,15 +93,20 @@ void TransformerImpl::init_weights(uint64_t seed) {
       t.fill_(1.0);  // RMSNorm gains
       continue;
     }
-    const bool resid = name.find("o_proj") != std::string::npos || name.find("down_proj") != std::string::npos;
-    auto init = at::normal(0.0, resid ? resid_std : std_, t.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat32));
+    const bool resid =
+        name.find("o_proj") != std::string::npos || name.find("down_proj") != std::string::npos;
+    auto init = at::normal(0.0, resid ? resid_std : std_, t.sizes(), gen,
+                           torch::TensorOptions().dtype(torch::kFloat32));
     t.copy_(init);
   }
 }
 
-torch::Tensor TransformerImpl::embed(const torch::Tensor& tokens) { return embed_tokens(tokens); }
+torch::Tensor TransformerImpl::embed(const torch::Tensor& tokens) {
+  return embed_tokens(tokens);
+}
 
-std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope(int64_t T, const torch::Device& device) const {
+std::pair<torch::Tensor, torch::Tensor> TransformerImpl::rope(int64_t T,
+                                                              const torch::Device& device) const {
   auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(device));
   return rope_cos_sin(pos, config_.head_dim(), config_.rope_theta);
 }

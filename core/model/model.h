@@ -2,9 +2,9 @@
 // RMSNorm -> SwiGLU MLP -> residual], final RMSNorm, output head (tied to the embedding or not).
 // Parameter names follow Hugging Face Llama (see hf_parameter_name), so checkpoints load there.
 //
-// Modules own parameters; the math lives in core/model/ops.h. The KV cache is not here: the inference
-// engine owns it and composes the blocks' projections itself.
-// Thread-safety: forward() may run from one thread at a time per module instance.
+// Modules own parameters; the math lives in core/model/ops.h. The KV cache is not here: the
+// inference engine owns it and composes the blocks' projections itself. Thread-safety: forward()
+// may run from one thread at a time per module instance.
 #pragma once
 
 #include <torch/nn/module.h>
@@ -71,9 +71,10 @@ class TransformerImpl : public torch::nn::Module {
 
   // Pieces for callers that run blocks themselves (gradient checkpointing, the engine).
   torch::Tensor embed(const torch::Tensor& tokens);  // [...] int64 -> [..., D]
-  std::pair<torch::Tensor, torch::Tensor> rope(int64_t T, const torch::Device& device) const;  // [T, Dh] x2
+  std::pair<torch::Tensor, torch::Tensor> rope(int64_t T,
+                                               const torch::Device& device) const;  // [T, Dh] x2
   torch::Tensor head(const torch::Tensor& h);  // final norm + output: [..., D] -> [..., V]
-  torch::Tensor output_weight() const;        // [V, D], the embedding when tied
+  torch::Tensor output_weight() const;         // [V, D], the embedding when tied
   Block& block(size_t i) { return blocks_[i]; }
   size_t num_blocks() const { return blocks_.size(); }
 

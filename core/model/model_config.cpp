@@ -53,18 +53,21 @@ double ModelConfig::flops_per_token(int context) const {
 
 ModelConfig load_model_config_yaml(const std::string& path) {
   ModelConfig c;
-  load_flat_yaml(path, {
-      {"vocab_size", [&](const std::string& v) { c.vocab_size = parse_int(v); }},
-      {"hidden_size", [&](const std::string& v) { c.hidden_size = parse_int(v); }},
-      {"num_layers", [&](const std::string& v) { c.num_layers = parse_int(v); }},
-      {"num_heads", [&](const std::string& v) { c.num_heads = parse_int(v); }},
-      {"num_kv_heads", [&](const std::string& v) { c.num_kv_heads = parse_int(v); }},
-      {"intermediate_size", [&](const std::string& v) { c.intermediate_size = parse_int(v); }},
-      {"max_seq_length", [&](const std::string& v) { c.max_seq_length = parse_int(v); }},
-      {"rope_theta", [&](const std::string& v) { c.rope_theta = parse_double(v); }},
-      {"rms_norm_eps", [&](const std::string& v) { c.rms_norm_eps = parse_double(v); }},
-      {"tie_word_embeddings", [&](const std::string& v) { c.tie_word_embeddings = parse_bool(v); }},
-  });
+  load_flat_yaml(
+      path,
+      {
+          {"vocab_size", [&](const std::string& v) { c.vocab_size = parse_int(v); }},
+          {"hidden_size", [&](const std::string& v) { c.hidden_size = parse_int(v); }},
+          {"num_layers", [&](const std::string& v) { c.num_layers = parse_int(v); }},
+          {"num_heads", [&](const std::string& v) { c.num_heads = parse_int(v); }},
+          {"num_kv_heads", [&](const std::string& v) { c.num_kv_heads = parse_int(v); }},
+          {"intermediate_size", [&](const std::string& v) { c.intermediate_size = parse_int(v); }},
+          {"max_seq_length", [&](const std::string& v) { c.max_seq_length = parse_int(v); }},
+          {"rope_theta", [&](const std::string& v) { c.rope_theta = parse_double(v); }},
+          {"rms_norm_eps", [&](const std::string& v) { c.rms_norm_eps = parse_double(v); }},
+          {"tie_word_embeddings",
+           [&](const std::string& v) { c.tie_word_embeddings = parse_bool(v); }},
+      });
   try {
     c.validate();
   } catch (const std::invalid_argument& e) {

@@ -17,18 +17,19 @@ std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& positi
                                                      int64_t head_dim, double theta,
                                                      torch::ScalarType dtype) {
   auto opts = torch::TensorOptions().dtype(torch::kFloat64).device(positions.device());
-  auto idx = torch::arange(0, head_dim, 2, opts);                          // [Dh/2]
-  auto inv_freq = torch::pow(theta, -idx / static_cast<double>(head_dim));  // [Dh/2]
+  auto idx = torch::arange(0, head_dim, 2, opts);                                   // [Dh/2]
+  auto inv_freq = torch::pow(theta, -idx / static_cast<double>(head_dim));          // [Dh/2]
   auto freqs = positions.to(torch::kFloat64).unsqueeze(1) * inv_freq.unsqueeze(0);  // [N, Dh/2]
-  auto emb = torch::cat({freqs, freqs}, -1);                                // [N, Dh]
+  auto emb = torch::cat({freqs, freqs}, -1);                                        // [N, Dh]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
-torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& cos,
+                         const torch::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
-  auto x1 = x.narrow(-1, 0, half);     // [..., N, heads, Dh/2]
-  auto x2 = x.narrow(-1, half, half);  // [..., N, heads, Dh/2]
-  auto rotated = torch::cat({-x2, x1}, -1);  // [..., N, heads, Dh]
+  auto x1 = x.narrow(-1, 0, half);                 // [..., N, heads, Dh/2]
+  auto x2 = x.narrow(-1, half, half);              // [..., N, heads, Dh/2]
+  auto rotated = torch::cat({-x2, x1}, -1);        // [..., N, heads, Dh]
   auto c = cos.unsqueeze(-2).to(x.scalar_type());  // [N, 1, Dh]
   auto s = sin.unsqueeze(-2).to(x.scalar_type());  // [N, 1, Dh]
   return x * c + rotated * s;
@@ -48,16 +49,18 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v, int64_t q_offset) {
   const auto T = q.size(1), H = q.size(2), Dh = q.size(3), S = k.size(1);
   const int64_t n_rep = H / k.size(2);
-  auto qh = q.transpose(1, 2);                        // [B, H, T, Dh]
-  auto kh = repeat_kv(k, n_rep).transpose(1, 2);      // [B, H, S, Dh]
-  auto vh = repeat_kv(v, n_rep).transpose(1, 2);      // [B, H, S, Dh]
-  auto scores = torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh));  // [B, H, T, S]
-  auto qpos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(q.device())) + q_offset;
+  auto qh = q.transpose(1, 2);                    // [B, H, T, Dh]
+  auto kh = repeat_kv(k, n_rep).transpose(1, 2);  // [B, H, S, Dh]
+  auto vh = repeat_kv(v, n_rep).transpose(1, 2);  // [B, H, S, Dh]
+  auto scores =
+      torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh));  // [B, H, T, S]
+  auto qpos =
+      torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(q.device())) + q_offset;
   auto kpos = torch::arange(S, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
   auto masked = kpos.unsqueeze(0) > qpos.unsqueeze(1);  // [T, S]
   scores = scores.masked_fill(masked, -std::numeric_limits<float>::infinity());
   auto probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());  // [B, H, T, S]
-  return torch::matmul(probs, vh).transpose(1, 2);  // [B, T, H, Dh]
+  return torch::matmul(probs, vh).transpose(1, 2);                                  // [B, T, H, Dh]
 }
 
 }  // namespace ktl

@@ -19,8 +19,8 @@ std::pair<torch::Tensor, torch::Tensor> rope_cos_sin(const torch::Tensor& positi
                                                      int64_t head_dim, double theta,
                                                      torch::ScalarType dtype = torch::kFloat32);
 // Rotates pairs (i, i + Dh/2) ("rotate_half"); cos/sin [N, Dh] broadcast over heads.
-torch::Tensor apply_rope(const torch::Tensor& x,    // [..., N, heads, Dh]
-                         const torch::Tensor& cos,  // [N, Dh]
+torch::Tensor apply_rope(const torch::Tensor& x,     // [..., N, heads, Dh]
+                         const torch::Tensor& cos,   // [N, Dh]
                          const torch::Tensor& sin);  // [N, Dh]
 
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up);  // silu(gate) * up
@@ -33,6 +33,7 @@ torch::Tensor causal_attention(const torch::Tensor& q,  // [B, T, H, Dh]
                                int64_t q_offset = 0);
 
 // Repeats each kv head H/KV times so GQA becomes plain multi-head attention.
-torch::Tensor repeat_kv(const torch::Tensor& x, int64_t n_rep);  // [B, S, KV, Dh] -> [B, S, KV*n_rep, Dh]
+torch::Tensor repeat_kv(const torch::Tensor& x,
+                        int64_t n_rep);  // [B, S, KV, Dh] -> [B, S, KV*n_rep, Dh]
 
 }  // namespace ktl

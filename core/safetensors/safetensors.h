@@ -14,8 +14,8 @@
 namespace ktl {
 
 enum class StDtype { F32, F16, BF16, I8, U8, I32, I64 };
-const char* st_dtype_name(StDtype d);    // "F32", ...
-size_t st_dtype_size(StDtype d);         // bytes per element
+const char* st_dtype_name(StDtype d);                 // "F32", ...
+size_t st_dtype_size(StDtype d);                      // bytes per element
 StDtype st_dtype_from_name(const std::string& name);  // throws on unknown
 
 struct StTensorInfo {

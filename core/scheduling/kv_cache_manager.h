@@ -21,11 +21,11 @@ namespace ktl {
 
 struct KvCacheStats {
   int num_blocks = 0;
-  int free_blocks = 0;             // ref count 0 (cached-but-evictable ones included)
-  int cached_blocks = 0;           // blocks currently addressable by prefix hash
-  uint64_t prefix_queries = 0;     // prompt tokens looked up in the prefix cache
-  uint64_t prefix_hits = 0;        // of those, found in the cache
-  uint64_t evictions = 0;          // cached blocks reallocated for other content
+  int free_blocks = 0;          // ref count 0 (cached-but-evictable ones included)
+  int cached_blocks = 0;        // blocks currently addressable by prefix hash
+  uint64_t prefix_queries = 0;  // prompt tokens looked up in the prefix cache
+  uint64_t prefix_hits = 0;     // of those, found in the cache
+  uint64_t evictions = 0;       // cached blocks reallocated for other content
 };
 
 class KvCacheManager {
@@ -63,9 +63,9 @@ class KvCacheManager {
  private:
   struct Block {
     int ref_count = 0;
-    bool cached = false;           // present in hash_to_block_
+    bool cached = false;  // present in hash_to_block_
     uint64_t hash = 0;
-    std::vector<int> tokens;       // the block's tokens when cached (guards hash collisions)
+    std::vector<int> tokens;  // the block's tokens when cached (guards hash collisions)
     std::list<int>::iterator free_it;
     bool in_free_queue = false;
   };
@@ -76,14 +76,14 @@ class KvCacheManager {
   };
 
   static uint64_t chain_hash(uint64_t prev, const int* tokens, int n);
-  int pop_free_block();            // LRU head; evicts its cache entry
+  int pop_free_block();  // LRU head; evicts its cache entry
   void take_from_free_queue(int block);
   void release(int block);
 
   int block_size_;
   bool enable_prefix_cache_;
   std::vector<Block> blocks_;
-  std::list<int> free_queue_;      // front = least recently freed = evicted first
+  std::list<int> free_queue_;  // front = least recently freed = evicted first
   std::unordered_map<uint64_t, int> hash_to_block_;
   std::unordered_map<uint64_t, Table> tables_;
   uint64_t prefix_queries_ = 0;

@@ -44,11 +44,11 @@ class Sampler {
   int draw(const std::vector<int>& ids, const std::vector<float>& probs, double total);
 
   SamplingParams p_;
-  std::unordered_set<int> seen_;              // prompt + output (repetition penalty)
-  std::unordered_map<int, int> out_counts_;   // output only (presence/frequency)
+  std::unordered_set<int> seen_;             // prompt + output (repetition penalty)
+  std::unordered_map<int, int> out_counts_;  // output only (presence/frequency)
   std::mt19937_64 rng_;
-  std::vector<float> probs_;                  // scratch
-  std::vector<int> ids_;                      // scratch
+  std::vector<float> probs_;  // scratch
+  std::vector<int> ids_;      // scratch
 };
 
 // Index of the largest value (first one on ties).

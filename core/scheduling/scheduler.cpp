@@ -7,10 +7,14 @@ namespace ktl {
 
 const char* to_string(RequestState s) {
   switch (s) {
-    case RequestState::kWaiting: return "waiting";
-    case RequestState::kRunning: return "running";
-    case RequestState::kPreempted: return "preempted";
-    case RequestState::kFinished: return "finished";
+    case RequestState::kWaiting:
+      return "waiting";
+    case RequestState::kRunning:
+      return "running";
+    case RequestState::kPreempted:
+      return "preempted";
+    case RequestState::kFinished:
+      return "finished";
   }
   return "?";
 }

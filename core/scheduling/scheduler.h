@@ -40,10 +40,10 @@ struct SchedulerConfig {
 
 struct SchedRequest {
   uint64_t id = 0;
-  std::vector<int> tokens;       // prompt followed by generated tokens
+  std::vector<int> tokens;  // prompt followed by generated tokens
   int num_prompt_tokens = 0;
-  int num_computed_tokens = 0;   // tokens whose K/V are in the cache
-  int num_cached_tokens = 0;     // prompt tokens served by the prefix cache at first admission
+  int num_computed_tokens = 0;  // tokens whose K/V are in the cache
+  int num_cached_tokens = 0;    // prompt tokens served by the prefix cache at first admission
   int num_preemptions = 0;
   RequestState state = RequestState::kWaiting;
 };

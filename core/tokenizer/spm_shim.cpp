@@ -1,5 +1,6 @@
 // libktl_spm: C ABI over SentencePiece. Built as its own shared library so LibTorch's protobuf
-// and SentencePiece's embedded protobuf never meet in one symbol namespace (core/tokenizer/tokenizer.h).
+// and SentencePiece's embedded protobuf never meet in one symbol namespace
+// (core/tokenizer/tokenizer.h).
 #include "core/tokenizer/spm_shim.h"
 
 #include <sentencepiece_processor.h>

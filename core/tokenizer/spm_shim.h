@@ -1,5 +1,5 @@
-// C ABI of libktl_spm, the only code that touches SentencePiece (see core/tokenizer/tokenizer.h for why).
-// Buffers returned through out-parameters are malloc'ed by the shim and released with
+// C ABI of libktl_spm, the only code that touches SentencePiece (see core/tokenizer/tokenizer.h for
+// why). Buffers returned through out-parameters are malloc'ed by the shim and released with
 // ktl_spm_free. Error strings (char** err) are malloc'ed too; pass nullptr to ignore them.
 // Thread-safety: a processor handle may be used from many threads at once (SentencePiece's
 // encode/decode are const); ktl_spm_train is reentrant but trainings share the global log level.

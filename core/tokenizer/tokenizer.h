@@ -26,18 +26,26 @@ struct SpecialIds {
   static constexpr int kEos = 3;  // </s>
 };
 
-enum class PieceType { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+enum class PieceType {
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6
+};
 
 struct TokenizerTrainOptions {
   std::vector<std::string> input_files;  // one sentence per line, UTF-8
   std::string model_prefix;              // writes <prefix>.model and <prefix>.vocab
   int vocab_size = 32000;                // total pieces, specials included
   std::string model_type = "bpe";        // "bpe" or "unigram"
-  double character_coverage = 0.9995;    // Hangul has ~2.3k common syllables; rest via byte fallback
-  bool byte_fallback = true;             // no Korean character is ever <unk>
-  long long input_sentence_size = 2000000;  // sample this many sentences from large corpora (0 = all)
+  double character_coverage = 0.9995;  // Hangul has ~2.3k common syllables; rest via byte fallback
+  bool byte_fallback = true;           // no Korean character is ever <unk>
+  long long input_sentence_size =
+      2000000;  // sample this many sentences from large corpora (0 = all)
   int num_threads = 2;
-  int max_sentence_length = 8192;        // bytes
+  int max_sentence_length = 8192;  // bytes
   int seed = 1234;
 };
 

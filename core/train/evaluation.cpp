@@ -5,8 +5,8 @@
 #include <cmath>
 #include <limits>
 
-#include "core/train/data_loader.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/train/data_loader.h"
 
 namespace ktl {
 namespace {

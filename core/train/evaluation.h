@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "core/train/mixed_precision.h"
 #include "core/model/model.h"
+#include "core/train/mixed_precision.h"
 
 namespace ktl {
 

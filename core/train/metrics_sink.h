@@ -13,7 +13,8 @@ namespace ktl {
 class MetricsSink {
  public:
   virtual ~MetricsSink() = default;
-  // e.g. ("train/loss", 120, 3.21), ("val/loss", ...), ("train/lr", ...), ("train/tokens_per_s", ...)
+  // e.g. ("train/loss", 120, 3.21), ("val/loss", ...), ("train/lr", ...), ("train/tokens_per_s",
+  // ...)
   virtual void metric(const std::string& key, int64_t step, double value) = 0;
   // A generated continuation of a fixed prompt at `step`; `kind` is "greedy" or "sampled".
   virtual void sample(int64_t step, const std::string& prompt, const std::string& text,

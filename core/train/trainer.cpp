@@ -10,8 +10,8 @@
 #include <stdexcept>
 
 #include "core/model/checkpoint.h"
-#include "core/train/checkpointed_forward.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/train/checkpointed_forward.h"
 
 namespace ktl {
 

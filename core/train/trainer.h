@@ -4,7 +4,8 @@
 // stop on request (SIGTERM in the CLI).
 //
 // Output directory layout:
-//   checkpoint-<step>/   model (core/model/checkpoint.h) + optimizer.safetensors, trainer_state.json,
+//   checkpoint-<step>/   model (core/model/checkpoint.h) + optimizer.safetensors,
+//   trainer_state.json,
 //                        training_config.yaml
 //   latest -> checkpoint-<newest>   (what the server and `--resume-from` usually want)
 //   best   -> checkpoint-<lowest val loss>
@@ -26,13 +27,13 @@
 #include <string>
 #include <vector>
 
+#include "core/model/model.h"
 #include "core/train/adamw.h"
 #include "core/train/data_loader.h"
 #include "core/train/evaluation.h"
 #include "core/train/lr_schedule.h"
 #include "core/train/metrics_sink.h"
 #include "core/train/mixed_precision.h"
-#include "core/model/model.h"
 #include "core/train/training_config.h"
 
 namespace ktl {

@@ -40,8 +40,8 @@ nlohmann::json last_json_line(const std::string& out) {
 TEST(Cli, HelpListsEveryCommand) {
   auto r = run("--help");
   EXPECT_EQ(r.code, 0);
-  for (const char* c : {"info", "init-model", "prepare-data", "train-tokenizer", "train", "generate",
-                        "eval", "bench", "export", "serve"})
+  for (const char* c : {"info", "init-model", "prepare-data", "train-tokenizer", "train",
+                        "generate", "eval", "bench", "export", "serve"})
     EXPECT_NE(r.out.find(std::string("  ") + c), std::string::npos) << c << "\n" << r.out;
 }
 
@@ -76,8 +76,8 @@ TEST(Cli, InitModelWritesALoadableCheckpoint) {
   const auto tok = ktl::testing::make_tiny_tokenizer(d / "tok");
   std::ofstream(d / "m.yaml") << "vocab_size: 512\nhidden_size: 32\nnum_layers: 1\nnum_heads: 2\n"
                                  "num_kv_heads: 1\nintermediate_size: 48\nmax_seq_length: 64\n";
-  auto r = run("init-model --model-config " + d / "m.yaml" + " --tokenizer " + d / "tok" + " --out " +
-               d / "ck" + " --seed 7");
+  auto r = run("init-model --model-config " + d / "m.yaml" + " --tokenizer " + d / "tok" +
+               " --out " + d / "ck" + " --seed 7");
   ASSERT_EQ(r.code, 0) << r.out;
   auto ck = ktl::load_checkpoint(d / "ck");
   EXPECT_EQ(ck.config.hidden_size, 32);
@@ -85,7 +85,8 @@ TEST(Cli, InitModelWritesALoadableCheckpoint) {
   ref->init_weights(7);
   EXPECT_TRUE(torch::equal(ref->embed_tokens->weight, ck.model->embed_tokens->weight));
   // A missing file is an error (exit 1) that names it.
-  r = run("init-model --model-config " + d / "nope.yaml" + " --tokenizer " + d / "tok" + " --out " + d / "x");
+  r = run("init-model --model-config " + d / "nope.yaml" + " --tokenizer " + d / "tok" + " --out " +
+          d / "x");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("nope.yaml"), std::string::npos) << r.out;
 }

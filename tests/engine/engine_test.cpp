@@ -7,9 +7,9 @@
 
 #include "core/engine/engine_model.h"
 #include "core/engine/llm_engine.h"
+#include "core/engine/paged_attention.h"
 #include "core/model/model.h"
 #include "core/model/ops.h"
-#include "core/engine/paged_attention.h"
 
 namespace ktl {
 namespace {
@@ -125,8 +125,8 @@ TEST(PagedAttention, KernelAndGatherEqualDenseAttention) {
   auto gather = paged_attention(q, pool.k[0], pool.v[0], seqs, AttnPath::kGather);
   for (size_t s = 0; s < seqs.size(); ++s) {
     const auto& a = seqs[s];
-    auto dense = causal_attention(q.narrow(0, a.row, a.num_tokens).unsqueeze(0),
-                                  ks[s].unsqueeze(0), vs[s].unsqueeze(0), a.start)
+    auto dense = causal_attention(q.narrow(0, a.row, a.num_tokens).unsqueeze(0), ks[s].unsqueeze(0),
+                                  vs[s].unsqueeze(0), a.start)
                      .squeeze(0);
     EXPECT_TRUE(torch::allclose(kernel.narrow(0, a.row, a.num_tokens), dense, 1e-5, 1e-5)) << s;
     EXPECT_TRUE(torch::allclose(gather.narrow(0, a.row, a.num_tokens), dense, 1e-5, 1e-5)) << s;
@@ -353,7 +353,8 @@ TEST(EngineModel, Int8LogitsCloseToFp32AndExportRoundTrips) {
   // Exported int8 weights reload to the same model.
   std::map<std::string, StoredWeight> w;
   for (auto& [name, sw] : q.export_weights(WeightDtype::kInt8)) w[name] = sw;
-  EngineModel r(t->config(), [&](const std::string& n) { return w.at(n); }, WeightDtype::kInt8);
+  EngineModel r(
+      t->config(), [&](const std::string& n) { return w.at(n); }, WeightDtype::kInt8);
   auto lr = r.forward(toks, {a}, p3, rows);
   EXPECT_TRUE(torch::allclose(lr, lq, 1e-4, 1e-4));
 }

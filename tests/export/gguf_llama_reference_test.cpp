@@ -10,9 +10,9 @@
 #include <cmath>
 #include <filesystem>
 
-#include "core/model/checkpoint.h"
 #include "core/export/gguf_export.h"
 #include "core/export/gguf_reader.h"
+#include "core/model/checkpoint.h"
 #include "core/model/model.h"
 #include "core/tokenizer/tokenizer.h"
 #include "tests/support/korean_fixture.h"

@@ -228,8 +228,8 @@ TEST_F(GgufFileTest, RejectsTensorSizesThatOverflow) {
     for (int i = 0; i < 8; ++i) bad[at + i] = char(ne0 >> (8 * i));
     return bad;
   };
-  expect_reject(with_dim0(uint64_t(1) << 62), "overflows");     // 2^64 bytes: wrapped to 0
-  expect_reject(with_dim0(uint64_t(1) << 61), "past the end");  // 2^63 bytes
+  expect_reject(with_dim0(uint64_t(1) << 62), "overflows");           // 2^64 bytes: wrapped to 0
+  expect_reject(with_dim0(uint64_t(1) << 61), "past the end");        // 2^63 bytes
   expect_reject(with_dim0((uint64_t(1) << 62) - 8), "past the end");  // padded size wraps
 }
 

@@ -4,8 +4,8 @@
 
 #include <fstream>
 
-#include "core/model/checkpoint.h"
 #include "core/base/file_util.h"
+#include "core/model/checkpoint.h"
 #include "core/tokenizer/tokenizer.h"
 #include "tests/support/tiny_checkpoint.h"
 
@@ -49,8 +49,9 @@ TEST_F(CheckpointTest, ConfigJsonUsesLlamaKeys) {
   const std::string dir = tmp_->path() + "/keys";
   testing::make_tiny_checkpoint(dir, tok_);
   const std::string cfg = read_file(dir + "/config.json");
-  for (const char* key : {"\"model_type\": \"llama\"", "\"num_hidden_layers\"", "\"num_key_value_heads\"",
-                          "\"max_position_embeddings\"", "\"LlamaForCausalLM\""})
+  for (const char* key :
+       {"\"model_type\": \"llama\"", "\"num_hidden_layers\"", "\"num_key_value_heads\"",
+        "\"max_position_embeddings\"", "\"LlamaForCausalLM\""})
     EXPECT_NE(cfg.find(key), std::string::npos) << key;
 }
 

@@ -36,7 +36,8 @@ TEST(ModelConfig, UnknownKeyIsNamed) {
     load_model_config_yaml(write_yaml(d, "hidden_size: 64\nhiden_layers: 3\n"));
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown key 'hiden_layers'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unknown key 'hiden_layers'"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -48,14 +49,17 @@ TEST(ModelConfig, WrongTypeIsNamed) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("key 'num_layers'"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(load_model_config_yaml(write_yaml(d, "tie_word_embeddings: maybe\n")), std::runtime_error);
+  EXPECT_THROW(load_model_config_yaml(write_yaml(d, "tie_word_embeddings: maybe\n")),
+               std::runtime_error);
   EXPECT_THROW(load_model_config_yaml(write_yaml(d, "rope_theta: [1, 2]\n")), std::runtime_error);
 }
 
 TEST(ModelConfig, InconsistentShapesAreRefused) {
   testing::TempDir d;
-  EXPECT_THROW(load_model_config_yaml(write_yaml(d, "num_heads: 12\nnum_kv_heads: 5\n")), std::runtime_error);
-  EXPECT_THROW(load_model_config_yaml(write_yaml(d, "hidden_size: 100\nnum_heads: 12\n")), std::runtime_error);
+  EXPECT_THROW(load_model_config_yaml(write_yaml(d, "num_heads: 12\nnum_kv_heads: 5\n")),
+               std::runtime_error);
+  EXPECT_THROW(load_model_config_yaml(write_yaml(d, "hidden_size: 100\nnum_heads: 12\n")),
+               std::runtime_error);
   EXPECT_THROW(load_model_config_yaml(d / "missing.yaml"), std::runtime_error);
 }
 

@@ -33,7 +33,8 @@ TEST(RmsNorm, MatchesNaiveFormula) {
       for (int k = 0; k < 16; ++k) ss += std::pow(x[i][j][k].item<double>(), 2);
       const double scale = 1.0 / std::sqrt(ss / 16 + 1e-5);
       for (int k = 0; k < 16; ++k)
-        EXPECT_NEAR(got[i][j][k].item<double>(), x[i][j][k].item<double>() * scale * w[k].item<double>(), 1e-5);
+        EXPECT_NEAR(got[i][j][k].item<double>(),
+                    x[i][j][k].item<double>() * scale * w[k].item<double>(), 1e-5);
     }
 }
 
@@ -95,7 +96,8 @@ TEST(Attention, GqaEqualsMultiHeadWithRepeatedKvWeights) {
 
 TEST(Attention, MatchesNaiveSoftmaxAttention) {
   torch::manual_seed(4);
-  auto q = torch::randn({1, 5, 2, 4}), k = torch::randn({1, 5, 2, 4}), v = torch::randn({1, 5, 2, 4});
+  auto q = torch::randn({1, 5, 2, 4}), k = torch::randn({1, 5, 2, 4}),
+       v = torch::randn({1, 5, 2, 4});
   auto out = causal_attention(q, k, v);
   for (int h = 0; h < 2; ++h)
     for (int t = 0; t < 5; ++t) {
@@ -150,7 +152,9 @@ TEST(Transformer, ParameterCountMatchesClosedForm) {
   }
   // model_small: 32000*768 + 12 * (768*768*2 + 2*768*256 + 3*768*2048 + 2*768) + 768
   ModelConfig small;
-  EXPECT_EQ(small.num_parameters(), 32000LL * 768 + 12LL * (768 * 768 * 2 + 2 * 768 * 256 + 3 * 768 * 2048 + 2 * 768) + 768);
+  EXPECT_EQ(
+      small.num_parameters(),
+      32000LL * 768 + 12LL * (768 * 768 * 2 + 2 * 768 * 256 + 3 * 768 * 2048 + 2 * 768) + 768);
 }
 
 TEST(Transformer, TiedHeadSharesEmbedding) {

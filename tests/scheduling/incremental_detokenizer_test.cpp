@@ -60,9 +60,11 @@ TEST(IncrementalDetokenizer, InvalidBytesBecomeReplacementAndFlushReportsTruncat
   IncrementalDetokenizer d(token_bytes, false);
   EXPECT_EQ(d.push(0x80), "\xEF\xBF\xBD");  // stray continuation byte
   EXPECT_EQ(d.push(0xEA), "");
-  EXPECT_EQ(d.push('a'), "\xEF\xBF\xBD" "a");  // lead byte broken by ASCII
+  EXPECT_EQ(d.push('a'),
+            "\xEF\xBF\xBD"
+            "a");  // lead byte broken by ASCII
   EXPECT_EQ(d.push(0xEA), "");
-  EXPECT_EQ(d.flush(), "\xEF\xBF\xBD");       // stream ended mid-character
+  EXPECT_EQ(d.flush(), "\xEF\xBF\xBD");  // stream ended mid-character
 }
 
 }  // namespace

@@ -81,7 +81,7 @@ TEST(KvCacheManager, LeavesOneTokenToCompute) {
 
 TEST(KvCacheManager, FreedCachedBlocksRevivableUntilEvictedLru) {
   KvCacheManager kv(4, 2);
-  auto a = iota_tokens(5, 10);   // blocks [10,11] [12,13] + partial
+  auto a = iota_tokens(5, 10);  // blocks [10,11] [12,13] + partial
   auto b = iota_tokens(5, 50);
   kv.attach_cached_prefix(1, a);
   ASSERT_TRUE(kv.allocate_slots(1, 4));

@@ -7,7 +7,8 @@
 namespace ktl {
 namespace {
 
-std::string run(StopMatcher& m, const std::vector<std::string>& chunks, std::vector<std::string>* emitted) {
+std::string run(StopMatcher& m, const std::vector<std::string>& chunks,
+                std::vector<std::string>* emitted) {
   std::string out;
   for (const auto& c : chunks) {
     std::string e = m.push(c);

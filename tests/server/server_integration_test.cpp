@@ -393,8 +393,9 @@ class ServeOwnServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = (fs::temp_directory_path() /
-            ("ktl_serve_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-             "_" + std::to_string(getpid())))
+            ("ktl_serve_" +
+             std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
+             std::to_string(getpid())))
                .string();
     fs::remove_all(dir_);
     std::string why;
