@@ -8,6 +8,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "server/header_validation.h"
+
 namespace ktl::server {
 
 namespace {
@@ -274,12 +276,13 @@ void register_reads(httplib::Server& server, JobStore& store, JobRunner& runner,
                Job j = find_job(store, path_id(req));
                int64_t since = int_param(req, "since", 0, 0);
                if (req.has_header("Last-Event-ID")) {
-                 try {
-                   since = std::stoll(req.get_header_value("Last-Event-ID"));
-                 } catch (const std::exception&) {
+                 // The server refuses a malformed one before routing; this keeps the route
+                 // strict on its own ("5abc" is not event 5).
+                 auto id = parse_decimal_int64(req.get_header_value("Last-Event-ID"));
+                 if (!id)
                    throw HttpError(400, "Last-Event-ID must be an event id", "invalid_parameter",
                                    "Last-Event-ID");
-                 }
+                 since = *id;
                }
                stream_events(res, store, runner, opts, j.id, since);
              }));
