@@ -15,37 +15,62 @@ namespace {
 // Chunks at least this long go through the gather + matmul path under kAuto.
 constexpr int kGatherMinTokens = 8;
 
-// One (sequence, query head) pair: scores over keys 0..pos for each query row, read in place.
-void attend_in_place(const float* q, float* out, const float* kp, const float* vp, const AttnSeq& s,
-                     int h, int H, int KV, int Dh, int BS, std::vector<float>& scores) {
-  const int kvh = h / (H / KV);
+// dot(a, b) over n floats in 16 independent lanes, so the compiler vectorises it without
+// reassociating one serial reduction (no -ffast-math).
+inline float dot_lanes(const float* a, const float* b, int n) {
+  constexpr int kLanes = 16;
+  float acc[kLanes] = {};
+  int d = 0;
+  for (; d + kLanes <= n; d += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[d + l] * b[d + l];
+  float t = 0;
+  for (int l = 0; l < kLanes; ++l) t += acc[l];
+  for (; d < n; ++d) t += a[d] * b[d];
+  return t;
+}
+
+// One query row of one sequence and all G query heads sharing KV head `kvh`: every K and V row
+// is read once for the group, in place, block by block through the block table (no dense copy).
+// scores: [G, pos + 1]. Cloned for AVX-512/AVX2 and picked at load time.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_group(
+    const float* q, float* out, const float* kp, const float* vp, const AttnSeq& s, int t, int kvh,
+    int H, int KV, int Dh, int BS, std::vector<float>& scores) {
+  const int G = H / KV, pos = s.start + t, ctx = pos + 1;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-  for (int t = 0; t < s.num_tokens; ++t) {
-    const int pos = s.start + t;
-    const float* qr = q + (static_cast<int64_t>(s.row + t) * H + h) * Dh;
-    scores.resize(pos + 1);
-    float mx = -INFINITY;
-    for (int j = 0; j <= pos; ++j) {
-      const int64_t slot = static_cast<int64_t>(s.block_table[j / BS]) * BS + j % BS;
-      const float* kr = kp + (slot * KV + kvh) * Dh;
-      float acc = 0;
-      for (int d = 0; d < Dh; ++d) acc += qr[d] * kr[d];
-      scores[j] = acc * scale;
-      mx = std::max(mx, scores[j]);
+  const float* qr = q + (static_cast<int64_t>(s.row + t) * H + kvh * G) * Dh;  // [G, Dh]
+  float* o = out + (static_cast<int64_t>(s.row + t) * H + kvh * G) * Dh;       // [G, Dh]
+  scores.resize(static_cast<size_t>(G) * ctx);
+  for (int j0 = 0; j0 < ctx; j0 += BS) {
+    const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
+    const int n = std::min(BS, ctx - j0);
+    for (int j = 0; j < n; ++j) {
+      const float* kr = kp + ((base + j) * KV + kvh) * Dh;
+      for (int g = 0; g < G; ++g) scores[g * ctx + j0 + j] = dot_lanes(qr + g * Dh, kr, Dh) * scale;
     }
+  }
+  for (int g = 0; g < G; ++g) {
+    float* sc = scores.data() + static_cast<int64_t>(g) * ctx;
+    float mx = -INFINITY;
+    for (int j = 0; j < ctx; ++j) mx = std::max(mx, sc[j]);
     float sum = 0;
-    for (int j = 0; j <= pos; ++j) {
-      scores[j] = std::exp(scores[j] - mx);
-      sum += scores[j];
+    for (int j = 0; j < ctx; ++j) {
+      sc[j] = std::exp(sc[j] - mx);
+      sum += sc[j];
     }
     const float inv = 1.0f / sum;
-    float* o = out + (static_cast<int64_t>(s.row + t) * H + h) * Dh;
-    std::fill(o, o + Dh, 0.0f);
-    for (int j = 0; j <= pos; ++j) {
-      const int64_t slot = static_cast<int64_t>(s.block_table[j / BS]) * BS + j % BS;
-      const float* vr = vp + (slot * KV + kvh) * Dh;
-      const float p = scores[j] * inv;
-      for (int d = 0; d < Dh; ++d) o[d] += p * vr[d];
+    for (int j = 0; j < ctx; ++j) sc[j] *= inv;
+  }
+  std::fill(o, o + static_cast<int64_t>(G) * Dh, 0.0f);
+  for (int j0 = 0; j0 < ctx; j0 += BS) {
+    const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
+    const int n = std::min(BS, ctx - j0);
+    for (int j = 0; j < n; ++j) {
+      const float* vr = vp + ((base + j) * KV + kvh) * Dh;
+      for (int g = 0; g < G; ++g) {
+        const float p = scores[g * ctx + j0 + j];
+        float* og = o + g * Dh;
+        for (int d = 0; d < Dh; ++d) og[d] += p * vr[d];
+      }
     }
   }
 }
@@ -122,12 +147,16 @@ torch::Tensor paged_attention(const torch::Tensor& q_in, const torch::Tensor& k_
     const float* kp = kc.data_ptr<float>();
     const float* vp = vc.data_ptr<float>();
     float* op = out.data_ptr<float>();
-    const int64_t work = static_cast<int64_t>(in_place.size()) * H;
+    // Work items: (sequence, query row, KV head).
+    std::vector<std::pair<const AttnSeq*, int>> rows;
+    for (const AttnSeq* s : in_place)
+      for (int t = 0; t < s->num_tokens; ++t) rows.emplace_back(s, t);
+    const int64_t work = static_cast<int64_t>(rows.size()) * KV;
     at::parallel_for(0, work, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> scores;
       for (int64_t w = begin; w < end; ++w) {
-        attend_in_place(qp, op, kp, vp, *in_place[w / H], static_cast<int>(w % H), H, KV, Dh, BS,
-                        scores);
+        const auto& [s, t] = rows[w / KV];
+        attend_group(qp, op, kp, vp, *s, t, static_cast<int>(w % KV), H, KV, Dh, BS, scores);
       }
     });
   }
