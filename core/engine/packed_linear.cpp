@@ -162,6 +162,15 @@ std::atomic<Int8Activations>& decode_activations() {
   return a;
 }
 
+// Row limit of the int8 kernels (above: the quantized engine); KTL_INT8_GEMM_MAX_ROWS to measure.
+int64_t int8_gemm_max_rows() {
+  static const int64_t rows = [] {
+    const char* v = std::getenv("KTL_INT8_GEMM_MAX_ROWS");
+    return v ? std::max<int64_t>(1, std::atoll(v)) : kInt8GemmMaxRows;
+  }();
+  return rows;
+}
+
 }  // namespace
 
 void set_int8_decode_activations(Int8Activations a) {
@@ -249,7 +258,7 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
       if (x.size(0) <= kBf16GemvMaxRows) return bf16_gemv(w_, x);
       return at::linear(x.to(torch::kBFloat16), w_).to(torch::kFloat32);
     case WeightDtype::kInt8:
-      if (x.size(0) <= kInt8GemmMaxRows) {
+      if (x.size(0) <= int8_gemm_max_rows()) {
         return int8_decode_activations() == Int8Activations::kInt8 ? forward_int8_gemm(x)
                                                                    : forward_weight_only(x);
       }
@@ -272,8 +281,11 @@ torch::Tensor PackedLinear::forward_int8_gemm(const torch::Tensor& x, Int8Kernel
 
 torch::Tensor PackedLinear::forward_weight_only(const torch::Tensor& x) const {
   if (dtype_ != WeightDtype::kInt8) throw std::logic_error("forward_weight_only: not int8");
-  if (x.size(0) > kGemvMaxRows) return int8_tiled_matmul(q_, scales_, x);
-  return int8_gemv(q_, scales_, x);
+  if (x.size(0) <= kGemvMaxRows) return int8_gemv(q_, scales_, x);
+  if (packed_) {
+    return const_cast<LinearPackedParamsBase&>(*packed_).apply_dynamic(x.contiguous(), false);
+  }
+  return int8_tiled_matmul(q_, scales_, x);
 }
 
 torch::Tensor PackedLinear::forward_int8_tiled(const torch::Tensor& x) const {

@@ -51,7 +51,8 @@ class PackedLinear {
   torch::Tensor forward_int8_tiled(const torch::Tensor& x) const;  // int8 prefill fallback path
   // int8 x int8 (dynamic per-row activation quantization), any row count; the decode path.
   torch::Tensor forward_int8_gemm(const torch::Tensor& x, Int8Kernels k = Int8Kernels::kBest) const;
-  // The previous decode path: int8 weights x fp32 activations (GEMV up to 8 rows, else tiled).
+  // The previous path: int8 weights x fp32 activations (GEMV) up to 8 rows, above that the
+  // quantized engine (or the tiled matmul).
   torch::Tensor forward_weight_only(const torch::Tensor& x) const;
   torch::Tensor dequantized() const;  // [out, in] fp32
   // int8 form (quantising fp32/bf16 weights on the fly): {q [out, in], scales [out]}.

@@ -319,8 +319,8 @@ TEST(PackedLinear, Int8GemvEqualsDequantizedTwinForDecodeBatches) {
     ASSERT_EQ(got.sizes(), twin.sizes());
     const double rel = ((got - twin).norm() / twin.norm()).item<double>();
     // The weight-only GEMV (up to 8 rows) and the tiled matmul use the same int8 weights and
-    // fp32 activations: float rounding only.
-    EXPECT_LT(rel, 1e-5) << rows << " rows";
+    // fp32 activations: float rounding only. oneDNN (above 8 rows) also quantizes them.
+    EXPECT_LT(rel, rows <= 8 || !q.uses_quantized_engine() ? 1e-5 : 0.03) << rows << " rows";
   }
 }
 
