@@ -259,6 +259,37 @@ const char* to_string(Int8Kernels k) {
   return "?";
 }
 
+namespace {
+
+// max |x| over n floats, in 16 lanes so it vectorises.
+float abs_max(const float* x, int64_t n) {
+  float m[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int l = 0; l < 16; ++l) m[l] = std::max(m[l], std::fabs(x[i + l]));
+  float r = 0;
+  for (int l = 0; l < 16; ++l) r = std::max(r, m[l]);
+  for (; i < n; ++i) r = std::max(r, std::fabs(x[i]));
+  return r;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void quantize_row(const float* x,
+                                                                               int64_t n, float inv,
+                                                                               int8_t* q,
+                                                                               uint8_t* u) {
+  // Adding and subtracting 1.5 * 2^23 rounds to nearest even (|v| <= 127), and vectorises
+  // (std::nearbyint is a library call per element).
+  constexpr float kMagic = 12582912.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::min(127.0f, std::max(-127.0f, x[i] * inv));
+    const int r = static_cast<int>((v + kMagic) - kMagic);
+    q[i] = static_cast<int8_t>(r);
+    u[i] = static_cast<uint8_t>(r + 128);
+  }
+}
+
+}  // namespace
+
 Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols) {
   Int8Rows r;
   r.rows = rows;
@@ -267,18 +298,9 @@ Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols) {
   r.u.resize(rows * cols);
   r.scale.resize(rows);
   for (int64_t n = 0; n < rows; ++n) {
-    const float* xr = x + n * cols;
-    float amax = 0;
-    for (int64_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(xr[i]));
+    const float amax = abs_max(x + n * cols, cols);
     const float scale = amax > 0 ? amax / 127.0f : 1.0f;
-    const float inv = 1.0f / scale;
-    int8_t* q = r.q.data() + n * cols;
-    uint8_t* u = r.u.data() + n * cols;
-    for (int64_t i = 0; i < cols; ++i) {
-      const float v = std::min(127.0f, std::max(-127.0f, std::nearbyint(xr[i] * inv)));
-      q[i] = static_cast<int8_t>(v);
-      u[i] = static_cast<uint8_t>(static_cast<int>(v) + 128);
-    }
+    quantize_row(x + n * cols, cols, 1.0f / scale, r.q.data() + n * cols, r.u.data() + n * cols);
     r.scale[n] = scale;
   }
   return r;

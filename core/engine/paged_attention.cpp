@@ -23,33 +23,37 @@ inline float dot_lanes(const float* a, const float* b, int n) {
   int d = 0;
   for (; d + kLanes <= n; d += kLanes)
     for (int l = 0; l < kLanes; ++l) acc[l] += a[d + l] * b[d + l];
-  float t = 0;
-  for (int l = 0; l < kLanes; ++l) t += acc[l];
+  // Tree sum (4 dependent adds, not 16).
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  float t = acc[0];
   for (; d < n; ++d) t += a[d] * b[d];
   return t;
 }
 
-// One query row of one sequence and all G query heads sharing KV head `kvh`: every K and V row
-// is read once for the group, in place, block by block through the block table (no dense copy).
-// scores: [G, pos + 1]. Cloned for AVX-512/AVX2 and picked at load time.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_group(
-    const float* q, float* out, const float* kp, const float* vp, const AttnSeq& s, int t, int kvh,
-    int H, int KV, int Dh, int BS, std::vector<float>& scores) {
-  const int G = H / KV, pos = s.start + t, ctx = pos + 1;
+// One query row of one sequence, the query heads of KV heads [kv0, kv1): the keys of every KV head
+// at a slot are one contiguous [KV, Dh] row and slots run contiguously within a block, so K and V
+// are read in place, block by block through the block table (no dense copy), sequentially, and each
+// K/V row once for all query heads of its GQA group. scores: [H, pos + 1]. Cloned for AVX-512/AVX2.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_row(
+    const float* q, float* out, const float* kp, const float* vp, const AttnSeq& s, int t, int H,
+    int KV, int Dh, int BS, int kv0, int kv1, std::vector<float>& scores) {
+  const int G = H / KV, pos = s.start + t, ctx = pos + 1, h0 = kv0 * G, h1 = kv1 * G;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-  const float* qr = q + (static_cast<int64_t>(s.row + t) * H + kvh * G) * Dh;  // [G, Dh]
-  float* o = out + (static_cast<int64_t>(s.row + t) * H + kvh * G) * Dh;       // [G, Dh]
-  scores.resize(static_cast<size_t>(G) * ctx);
+  const float* qr = q + static_cast<int64_t>(s.row + t) * H * Dh;  // [H, Dh]
+  float* o = out + static_cast<int64_t>(s.row + t) * H * Dh;       // [H, Dh]
+  scores.resize(static_cast<size_t>(H) * ctx);
   for (int j0 = 0; j0 < ctx; j0 += BS) {
     const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
     const int n = std::min(BS, ctx - j0);
     for (int j = 0; j < n; ++j) {
-      const float* kr = kp + ((base + j) * KV + kvh) * Dh;
-      for (int g = 0; g < G; ++g) scores[g * ctx + j0 + j] = dot_lanes(qr + g * Dh, kr, Dh) * scale;
+      const float* kr = kp + (base + j) * KV * Dh;  // [KV, Dh]
+      for (int h = h0; h < h1; ++h)
+        scores[h * ctx + j0 + j] = dot_lanes(qr + h * Dh, kr + (h / G) * Dh, Dh) * scale;
     }
   }
-  for (int g = 0; g < G; ++g) {
-    float* sc = scores.data() + static_cast<int64_t>(g) * ctx;
+  for (int h = h0; h < h1; ++h) {
+    float* sc = scores.data() + static_cast<int64_t>(h) * ctx;
     float mx = -INFINITY;
     for (int j = 0; j < ctx; ++j) mx = std::max(mx, sc[j]);
     float sum = 0;
@@ -60,16 +64,17 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void attend_group(
     const float inv = 1.0f / sum;
     for (int j = 0; j < ctx; ++j) sc[j] *= inv;
   }
-  std::fill(o, o + static_cast<int64_t>(G) * Dh, 0.0f);
+  std::fill(o + h0 * Dh, o + h1 * Dh, 0.0f);
   for (int j0 = 0; j0 < ctx; j0 += BS) {
     const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
     const int n = std::min(BS, ctx - j0);
     for (int j = 0; j < n; ++j) {
-      const float* vr = vp + ((base + j) * KV + kvh) * Dh;
-      for (int g = 0; g < G; ++g) {
-        const float p = scores[g * ctx + j0 + j];
-        float* og = o + g * Dh;
-        for (int d = 0; d < Dh; ++d) og[d] += p * vr[d];
+      const float* vr = vp + (base + j) * KV * Dh;  // [KV, Dh]
+      for (int h = h0; h < h1; ++h) {
+        const float p = scores[h * ctx + j0 + j];
+        const float* vh = vr + (h / G) * Dh;
+        float* oh = o + h * Dh;
+        for (int d = 0; d < Dh; ++d) oh[d] += p * vh[d];
       }
     }
   }
@@ -147,16 +152,19 @@ torch::Tensor paged_attention(const torch::Tensor& q_in, const torch::Tensor& k_
     const float* kp = kc.data_ptr<float>();
     const float* vp = vc.data_ptr<float>();
     float* op = out.data_ptr<float>();
-    // Work items: (sequence, query row, KV head).
+    // Work items: (sequence, query row), or (sequence, query row, KV head) when there are too
+    // few rows to keep every thread busy (one decoding stream).
     std::vector<std::pair<const AttnSeq*, int>> rows;
     for (const AttnSeq* s : in_place)
       for (int t = 0; t < s->num_tokens; ++t) rows.emplace_back(s, t);
-    const int64_t work = static_cast<int64_t>(rows.size()) * KV;
-    at::parallel_for(0, work, 1, [&](int64_t begin, int64_t end) {
+    const int split = static_cast<int64_t>(rows.size()) < 2 * at::get_num_threads() ? KV : 1;
+    at::parallel_for(0, static_cast<int64_t>(rows.size()) * split, 1, [&](int64_t b, int64_t e) {
       std::vector<float> scores;
-      for (int64_t w = begin; w < end; ++w) {
-        const auto& [s, t] = rows[w / KV];
-        attend_group(qp, op, kp, vp, *s, t, static_cast<int>(w % KV), H, KV, Dh, BS, scores);
+      for (int64_t w = b; w < e; ++w) {
+        const auto& [s, t] = rows[w / split];
+        const int kv0 = split == 1 ? 0 : static_cast<int>(w % split);
+        const int kv1 = split == 1 ? KV : kv0 + 1;
+        attend_row(qp, op, kp, vp, *s, t, H, KV, Dh, BS, kv0, kv1, scores);
       }
     });
   }
