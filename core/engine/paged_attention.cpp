@@ -17,7 +17,7 @@ constexpr int kGatherMinTokens = 8;
 
 // dot(a, b) over n floats in 16 independent lanes, so the compiler vectorises it without
 // reassociating one serial reduction (no -ffast-math).
-inline float dot_lanes(const float* a, const float* b, int n) {
+inline __attribute__((always_inline)) float dot_lanes(const float* a, const float* b, int n) {
   constexpr int kLanes = 16;
   float acc[kLanes] = {};
   int d = 0;
@@ -31,13 +31,17 @@ inline float dot_lanes(const float* a, const float* b, int n) {
   return t;
 }
 
-// One query row of one sequence, the query heads of KV heads [kv0, kv1): the keys of every KV head
-// at a slot are one contiguous [KV, Dh] row and slots run contiguously within a block, so K and V
-// are read in place, block by block through the block table (no dense copy), sequentially, and each
-// K/V row once for all query heads of its GQA group. scores: [H, pos + 1]. Cloned for AVX-512/AVX2.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_row(
-    const float* q, float* out, const float* kp, const float* vp, const AttnSeq& s, int t, int H,
-    int KV, int Dh, int BS, int kv0, int kv1, std::vector<float>& scores) {
+// One query row of one sequence, the query heads of KV heads [kv0, kv1): the keys of every KV
+// head at a slot are one contiguous [KV, Dh] row and slots run contiguously within a block, so K
+// and V are read in place, block by block through the block table (no dense copy), sequentially,
+// and each K/V row once for all query heads of its GQA group. scores: [H, pos + 1].
+// DH > 0: head_dim known at compile time, so each head's output accumulates in registers.
+template <int DH>
+inline __attribute__((always_inline)) void attend_row_t(const float* q, float* out, const float* kp,
+                                                        const float* vp, const AttnSeq& s, int t,
+                                                        int H, int KV, int dh, int BS, int kv0,
+                                                        int kv1, std::vector<float>& scores) {
+  const int Dh = DH > 0 ? DH : dh;
   const int G = H / KV, pos = s.start + t, ctx = pos + 1, h0 = kv0 * G, h1 = kv1 * G;
   const float scale = 1.0f / std::sqrt(static_cast<float>(Dh));
   const float* qr = q + static_cast<int64_t>(s.row + t) * H * Dh;  // [H, Dh]
@@ -64,20 +68,47 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void attend_row(
     const float inv = 1.0f / sum;
     for (int j = 0; j < ctx; ++j) sc[j] *= inv;
   }
-  std::fill(o + h0 * Dh, o + h1 * Dh, 0.0f);
-  for (int j0 = 0; j0 < ctx; j0 += BS) {
-    const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
-    const int n = std::min(BS, ctx - j0);
-    for (int j = 0; j < n; ++j) {
-      const float* vr = vp + (base + j) * KV * Dh;  // [KV, Dh]
-      for (int h = h0; h < h1; ++h) {
-        const float p = scores[h * ctx + j0 + j];
-        const float* vh = vr + (h / G) * Dh;
-        float* oh = o + h * Dh;
-        for (int d = 0; d < Dh; ++d) oh[d] += p * vh[d];
+  for (int h = h0; h < h1; ++h) {
+    const float* sc = scores.data() + static_cast<int64_t>(h) * ctx;
+    const int64_t voff = (h / G) * Dh;
+    float* oh = o + h * Dh;
+    if constexpr (DH > 0) {
+      float acc[DH] = {};  // registers, not a store and reload per key
+      for (int j0 = 0; j0 < ctx; j0 += BS) {
+        const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
+        const int n = std::min(BS, ctx - j0);
+        for (int j = 0; j < n; ++j) {
+          const float* vh = vp + (base + j) * KV * Dh + voff;
+          const float p = sc[j0 + j];
+          for (int d = 0; d < DH; ++d) acc[d] += p * vh[d];
+        }
+      }
+      for (int d = 0; d < DH; ++d) oh[d] = acc[d];
+    } else {
+      std::fill(oh, oh + Dh, 0.0f);
+      for (int j0 = 0; j0 < ctx; j0 += BS) {
+        const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
+        const int n = std::min(BS, ctx - j0);
+        for (int j = 0; j < n; ++j) {
+          const float* vh = vp + (base + j) * KV * Dh + voff;
+          const float p = sc[j0 + j];
+          for (int d = 0; d < Dh; ++d) oh[d] += p * vh[d];
+        }
       }
     }
   }
+}
+
+// Cloned for AVX-512/AVX2 and picked at load time; head_dim 64 and 128 specialised.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_row(
+    const float* q, float* out, const float* kp, const float* vp, const AttnSeq& s, int t, int H,
+    int KV, int Dh, int BS, int kv0, int kv1, std::vector<float>& scores) {
+  if (Dh == 64)
+    attend_row_t<64>(q, out, kp, vp, s, t, H, KV, Dh, BS, kv0, kv1, scores);
+  else if (Dh == 128)
+    attend_row_t<128>(q, out, kp, vp, s, t, H, KV, Dh, BS, kv0, kv1, scores);
+  else
+    attend_row_t<0>(q, out, kp, vp, s, t, H, KV, Dh, BS, kv0, kv1, scores);
 }
 
 torch::Tensor gather_attention(const torch::Tensor& q, const torch::Tensor& k_pool,
