@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "core/base/cpu_features.h"
+#include "core/base/simd_clones.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -273,10 +274,7 @@ float abs_max(const float* x, int64_t n) {
   return r;
 }
 
-__attribute__((target_clones("avx512f", "avx2", "default"))) void quantize_row(const float* x,
-                                                                               int64_t n, float inv,
-                                                                               int8_t* q,
-                                                                               uint8_t* u) {
+KTL_SIMD_CLONES void quantize_row(const float* x, int64_t n, float inv, int8_t* q, uint8_t* u) {
   // Adding and subtracting 1.5 * 2^23 rounds to nearest even (|v| <= 127), and vectorises
   // (std::nearbyint is a library call per element).
   constexpr float kMagic = 12582912.0f;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "core/base/simd_clones.h"
 #include "core/engine/bf16_gemv.h"
 #include "core/engine/int8_gemm.h"
 
@@ -55,9 +56,7 @@ c10::intrusive_ptr<LinearPackedParamsBase> prepack(const torch::Tensor& q,
 // Streams the int8 weights once for all rows (a quarter of fp32's bytes); 16 independent lanes
 // let the compiler vectorise the int8->float multiply-add without reassociating a reduction.
 // Cloned for AVX-512/AVX2 and picked at load time, so the binary stays portable.
-__attribute__((target_clones("avx512f", "avx2", "default"))) float int8_dot(const int8_t* q,
-                                                                            const float* x,
-                                                                            int64_t in) {
+KTL_SIMD_CLONES float int8_dot(const int8_t* q, const float* x, int64_t in) {
   constexpr int kLanes = 16;
   float acc[kLanes] = {};
   int64_t i = 0;
@@ -70,8 +69,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float int8_dot(cons
 }
 
 // Several rows: each 16-weight chunk is converted once and reused by every row.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void int8_rows_dot(
-    const int8_t* q, const float* x, int64_t n_rows, int64_t in, float* acc_out) {
+KTL_SIMD_CLONES void int8_rows_dot(const int8_t* q, const float* x, int64_t n_rows, int64_t in,
+                                   float* acc_out) {
   constexpr int kLanes = 16, kMaxRows = 8;
   float acc[kMaxRows][kLanes] = {};
   int64_t i = 0;

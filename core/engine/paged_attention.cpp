@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/base/simd_clones.h"
 #include "core/model/ops.h"
 
 namespace ktl {
@@ -100,9 +101,9 @@ inline __attribute__((always_inline)) void attend_row_t(const float* q, float* o
 }
 
 // Cloned for AVX-512/AVX2 and picked at load time; head_dim 64 and 128 specialised.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void attend_row(
-    const float* q, float* out, const float* kp, const float* vp, const AttnSeq& s, int t, int H,
-    int KV, int Dh, int BS, int kv0, int kv1, std::vector<float>& scores) {
+KTL_SIMD_CLONES void attend_row(const float* q, float* out, const float* kp, const float* vp,
+                                const AttnSeq& s, int t, int H, int KV, int Dh, int BS, int kv0,
+                                int kv1, std::vector<float>& scores) {
   if (Dh == 64)
     attend_row_t<64>(q, out, kp, vp, s, t, H, KV, Dh, BS, kv0, kv1, scores);
   else if (Dh == 128)
