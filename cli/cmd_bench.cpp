@@ -18,7 +18,9 @@
 #include "core/base/cpu_features.h"
 #include "core/base/file_util.h"
 #include "core/engine/engine_checkpoint.h"
+#include "core/engine/int8_gemm.h"
 #include "core/engine/llm_engine.h"
+#include "core/engine/packed_linear.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
 #include "core/tokenizer/tokenizer.h"
@@ -260,6 +262,12 @@ int run_bench(const Args& a) {
     j["weight_bytes_in_memory"] = model->weight_bytes();
     j["kv_bytes"] = engine.kv_bytes();
     add_machine(j);
+    if (dtype == ktl::WeightDtype::kInt8) {
+      // Decode-sized int8 batches: integer kernels picked from cpuid, or the weight-only path.
+      j["int8_kernels"] = ktl::int8_decode_activations() == ktl::Int8Activations::kInt8
+                              ? ktl::to_string(ktl::best_int8_kernels())
+                              : "weight-only (fp32 activations)";
+    }
     if (a.get_bool("json")) {
       std::printf("%s\n", j.dump().c_str());
     } else {

@@ -3,11 +3,14 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 
+#include "core/base/simd_clones.h"
 #include "core/engine/bf16_gemv.h"
+#include "core/engine/int8_gemm.h"
 
 namespace ktl {
 
@@ -53,9 +56,7 @@ c10::intrusive_ptr<LinearPackedParamsBase> prepack(const torch::Tensor& q,
 // Streams the int8 weights once for all rows (a quarter of fp32's bytes); 16 independent lanes
 // let the compiler vectorise the int8->float multiply-add without reassociating a reduction.
 // Cloned for AVX-512/AVX2 and picked at load time, so the binary stays portable.
-__attribute__((target_clones("avx512f", "avx2", "default"))) float int8_dot(const int8_t* q,
-                                                                            const float* x,
-                                                                            int64_t in) {
+KTL_SIMD_CLONES float int8_dot(const int8_t* q, const float* x, int64_t in) {
   constexpr int kLanes = 16;
   float acc[kLanes] = {};
   int64_t i = 0;
@@ -68,8 +69,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float int8_dot(cons
 }
 
 // Several rows: each 16-weight chunk is converted once and reused by every row.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void int8_rows_dot(
-    const int8_t* q, const float* x, int64_t n_rows, int64_t in, float* acc_out) {
+KTL_SIMD_CLONES void int8_rows_dot(const int8_t* q, const float* x, int64_t n_rows, int64_t in,
+                                   float* acc_out) {
   constexpr int kLanes = 16, kMaxRows = 8;
   float acc[kMaxRows][kLanes] = {};
   int64_t i = 0;
@@ -152,7 +153,31 @@ torch::Tensor share_unpacked_int8(LinearPackedParamsBase& packed, const torch::T
   return torch::equal(view, q) ? view : q;
 }
 
+std::atomic<Int8Activations>& decode_activations() {
+  static std::atomic<Int8Activations> a{[] {
+    const char* v = std::getenv("KTL_INT8_ACTIVATIONS");  // fp32: the weight-only path
+    return v && std::string(v) == "fp32" ? Int8Activations::kFp32 : Int8Activations::kInt8;
+  }()};
+  return a;
+}
+
+// Row limit of the int8 kernels (above: the quantized engine); KTL_INT8_GEMM_MAX_ROWS to measure.
+int64_t int8_gemm_max_rows() {
+  static const int64_t rows = [] {
+    const char* v = std::getenv("KTL_INT8_GEMM_MAX_ROWS");
+    return v ? std::max<int64_t>(1, std::atoll(v)) : kInt8GemmMaxRows;
+  }();
+  return rows;
+}
+
 }  // namespace
+
+void set_int8_decode_activations(Int8Activations a) {
+  decode_activations().store(a);
+}
+Int8Activations int8_decode_activations() {
+  return decode_activations().load();
+}
 
 WeightDtype parse_weight_dtype(const std::string& s) {
   if (s == "fp32" || s == "float32") return WeightDtype::kFp32;
@@ -208,6 +233,8 @@ PackedLinear PackedLinear::from_int8(const torch::Tensor& q, const torch::Tensor
   l.q_ = q.contiguous();  // the GEMV (and the tiled matmul) read it
   if (use_quantized_engine_prefill()) l.packed_ = prepack(l.q_, l.scales_);
   if (l.packed_) l.q_ = share_unpacked_int8(*l.packed_, l.q_);
+  auto sums = int8_row_sums(l.q_.data_ptr<int8_t>(), l.out_, l.in_);
+  l.wsum_ = torch::tensor(std::vector<int32_t>(sums.begin(), sums.end()), torch::kInt32);
   return l;
 }
 
@@ -230,13 +257,34 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
       if (x.size(0) <= kBf16GemvMaxRows) return bf16_gemv(w_, x);
       return at::linear(x.to(torch::kBFloat16), w_).to(torch::kFloat32);
     case WeightDtype::kInt8:
-      if (x.size(0) <= kGemvMaxRows) return int8_gemv(q_, scales_, x);
+      if (x.size(0) <= int8_gemm_max_rows()) {
+        return int8_decode_activations() == Int8Activations::kInt8 ? forward_int8_gemm(x)
+                                                                   : forward_weight_only(x);
+      }
       if (packed_) {
         return const_cast<LinearPackedParamsBase&>(*packed_).apply_dynamic(x.contiguous(), false);
       }
       return int8_tiled_matmul(q_, scales_, x);
   }
   return {};
+}
+
+torch::Tensor PackedLinear::forward_int8_gemm(const torch::Tensor& x, Int8Kernels k) const {
+  if (dtype_ != WeightDtype::kInt8) throw std::logic_error("forward_int8_gemm: not int8");
+  auto xc = x.to(torch::kFloat32).contiguous();             // [N, in]
+  auto y = torch::empty({xc.size(0), out_}, xc.options());  // [N, out]
+  int8_gemm(q_.data_ptr<int8_t>(), scales_.data_ptr<float>(), wsum_.data_ptr<int32_t>(), out_, in_,
+            xc.data_ptr<float>(), xc.size(0), y.data_ptr<float>(), k);
+  return y;
+}
+
+torch::Tensor PackedLinear::forward_weight_only(const torch::Tensor& x) const {
+  if (dtype_ != WeightDtype::kInt8) throw std::logic_error("forward_weight_only: not int8");
+  if (x.size(0) <= kGemvMaxRows) return int8_gemv(q_, scales_, x);
+  if (packed_) {
+    return const_cast<LinearPackedParamsBase&>(*packed_).apply_dynamic(x.contiguous(), false);
+  }
+  return int8_tiled_matmul(q_, scales_, x);
 }
 
 torch::Tensor PackedLinear::forward_int8_tiled(const torch::Tensor& x) const {
@@ -250,7 +298,7 @@ torch::Tensor PackedLinear::forward_reference(const torch::Tensor& x) const {
 
 std::vector<torch::Tensor> PackedLinear::tensors() const {
   std::vector<torch::Tensor> out;
-  for (const auto* t : {&w_, &q_, &scales_})
+  for (const auto* t : {&w_, &q_, &scales_, &wsum_})
     if (t->defined()) out.push_back(*t);
   return out;
 }
@@ -262,7 +310,7 @@ int64_t PackedLinear::weight_bytes() const {
     case WeightDtype::kBf16:
       return in_ * out_ * 2;
     case WeightDtype::kInt8:
-      return in_ * out_ + out_ * 4;
+      return in_ * out_ + out_ * 8;  // + scales and row sums
   }
   return 0;
 }

@@ -1,12 +1,13 @@
 // A bias-free linear layer's weight in the format the engine runs: fp32, bf16, or int8
 // weight-only with one scale per output channel (w ~= q * scale[out], q in [-127, 127]).
 //
-// int8: up to 8 rows (decode) run a weight-only int8 GEMV (fp32 activations, weights streamed
-// once as int8); larger batches (prefill) go through the quantized engine's dynamic linear
-// (oneDNN on x86, QNNPACK on ARM), which keeps a packed int8 copy of the weight (the GEMV reads
-// the engine's unpacked copy, so there are two int8 copies, not three). Where no quantized engine
-// exists, or with KTL_INT8_PREFILL=tiled, prefill dequantizes 256 output rows at a time into a
-// small fp32 tile and runs BLAS on it. Dequantize + fp32 matmul of the whole weight is the naive
+// int8: up to kInt8GemmMaxRows rows (decode, small batches) quantize the activations per row and
+// run integer dot products (int8_gemm.h: VNNI / AVX2 / NEON / scalar; weights streamed once as
+// int8 for all rows); larger batches (prefill) go through the quantized engine's dynamic linear
+// (oneDNN on x86, QNNPACK on ARM), which keeps a packed int8 copy of the weight (the int8 kernels
+// read the engine's unpacked copy, so there are two int8 copies, not three). Where no quantized
+// engine exists, or with KTL_INT8_PREFILL=tiled, prefill dequantizes 256 output rows at a time into
+// a small fp32 tile and runs BLAS on it. Dequantize + fp32 matmul of the whole weight is the naive
 // twin the tests compare against.
 //
 // Thread-safety: immutable after construction; forward() is safe from any thread.
@@ -14,6 +15,8 @@
 
 #include <ATen/native/quantized/PackedParams.h>
 #include <torch/types.h>
+
+#include "core/engine/int8_gemm.h"
 
 #include <string>
 #include <vector>
@@ -23,6 +26,14 @@ namespace ktl {
 enum class WeightDtype { kFp32, kBf16, kInt8 };
 WeightDtype parse_weight_dtype(const std::string& s);  // fp32 | bf16 | int8; throws otherwise
 const char* to_string(WeightDtype d);
+
+// How int8 layers run decode-sized batches (up to kInt8GemmMaxRows rows): kInt8 quantizes the
+// activations per row and multiplies in integers (int8_gemm.h, the default); kFp32 keeps fp32
+// activations (weight-only GEMV, the previous path; KTL_INT8_ACTIVATIONS=fp32 at start-up).
+// Process-wide, read on every forward (for measuring and the tests that compare the two).
+enum class Int8Activations { kInt8, kFp32 };
+void set_int8_decode_activations(Int8Activations a);
+Int8Activations int8_decode_activations();
 
 // Per-output-channel symmetric int8 quantisation of w [out, in]: returns {q int8, scale fp32
 // [out]}.
@@ -38,7 +49,12 @@ class PackedLinear {
   torch::Tensor forward(const torch::Tensor& x) const;             // [N, in] f32 -> [N, out] f32
   torch::Tensor forward_reference(const torch::Tensor& x) const;   // dequantize + fp32 matmul
   torch::Tensor forward_int8_tiled(const torch::Tensor& x) const;  // int8 prefill fallback path
-  torch::Tensor dequantized() const;                               // [out, in] fp32
+  // int8 x int8 (dynamic per-row activation quantization), any row count; the decode path.
+  torch::Tensor forward_int8_gemm(const torch::Tensor& x, Int8Kernels k = Int8Kernels::kBest) const;
+  // The previous path: int8 weights x fp32 activations (GEMV) up to 8 rows, above that the
+  // quantized engine (or the tiled matmul).
+  torch::Tensor forward_weight_only(const torch::Tensor& x) const;
+  torch::Tensor dequantized() const;  // [out, in] fp32
   // int8 form (quantising fp32/bf16 weights on the fly): {q [out, in], scales [out]}.
   std::pair<torch::Tensor, torch::Tensor> int8_parts() const;
 
@@ -57,6 +73,7 @@ class PackedLinear {
   int64_t in_ = 0, out_ = 0;
   torch::Tensor w_;           // fp32 or bf16 [out, in]
   torch::Tensor q_, scales_;  // int8 [out, in], fp32 [out] (q_ kept for the GEMV)
+  torch::Tensor wsum_;        // int32 [out]: sum of each row of q_ (the u8-shift correction)
   c10::intrusive_ptr<LinearPackedParamsBase> packed_;
 };
 

@@ -8,8 +8,9 @@
 // against its own sequence's keys 0..position, read through the block table.
 //
 // Two paths, same results (tests check both against dense attention):
-//  - kKernel: a direct CPU loop reading K/V in place (no copies); best for decode rows, where a
-//    gather would copy the whole context for one query.
+//  - kKernel: a direct CPU loop reading K/V in place, block by block through the block table
+//    (no dense copy); each K/V row is read once for all query heads of its GQA group. Best for
+//    decode rows, where a gather would copy the whole context for one query.
 //  - kGather: index_select the sequence's blocks into a dense [S, KV, Dh] buffer and run the
 //    matmul attention (ops.h causal_attention); best for long prefill chunks (BLAS-bound).
 //  kAuto picks per sequence by chunk length.

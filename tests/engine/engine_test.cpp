@@ -315,11 +315,11 @@ TEST(PackedLinear, Int8GemvEqualsDequantizedTwinForDecodeBatches) {
   auto q = PackedLinear::from_float(w, WeightDtype::kInt8);
   for (int64_t rows : {1, 3, 8, 20}) {
     auto x = torch::randn({rows, 70});
-    auto got = q.forward(x), twin = q.forward_reference(x);  // [rows, 130]
+    auto got = q.forward_weight_only(x), twin = q.forward_reference(x);  // [rows, 130]
     ASSERT_EQ(got.sizes(), twin.sizes());
     const double rel = ((got - twin).norm() / twin.norm()).item<double>();
-    // The GEMV (up to 8 rows) and the tiled matmul use the same int8 weights and fp32
-    // activations: float rounding only. oneDNN (KTL_INT8_PREFILL=onednn) also quantizes them.
+    // The weight-only GEMV (up to 8 rows) and the tiled matmul use the same int8 weights and
+    // fp32 activations: float rounding only. oneDNN (above 8 rows) also quantizes them.
     EXPECT_LT(rel, rows <= 8 || !q.uses_quantized_engine() ? 1e-5 : 0.03) << rows << " rows";
   }
 }

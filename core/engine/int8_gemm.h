@@ -1,0 +1,61 @@
+// Int8 weights x int8 activations for decode and small batches: y[n, o] = sx[n] * sw[o] *
+// sum_i xq[n, i] * w[o, i], where w is int8 with one scale per output row (PackedLinear's int8
+// form) and x is quantized per row on the fly (symmetric, xq in [-127, 127]).
+//
+// Kernels (picked at run time from cpuid, each compiled with a per-function target attribute so
+// the binary still runs on CPUs without them):
+//  - kAvx512Vnni: vpdpbusd on 64 bytes. It multiplies u8 by s8, so activations are shifted to
+//    u8 (xq + 128) and 128 * sum_i w[o, i] (precomputed per weight row) is subtracted after.
+//  - kAvxVnni:    the same on 32 bytes (VEX vpdpbusd; Alder Lake, Zen 5).
+//  - kAvx2:       vpmaddubsw/vpmaddwd with the sign trick (|w| as u8 times sign(w) * xq as s8,
+//    which cannot saturate since |xq|, |w| <= 127 and 2 * 127 * 128 < 32768).
+//  - kNeonDot:    sdot on AArch64 where the compiler targets dotprod (not tested here).
+//  - kScalar:     the portable loop, also the naive twin of the tests.
+// Every kernel returns the exact int32 sums, so they agree bit for bit.
+//
+// Each weight row block is read once for all activation rows: the kernels walk tiles of
+// 4 weight rows x up to 4 activation rows, all activation tiles in turn over the same (cached)
+// weight rows, so a batched decode step streams the weights from memory once.
+//
+// Thread-safety: pure functions; int8_gemm() runs parallel over output rows (at::parallel_for).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace ktl {
+
+// Above this many rows the quantized engine (oneDNN) wins (measured on model_small, see
+// docs/inference-guide.md).
+constexpr int64_t kInt8GemmMaxRows = 64;
+
+// kBest: the widest this CPU runs; the others to test each kernel (kScalar is the naive twin).
+enum class Int8Kernels { kBest, kAvx512Vnni, kAvxVnni, kAvx2, kNeonDot, kScalar };
+bool int8_kernels_supported(Int8Kernels k);
+Int8Kernels best_int8_kernels();  // never kBest
+const char* to_string(Int8Kernels k);
+
+// Activation rows quantized per row: q[n, i] = round(x[n, i] / scale[n]), scale = max|x| / 127
+// (1 for an all-zero row).
+struct Int8Rows {
+  int64_t rows = 0, cols = 0;
+  std::vector<int8_t> q;     // [rows, cols]
+  std::vector<uint8_t> u;    // [rows, cols] q + 128, for the u8 x s8 (VNNI) kernels
+  std::vector<float> scale;  // [rows]
+};
+Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols);
+
+// sum_i w[o, i] for every row of w [out, in] (the correction of the u8 shift).
+std::vector<int32_t> int8_row_sums(const int8_t* w, int64_t out, int64_t in);
+
+// Exact int32 dot products acc[n * ld + o] = sum_i x.q[n, i] * w[o, i], for o in [o0, o1).
+// w [out, in] row-major, wsum from int8_row_sums. k must be supported (not kBest).
+void int8_dot_s32(Int8Kernels k, const int8_t* w, const int32_t* wsum, int64_t in, int64_t o0,
+                  int64_t o1, const Int8Rows& x, int32_t* acc, int64_t ld);
+
+// y [n, out] = dequantized int8 GEMM of x [n, in] (fp32) with w [out, in] int8, scales [out].
+// Parallel over blocks of output rows.
+void int8_gemm(const int8_t* w, const float* w_scale, const int32_t* wsum, int64_t out, int64_t in,
+               const float* x, int64_t n, float* y, Int8Kernels k = Int8Kernels::kBest);
+
+}  // namespace ktl
