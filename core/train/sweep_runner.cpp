@@ -197,6 +197,10 @@ struct SweepRunner::Impl {
     mc.vocab_size = tokenizer->vocab_size();
     apply_trial(trial, space.halving, cfg, mc);
     cfg.eval_steps = int(space.halving.min_steps);
+    // The same validation windows for every trial whatever its batch size (eval batches are
+    // batch_size windows each): base eval_batches x base batch_size windows.
+    const int64_t windows = int64_t(opts.base.eval_batches) * opts.base.batch_size;
+    cfg.eval_batches = int((windows + cfg.batch_size - 1) / cfg.batch_size);
     cfg.save_steps = 0;
     cfg.sample_steps = 0;
     cfg.early_stopping_patience = 0;

@@ -3,6 +3,8 @@
 // wall-clock budget. Each trial trains in OUTPUT/trial-<id>/ and reports its curve through the
 // sink with keys prefixed "trial/<id>/" (train/loss, val/loss, ...); a trial continues from
 // its previous rung's checkpoint, so the LR schedule (over halving.max_steps) is one run.
+// Every trial evaluates every halving.min_steps steps on the same validation windows (the
+// base config's eval_batches x batch_size), so val losses compare across batch sizes.
 //
 // OUTPUT/sweep_state.json is rewritten (atomically) after every rung a trial finishes: the
 // trials, the halving state, the elapsed time and the measured precision. run() on the same
