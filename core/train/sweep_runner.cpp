@@ -145,8 +145,10 @@ struct SweepRunner::Impl {
       elapsed_s = j.at("elapsed_s").get<double>();
       precision = j.value("precision", "");
       precision_timing = j.value("precision_step_seconds", json());
-      for (const auto& [k, v] : j.value("trial_results", json::object()).items())
-        extra[std::stoi(k)] = v;
+      const json results = j.value("trial_results", json::object());
+      if (results.is_object())
+        for (const auto& [k, v] : results.items())
+          if (v.is_object()) extra[std::stoi(k)] = v;
     } catch (const json::exception& e) {
       throw std::runtime_error(p.string() + ": " + e.what());
     } catch (const std::runtime_error& e) {
@@ -263,7 +265,7 @@ struct SweepRunner::Impl {
       row.steps = p.rung_loss.empty() ? 0 : rungs[p.rung_loss.size() - 1];
       row.val_loss =
           p.rung_loss.empty() ? std::numeric_limits<double>::quiet_NaN() : p.rung_loss.back();
-      if (auto it = extra.find(id); it != extra.end()) {
+      if (auto it = extra.find(id); it != extra.end() && it->second.is_object()) {
         row.val_bpc = it->second.value("val_bpc", 0.0);
         row.seconds = it->second.value("seconds", 0.0);
       }
@@ -341,7 +343,9 @@ SweepResult SweepRunner::run() {
     const auto loss = m.run_rung(*w);
     const double dt = now_s() - t0;
     m.elapsed_s += dt;
-    m.extra[w->trial]["seconds"] = m.extra[w->trial].value("seconds", 0.0) + dt;
+    json& ex = m.extra[w->trial];
+    if (!ex.is_object()) ex = json::object();
+    ex["seconds"] = ex.value("seconds", 0.0) + dt;
     if (!loss) {  // stopped on request: the rung is redone on resume
       m.save_state(false);
       m.sink.log("sweep: stopped during trial " + std::to_string(w->trial) + " (rung " +
