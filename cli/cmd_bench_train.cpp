@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "cli/command.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
+#include "core/tokenizer/tokenizer.h"
 #include "core/train/console_metrics_sink.h"
 #include "core/train/data_loader.h"
 #include "core/train/mixed_precision.h"
@@ -27,6 +29,64 @@ double peak_rss_mib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return double(u.ru_maxrss) / 1024.0;  // Linux: KiB
+}
+
+double timed_steps(ktl::Trainer& t, int steps) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) t.train_step();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// --data: the bare step loop against the real training loop (Trainer::run on the shards, with
+// its logging, metrics and evaluation every --eval-steps) in one process, in alternating blocks
+// of `steps` so a load change on a shared machine hits both. The loop's figure excludes
+// evaluation and checkpoint time, as its "throughput:" line does.
+int compare_with_loop(const Args& args, ktl::TrainingConfig c, ktl::ModelConfig mc,
+                      ktl::Trainer& bare, int steps) {
+  const int rounds = int(args.get_int("rounds", 3));
+  if (rounds < 1) throw UsageError("--rounds must be >= 1");
+  auto tok = ktl::Tokenizer::load((fs::path(args.get("data")) / "tokenizer.model").string());
+  mc.vocab_size = tok->vocab_size();
+  ktl::Transformer model(mc);
+  model->init_weights(2);
+  model->train();
+  c.bf16 = ktl::precision_name(bare.precision()) == std::string("bf16") ? "true" : "false";
+  c.eval_steps = int(args.get_int("eval-steps", 20));
+  c.eval_batches = int(args.get_int("eval-batches", 20));
+  c.log_steps = 10;
+  c.save_steps = 0;
+  c.sample_steps = 0;
+  c.warmup_steps = 5;
+  c.max_steps = int64_t(steps) * (rounds + 1);
+  const std::string out = (fs::temp_directory_path() / "ktl-bench-train-loop").string();
+  ktl::ConsoleMetricsSink quiet(stderr, /*print_metrics=*/false);
+  ktl::Trainer loop(c, model, tok, ktl::open_training_data(args.get("data")), out, quiet,
+                    torch::kCPU);
+  loop.run(steps);  // warm-up block, not counted
+  const double tokens = double(steps) * c.batch_size * c.max_seq_length;
+  std::vector<double> bare_tps, loop_tps;
+  for (int r = 0; r < rounds; ++r) {
+    bare_tps.push_back(tokens / timed_steps(bare, steps));
+    loop.run(steps * (r + 2));
+    loop_tps.push_back(loop.loop_tokens_per_s());
+    std::printf("round %d: bench-train %.0f tok/s, train loop %.0f tok/s (excl. eval)\n", r + 1,
+                bare_tps.back(), loop_tps.back());
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  };
+  const double b = median(bare_tps), l = median(loop_tps);
+  // Each round pairs two adjacent blocks: the median of those ratios resists load drift.
+  std::vector<double> paired;
+  for (size_t i = 0; i < bare_tps.size(); ++i) paired.push_back(loop_tps[i] / bare_tps[i]);
+  std::printf(
+      "%s | %s | batch %dx%d | median bench-train %.0f tok/s | train loop %.0f tok/s | "
+      "ratio of medians %.3f | median of per-round ratios %.3f\n",
+      fs::path(args.get("model-config")).stem().c_str(), ktl::precision_name(bare.precision()),
+      c.batch_size, c.max_seq_length, b, l, l / b, median(paired));
+  fs::remove_all(out);
+  return 0;
 }
 
 int run_bench_train(const Args& args) {
@@ -64,6 +124,7 @@ int run_bench_train(const Args& args) {
       ktl::TrainerData{std::make_shared<ktl::VectorTokenSource>(std::move(toks)), nullptr}, out,
       sink, torch::kCPU);
   for (int i = 0; i < warmup; ++i) t.train_step();
+  if (args.has("data")) return compare_with_loop(args, c, mc, t, steps);
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) t.train_step();
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -91,7 +152,11 @@ KTL_COMMAND(ktl::cli::Command{
      {"steps", "timed steps", "5"},
      {"warmup", "untimed steps first", "2"},
      {"gradient-checkpointing", "recompute blocks in backward", "", true},
-     {"peak", "also measure the matmul peak (fp32, bf16)", "", true}},
+     {"peak", "also measure the matmul peak (fp32, bf16)", "", true},
+     {"data", "also run the real training loop on this data dir and print the ratio"},
+     {"rounds", "with --data: alternating blocks of --steps each", "3"},
+     {"eval-steps", "with --data: evaluation every N steps in the real loop", "20"},
+     {"eval-batches", "with --data: batches per evaluation", "20"}},
     run_bench_train});
 
 }  // namespace

@@ -52,6 +52,9 @@ ktl::PipelineConfig config_from(const ktl::cli::Args& a) {
   c.threads = static_cast<int>(a.get_int("threads", 2));
   c.tokenizer_train.num_threads = c.threads;
   c.max_docs = static_cast<uint64_t>(a.get_int("max-docs", 0));
+  const long long cap = a.get_int("tokenizer-source-cap", 0);
+  if (cap < 0) throw ktl::cli::UsageError("--tokenizer-source-cap must be >= 0");
+  c.tokenizer_source_cap_chars = static_cast<uint64_t>(cap);
   c.progress = !a.get_bool("quiet");
   return c;
 }
@@ -71,9 +74,18 @@ int run(const ktl::cli::Args& a) {
     if (cfg.tokenize) std::cout << ", " << it->second.tokens << " tokens";
     std::cout << "\n";
   }
-  if (cfg.tokenize)
+  if (cfg.tokenize) {
     std::cout << "vocab " << s.vocab_size << ", val chars/token " << std::fixed
               << std::setprecision(3) << s.val_chars_per_token << "\n";
+    for (const auto& [name, src] : s.sources) {
+      std::cout << "  source " << name << ": val chars/token " << std::setprecision(3)
+                << src.val_chars_per_token() << " (" << src.val_docs << " val docs)";
+      if (s.tokenizer_trained)
+        std::cout << "; " << src.tokenizer_chars << " of its " << src.train_chars
+                  << " train chars trained the tokenizer";
+      std::cout << "\n";
+    }
+  }
   std::cout << "wrote " << cfg.output_dir.string() << "/stats.json\n";
   return 0;
 }
@@ -113,6 +125,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"no-tokenize", "stop after writing the text splits", "", true},
      {"threads", "tokenization threads", "2"},
      {"max-docs", "stop after this many kept documents (0 = all)", "0"},
+     {"tokenizer-source-cap",
+      "at most this many characters of each input file train the tokenizer (0 = no cap)", "0"},
      {"quiet", "no progress lines", "", true}},
     run});
 

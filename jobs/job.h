@@ -23,8 +23,9 @@ namespace ktl::jobs {
 enum class JobStatus { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInterrupted };
 
 // What the child runs. kPipeline = prepare-data, then train on the prepared data (one job,
-// two child processes in sequence; see job_spec.h).
-enum class JobKind { kPrepareData, kTrainTokenizer, kTrain, kEval, kPipeline };
+// two child processes in sequence; see job_spec.h). kSweep = `ktl sweep`: many short trainings
+// in one child; a resumed sweep continues from its output dir's sweep_state.json.
+enum class JobKind { kPrepareData, kTrainTokenizer, kTrain, kEval, kPipeline, kSweep };
 
 bool job_status_transition_allowed(JobStatus from, JobStatus to);
 // succeeded, failed, cancelled, interrupted: no child runs and none will without a resume.

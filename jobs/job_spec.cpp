@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "core/train/sweep_space.h"
 #include "core/train/training_config.h"
 
 namespace ktl::jobs {
@@ -62,6 +63,16 @@ const std::vector<KindDef>& kind_defs() {
        "output",
        "data",
        false},
+      {JobKind::kSweep,
+       "sweep",
+       {{"space", OptType::kInputFile, true, "--space"},
+        {"config", OptType::kInputFile, false, "--config"},
+        {"model_config", OptType::kInputFile, true, "--model-config"},
+        {"data", OptType::kInputDir, true, "--data"},
+        {"output_dir", OptType::kOutputDir, false, "--output-dir"}},
+       "output_dir",
+       "sweep",
+       true},
       {JobKind::kTrainTokenizer,
        "train-tokenizer",
        {{"input", OptType::kInputPaths, true, "--input"},
@@ -244,6 +255,28 @@ void validate_training_overrides(const KindDef& def, const json& opts, const std
   }
 }
 
+// A sweep takes no overrides (the space and the config file say everything); its space and
+// config files are parsed with the sweep's own rules.
+void validate_sweep_options(const json& out, const std::string& prefix) {
+  for (auto it = out.begin(); it != out.end(); ++it)
+    if (it.key() != "space" && it.key() != "config" && it.key() != "model_config" &&
+        it.key() != "data" && it.key() != "output_dir")
+      fail(prefix + "." + it.key(),
+           "is not a sweep option (space, config, model_config, data, output_dir)");
+  try {
+    load_sweep_space(out["space"].get<std::string>());
+  } catch (const std::exception& e) {
+    fail(prefix + ".space", e.what());
+  }
+  if (out.contains("config")) {
+    try {
+      load_training_config(out["config"].get<std::string>());
+    } catch (const std::exception& e) {
+      fail(prefix + ".config", e.what());
+    }
+  }
+}
+
 // Validates the options of a single-command kind. `prefix` names fields in errors.
 json validate_options(const KindDef& def, const json& opts, const std::string& prefix,
                       const JobSpecContext& ctx, bool data_optional = false) {
@@ -284,6 +317,7 @@ json validate_options(const KindDef& def, const json& opts, const std::string& p
     out[k] = validate_override(prefix + "." + k, it.value());
   }
   if (def.kind == JobKind::kTrain) validate_training_overrides(def, out, prefix);
+  if (def.kind == JobKind::kSweep) validate_sweep_options(out, prefix);
   return out;
 }
 
@@ -364,7 +398,7 @@ ValidatedSpec validate_job_spec(const json& spec, const JobSpecContext& ctx) {
   auto kind = parse_job_kind(spec["kind"].get<std::string>());
   if (!kind)
     fail("kind", "unknown job kind '" + spec["kind"].get<std::string>() +
-                     "' (expected prepare-data, train-tokenizer, train, eval or pipeline)");
+                     "' (expected prepare-data, train-tokenizer, train, eval, pipeline or sweep)");
   ValidatedSpec v;
   v.kind = *kind;
   v.name = to_string(*kind);

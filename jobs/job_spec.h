@@ -16,6 +16,10 @@
 //                    DATA_DIR/jobs/<id>/data) -> --output, tokenizer (file or dir, optional)
 //   train-tokenizer  input (path or array, required) -> --input, output (dir, optional;
 //                    default DATA_DIR/jobs/<id>/tokenizer) -> --output
+//   sweep            space (file, required) -> --space, config (file, optional) -> --config,
+//                    model_config (file, required), data (dir, required), output_dir (dir,
+//                    optional; default DATA_DIR/jobs/<id>/sweep). No overrides. The space is
+//                    parsed with the sweep's rules (core/train/sweep_space.h).
 //   pipeline         {"prepare_data": {prepare-data options}, "train": {train options}}:
 //                    runs prepare-data, then train; train.data defaults to prepare's output.
 // Any other option key (lowercase [a-z0-9_]) is an override passed as --key-with-dashes=VALUE:

@@ -2,12 +2,15 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <memory>
+#include <regex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "core/base/file_util.h"
 #include "server/header_validation.h"
 
 namespace ktl::server {
@@ -288,6 +291,68 @@ void register_reads(httplib::Server& server, JobStore& store, JobRunner& runner,
              }));
 }
 
+// A sweep job's state file (written by the sweep child after every finished rung).
+json read_sweep_state(const Job& j) {
+  if (j.kind != JobKind::kSweep)
+    throw HttpError(
+        409, "job " + std::to_string(j.id) + " is a " + to_string(j.kind) + " job, not a sweep",
+        "not_a_sweep");
+  const std::filesystem::path p = std::filesystem::path(j.output_dir) / "sweep_state.json";
+  std::error_code ec;
+  if (!std::filesystem::exists(p, ec)) return json::object();  // no rung finished yet
+  json s = json::parse(read_file(p), nullptr, false);
+  if (s.is_discarded())
+    throw HttpError(500, "sweep state of job " + std::to_string(j.id) + " is not valid JSON",
+                    "corrupt_state");
+  return s;
+}
+
+void register_sweep_routes(httplib::Server& server, JobStore& store, const JobRoutesOptions& opts) {
+  server.Get(R"(/v1/jobs/(\d+)/sweep)", guarded(opts, [&store](const auto& req, auto& res) {
+               Job j = find_job(store, path_id(req));
+               json s = read_sweep_state(j);
+               json out = {{"object", "sweep"},
+                           {"job_id", j.id},
+                           {"ranking", s.value("ranking", json::array())},
+                           {"rungs", s.contains("halving") ? s["halving"].value("rungs", json())
+                                                           : json(nullptr)},
+                           {"elapsed_s", s.value("elapsed_s", 0.0)},
+                           {"budget_minutes", s.value("budget_minutes", 0.0)},
+                           {"precision", s.value("precision", "")},
+                           {"finished", s.value("finished", false)}};
+               const auto recipe = std::filesystem::path(j.output_dir) / "recipe.yaml";
+               std::error_code ec;
+               out["recipe"] =
+                   std::filesystem::exists(recipe, ec) ? json(read_file(recipe)) : json(nullptr);
+               send_json(res, 200, out);
+             }));
+
+  // Saves the finished sweep's best config as DATA_DIR/recipes/<name>.yaml.
+  server.Post(
+      R"(/v1/jobs/(\d+)/recipe)", guarded(opts, [&store, opts](const auto& req, auto& res) {
+        Job j = find_job(store, path_id(req));
+        read_sweep_state(j);  // 409 unless a sweep
+        json body = json::parse(req.body, nullptr, false);
+        if (!body.is_object() || !body.contains("name") || !body["name"].is_string())
+          throw HttpError(400, "body must be {\"name\": \"recipe-name\"}", "invalid_request",
+                          "name");
+        const std::string name = body["name"].get<std::string>();
+        static const std::regex kName("[a-z0-9][a-z0-9_-]{0,63}");
+        if (!std::regex_match(name, kName))
+          throw HttpError(400, "name must be 1-64 of a-z, 0-9, _ and - (e.g. tiny)",
+                          "invalid_parameter", "name");
+        const auto recipe = std::filesystem::path(j.output_dir) / "recipe.yaml";
+        std::error_code ec;
+        if (!std::filesystem::exists(recipe, ec))
+          throw HttpError(409, "sweep " + std::to_string(j.id) + " has no recipe yet", "no_recipe");
+        const auto dir = std::filesystem::path(opts.spec_ctx.data_dir) / "recipes";
+        std::filesystem::create_directories(dir);
+        const auto path = dir / (name + ".yaml");
+        write_file_atomic(path, read_file(recipe));
+        send_json(res, 201, {{"object", "recipe"}, {"name", name}, {"path", path.string()}});
+      }));
+}
+
 void register_writes(httplib::Server& server, JobStore& store, JobRunner& runner,
                      const JobRoutesOptions& opts) {
   server.Post("/v1/jobs", guarded(opts, [&runner, opts](const auto& req, auto& res) {
@@ -319,6 +384,7 @@ void register_job_routes(httplib::Server& server, JobStore& store, JobRunner& ru
                          const JobRoutesOptions& opts) {
   register_reads(server, store, runner, opts);
   register_writes(server, store, runner, opts);
+  register_sweep_routes(server, store, opts);
 }
 
 void register_job_routes(httplib::Server& server, JobStore& store, JobRunner& runner,

@@ -7,6 +7,10 @@
 //   GET  /v1/jobs/{id}/logs?tail=N | ?since_id=ID&limit=
 //   POST /v1/jobs/{id}/cancel            409 unless queued or running
 //   POST /v1/jobs/{id}/resume            409 unless failed, cancelled or interrupted
+//   GET  /v1/jobs/{id}/sweep             a sweep's trials ranked by val loss, its recipe
+//                                        (409 for other kinds)
+//   POST /v1/jobs/{id}/recipe {"name"}   saves the sweep's best config as
+//                                        DATA_DIR/recipes/<name>.yaml
 //   GET  /v1/jobs/{id}/events            SSE: replays events after Last-Event-ID (or ?since=),
 //                                        then polls; ends with "event: end" once the job is
 //                                        terminal and drained, or when the client leaves.

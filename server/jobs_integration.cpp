@@ -133,6 +133,10 @@ class JobsIntegrationImpl : public JobsIntegration {
                                  " (set --configs-dir or KTL_CONFIG_DIR)");
       fs::copy_file(configs / f, dir / f, fs::copy_options::overwrite_existing);
     }
+    // The tiny recipe (from a sweep, docs/training-guide.md) replaces the generic defaults.
+    const fs::path recipe = configs / "recipes" / "tiny.yaml";
+    if (fs::exists(recipe))
+      fs::copy_file(recipe, dir / "training.yaml", fs::copy_options::overwrite_existing);
     // Checkpoints, evals and samples four times per run, so the dashboard has something early.
     const int every = std::max(10, ctx_.cfg.quickstart_steps / 4);
     return {{"kind", "pipeline"},

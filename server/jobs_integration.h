@@ -5,7 +5,8 @@
 // "quickstart". Succeeded -> its newest checkpoint is loaded. Queued/running -> each newer
 // checkpoint is loaded as it appears. Interrupted -> resumed. None -> a pipeline job is
 // submitted once (default corpus -> tokenizer + data -> train model_tiny for a few hundred
-// steps) and followed the same way.
+// steps, with configs/recipes/tiny.yaml as its training config when that recipe exists) and
+// followed the same way.
 //
 // Lifecycle: create() -> start() (runner recovery + scheduling, quickstart watcher) -> stop().
 // Thread-safety: newest_checkpoint() and the routes may be called from any thread.

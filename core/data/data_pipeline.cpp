@@ -83,13 +83,20 @@ class SplitFiles {
     }
   }
 
-  void add(Split s, double pos, std::string text) {
-    if (s != Split::kTrain) return write(s, text);
-    held_.push_back({pos, std::move(text)});
+  // Per source: train/tokenizer counts; the cap on tokenizer characters per source (0 = none).
+  void set_source_accounting(std::map<std::string, SourceStats>* sources, uint64_t cap) {
+    sources_ = sources, cap_ = cap;
+  }
+  // The source of each val document, in file order.
+  const std::vector<std::string>& val_sources() const { return val_sources_; }
+
+  void add(Split s, double pos, std::string text, std::string source = "") {
+    if (s != Split::kTrain) return write(s, text, source);
+    held_.push_back({pos, std::move(text), std::move(source)});
     if (held_.size() <= 2) return;
     auto lowest = std::min_element(held_.begin(), held_.end(),
                                    [](const Held& a, const Held& b) { return a.pos < b.pos; });
-    write(Split::kTrain, lowest->text);
+    write(Split::kTrain, lowest->text, lowest->source);
     held_.erase(lowest);
   }
 
@@ -100,8 +107,8 @@ class SplitFiles {
     for (Split s : {Split::kVal, Split::kTest})
       if (stats_[int(s)].docs == 0 && next < held_.size() &&
           stats_[0].docs + (held_.size() - next) > 1)
-        write(s, held_[next++].text);
-    for (; next < held_.size(); ++next) write(Split::kTrain, held_[next].text);
+        write(s, held_[next].text, held_[next].source), ++next;
+    for (; next < held_.size(); ++next) write(Split::kTrain, held_[next].text, held_[next].source);
     held_.clear();
     for (int s = 0; s < 3; ++s) {
       out_[s].flush();
@@ -117,16 +124,26 @@ class SplitFiles {
   struct Held {
     double pos;
     std::string text;
+    std::string source;
   };
-  void write(Split s, const std::string& text) {
+  void write(Split s, const std::string& text, const std::string& source) {
     auto& o = out_[int(s)];
     if (stats_[int(s)].docs > 0) o << '\n';  // blank line between documents
     o << text << '\n';
     if (!o) throw std::runtime_error("cannot write " + tmp_[int(s)].string() + " (disk full?)");
     stats_[int(s)].docs += 1;
-    stats_[int(s)].chars += utf8::count_chars(text);
+    const uint64_t chars = utf8::count_chars(text);
+    stats_[int(s)].chars += chars;
     stats_[int(s)].bytes += text.size();
-    if (s == Split::kTrain && tok_in_) write_tokenizer_lines(text);
+    if (s == Split::kVal) val_sources_.push_back(source);
+    if (s != Split::kTrain) return;
+    SourceStats* src = sources_ ? &(*sources_)[source] : nullptr;
+    if (src) src->train_docs += 1, src->train_chars += chars;
+    if (!tok_in_) return;
+    // The cap keeps the first documents of a source (in reading order) up to cap_ characters.
+    if (src && cap_ > 0 && src->tokenizer_chars >= cap_) return;
+    write_tokenizer_lines(text);
+    if (src) src->tokenizer_chars += chars;
   }
   // SentencePiece skips lines over max_sentence_length, so long paragraphs go in as sentences.
   void write_tokenizer_lines(const std::string& text) {
@@ -148,6 +165,9 @@ class SplitFiles {
   fs::path tmp_[3];
   std::ofstream out_[3];
   SplitStats stats_[3];
+  std::map<std::string, SourceStats>* sources_ = nullptr;
+  uint64_t cap_ = 0;
+  std::vector<std::string> val_sources_;
   std::vector<Held> held_;
   SentenceSplitter splitter_;
 };
@@ -260,6 +280,21 @@ std::string pipeline_stats_json(const PipelineStats& s) {
     j["splits"][name] = {
         {"docs", sp.docs}, {"chars", sp.chars}, {"bytes", sp.bytes}, {"tokens", sp.tokens}};
   j["val_chars_per_token"] = s.val_chars_per_token;
+  json sources = json::object();
+  uint64_t tok_total = 0;
+  for (const auto& [name, src] : s.sources) tok_total += src.tokenizer_chars;
+  for (const auto& [name, src] : s.sources) {
+    json o = {{"train_docs", src.train_docs}, {"train_chars", src.train_chars},
+              {"val_docs", src.val_docs},     {"val_chars", src.val_chars},
+              {"val_tokens", src.val_tokens}, {"val_chars_per_token", src.val_chars_per_token()}};
+    if (s.tokenizer_trained) {
+      o["tokenizer_chars"] = src.tokenizer_chars;
+      o["tokenizer_share"] = tok_total ? double(src.tokenizer_chars) / double(tok_total) : 0.0;
+    }
+    sources[name] = o;
+  }
+  j["sources"] = sources;
+  j["tokenizer_source_cap_chars"] = s.tokenizer_source_cap_chars;
   j["vocab_size"] = s.vocab_size;
   j["seconds"] = s.seconds;
   j["special_ids"] = {{"pad", SpecialIds::kPad},
@@ -271,8 +306,33 @@ std::string pipeline_stats_json(const PipelineStats& s) {
 
 namespace {
 
+// "dir/nsmc.jsonl.gz:123" -> "nsmc.jsonl.gz": documents are grouped by their file.
+std::string source_name(const std::string& source) {
+  std::string s = source;
+  const size_t colon = s.rfind(':');
+  if (colon != std::string::npos && colon + 1 < s.size() &&
+      s.find_first_not_of("0123456789", colon + 1) == std::string::npos)
+    s.resize(colon);
+  return fs::path(s).filename().string();
+}
+
+// Characters per token of each source's val documents (sources in val file order).
+void measure_val_sources(const fs::path& val_txt, const std::vector<std::string>& sources,
+                         const Tokenizer& tok, std::map<std::string, SourceStats>& out) {
+  size_t i = 0;
+  for_each_split_document(val_txt, [&](std::string&& doc) {
+    const std::string& src = i < sources.size() ? sources[i] : std::string("?");
+    ++i;
+    auto& s = out[src];
+    s.val_docs += 1;
+    s.val_chars += utf8::count_chars(doc);
+    s.val_tokens += tok.encode(doc).size();
+  });
+}
+
 // read -> clean -> dedup -> split; fills the text stages of `st` and writes the .txt files.
-void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, PipelineStats& st) {
+void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, PipelineStats& st,
+                       std::vector<std::string>* val_sources) {
   CorpusReader reader(cfg.reader);
   uint64_t printed = 0;  // the first 20 errors go to stderr, all of them into the counts
   reader.on_error = [&printed](const InputError& e) {
@@ -290,6 +350,7 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
   if (cfg.tokenize && cfg.tokenizer.empty())
     tok_in.open(tok_input, std::ios::binary | std::ios::trunc);
   SplitFiles files(cfg.output_dir, tok_in.is_open() ? &tok_in : nullptr);
+  files.set_source_accounting(&st.sources, cfg.tokenizer_source_cap_chars);
   Progress prog("read+clean", 0, cfg.progress);
   uint64_t raw_bytes = 0;
   auto sink = [&](RawDocument&& doc) {
@@ -313,7 +374,7 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
     st.after_near.chars += chars;
     const Split split = splitter.assign(r.text);
     const double pos = splitter.position(r.text);
-    files.add(split, pos, std::move(r.text));
+    files.add(split, pos, std::move(r.text), source_name(doc.source));
     if (cfg.max_docs && st.after_near.docs >= cfg.max_docs) throw StopReading{};
   };
   try {
@@ -323,6 +384,7 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
   prog.update(st.read.docs, raw_bytes, true);
   st.input_errors = reader.error_count();
   files.commit(st.splits);
+  *val_sources = files.val_sources();
   if (tok_in.is_open()) {
     tok_in.close();
     if (!tok_in) throw std::runtime_error("cannot write " + tok_input.string() + " (disk full?)");
@@ -338,8 +400,10 @@ PipelineStats run_data_pipeline(const PipelineConfig& cfg) {
   const fs::path tok_input =
       cfg.output_dir / (".tokenizer_input.txt.tmp-" + std::to_string(::getpid()));
   auto t0 = Clock::now();
+  std::vector<std::string> val_sources;
+  st.tokenizer_source_cap_chars = cfg.tokenizer_source_cap_chars;
   try {
-    build_text_splits(cfg, tok_input, st);
+    build_text_splits(cfg, tok_input, st, &val_sources);
   } catch (...) {
     std::error_code ec;
     fs::remove(tok_input, ec);
@@ -370,6 +434,7 @@ PipelineStats run_data_pipeline(const PipelineConfig& cfg) {
         throw;
       }
       fs::remove(tok_input);
+      st.tokenizer_trained = true;
       tok = Tokenizer::load((cfg.output_dir / "tokenizer.model").string());
     } else {
       tok = Tokenizer::load(cfg.tokenizer);
@@ -388,6 +453,7 @@ PipelineStats run_data_pipeline(const PipelineConfig& cfg) {
     const auto& v = st.splits["val"];
     if (v.tokens > v.docs)
       st.val_chars_per_token = static_cast<double>(v.chars) / (v.tokens - v.docs);
+    measure_val_sources(cfg.output_dir / "val.txt", val_sources, *tok, st.sources);
   }
   write_file_atomic(cfg.output_dir / "stats.json", pipeline_stats_json(st));
   return st;

@@ -3,7 +3,9 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <stdexcept>
 
 #include "core/train/training_config.h"
@@ -35,6 +37,41 @@ double measure_matmul_gflops(torch::ScalarType dtype, int64_t n, int reps) {
     best = std::min(best, s);
   }
   return 2.0 * double(n) * n * n / best / 1e9;
+}
+
+Precision choose_precision_by_step_time(const std::function<void(Precision)>& step, int warmup,
+                                        int reps, std::string* why, PrecisionTiming* timing) {
+  if (reps < 1) throw std::invalid_argument("choose_precision_by_step_time: reps must be >= 1");
+  for (int i = 0; i < warmup; ++i) step(Precision::kFp32), step(Precision::kBf16);
+  std::vector<double> f32, b16;
+  auto timed = [&](Precision p, std::vector<double>& out) {
+    const auto t0 = std::chrono::steady_clock::now();
+    step(p);
+    out.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  };
+  for (int i = 0; i < reps; ++i) {
+    // Alternate which goes first so a slow start or a burst of load does not favour one.
+    if (i % 2 == 0)
+      timed(Precision::kFp32, f32), timed(Precision::kBf16, b16);
+    else
+      timed(Precision::kBf16, b16), timed(Precision::kFp32, f32);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  };
+  PrecisionTiming t{median(f32), median(b16)};
+  if (timing) *timing = t;
+  const bool use_bf16 = t.bf16_s <= 0.9 * t.fp32_s;
+  char buf[256];
+  std::snprintf(
+      buf, sizeof buf,
+      "%s (bf16: auto; measured forward+backward on the model's shapes, median of %d: "
+      "fp32 %.3f s/step, bf16 %.3f s/step; bf16 %s)",
+      use_bf16 ? "bf16 autocast" : "fp32", reps, t.fp32_s, t.bf16_s,
+      use_bf16 ? "is >= 10% faster" : "is not >= 10% faster, so fp32 keeps full precision");
+  if (why) *why = buf;
+  return use_bf16 ? Precision::kBf16 : Precision::kFp32;
 }
 
 Precision choose_precision(const TrainingConfig& c, const torch::Device& device, std::string* why) {

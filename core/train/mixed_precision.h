@@ -7,6 +7,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,9 +19,24 @@ enum class Precision { kFp32, kBf16, kFp16 };
 const char* precision_name(Precision p);
 
 // Resolves fp16/bf16 ("auto" measures a bf16 and an fp32 matmul on CPU and picks bf16 when it
-// is at least 1.3x faster). `why` gets one human-readable line. Throws std::invalid_argument
-// for combinations the device cannot do (fp16 on CPU).
+// is at least 1.3x faster; the trainer instead times real steps, see below). `why` gets one
+// human-readable line. Throws std::invalid_argument for combinations the device cannot do (fp16 on
+// CPU).
 Precision choose_precision(const TrainingConfig& c, const torch::Device& device, std::string* why);
+
+// Step times measured by choose_precision_by_step_time (seconds per step; 0 = not measured).
+struct PrecisionTiming {
+  double fp32_s = 0;
+  double bf16_s = 0;
+};
+
+// bf16 "auto" for training: times `step(p)` (one forward + backward on the model's real
+// shapes) in fp32 and bf16, `warmup` untimed calls each, then `reps` timed calls each,
+// interleaved so a load change hits both; takes the median of each. Picks bf16 only when its
+// median step is at least 10% shorter (bf16 costs precision, so a tie goes to fp32). `why`
+// gets one line with both times; `timing` gets them too.
+Precision choose_precision_by_step_time(const std::function<void(Precision)>& step, int warmup,
+                                        int reps, std::string* why, PrecisionTiming* timing);
 
 // GFLOP/s of an n x n x n matmul in `dtype` on CPU (best of a few repetitions).
 double measure_matmul_gflops(torch::ScalarType dtype, int64_t n = 512, int reps = 6);

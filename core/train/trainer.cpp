@@ -21,6 +21,8 @@ const char* train_status_name(TrainStatus s) {
   switch (s) {
     case TrainStatus::kCompleted:
       return "completed";
+    case TrainStatus::kPaused:
+      return "paused";
     case TrainStatus::kEarlyStopped:
       return "early_stopped";
     case TrainStatus::kStopped:
@@ -84,10 +86,6 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
     throw std::invalid_argument(
         "training max_seq_length " + std::to_string(config_.max_seq_length) +
         " exceeds the model's max_seq_length " + std::to_string(model_->config().max_seq_length));
-  std::string why;
-  precision_ = choose_precision(config_, device_, &why);
-  log("precision: " + why);
-  scaler_ = GradScaler(precision_ == Precision::kFp16);
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
   AdamWOptions o;
@@ -103,6 +101,37 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
     eval_batches_ = std::make_unique<EvalBatches>(data_.val, config_.batch_size,
                                                   config_.max_seq_length, config_.eval_batches);
   model_->train();
+  std::string why;
+  if (config_.bf16 == "auto" && !config_.fp16 && device_.is_cpu())
+    precision_ = measure_precision(&why);
+  else
+    precision_ = choose_precision(config_, device_, &why);
+  log("precision: " + why);
+  scaler_ = GradScaler(precision_ == Precision::kFp16);
+}
+
+Precision Trainer::measure_precision(std::string* why) {
+  // Forward + backward on the first real batch; gradients are dropped, weights untouched.
+  std::vector<torch::Tensor> micro = {sampler_->batch(0, 0)};  // [B, T+1]
+  auto step = [&](Precision p) {
+    precision_ = p;
+    accumulate_gradients(micro);
+    optimizer_->zero_grad();
+  };
+  const Precision chosen = choose_precision_by_step_time(step, 1, 3, why, &precision_timing_);
+  sink_.metric("precision/fp32_step_s", step_, precision_timing_.fp32_s);
+  sink_.metric("precision/bf16_step_s", step_, precision_timing_.bf16_s);
+  return chosen;
+}
+
+int64_t Trainer::tokens_per_step() const {
+  return int64_t(config_.batch_size) * config_.gradient_accumulation_steps * config_.max_seq_length;
+}
+
+double Trainer::loop_tokens_per_s() const {
+  const double loop_s = seconds_since(run_t0_) - aside_seconds_;
+  const int64_t steps = step_ - run_start_step_;
+  return loop_s > 0 && steps > 0 ? double(tokens_per_step() * steps) / loop_s : 0;
 }
 
 void Trainer::log(const std::string& line) {
@@ -112,7 +141,7 @@ void Trainer::log(const std::string& line) {
 double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_batches) {
   int64_t rows = 0;
   for (const auto& mb : micro_batches) rows += mb.size(0);
-  double loss_sum = 0;
+  torch::Tensor loss_sum;  // summed as a tensor: one host read per step, not per micro-batch
   for (const auto& cpu_mb : micro_batches) {
     auto mb = cpu_mb.to(device_);  // [b, T+1]
     const auto T = mb.size(1) - 1;
@@ -127,9 +156,10 @@ double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_bat
     // Weight by rows so k micro-batches give the gradient of one batch k times larger.
     const double weight = double(mb.size(0)) / double(rows);
     (loss * (weight * scaler_.scale())).backward();
-    loss_sum += loss.item<double>() * weight;
+    auto w = loss.detach() * weight;
+    loss_sum = loss_sum.defined() ? loss_sum + w : w;
   }
-  return loss_sum;
+  return loss_sum.defined() ? loss_sum.item<double>() : 0.0;
 }
 
 double Trainer::train_step(double* grad_norm) {
@@ -217,10 +247,10 @@ void Trainer::log_progress(double loss, double grad_norm, double lr, double toke
   const double eta = per_step * double(config_.max_steps - step_);
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | elapsed %s | "
-                "eta %s",
+                "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | loop %.0f "
+                "tok/s excl. eval | elapsed %s | eta %s",
                 (long long)step_, (long long)config_.max_steps, loss, lr, grad_norm, tokens_per_s,
-                fmt_duration(elapsed).c_str(), fmt_duration(eta).c_str());
+                loop_tokens_per_s(), fmt_duration(elapsed).c_str(), fmt_duration(eta).c_str());
   log(buf);
 }
 
@@ -231,6 +261,18 @@ TrainResult Trainer::finish(TrainStatus status, std::string message) {
   r.last_checkpoint = last_checkpoint_;
   r.message = std::move(message);
   r.last_eval = last_eval_;
+  if (step_ > run_start_step_) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "throughput: %.0f tok/s over the loop excluding eval, checkpoints and samples "
+                  "(%.0f tok/s in the steps alone; %.1fs spent on eval/checkpoints/samples)",
+                  loop_tokens_per_s(),
+                  elapsed_this_run_ > 0
+                      ? double(tokens_per_step() * (step_ - run_start_step_)) / elapsed_this_run_
+                      : 0.0,
+                  aside_seconds_);
+    log(buf);
+  }
   if (!r.message.empty()) log(r.message);
   sink_.flush();
   return r;
@@ -249,27 +291,36 @@ std::string Trainer::divergence_message(double loss, double grad_norm) const {
 }
 
 void Trainer::report_interval(LogInterval& iv, double lr) {
-  const int64_t tokens_per_step =
-      int64_t(config_.batch_size) * config_.gradient_accumulation_steps * config_.max_seq_length;
-  const double tps = iv.seconds > 0 ? double(tokens_per_step) * iv.steps / iv.seconds : 0;
+  const double tps = iv.seconds > 0 ? double(tokens_per_step()) * iv.steps / iv.seconds : 0;
   const double mean_loss = iv.loss / iv.steps, mean_norm = iv.grad_norm / iv.steps;
   sink_.metric("train/loss", step_, mean_loss);
   sink_.metric("train/lr", step_, lr);
   sink_.metric("train/grad_norm", step_, mean_norm);
   sink_.metric("train/tokens_per_s", step_, tps);
+  sink_.metric("train/loop_tokens_per_s", step_, loop_tokens_per_s());
   log_progress(mean_loss, mean_norm, lr, tps);
   iv = LogInterval{};
 }
 
-TrainResult Trainer::run() {
+TrainResult Trainer::run(int64_t until_step) {
   fs::create_directories(output_dir_);
   remove_stale_temp_dirs();
   run_start_step_ = step_;
   elapsed_this_run_ = 0;
+  aside_seconds_ = 0;
+  run_t0_ = std::chrono::steady_clock::now();
+  const bool pause = until_step >= 0 && until_step < config_.max_steps;
+  const int64_t end = pause ? until_step : config_.max_steps;
+  // Eval, checkpoints and samples are timed apart so the loop rate excludes them.
+  auto aside = [this](auto&& fn) {
+    const auto t = std::chrono::steady_clock::now();
+    fn();
+    aside_seconds_ += seconds_since(t);
+  };
   LogInterval iv;
-  while (step_ < config_.max_steps) {
+  while (step_ < end) {
     if (stop_requested_.load()) {
-      save_checkpoint_now(false);
+      aside([&] { save_checkpoint_now(false); });
       return finish(TrainStatus::kStopped, "stopped at step " + std::to_string(step_) +
                                                " on request; checkpoint " + last_checkpoint_);
     }
@@ -284,20 +335,28 @@ TrainResult Trainer::run() {
     elapsed_this_run_ += dt;
     iv.loss += loss, iv.grad_norm += norm, iv.seconds += dt, ++iv.steps;
     sink_.progress(step_, config_.max_steps);
-    if (step_ % config_.log_steps == 0 || step_ == config_.max_steps) report_interval(iv, lr);
+    if (step_ % config_.log_steps == 0 || step_ == end) report_interval(iv, lr);
     bool early = false;
-    if (config_.eval_steps > 0 && step_ % config_.eval_steps == 0) maybe_eval(false, &early);
-    if (config_.save_steps > 0 && step_ % config_.save_steps == 0) save_checkpoint_now(true);
-    if (config_.sample_steps > 0 && step_ % config_.sample_steps == 0) write_samples();
+    if (config_.eval_steps > 0 && step_ % config_.eval_steps == 0)
+      aside([&] { maybe_eval(false, &early); });
+    if (config_.save_steps > 0 && step_ % config_.save_steps == 0)
+      aside([&] { save_checkpoint_now(true); });
+    if (config_.sample_steps > 0 && step_ % config_.sample_steps == 0)
+      aside([&] { write_samples(); });
     if (early) {
-      if (last_save_step_ != step_) save_checkpoint_now(true);
+      if (last_save_step_ != step_) aside([&] { save_checkpoint_now(true); });
       point_link("final", last_checkpoint_);
       return finish(TrainStatus::kEarlyStopped, "");
     }
   }
+  if (pause) {
+    if (last_save_step_ != step_) aside([&] { save_checkpoint_now(true); });
+    return finish(TrainStatus::kPaused, "");
+  }
   // The end: always leave an evaluated final checkpoint.
-  if (last_save_step_ != step_) save_checkpoint_now(true);
-  if (config_.sample_steps > 0 && step_ % config_.sample_steps != 0) write_samples();
+  if (last_save_step_ != step_) aside([&] { save_checkpoint_now(true); });
+  if (config_.sample_steps > 0 && step_ % config_.sample_steps != 0)
+    aside([&] { write_samples(); });
   point_link("final", last_checkpoint_);
   return finish(TrainStatus::kCompleted, "");
 }

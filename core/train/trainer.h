@@ -12,7 +12,12 @@
 //   final  -> checkpoint-<last step>  (only after a run that reached its end)
 //
 // Lifecycle (enum class TrainStatus): construct -> [restore(dir)] -> run() once, which returns
-// kCompleted (max_steps reached), kEarlyStopped, kStopped (request_stop()) or kDiverged.
+// kCompleted (max_steps reached), kPaused (run(until) reached `until` < max_steps, with an
+// evaluated checkpoint there), kEarlyStopped, kStopped (request_stop()) or kDiverged.
+//
+// Throughput: every progress line gives the step rate and the loop rate (tokens over the
+// loop's wall time minus evaluation, checkpoint and sample time: data, logging, metrics and
+// gradient-norm work included), so `ktl train` compares directly with `ktl bench-train`.
 // Thread-safety: run() and the step functions from one thread; request_stop() from any thread
 // or a signal handler (it only stores an atomic flag).
 #pragma once
@@ -40,7 +45,7 @@ namespace ktl {
 
 class Tokenizer;
 
-enum class TrainStatus { kCompleted, kEarlyStopped, kStopped, kDiverged };
+enum class TrainStatus { kCompleted, kPaused, kEarlyStopped, kStopped, kDiverged };
 const char* train_status_name(TrainStatus s);
 
 struct TrainResult {
@@ -67,7 +72,9 @@ class Trainer {
   // Throws std::runtime_error naming the file on a missing, truncated or corrupt state.
   void restore(const std::string& checkpoint_dir);
 
-  TrainResult run();
+  // Trains to max_steps, or only to `until_step` when 0 <= until_step < max_steps (the LR
+  // schedule still spans max_steps: a sweep rung, continued later by restore()).
+  TrainResult run(int64_t until_step = -1);
   void request_stop() { stop_requested_.store(true); }
 
   // Pieces of a step, public for tests.
@@ -82,6 +89,10 @@ class Trainer {
 
   int64_t step() const { return step_; }
   Precision precision() const { return precision_; }
+  // Step times bf16 "auto" measured (zeros when precision was not measured).
+  const PrecisionTiming& precision_timing() const { return precision_timing_; }
+  // Tokens/s over this run's loop excluding eval, checkpoints and samples (0 before a step).
+  double loop_tokens_per_s() const;
   TransformerImpl& model() { return *model_; }
   const TrainingConfig& config() const { return config_; }
 
@@ -92,6 +103,8 @@ class Trainer {
     int steps = 0;
   };
   void log_progress(double loss, double grad_norm, double lr, double tokens_per_s);
+  Precision measure_precision(std::string* why);
+  int64_t tokens_per_step() const;
   void report_interval(LogInterval& iv, double lr);
   std::string divergence_message(double loss, double grad_norm) const;
   void maybe_eval(bool force, bool* early_stop);
@@ -110,6 +123,7 @@ class Trainer {
   MetricsSink& sink_;
   torch::Device device_;
   Precision precision_ = Precision::kFp32;
+  PrecisionTiming precision_timing_;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   GradScaler scaler_;
@@ -129,6 +143,8 @@ class Trainer {
   double best_ckpt_val_loss_ = 0;
   double train_seconds_ = 0;  // excludes eval/save/sample time; survives resume
   double elapsed_this_run_ = 0;
+  std::chrono::steady_clock::time_point run_t0_{};  // run() began
+  double aside_seconds_ = 0;                        // this run's eval, checkpoint and sample time
   int64_t run_start_step_ = 0;
   std::atomic<bool> stop_requested_{false};
 };

@@ -75,6 +75,9 @@ void Trainer::write_state_files(const std::string& dir) const {
       {"loss_scale_good_steps", scaler_.good_steps()},
       {"precision", precision_name(precision_)},
   };
+  if (precision_timing_.fp32_s > 0)  // bf16: auto measured both
+    s["precision_step_seconds"] = {{"fp32", precision_timing_.fp32_s},
+                                   {"bf16", precision_timing_.bf16_s}};
   write_file_atomic(d / kStateFile, s.dump(2) + "\n");
 }
 
@@ -89,6 +92,10 @@ std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
     if (last_eval_->chars > 0) meta.metrics["val/bpc"] = last_eval_->bpc;
   }
   meta.extra["precision"] = precision_name(precision_);
+  if (precision_timing_.fp32_s > 0) {
+    meta.extra["precision_fp32_step_s"] = std::to_string(precision_timing_.fp32_s);
+    meta.extra["precision_bf16_step_s"] = std::to_string(precision_timing_.bf16_s);
+  }
   meta.extra["max_steps"] = std::to_string(config_.max_steps);
   const fs::path dir = fs::path(output_dir_) / ("checkpoint-" + std::to_string(step_));
   const std::string bytes = tokenizer_ ? tokenizer_->model_bytes() : std::string();

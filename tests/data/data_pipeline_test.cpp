@@ -188,3 +188,38 @@ TEST_F(DataPipelineTest, NearDedupRemovesEditedCopies) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(DataPipelineTest, SourceCapBalancesTheTokenizerAndStatsArePerSource) {
+  // A second, small source next to the big one.
+  std::string small;
+  for (const auto& s : ktl::testing::korean_sentences(300, 9)) small += s + "\n";
+  ktl::testing::write_text(dir_.file("small.txt"), small);
+  auto c = config("capped");
+  c.inputs.push_back(dir_.file("small.txt"));
+  c.reader.txt_docs = "line";
+  c.tokenizer_source_cap_chars = 20000;
+  const auto st = ktl::run_data_pipeline(c);
+  ASSERT_EQ(st.sources.size(), 2u);
+  const auto& big = st.sources.at("corpus.jsonl");
+  const auto& little = st.sources.at("small.txt");
+  // The cap stops a source after the document that crosses it; the shards keep everything.
+  EXPECT_GE(big.tokenizer_chars, 20000u);
+  EXPECT_LT(big.tokenizer_chars, 20000u + 2000u);
+  EXPECT_GT(big.train_chars, 5 * big.tokenizer_chars);
+  ASSERT_LT(little.train_chars, 20000u);  // under the cap: all of it
+  EXPECT_EQ(little.tokenizer_chars, little.train_chars);
+  EXPECT_EQ(big.train_docs + little.train_docs, st.splits.at("train").docs);
+  // Per-source val figures add up to the split's.
+  EXPECT_EQ(big.val_docs + little.val_docs, st.splits.at("val").docs);
+  EXPECT_EQ(big.val_chars + little.val_chars, st.splits.at("val").chars);
+  EXPECT_EQ(big.val_tokens + little.val_tokens,
+            st.splits.at("val").tokens - st.splits.at("val").docs);
+  const auto j = nlohmann::json::parse(ktl::pipeline_stats_json(st));
+  EXPECT_EQ(j["tokenizer_source_cap_chars"], 20000);
+  EXPECT_GT(j["sources"]["corpus.jsonl"]["tokenizer_share"].get<double>(), 0.0);
+  EXPECT_GT(j["sources"]["corpus.jsonl"]["val_chars_per_token"].get<double>(), 1.0);
+}
+
+}  // namespace

@@ -129,9 +129,7 @@ if (missing) {
     fs.writeFileSync(corpus, `${koreanSentences(4000).join('\n')}\n`);
     // Job specs name config files relative to --data-dir: keep copies of configs/ there.
     fs.mkdirSync(path.join(dataDir, 'configs'), { recursive: true });
-    for (const f of fs.readdirSync(path.join(ROOT, 'configs'))) {
-      fs.copyFileSync(path.join(ROOT, 'configs', f), path.join(dataDir, 'configs', f));
-    }
+    fs.cpSync(path.join(ROOT, 'configs'), path.join(dataDir, 'configs'), { recursive: true }); // with recipes/, sweeps/
 
     // A tokenizer and a random tiny model, so the playground has a model from the start.
     const tokDir = path.join(tmp, 'tokenizer');

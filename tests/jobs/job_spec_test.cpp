@@ -348,3 +348,51 @@ TEST_F(JobSpecTest, OtherKinds) {
 
 }  // namespace
 }  // namespace ktl::jobs
+
+namespace ktl::jobs {
+namespace {
+
+TEST_F(JobSpecTest, SweepSpecValidatesItsSpaceAndBuildsTheSweepCommand) {
+  std::ofstream(root_.path() / "data" / "sweep.yaml")
+      << "trials: 4\nparams:\n  learning_rate: {min: 1.0e-4, max: 1.0e-2, log: true}\n";
+  ctx_.allowed_roots = {root_.str("configs")};
+  json spec = {{"kind", "sweep"},
+               {"options",
+                {{"space", "sweep.yaml"},
+                 {"model_config", root_.str("configs/model.yaml")},
+                 {"data", "shards"}}}};
+  ValidatedSpec v = validate_job_spec(spec, ctx_);
+  EXPECT_EQ(v.kind, JobKind::kSweep);
+  Job job;
+  job.id = 3;
+  job.kind = v.kind;
+  job.spec_json = v.to_json();
+  job.output_dir = job_output_dir(v, ctx_, job.id);
+  EXPECT_EQ(job.output_dir, root_.str("data/jobs/3/sweep"));
+  const auto args = build_job_stages(job, ctx_, "/db/jobs.db")[0].args;
+  std::vector<std::string> want = {"sweep",
+                                   "--space",
+                                   root_.str("data/sweep.yaml"),
+                                   "--model-config",
+                                   root_.str("configs/model.yaml"),
+                                   "--data",
+                                   root_.str("data/shards"),
+                                   "--output-dir",
+                                   root_.str("data/jobs/3/sweep"),
+                                   "--job-db",
+                                   "/db/jobs.db",
+                                   "--job-id",
+                                   "3"};
+  EXPECT_EQ(args, want);
+  // A bad space names options.space; overrides are not sweep options.
+  std::ofstream(root_.path() / "data" / "bad.yaml") << "params:\n  learning_rat: [1]\n";
+  spec["options"]["space"] = "bad.yaml";
+  EXPECT_NE(error_of(spec).find("options.space"), std::string::npos) << error_of(spec);
+  EXPECT_NE(error_of(spec).find("learning_rat"), std::string::npos);
+  spec["options"]["space"] = "sweep.yaml";
+  spec["options"]["max_steps"] = 10;
+  EXPECT_NE(error_of(spec).find("options.max_steps"), std::string::npos) << error_of(spec);
+}
+
+}  // namespace
+}  // namespace ktl::jobs

@@ -278,3 +278,52 @@ TEST_F(JobRoutesTest, EventStreamDeliversStatusAndMetricsThenEnds) {
 
 }  // namespace
 }  // namespace ktl::server
+
+namespace ktl::server {
+namespace {
+
+TEST_F(JobRoutesTest, SweepRankingAndRecipe) {
+  std::ofstream(dir_.path() / "data" / "sweep.yaml")
+      << "trials: 2\nparams:\n  warmup_steps: [1, 2]\n";
+  json sweep = {
+      {"kind", "sweep"},
+      {"name", "s"},
+      {"options", {{"space", "sweep.yaml"}, {"model_config", "model.yaml"}, {"data", "shards"}}}};
+  auto [code, job] = post("/v1/jobs", sweep.dump());
+  ASSERT_EQ(code, 201) << job.dump();
+  const std::string id = std::to_string(job["id"].get<int64_t>());
+  // Before any rung finished: an empty ranking, no recipe.
+  auto [c0, empty] = get("/v1/jobs/" + id + "/sweep");
+  EXPECT_EQ(c0, 200);
+  EXPECT_TRUE(empty["ranking"].empty());
+  EXPECT_TRUE(empty["recipe"].is_null());
+  EXPECT_EQ(post("/v1/jobs/" + id + "/recipe", R"({"name":"tiny"})").first, 409);
+  // What the sweep child writes.
+  const fs::path out = dir_.path() / "data" / "jobs" / id / "sweep";
+  fs::create_directories(out);
+  std::ofstream(out / "sweep_state.json")
+      << R"({"halving": {"rungs": [5, 10]}, "elapsed_s": 12.5, "finished": true,
+             "ranking": [{"id": 1, "state": "completed", "val_loss": 3.5},
+                         {"id": 0, "state": "stopped", "val_loss": 4.0}]})";
+  std::ofstream(out / "recipe.yaml") << "warmup_steps: 2\n";
+  auto [c1, s] = get("/v1/jobs/" + id + "/sweep");
+  ASSERT_EQ(c1, 200) << s.dump();
+  EXPECT_EQ(s["ranking"][0]["id"], 1);
+  EXPECT_EQ(s["rungs"], json::array({5, 10}));
+  EXPECT_TRUE(s["finished"].get<bool>());
+  EXPECT_EQ(s["recipe"], "warmup_steps: 2\n");
+  EXPECT_EQ(post("/v1/jobs/" + id + "/recipe", R"({"name":"../x"})").first, 400);
+  EXPECT_EQ(post("/v1/jobs/" + id + "/recipe", R"({"nom":"x"})").first, 400);
+  auto [c2, saved] = post("/v1/jobs/" + id + "/recipe", R"({"name":"tiny"})");
+  EXPECT_EQ(c2, 201) << saved.dump();
+  std::ifstream in(dir_.path() / "data" / "recipes" / "tiny.yaml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "warmup_steps: 2\n");
+  // Not a sweep: 409.
+  auto [c3, train] = post("/v1/jobs", spec().dump());
+  ASSERT_EQ(c3, 201);
+  EXPECT_EQ(get("/v1/jobs/" + std::to_string(train["id"].get<int64_t>()) + "/sweep").first, 409);
+}
+
+}  // namespace
+}  // namespace ktl::server

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "core/model/checkpoint.h"
@@ -402,6 +404,101 @@ TEST_F(TrainerTest, StopRequestSavesACheckpoint) {
   EXPECT_EQ(r.status, ktl::TrainStatus::kStopped);
   EXPECT_EQ(r.step, 3);
   EXPECT_TRUE(fs::exists(out / "checkpoint-3/trainer_state.json"));
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(TrainerTest, RunUntilPausesWithACheckpointAndContinuesLikeOneRun) {
+  // A sweep rung: train to step 4 of 8, then restore and go on; the weights equal one run to 8.
+  TempDir a("ktl-train-a"), b("ktl-train-b");
+  auto c = small_config();
+  c.max_steps = 8;
+  c.eval_steps = 2;
+  RecordingSink sa, sb;
+  auto whole = make_trainer(c, make_model(), a.path(), sa);
+  whole->run();
+  auto first = make_trainer(c, make_model(), b.path(), sb);
+  auto r = first->run(4);
+  EXPECT_EQ(r.status, ktl::TrainStatus::kPaused);
+  EXPECT_EQ(r.step, 4);
+  ASSERT_TRUE(r.last_eval.has_value());  // evaluated where it paused
+  ASSERT_TRUE(fs::exists(b / "checkpoint-4"));
+  EXPECT_FALSE(fs::exists(b / "final"));
+  auto ck = ktl::load_checkpoint(b / "checkpoint-4");
+  ck.model->train();
+  RecordingSink sc;
+  auto second = make_trainer(c, ck.model, b.path(), sc);
+  second->restore(b / "checkpoint-4");
+  EXPECT_EQ(second->run(8).status, ktl::TrainStatus::kCompleted);
+  auto pa = whole->model().named_parameters(), pb = second->model().named_parameters();
+  for (const auto& p : pa)
+    EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key() << " differs";
+}
+
+TEST_F(TrainerTest, LogsTheLoopRateExcludingEval) {
+  TempDir out("ktl-train");
+  auto c = small_config();
+  c.max_steps = 6;
+  c.eval_steps = 2;
+  c.log_steps = 3;
+  RecordingSink sink;
+  auto t = make_trainer(c, make_model(), out.path(), sink);
+  t->run();
+  const auto loop = sink.values("train/loop_tokens_per_s");
+  ASSERT_EQ(loop.size(), 2u);
+  EXPECT_GT(loop.back(), 0);
+  EXPECT_GT(t->loop_tokens_per_s(), 0);
+  bool progress = false, summary = false;
+  for (const auto& l : sink.lines) {
+    progress |= l.find("tok/s excl. eval") != std::string::npos;
+    summary |= l.find("throughput:") != std::string::npos;
+  }
+  EXPECT_TRUE(progress);
+  EXPECT_TRUE(summary);
+}
+
+TEST_F(TrainerTest, AutoPrecisionTimesRealStepsAndLeavesTheWeights) {
+  TempDir out("ktl-train");
+  auto c = small_config();
+  c.bf16 = "auto";
+  auto m = make_model();
+  std::vector<torch::Tensor> before;
+  for (const auto& p : m->parameters()) before.push_back(p.detach().clone());
+  RecordingSink sink;
+  auto t = make_trainer(c, m, out.path(), sink);
+  const auto& timing = t->precision_timing();
+  EXPECT_GT(timing.fp32_s, 0);
+  EXPECT_GT(timing.bf16_s, 0);
+  EXPECT_EQ(t->precision() == ktl::Precision::kBf16, timing.bf16_s <= 0.9 * timing.fp32_s);
+  EXPECT_EQ(sink.values("precision/fp32_step_s").size(), 1u);
+  bool why = false;
+  for (const auto& l : sink.lines) why |= l.find("s/step") != std::string::npos;
+  EXPECT_TRUE(why);
+  auto params = m->parameters();
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i], before[i]));
+  for (const auto& p : params)
+    EXPECT_FALSE(p.grad().defined() && p.grad().abs().sum().item<double>() > 0);
+}
+
+TEST(ChoosePrecision, PicksBf16OnlyWhenItsMedianStepIsTenPercentShorter) {
+  // Fake steps with fixed costs: the rule, not the hardware.
+  auto pick = [](double f32_ms, double b16_ms) {
+    auto step = [&](ktl::Precision p) {
+      std::this_thread::sleep_for(std::chrono::microseconds(
+          int64_t(1000 * (p == ktl::Precision::kBf16 ? b16_ms : f32_ms))));
+    };
+    std::string why;
+    ktl::PrecisionTiming t;
+    auto chosen = ktl::choose_precision_by_step_time(step, 1, 3, &why, &t);
+    EXPECT_NE(why.find("s/step"), std::string::npos);
+    return std::make_pair(chosen, t);
+  };
+  auto [slow_bf16, t1] = pick(10, 30);
+  EXPECT_EQ(slow_bf16, ktl::Precision::kFp32);
+  EXPECT_GT(t1.bf16_s, t1.fp32_s);
+  EXPECT_EQ(pick(40, 10).first, ktl::Precision::kBf16);
 }
 
 }  // namespace

@@ -23,6 +23,13 @@ TEST(TrainingConfig, LoadsTheShippedConfig) {
   EXPECT_TRUE(c.bf16 == "auto" || c.bf16 == "true" || c.bf16 == "false");
 }
 
+TEST(TrainingConfig, LoadsTheShippedRecipes) {
+  // configs/recipes/*.yaml come from sweeps; the quickstart job trains with tiny.yaml.
+  auto c = ktl::load_training_config(std::string(KTL_SOURCE_DIR) + "/configs/recipes/tiny.yaml");
+  EXPECT_GT(c.learning_rate, 0);
+  EXPECT_EQ(c.num_threads, 0);  // a recipe must not pin one machine's thread count
+}
+
 TEST(TrainingConfig, UnknownKeyAndWrongTypeNameTheKey) {
   const auto bad_key = write_tmp("tc_bad_key.yaml", "batch_size: 4\nlearning_rat: 0.1\n");
   try {

@@ -15,7 +15,12 @@ export const PATHS = {
   jobEvents: (id) => `/v1/jobs/${encodeURIComponent(id)}/events`,
   jobCancel: (id) => `/v1/jobs/${encodeURIComponent(id)}/cancel`,
   jobResume: (id) => `/v1/jobs/${encodeURIComponent(id)}/resume`,
+  jobSweep: (id) => `/v1/jobs/${encodeURIComponent(id)}/sweep`,
+  jobRecipe: (id) => `/v1/jobs/${encodeURIComponent(id)}/recipe`,
 };
+
+/** A sweep trial's metric key: trialMetric(3, 'val/loss') -> 'trial/3/val/loss'. */
+export const trialMetric = (trial, key) => `trial/${trial}/${key}`;
 
 // Metric keys written by the trainer.
 export const METRIC = {
@@ -286,6 +291,34 @@ export async function jobMetrics(id, { key, sinceStep } = {}) {
     }
   }
   return out;
+}
+
+/**
+ * A sweep job's trials, best first: {ranking: [{id, state, overrides, steps, valLoss, valBpc,
+ * seconds, note}], rungs, finished, recipe (YAML text or null)}.
+ */
+export async function jobSweep(id) {
+  const b = await json('GET', PATHS.jobSweep(id));
+  const num = (v) => (v === null || v === undefined ? NaN : Number(v));
+  return {
+    ranking: (b.ranking || []).map((r) => ({
+      id: Number(r.id),
+      state: r.state || '',
+      overrides: r.overrides || {},
+      steps: Number(r.steps || 0),
+      valLoss: num(r.val_loss),
+      valBpc: num(r.val_bpc),
+      seconds: Number(r.seconds || 0),
+      note: r.note || '',
+    })),
+    rungs: b.rungs || [],
+    finished: !!b.finished,
+    recipe: b.recipe ?? null,
+  };
+}
+/** Saves a finished sweep's best config as DATA_DIR/recipes/<name>.yaml; returns {path}. */
+export async function saveRecipe(id, name) {
+  return json('POST', PATHS.jobRecipe(id), { name });
 }
 
 /** [{step, prompt, text, kind}] */

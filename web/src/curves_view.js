@@ -4,6 +4,7 @@ import * as api from './api.js';
 import { store } from './store.js';
 import { feed } from './feed.js';
 import { StepChart } from './chart.js';
+import { SweepPanel } from './sweep_view.js';
 import { h, clear, ema, fmtNum, jobColor, throttle } from './util.js';
 
 const SMOOTHING_KEY = 'ktl.smoothing';
@@ -81,6 +82,9 @@ export class CurvesView {
       h('div', { class: 'loss-row' }, loss.card, h('div', { class: 'card stats-card' }, h('h3', {}, 'Latest'), this.stats)),
       h('div', { class: 'chart-grid' }, lr.card, tps.card, grad.card),
     );
+    this.sweepRoot = h('div', { class: 'sweeps', id: 'curves-sweeps' });
+    this.root.append(this.sweepRoot);
+    this.sweeps = new SweepPanel(this.sweepRoot);
     this.cards = { loss: loss.card, lr: lr.card, tps: tps.card, grad: grad.card };
     this.charts = {
       loss: new StepChart(loss.box, { height: 280 }),
@@ -179,6 +183,7 @@ export class CurvesView {
     this.setPoints('tps', this.charts.tps.update(simple.tps));
     this.setPoints('grad', this.charts.grad.update(simple.grad, { log: this.log }));
     this.renderStats(jobs);
+    this.sweeps.update(jobs, { log: this.log });
   }
 
   setPoints(name, n) {
