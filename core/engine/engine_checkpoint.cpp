@@ -1,14 +1,12 @@
 #include "core/engine/engine_checkpoint.h"
 
 #include <torch/torch.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <stdexcept>
 
-#include <unistd.h>  // getpid: LibTorch 2.x headers no longer pull it in
 #if defined(__linux__)
 #include <sys/mman.h>  // madvise
 #endif
@@ -52,24 +50,7 @@ void release_pages(const void* p, size_t n) {
 // converted part), its pages go too. Everything else is copied and its pages dropped at once.
 torch::Tensor tensor_from(const std::shared_ptr<SafetensorsFile>& f, const StTensorInfo& t,
                           const std::string& path) {
-  torch::ScalarType st;
-  switch (t.dtype) {
-    case StDtype::F32:
-      st = torch::kFloat32;
-      break;
-    case StDtype::F16:
-      st = torch::kFloat16;
-      break;
-    case StDtype::BF16:
-      st = torch::kBFloat16;
-      break;
-    case StDtype::I8:
-      st = torch::kInt8;
-      break;
-    default:
-      throw std::runtime_error(path + ": tensor '" + t.name + "' has unsupported dtype " +
-                               st_dtype_name(t.dtype));
-  }
+  const torch::ScalarType st = torch_dtype_of(t, path);
   void* p = const_cast<void*>(f->data(t));
   const auto opts = torch::TensorOptions().dtype(st);
   if (t.dtype == StDtype::F32 && reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) {
@@ -82,28 +63,19 @@ torch::Tensor tensor_from(const std::shared_ptr<SafetensorsFile>& f, const StTen
   return copy;
 }
 
+}  // namespace
+
 // Every checkpoint (fp32, bf16 or int8 on disk) loads straight into the engine's form, without
 // building the training module: one tensor at a time, shapes checked against config.json.
-LoadedEngineModel load_direct(const std::string& dir, WeightDtype dtype) {
+LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype) {
+  CheckpointFiles files = open_checkpoint_files(dir);
   LoadedEngineModel out;
-  CheckpointMeta meta = read_checkpoint_meta(dir);
-  auto q = meta.extra.find("quantization");
-  out.quantization = q == meta.extra.end() ? "" : q->second;
-  out.config = read_model_config_json((fs::path(dir) / "config.json").string());
-  const std::string weights = (fs::path(dir) / "model.safetensors").string();
-  if (!fs::exists(weights)) throw std::runtime_error(dir + ": model.safetensors missing");
-  if (!meta.weights_sha256.empty() && sha256_file_hex(weights) != meta.weights_sha256) {
-    throw std::runtime_error(weights + ": checksum mismatch (corrupt or modified checkpoint)");
-  }
+  auto q = files.meta.extra.find("quantization");
+  out.quantization = q == files.meta.extra.end() ? "" : q->second;
+  out.config = files.config;
+  out.tokenizer = std::move(files.tokenizer);
+  const std::string& weights = files.weights;
   out.bytes_on_disk = static_cast<int64_t>(fs::file_size(weights));
-  const std::string tok = (fs::path(dir) / "tokenizer.model").string();
-  if (!fs::exists(tok)) throw std::runtime_error(dir + ": tokenizer.model missing");
-  out.tokenizer = Tokenizer::load(tok);
-  if (out.tokenizer->vocab_size() != out.config.vocab_size) {
-    throw std::runtime_error(
-        dir + ": tokenizer has " + std::to_string(out.tokenizer->vocab_size()) +
-        " pieces but config.json says vocab_size " + std::to_string(out.config.vocab_size));
-  }
   auto f = std::make_shared<SafetensorsFile>(SafetensorsFile::open(weights));
   auto src = [&](const std::string& name) {
     const StTensorInfo* t = f->find(name);
@@ -126,21 +98,13 @@ LoadedEngineModel load_direct(const std::string& dir, WeightDtype dtype) {
   return out;
 }
 
-}  // namespace
-
-LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype) {
-  if (!fs::is_directory(dir)) throw std::runtime_error("checkpoint directory not found: " + dir);
-  return load_direct(dir, dtype);
-}
-
 void save_int8_checkpoint(const EngineModel& model, const std::string& src_dir,
                           const std::string& out_dir) {
-  const fs::path final_dir(out_dir);
-  if (final_dir.has_parent_path()) fs::create_directories(final_dir.parent_path());
-  const fs::path tmp = final_dir.string() + ".tmp-" + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  try {
+  CheckpointMeta meta;
+  if (fs::exists(fs::path(src_dir) / "meta.json")) meta = read_checkpoint_meta(src_dir);
+  meta.extra["quantization"] = "int8";
+  meta.extra["quantized_from"] = fs::absolute(src_dir).string();
+  publish_checkpoint_dir(out_dir, std::move(meta), [&](const fs::path& tmp) {
     auto weights = model.export_weights(WeightDtype::kInt8);
     std::vector<StTensorView> views;
     for (const auto& [name, w] : weights) {
@@ -155,23 +119,7 @@ void save_int8_checkpoint(const EngineModel& model, const std::string& src_dir,
     write_safetensors((tmp / "model.safetensors").string(), views, {{"quantization", "int8"}});
     fs::copy_file(fs::path(src_dir) / "tokenizer.model", tmp / "tokenizer.model");
     write_file_atomic(tmp / "config.json", model_config_to_json(model.config()));
-    CheckpointMeta src_meta;
-    if (fs::exists(fs::path(src_dir) / "meta.json")) src_meta = read_checkpoint_meta(src_dir);
-    src_meta.extra["quantization"] = "int8";
-    src_meta.extra["quantized_from"] = fs::absolute(src_dir).string();
-    nlohmann::json m = {{"step", src_meta.step},
-                        {"metrics", src_meta.metrics},
-                        {"extra", src_meta.extra},
-                        {"weights_sha256", sha256_file_hex(tmp / "model.safetensors")},
-                        {"format_version", 1}};
-    write_file_atomic(tmp / "meta.json", m.dump(2) + "\n");
-    if (fs::exists(final_dir)) fs::remove_all(final_dir);
-    fs::rename(tmp, final_dir);
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(tmp, ec);
-    throw;
-  }
+  });
 }
 
 }  // namespace ktl

@@ -68,41 +68,42 @@ void load_weights_safetensors(TransformerImpl& model, const std::string& path) {
     if (info->shape != want)
       throw std::runtime_error(path + ": tensor '" + name +
                                "' has the wrong shape for this config");
-    torch::ScalarType st;
-    switch (info->dtype) {
-      case StDtype::F32:
-        st = torch::kFloat32;
-        break;
-      case StDtype::F16:
-        st = torch::kFloat16;
-        break;
-      case StDtype::BF16:
-        st = torch::kBFloat16;
-        break;
-      default:
-        throw std::runtime_error(path + ": tensor '" + name + "' has unsupported dtype " +
-                                 st_dtype_name(info->dtype));
-    }
+    if (info->dtype == StDtype::I8)
+      throw std::runtime_error(path + ": tensor '" + name +
+                               "' is int8 (a quantized checkpoint: the engine loads it)");
+    const torch::ScalarType st = torch_dtype_of(*info, path);
     auto src = torch::from_blob(const_cast<void*>(file.data(*info)), want,
                                 torch::TensorOptions().dtype(st));
     param.copy_(src.to(param.device(), param.scalar_type()));
   }
 }
 
-void save_checkpoint(const std::string& dir, TransformerImpl& model,
-                     const std::string& tokenizer_model_bytes, CheckpointMeta meta,
-                     const std::function<void(const std::string&)>& write_extra) {
+torch::ScalarType torch_dtype_of(const StTensorInfo& t, const std::string& path) {
+  switch (t.dtype) {
+    case StDtype::F32:
+      return torch::kFloat32;
+    case StDtype::F16:
+      return torch::kFloat16;
+    case StDtype::BF16:
+      return torch::kBFloat16;
+    case StDtype::I8:
+      return torch::kInt8;
+    default:
+      throw std::runtime_error(path + ": tensor '" + t.name + "' has unsupported dtype " +
+                               st_dtype_name(t.dtype));
+  }
+}
+
+void publish_checkpoint_dir(const std::string& dir, CheckpointMeta meta,
+                            const std::function<void(const fs::path& tmp)>& fill) {
   const fs::path final_dir(dir);
   if (final_dir.has_parent_path()) fs::create_directories(final_dir.parent_path());
   const fs::path tmp = final_dir.string() + ".tmp-" + std::to_string(::getpid());
   fs::remove_all(tmp);
   fs::create_directories(tmp);
   try {
-    write_file_atomic(tmp / "config.json", model_config_to_json(model.config()));
-    write_file_atomic(tmp / "tokenizer.model", tokenizer_model_bytes);
-    save_weights_safetensors(model, (tmp / "model.safetensors").string());
+    fill(tmp);
     meta.weights_sha256 = sha256_file_hex(tmp / "model.safetensors");
-    if (write_extra) write_extra(tmp.string());
     json m = {{"step", meta.step},
               {"metrics", meta.metrics},
               {"extra", meta.extra},
@@ -111,10 +112,8 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count()},
               {"format_version", 1}};
-    write_file_atomic(tmp / "meta.json",
-                      m.dump(2) + "\n");  // last: its presence marks completeness
+    write_file_atomic(tmp / "meta.json", m.dump(2) + "\n");  // last: marks completeness
     fsync_dir(tmp);
-    // Move any previous checkpoint aside only after the new one is complete.
     const fs::path old = final_dir.string() + ".old-" + std::to_string(::getpid());
     if (fs::exists(final_dir)) fs::rename(final_dir, old);
     fs::rename(tmp, final_dir);
@@ -127,26 +126,46 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
   }
 }
 
-LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device,
-                                 bool verify_sha256) {
+void save_checkpoint(const std::string& dir, TransformerImpl& model,
+                     const std::string& tokenizer_model_bytes, CheckpointMeta meta,
+                     const std::function<void(const std::string&)>& write_extra) {
+  publish_checkpoint_dir(dir, std::move(meta), [&](const fs::path& tmp) {
+    write_file_atomic(tmp / "config.json", model_config_to_json(model.config()));
+    write_file_atomic(tmp / "tokenizer.model", tokenizer_model_bytes);
+    save_weights_safetensors(model, (tmp / "model.safetensors").string());
+    if (write_extra) write_extra(tmp.string());
+  });
+}
+
+CheckpointFiles open_checkpoint_files(const std::string& dir, bool verify_sha256) {
   if (!fs::is_directory(dir)) throw std::runtime_error("checkpoint directory not found: " + dir);
-  LoadedCheckpoint ck;
-  ck.meta = read_checkpoint_meta(dir);
-  ck.config = read_model_config_json((fs::path(dir) / "config.json").string());
-  const std::string weights = (fs::path(dir) / "model.safetensors").string();
-  if (!fs::exists(weights)) throw std::runtime_error(dir + ": model.safetensors missing");
-  if (verify_sha256 && !ck.meta.weights_sha256.empty() &&
-      sha256_file_hex(weights) != ck.meta.weights_sha256)
-    throw std::runtime_error(weights + ": checksum mismatch (corrupt or modified checkpoint)");
+  CheckpointFiles f;
+  f.meta = read_checkpoint_meta(dir);
+  f.config = read_model_config_json((fs::path(dir) / "config.json").string());
+  f.weights = (fs::path(dir) / "model.safetensors").string();
+  if (!fs::exists(f.weights)) throw std::runtime_error(dir + ": model.safetensors missing");
+  if (verify_sha256 && !f.meta.weights_sha256.empty() &&
+      sha256_file_hex(f.weights) != f.meta.weights_sha256)
+    throw std::runtime_error(f.weights + ": checksum mismatch (corrupt or modified checkpoint)");
   const std::string tok = (fs::path(dir) / "tokenizer.model").string();
   if (!fs::exists(tok)) throw std::runtime_error(dir + ": tokenizer.model missing");
-  ck.tokenizer = Tokenizer::load(tok);
-  if (ck.tokenizer->vocab_size() != ck.config.vocab_size)
-    throw std::runtime_error(dir + ": tokenizer has " + std::to_string(ck.tokenizer->vocab_size()) +
+  f.tokenizer = Tokenizer::load(tok);
+  if (f.tokenizer->vocab_size() != f.config.vocab_size)
+    throw std::runtime_error(dir + ": tokenizer has " + std::to_string(f.tokenizer->vocab_size()) +
                              " pieces but config.json says vocab_size " +
-                             std::to_string(ck.config.vocab_size));
+                             std::to_string(f.config.vocab_size));
+  return f;
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device,
+                                 bool verify_sha256) {
+  CheckpointFiles f = open_checkpoint_files(dir, verify_sha256);
+  LoadedCheckpoint ck;
+  ck.meta = std::move(f.meta);
+  ck.config = f.config;
+  ck.tokenizer = std::move(f.tokenizer);
   ck.model = Transformer(ck.config);
-  load_weights_safetensors(*ck.model, weights);
+  load_weights_safetensors(*ck.model, f.weights);
   ck.model->to(device);
   ck.model->eval();
   return ck;

@@ -11,6 +11,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "core/model/checkpoint_meta.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
+#include "core/safetensors/safetensors.h"
 
 namespace ktl {
 
@@ -44,6 +46,29 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& de
                                  bool verify_sha256 = true);
 
 std::string model_config_to_json(const ModelConfig& c);  // Hugging Face LlamaConfig keys
+
+// What every loader checks before reading a tensor: meta.json, config.json, model.safetensors
+// (present; its sha256 equal to meta's when `verify_sha256`) and a tokenizer.model with
+// config's vocab_size pieces. Throws std::runtime_error naming the path and the problem.
+struct CheckpointFiles {
+  CheckpointMeta meta;
+  ModelConfig config;
+  std::string weights;  // path of model.safetensors
+  std::shared_ptr<Tokenizer> tokenizer;
+};
+CheckpointFiles open_checkpoint_files(const std::string& dir, bool verify_sha256 = true);
+
+// Writes a checkpoint directory atomically, whoever fills it (the trainer, the int8 exporter):
+// `fill(tmp_dir)` writes config.json, tokenizer.model, model.safetensors and any extras; then
+// meta.json (with the sha256 of model.safetensors) goes last, as the mark of completeness, and
+// the directory is renamed into place. A previous checkpoint at `dir` is moved aside only once
+// the new one is complete.
+void publish_checkpoint_dir(const std::string& dir, CheckpointMeta meta,
+                            const std::function<void(const std::filesystem::path& tmp)>& fill);
+
+// The LibTorch dtype of a stored tensor: F32, F16, BF16 or I8; anything else throws naming the
+// file and the tensor.
+torch::ScalarType torch_dtype_of(const StTensorInfo& t, const std::string& path);
 
 // Copies weights from safetensors into the model's parameters (by Hugging Face name).
 void load_weights_safetensors(TransformerImpl& model, const std::string& path);
