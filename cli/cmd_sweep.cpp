@@ -2,16 +2,15 @@
 // docs/training-guide.md (Sweeps) and core/train/sweep_runner.h.
 #include <torch/torch.h>
 
-#include <atomic>
-#include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/default_training_config.h"
+#include "cli/stop_on_signal.h"
 #include "core/model/device.h"
 #include "core/model/model_config.h"
-#include "core/train/console_metrics_sink.h"
 #include "core/train/sweep_runner.h"
 #include "core/train/sweep_space.h"
 #include "core/train/training_config.h"
@@ -23,14 +22,6 @@ namespace fs = std::filesystem;
 using ktl::cli::Args;
 using ktl::cli::UsageError;
 
-std::atomic<ktl::SweepRunner*> g_sweep{nullptr};
-
-// SIGTERM/SIGINT: stop the running trial (it checkpoints), save the sweep state, exit 0.
-extern "C" void on_sweep_signal(int sig) {
-  if (auto* s = g_sweep.load()) s->request_stop();
-  std::signal(sig, SIG_DFL);
-}
-
 int run_sweep(const Args& args) {
   ktl::SweepSpace space;
   try {
@@ -41,37 +32,22 @@ int run_sweep(const Args& args) {
   ktl::SweepRunOptions o;
   if (args.has("config"))
     o.base = ktl::load_training_config(args.get("config"));
-  else if (fs::exists("configs/training.yaml"))
-    o.base = ktl::load_training_config("configs/training.yaml");
+  else if (const std::string d = ktl::cli::default_training_config_path(); !d.empty())
+    o.base = ktl::load_training_config(d);
   o.model = ktl::load_model_config_yaml(args.get("model-config"));
   o.data_dir = args.get("data");
   o.output_dir = args.get("output-dir");
   o.device = ktl::resolve_device(o.base.device);
   if (o.base.num_threads > 0) torch::set_num_threads(o.base.num_threads);
 
-  ktl::ConsoleMetricsSink console;
-  std::unique_ptr<ktl::MetricsSink> job_sink, tee;
-  ktl::MetricsSink* sink = &console;
-  if (args.has("job-db")) {
-    job_sink = ktl::jobs::make_job_sink(args.get("job-db"), args.get_int("job-id", 0));
-    tee = ktl::jobs::make_tee_sink(console, *job_sink);
-    sink = tee.get();
-  }
-  ktl::SweepRunner runner(space, o, *sink);
-  g_sweep.store(&runner);
-  std::signal(SIGTERM, on_sweep_signal);
-  std::signal(SIGINT, on_sweep_signal);
+  ktl::jobs::ChildSinks sinks(args.get("job-db"), args.get_int("job-id", 0));
+  ktl::SweepRunner runner(space, o, sinks.sink());
   ktl::SweepResult r;
-  try {
+  {
+    ktl::cli::StopOnSignal<ktl::SweepRunner> stop(&runner);
     r = runner.run();
-  } catch (...) {
-    g_sweep.store(nullptr);
-    throw;
   }
-  std::signal(SIGTERM, SIG_DFL);
-  std::signal(SIGINT, SIG_DFL);
-  g_sweep.store(nullptr);
-  sink->flush();
+  sinks.sink().flush();
   if (!r.complete) {
     std::cout << "sweep stopped; run the same command again to resume from "
               << (fs::path(o.output_dir) / "sweep_state.json").string() << "\n";

@@ -2,13 +2,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <atomic>
-#include <csignal>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/default_training_config.h"
+#include "cli/stop_on_signal.h"
 #include "core/base/file_util.h"
 #include "core/data/token_shard.h"
 #include "core/model/checkpoint.h"
@@ -16,7 +16,6 @@
 #include "core/model/model.h"
 #include "core/model/model_config.h"
 #include "core/tokenizer/tokenizer.h"
-#include "core/train/console_metrics_sink.h"
 #include "core/train/trainer.h"
 #include "core/train/training_config.h"
 #include "jobs/child_reporting.h"
@@ -27,43 +26,8 @@ namespace fs = std::filesystem;
 using ktl::cli::Args;
 using ktl::cli::UsageError;
 
-const char* kDefaultConfig = "configs/training.yaml";
-
-std::atomic<ktl::Trainer*> g_trainer{nullptr};
-
-// SIGTERM/SIGINT: finish the current step, save a checkpoint, exit 0. A second signal kills.
-extern "C" void on_stop_signal(int sig) {
-  if (auto* t = g_trainer.load()) t->request_stop();
-  std::signal(sig, SIG_DFL);
-}
-
-struct TrainerRegistration {
-  explicit TrainerRegistration(ktl::Trainer* t) {
-    g_trainer.store(t);
-    std::signal(SIGTERM, on_stop_signal);
-    std::signal(SIGINT, on_stop_signal);
-  }
-  ~TrainerRegistration() {
-    std::signal(SIGTERM, SIG_DFL);
-    std::signal(SIGINT, SIG_DFL);
-    g_trainer.store(nullptr);
-  }
-};
-
 const std::vector<std::string> kOwnFlags = {"config",      "model-config", "data",   "output-dir",
                                             "resume-from", "init-from",    "job-db", "job-id"};
-
-// The default training YAML: ./configs/training.yaml, else the one shipped beside the binary
-// (<exe>/../configs), else "" (built-in defaults).
-std::string default_config_path() {
-  if (fs::exists(kDefaultConfig)) return kDefaultConfig;
-  const std::string exe = ktl::executable_path();
-  if (!exe.empty()) {
-    const fs::path shipped = fs::path(exe).parent_path().parent_path() / kDefaultConfig;
-    if (fs::exists(shipped)) return shipped.string();
-  }
-  return "";
-}
 
 // Config file (or the checkpoint's when resuming), then every --<key> override in order.
 ktl::TrainingConfig resolve_config(const Args& args) {
@@ -83,7 +47,7 @@ ktl::TrainingConfig resolve_config(const Args& args) {
     path = (fs::path(args.get("resume-from")) / "training_config.yaml").string();
     if (!fs::exists(path)) path.clear();
   }
-  if (path.empty()) path = default_config_path();
+  if (path.empty()) path = ktl::cli::default_training_config_path();
   if (!path.empty()) ktl::load_training_config_into(path, c);
   for (const auto& o : overrides) {
     try {
@@ -141,14 +105,8 @@ int run_train(const Args& args) {
   if (c.num_threads > 0) torch::set_num_threads(c.num_threads);
   const torch::Device device = ktl::resolve_device(c.device);
 
-  ktl::ConsoleMetricsSink console;
-  std::unique_ptr<ktl::MetricsSink> job_sink, tee;
-  ktl::MetricsSink* sink = &console;
-  if (args.has("job-db")) {
-    job_sink = ktl::jobs::make_job_sink(args.get("job-db"), args.get_int("job-id", 0));
-    tee = ktl::jobs::make_tee_sink(console, *job_sink);
-    sink = tee.get();
-  }
+  ktl::jobs::ChildSinks sinks(args.get("job-db"), args.get_int("job-id", 0));
+  ktl::MetricsSink* sink = &sinks.sink();
 
   auto m = build_model(args, c, device);
   m.model->train();
@@ -178,7 +136,7 @@ int run_train(const Args& args) {
   if (args.has("resume-from")) trainer.restore(args.get("resume-from"));
   ktl::TrainResult r;
   {
-    TrainerRegistration reg(&trainer);
+    ktl::cli::StopOnSignal<ktl::Trainer> stop(&trainer);
     r = trainer.run();
   }
   sink->flush();

@@ -128,4 +128,10 @@ std::unique_ptr<MetricsSink> make_tee_sink(MetricsSink& a, MetricsSink& b) {
   return std::make_unique<TeeSink>(a, b);
 }
 
+ChildSinks::ChildSinks(const std::string& db_path, int64_t job_id) {
+  if (db_path.empty()) return;
+  job_ = make_job_sink(db_path, job_id);
+  tee_ = make_tee_sink(console_, *job_);
+}
+
 }  // namespace ktl::jobs

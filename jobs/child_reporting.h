@@ -1,10 +1,6 @@
-// The child side of a job: `ktl train|eval|prepare-data|train-tokenizer ... --job-db DB
-// --job-id N` reports through the sink this returns. Usage in a command:
-//
-//   std::unique_ptr<ktl::MetricsSink> job_sink;
-//   if (args.has("job-db")) job_sink = ktl::jobs::make_job_sink(args.get("job-db"),
-//                                                               args.get_int("job-id", 0));
-//   // then tee: console sink + *job_sink (the runner captures stdout into the logs table)
+// The child side of a job: `ktl train|sweep|eval|prepare-data|train-tokenizer ... --job-db DB
+// --job-id N` reports through the sink make_job_sink returns; ChildSinks is the usual pairing
+// with the console (the runner captures stdout into the logs table).
 //
 // Thread-safe: see SqliteMetricsSink.
 #pragma once
@@ -13,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "core/train/console_metrics_sink.h"
 #include "core/train/metrics_sink.h"
 
 namespace ktl::jobs {
@@ -28,5 +25,19 @@ std::unique_ptr<MetricsSink> make_job_sink(const std::string& db_path, int64_t j
 
 // A sink that forwards every call to two others (e.g. console + job database).
 std::unique_ptr<MetricsSink> make_tee_sink(MetricsSink& a, MetricsSink& b);
+
+// The console, and also the job database when `db_path` is not empty (a command run by the
+// daemon). Not copyable: sink() refers into it.
+class ChildSinks {
+ public:
+  ChildSinks(const std::string& db_path, int64_t job_id);
+  ChildSinks(const ChildSinks&) = delete;
+  ChildSinks& operator=(const ChildSinks&) = delete;
+  MetricsSink& sink() { return tee_ ? *tee_ : static_cast<MetricsSink&>(console_); }
+
+ private:
+  ConsoleMetricsSink console_;
+  std::unique_ptr<MetricsSink> job_, tee_;
+};
 
 }  // namespace ktl::jobs
