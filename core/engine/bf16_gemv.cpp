@@ -7,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/base/cpu_features.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -93,17 +95,15 @@ void rows_dot_scalar(const uint16_t* w, const float* x, int64_t n_rows, int64_t 
 
 using RowsDot = void (*)(const uint16_t*, const float*, int64_t, float*);
 
-// The best kernel set this CPU runs.
+// The best kernel set this CPU (and OS) runs.
 Bf16Kernels best_kernels() {
-#if defined(__x86_64__)
-  static const Bf16Kernels best =
-      __builtin_cpu_supports("avx512f")                                   ? Bf16Kernels::kAvx512
-      : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? Bf16Kernels::kAvx2
-                                                                          : Bf16Kernels::kScalar;
+  static const Bf16Kernels best = [] {
+    const CpuFeatures f = detect_cpu_features();
+    if (f.avx512f) return Bf16Kernels::kAvx512;
+    if (f.avx2 && f.fma) return Bf16Kernels::kAvx2;
+    return Bf16Kernels::kScalar;
+  }();
   return best;
-#else
-  return Bf16Kernels::kScalar;
-#endif
 }
 
 // The kernel for n_rows rows (null: the scalar loop).

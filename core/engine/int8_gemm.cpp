@@ -27,15 +27,23 @@ constexpr int kTileStreams = 4;  // activation rows per tile
 // A tile: out[s * R + r] = sum_i x[s, i] * w[r, i] (x: u8 for the VNNI kernels, s8 otherwise).
 using TileFn = void (*)(const int8_t* w, int64_t in, const void* x, int64_t xld, int32_t* out);
 
-template <int R, int S>
-void tile_scalar(const int8_t* w, int64_t in, const void* xv, int64_t xld, int32_t* out) {
-  const int8_t* x = static_cast<const int8_t*>(xv);
+// out[s * R + r] += sum over columns [i, in): the tail a vector loop leaves, and with i = 0 the
+// whole of the scalar kernel. X: uint8_t for the shifted (VNNI) activations, int8_t otherwise.
+template <int R, int S, class X>
+inline void add_columns(const int8_t* w, int64_t in, const X* x, int64_t xld, int64_t i,
+                        int32_t* out) {
   for (int s = 0; s < S; ++s)
     for (int r = 0; r < R; ++r) {
       int32_t acc = 0;
-      for (int64_t i = 0; i < in; ++i) acc += int32_t(x[s * xld + i]) * int32_t(w[r * in + i]);
-      out[s * R + r] = acc;
+      for (int64_t k = i; k < in; ++k) acc += int32_t(x[s * xld + k]) * int32_t(w[r * in + k]);
+      out[s * R + r] += acc;
     }
+}
+
+template <int R, int S>
+void tile_scalar(const int8_t* w, int64_t in, const void* xv, int64_t xld, int32_t* out) {
+  std::fill(out, out + S * R, 0);
+  add_columns<R, S>(w, in, static_cast<const int8_t*>(xv), xld, 0, out);
 }
 
 #if defined(__x86_64__)
@@ -112,11 +120,8 @@ __attribute__((target("avx2,avxvnni"))) void tile_avxvnni(const int8_t* w, int64
     }
   }
   for (int s = 0; s < S; ++s)
-    for (int r = 0; r < R; ++r) {
-      int32_t t = hsum_epi32_avx2(acc[s][r]);
-      for (int64_t k = i; k < in; ++k) t += int32_t(x[s * xld + k]) * int32_t(w[r * in + k]);
-      out[s * R + r] = t;
-    }
+    for (int r = 0; r < R; ++r) out[s * R + r] = hsum_epi32_avx2(acc[s][r]);
+  add_columns<R, S>(w, in, x, xld, i, out);
 }
 
 template <int R, int S>
@@ -143,11 +148,8 @@ __attribute__((target("avx2"))) void tile_avx2(const int8_t* w, int64_t in, cons
     }
   }
   for (int s = 0; s < S; ++s)
-    for (int r = 0; r < R; ++r) {
-      int32_t t = hsum_epi32_avx2(acc[s][r]);
-      for (int64_t k = i; k < in; ++k) t += int32_t(x[s * xld + k]) * int32_t(w[r * in + k]);
-      out[s * R + r] = t;
-    }
+    for (int r = 0; r < R; ++r) out[s * R + r] = hsum_epi32_avx2(acc[s][r]);
+  add_columns<R, S>(w, in, x, xld, i, out);
 }
 #pragma GCC diagnostic pop
 #endif  // __x86_64__
@@ -169,11 +171,8 @@ void tile_neon_dot(const int8_t* w, int64_t in, const void* xv, int64_t xld, int
     }
   }
   for (int s = 0; s < S; ++s)
-    for (int r = 0; r < R; ++r) {
-      int32_t t = vaddvq_s32(acc[s][r]);
-      for (int64_t k = i; k < in; ++k) t += int32_t(x[s * xld + k]) * int32_t(w[r * in + k]);
-      out[s * R + r] = t;
-    }
+    for (int r = 0; r < R; ++r) out[s * R + r] = vaddvq_s32(acc[s][r]);
+  add_columns<R, S>(w, in, x, xld, i, out);
 }
 #endif
 
@@ -321,14 +320,13 @@ void int8_dot_s32(Int8Kernels k, const int8_t* w, const int32_t* wsum, int64_t i
   if (x.cols != in) throw std::invalid_argument("int8_dot_s32: activation width != in");
   const TileSet& ts = tile_set(k);
   const void* xbase = ts.u8 ? static_cast<const void*>(x.u.data()) : x.q.data();
-  const int64_t esz = 1;  // both u8 and s8 are one byte
   int32_t tile[kTileRows * kTileStreams];
   for (int64_t o = o0; o < o1;) {
     const int R = o1 - o >= kTileRows ? kTileRows : 1;
     // Every activation tile over the same weight rows: they stay in L1 after the first.
     for (int64_t n = 0; n < x.rows; n += kTileStreams) {
       const int S = static_cast<int>(std::min<int64_t>(kTileStreams, x.rows - n));
-      const auto* xp = static_cast<const uint8_t*>(xbase) + n * in * esz;
+      const auto* xp = static_cast<const uint8_t*>(xbase) + n * in;  // u8 and s8: 1 byte
       ts.tiles[R == kTileRows ? 0 : 1][S - 1](w + o * in, in, xp, in, tile);
       for (int s = 0; s < S; ++s)
         for (int r = 0; r < R; ++r) {

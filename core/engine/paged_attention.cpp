@@ -73,30 +73,21 @@ inline __attribute__((always_inline)) void attend_row_t(const float* q, float* o
     const float* sc = scores.data() + static_cast<int64_t>(h) * ctx;
     const int64_t voff = (h / G) * Dh;
     float* oh = o + h * Dh;
-    if constexpr (DH > 0) {
-      float acc[DH] = {};  // registers, not a store and reload per key
-      for (int j0 = 0; j0 < ctx; j0 += BS) {
-        const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
-        const int n = std::min(BS, ctx - j0);
-        for (int j = 0; j < n; ++j) {
-          const float* vh = vp + (base + j) * KV * Dh + voff;
-          const float p = sc[j0 + j];
-          for (int d = 0; d < DH; ++d) acc[d] += p * vh[d];
-        }
-      }
-      for (int d = 0; d < DH; ++d) oh[d] = acc[d];
-    } else {
-      std::fill(oh, oh + Dh, 0.0f);
-      for (int j0 = 0; j0 < ctx; j0 += BS) {
-        const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
-        const int n = std::min(BS, ctx - j0);
-        for (int j = 0; j < n; ++j) {
-          const float* vh = vp + (base + j) * KV * Dh + voff;
-          const float p = sc[j0 + j];
-          for (int d = 0; d < Dh; ++d) oh[d] += p * vh[d];
-        }
+    // With DH known the sum stays in registers (a local array); otherwise it goes straight to
+    // the output row.
+    float local[DH > 0 ? DH : 1];
+    float* acc = DH > 0 ? local : oh;
+    std::fill(acc, acc + Dh, 0.0f);
+    for (int j0 = 0; j0 < ctx; j0 += BS) {
+      const int64_t base = static_cast<int64_t>(s.block_table[j0 / BS]) * BS;
+      const int n = std::min(BS, ctx - j0);
+      for (int j = 0; j < n; ++j) {
+        const float* vh = vp + (base + j) * KV * Dh + voff;
+        const float p = sc[j0 + j];
+        for (int d = 0; d < Dh; ++d) acc[d] += p * vh[d];
       }
     }
+    if constexpr (DH > 0) std::copy(acc, acc + Dh, oh);
   }
 }
 
