@@ -126,7 +126,9 @@ KTL_COMMAND(ktl::cli::Command{
      {"threads", "tokenization threads", "2"},
      {"max-docs", "stop after this many kept documents (0 = all)", "0"},
      {"tokenizer-source-cap",
-      "at most this many characters of each input file train the tokenizer (0 = no cap)", "0"},
+      "at most this many characters of each --input (file or directory) train the tokenizer (0 = "
+      "no cap)",
+      "0"},
      {"quiet", "no progress lines", "", true}},
     run});
 

@@ -306,14 +306,12 @@ std::string pipeline_stats_json(const PipelineStats& s) {
 
 namespace {
 
-// "dir/nsmc.jsonl.gz:123" -> "nsmc.jsonl.gz": documents are grouped by their file.
-std::string source_name(const std::string& source) {
-  std::string s = source;
-  const size_t colon = s.rfind(':');
-  if (colon != std::string::npos && colon + 1 < s.size() &&
-      s.find_first_not_of("0123456789", colon + 1) == std::string::npos)
-    s.resize(colon);
-  return fs::path(s).filename().string();
+// A source is one --input as given: a file, or a directory with every file under it (the Debian
+// help pages are one source, not 1,667), named by its last path component.
+std::string input_name(const std::string& input) {
+  fs::path p = fs::path(input).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "dir/"
+  return p.filename().string();
 }
 
 // Characters per token of each source's val documents (sources in val file order).
@@ -353,6 +351,7 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
   files.set_source_accounting(&st.sources, cfg.tokenizer_source_cap_chars);
   Progress prog("read+clean", 0, cfg.progress);
   uint64_t raw_bytes = 0;
+  std::string source;  // the input being read
   auto sink = [&](RawDocument&& doc) {
     st.read.docs += 1;
     st.read.chars += utf8::count_chars(doc.text);
@@ -374,11 +373,14 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
     st.after_near.chars += chars;
     const Split split = splitter.assign(r.text);
     const double pos = splitter.position(r.text);
-    files.add(split, pos, std::move(r.text), source_name(doc.source));
+    files.add(split, pos, std::move(r.text), source);
     if (cfg.max_docs && st.after_near.docs >= cfg.max_docs) throw StopReading{};
   };
   try {
-    reader.read(cfg.inputs, sink);
+    for (const auto& input : cfg.inputs) {
+      source = input_name(input);
+      reader.read({input}, sink);
+    }
   } catch (const StopReading&) {
   }
   prog.update(st.read.docs, raw_bytes, true);

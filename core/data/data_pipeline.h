@@ -7,7 +7,7 @@
 //   tokenizer.model/.vocab       the SentencePiece model the shards were made with
 //   train.bin val.bin test.bin   token shards (core/data/token_shard.h)
 //   stats.json                   documents and characters per stage, tokens per split,
-//                                characters per token on val (overall and per source file),
+//                                characters per token on val (overall and per source: one --input),
 //                                each source's share of the tokenizer's training text
 // Thread-safety: run_data_pipeline() may run concurrently on different output directories.
 #pragma once
@@ -40,9 +40,9 @@ struct PipelineConfig {
   TokenizerTrainOptions tokenizer_train;  // vocab size, model type, sampling (paths filled in)
   int threads = 2;                        // tokenization threads
   uint64_t max_docs = 0;                  // stop reading after this many kept documents (0 = all)
-  // Characters of each source file (train split) that may go into the tokenizer's training
-  // text; 0 = no cap. Balances a big source (reviews) against small ones (written sentences)
-  // so the vocabulary serves both; the shards still hold every document.
+  // Characters of each source (an input file or directory; train split) that may go into the
+  // tokenizer's training text; 0 = no cap. Balances a big source (reviews) against small ones
+  // (written sentences) so the vocabulary serves both; the shards still hold every document.
   uint64_t tokenizer_source_cap_chars = 0;
   bool progress = true;  // progress lines on stderr
 };
@@ -56,8 +56,8 @@ struct SplitStats {
   uint64_t docs = 0, chars = 0, bytes = 0, tokens = 0;  // tokens include one </s> per document
 };
 
-// Per source file (its name without directories): what it contributed and how well the
-// tokenizer compresses its validation documents.
+// Per source (one input as given, a file or a whole directory, by its last path component): what
+// it contributed and how well the tokenizer compresses its validation documents.
 struct SourceStats {
   uint64_t train_docs = 0, train_chars = 0;
   uint64_t tokenizer_chars = 0;  // of train_chars, those the tokenizer was trained on
@@ -73,7 +73,7 @@ struct PipelineStats {
   uint64_t exact_duplicates = 0, near_duplicates = 0, input_errors = 0;
   std::map<std::string, SplitStats> splits;    // train, val, test
   double val_chars_per_token = 0;              // val characters / val tokens without </s>
-  std::map<std::string, SourceStats> sources;  // by source file name
+  std::map<std::string, SourceStats> sources;  // by source name
   uint64_t tokenizer_source_cap_chars = 0;     // the cap used (0 = none)
   bool tokenizer_trained = false;              // false: an existing tokenizer was used
   int vocab_size = 0;

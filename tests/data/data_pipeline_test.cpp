@@ -222,4 +222,23 @@ TEST_F(DataPipelineTest, SourceCapBalancesTheTokenizerAndStatsArePerSource) {
   EXPECT_GT(j["sources"]["corpus.jsonl"]["val_chars_per_token"].get<double>(), 1.0);
 }
 
+TEST_F(DataPipelineTest, ADirectoryInputIsOneSource) {
+  // Two files under one directory count (and are capped) as one source named after it.
+  const std::filesystem::path reviews = dir_.path() / "reviews";
+  std::filesystem::create_directories(reviews);
+  for (int f = 0; f < 2; ++f) {
+    std::string text;
+    for (const auto& s : ktl::testing::korean_sentences(200, 20 + f)) text += s + "\n";
+    ktl::testing::write_text((reviews / ("part" + std::to_string(f) + ".txt")).string(), text);
+  }
+  auto c = config("dir-source");
+  c.inputs = {reviews.string() + "/"};
+  c.reader.txt_docs = "line";
+  c.tokenize = false;
+  const auto st = ktl::run_data_pipeline(c);
+  ASSERT_EQ(st.sources.size(), 1u);
+  EXPECT_EQ(st.sources.begin()->first, "reviews");
+  EXPECT_EQ(st.sources.at("reviews").train_docs, st.splits.at("train").docs);
+}
+
 }  // namespace
