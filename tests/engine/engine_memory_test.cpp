@@ -18,14 +18,8 @@ namespace ktl {
 namespace {
 
 ModelConfig tiny_config(bool tied = true) {
-  ModelConfig c;
-  c.vocab_size = 320;
-  c.hidden_size = 64;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
+  ModelConfig c = testing::tiny_model_config(320);
   c.intermediate_size = 128;
-  c.max_seq_length = 128;
   c.tie_word_embeddings = tied;
   return c;
 }

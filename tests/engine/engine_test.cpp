@@ -10,19 +10,14 @@
 #include "core/engine/paged_attention.h"
 #include "core/model/model.h"
 #include "core/model/ops.h"
+#include "tests/support/tiny_checkpoint.h"
 
 namespace ktl {
 namespace {
 
 ModelConfig tiny_config() {
-  ModelConfig c;
-  c.vocab_size = 320;
-  c.hidden_size = 64;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
+  ModelConfig c = testing::tiny_model_config(320);
   c.intermediate_size = 128;
-  c.max_seq_length = 128;
   return c;
 }
 

@@ -10,6 +10,7 @@
 #include "core/engine/engine_model.h"
 #include "core/engine/packed_linear.h"
 #include "core/model/model.h"
+#include "tests/support/tiny_checkpoint.h"
 
 namespace ktl {
 namespace {
@@ -120,14 +121,9 @@ TEST(Int8Gemm, PackedLinearRunsItUpToTheRowLimitAndTheSwitchRestoresWeightOnly) 
 }
 
 ModelConfig small_config() {
-  ModelConfig c;
-  c.vocab_size = 320;
+  ModelConfig c = testing::tiny_model_config(320);
   c.hidden_size = 96;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
   c.intermediate_size = 160;
-  c.max_seq_length = 128;
   return c;
 }
 

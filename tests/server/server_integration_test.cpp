@@ -76,13 +76,7 @@ class ServeTest : public ::testing::Test {
                                  "--max-streams", "32", "--allow-path", *dir_ + "/m"},
                                 *dir_ + "/server.log");
     ASSERT_GT(server_->port(), 0) << server_->log();
-    httplib::Client c("127.0.0.1", server_->port());
-    for (int i = 0; i < 600; ++i) {
-      auto r = c.Get("/health");
-      if (r && r->status == 200 && r->body.find("\"ok\"") != std::string::npos) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    FAIL() << "server never became healthy\n" << server_->log();
+    if (!server_->wait_healthy()) FAIL() << "server never became healthy\n" << server_->log();
   }
 
   static void TearDownTestSuite() {

@@ -42,13 +42,7 @@ class ServeLimitsTest : public ::testing::Test {
          "--read-timeout", "1", "--request-timeout", "2", "--max-headers", "16"},
         *dir_ + "/server.log");
     ASSERT_GT(server_->port(), 0) << server_->log();
-    httplib::Client c("127.0.0.1", server_->port());
-    for (int i = 0; i < 600; ++i) {
-      auto r = c.Get("/health");
-      if (r && r->status == 200 && r->body.find("\"ok\"") != std::string::npos) return;
-      std::this_thread::sleep_for(milliseconds(100));
-    }
-    FAIL() << "server never became healthy\n" << server_->log();
+    if (!server_->wait_healthy()) FAIL() << "server never became healthy\n" << server_->log();
   }
 
   static void TearDownTestSuite() {

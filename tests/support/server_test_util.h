@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include <httplib.h>
+
 #include "tests/support/korean_fixture.h"
 
 namespace ktl::testing {
@@ -92,6 +94,20 @@ class ServerProcess {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   std::string log() const { return slurp(log_path_); }
+
+  // Polls GET /health until it answers 200 with "ok"; false if the server dies or `timeout`
+  // passes first (the model may still be loading).
+  bool wait_healthy(std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    if (port_ <= 0) return false;
+    httplib::Client c("127.0.0.1", port_);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (alive() && std::chrono::steady_clock::now() < deadline) {
+      auto r = c.Get("/health");
+      if (r && r->status == 200 && r->body.find("\"ok\"") != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
 
   bool alive() {
     if (exited_) return false;
