@@ -59,10 +59,9 @@ int run_bench_train(const Args& args) {
   model->train();
   const std::string out = (fs::temp_directory_path() / "ktl-bench-train").string();
   ktl::ConsoleMetricsSink sink(stderr);
-  ktl::Trainer t(
-      c, model, nullptr,
-      ktl::TrainerData{std::make_shared<ktl::VectorTokenSource>(std::move(toks)), nullptr}, out,
-      sink, torch::kCPU);
+  ktl::TrainerData data;
+  data.train = std::make_shared<ktl::VectorTokenSource>(std::move(toks));
+  ktl::Trainer t(c, model, nullptr, data, out, sink, torch::kCPU);
   for (int i = 0; i < warmup; ++i) t.train_step();
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) t.train_step();

@@ -16,12 +16,14 @@ constexpr std::array<std::pair<JobStatus, const char*>, 6> kStatusNames = {{
     {JobStatus::kInterrupted, "interrupted"},
 }};
 
-constexpr std::array<std::pair<JobKind, const char*>, 5> kKindNames = {{
+constexpr std::array<std::pair<JobKind, const char*>, 7> kKindNames = {{
     {JobKind::kPrepareData, "prepare-data"},
     {JobKind::kTrainTokenizer, "train-tokenizer"},
     {JobKind::kTrain, "train"},
     {JobKind::kEval, "eval"},
     {JobKind::kPipeline, "pipeline"},
+    {JobKind::kSft, "sft"},
+    {JobKind::kDpo, "dpo"},
 }};
 
 }  // namespace

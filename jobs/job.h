@@ -24,7 +24,7 @@ enum class JobStatus { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInte
 
 // What the child runs. kPipeline = prepare-data, then train on the prepared data (one job,
 // two child processes in sequence; see job_spec.h).
-enum class JobKind { kPrepareData, kTrainTokenizer, kTrain, kEval, kPipeline };
+enum class JobKind { kPrepareData, kTrainTokenizer, kTrain, kEval, kPipeline, kSft, kDpo };
 
 bool job_status_transition_allowed(JobStatus from, JobStatus to);
 // succeeded, failed, cancelled, interrupted: no child runs and none will without a resume.

@@ -16,6 +16,12 @@
 //                    DATA_DIR/jobs/<id>/data) -> --output, tokenizer (file or dir, optional)
 //   train-tokenizer  input (path or array, required) -> --input, output (dir, optional;
 //                    default DATA_DIR/jobs/<id>/tokenizer) -> --output
+//   sft              data (file: chat .jsonl or Q/A .tsv, required) -> --data,
+//                    init_from (dir) -> --init-from or resume_from (dir) -> --resume-from,
+//                    config (file, optional), output_dir (dir, optional); overrides are
+//                    training keys plus no_pack, val_fraction, samples
+//   dpo              data (file: preference .jsonl, required), init_from (dir, required),
+//                    output_dir (dir, optional); overrides: beta, learning_rate, max_steps ...
 //   pipeline         {"prepare_data": {prepare-data options}, "train": {train options}}:
 //                    runs prepare-data, then train; train.data defaults to prepare's output.
 // Any other option key (lowercase [a-z0-9_]) is an override passed as --key-with-dashes=VALUE:

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "server/api_error.h"
 #include "server/server_context.h"
@@ -74,6 +75,27 @@ std::vector<int> GenerationSession::tokenize_prompt(const std::string& text) con
   return ids;
 }
 
+std::vector<int> GenerationSession::chat_prompt() {
+  // The aliasing pointer keeps the engine (which owns the tokenizer) alive with the template.
+  std::shared_ptr<const Tokenizer> tok(engine_, &engine_->tokenizer());
+  const auto tmpl = ChatTemplate::for_tokenizer(tok);
+  if (!tmpl) return tokenize_prompt(apply_chat_template(req_.messages));  // a model never tuned
+  std::vector<ktl::ChatMessage> msgs;
+  for (const auto& m : req_.messages) msgs.push_back({m.role, m.content});
+  RenderedChat r;
+  try {
+    r = tmpl->render(msgs, /*add_generation_prompt=*/true);
+  } catch (const std::invalid_argument& e) {
+    throw ApiError(400, e.what(), "invalid_request", "messages");
+  }
+  // The model ends its turn with <|end|>; the text stops of the legacy format do not apply.
+  auto& stops = req_.sampling.stop;
+  for (const auto& legacy : chat_template_stops())
+    stops.erase(std::remove(stops.begin(), stops.end(), legacy), stops.end());
+  req_.sampling.stop_token_ids.push_back(tmpl->end_of_turn_id());
+  return r.ids;
+}
+
 void GenerationSession::start(CompletionRequest req) {
   req_ = std::move(req);
   engine_ = ctx_.models.engine();
@@ -97,7 +119,7 @@ void GenerationSession::start(CompletionRequest req) {
   std::vector<std::pair<std::vector<int>, std::string>> prompts;  // tokens, echo text
   const Tokenizer& tok = engine_->tokenizer();
   if (req_.chat) {
-    prompts.emplace_back(tokenize_prompt(apply_chat_template(req_.messages)), "");
+    prompts.emplace_back(chat_prompt(), "");
   } else {
     for (const auto& p : req_.prompts) prompts.emplace_back(tokenize_prompt(p), p);
     for (const auto& ids : req_.prompt_ids) {

@@ -58,6 +58,9 @@ class GenerationSession {
 
  private:
   std::vector<int> tokenize_prompt(const std::string& text) const;
+  // The chat prompt: the checkpoint's chat template (core/tokenizer/chat_template.h) with a
+  // stop at end-of-turn, or the legacy "사용자: … 어시스턴트: " text for an untuned model.
+  std::vector<int> chat_prompt();
   void submit(const std::vector<int>& tokens, const std::string& echo_text, int prompt_idx);
   // Turns one engine event into SSE bytes (streaming) or accumulated text.
   std::string on_event(SubRequest& s, GenerationEvent& ev, bool stream);
