@@ -93,6 +93,7 @@ std::vector<int> GenerationSession::chat_prompt() {
   for (const auto& legacy : chat_template_stops())
     stops.erase(std::remove(stops.begin(), stops.end(), legacy), stops.end());
   req_.sampling.stop_token_ids.push_back(tmpl->end_of_turn_id());
+  templated_chat_ = true;
   return r.ids;
 }
 
@@ -160,6 +161,7 @@ void GenerationSession::submit(const std::vector<int>& tokens, const std::string
     // Never ask for more than the context holds: the answer ends with finish_reason "length".
     g.sampling.max_tokens = std::min(g.sampling.max_tokens, context - len);
     SubRequest s;
+    s.strip_leading_space = templated_chat_;
     s.index = prompt_idx * req_.n + k;
     s.echo_prefix = echo_text;
     s.prompt_tokens = len;
@@ -183,6 +185,10 @@ void GenerationSession::note_first_token() {
 
 std::string GenerationSession::on_event(SubRequest& s, GenerationEvent& ev, bool stream) {
   if (!ev.token_ids.empty() || !ev.text.empty()) note_first_token();
+  if (s.strip_leading_space && !ev.text.empty()) {
+    if (ev.text[0] == ' ') ev.text.erase(0, 1);
+    s.strip_leading_space = false;
+  }
   if (ev.finish != FinishReason::kNone) {
     s.finish = ev.finish;
     if (ev.prompt_tokens > 0) s.prompt_tokens = ev.prompt_tokens;

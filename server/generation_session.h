@@ -29,6 +29,9 @@ struct SubRequest {
   int completion_tokens = 0;
   int cached_tokens = 0;
   bool started = false;  // first chunk sent
+  // Chat template replies: the first piece carries SentencePiece's dummy-prefix space ("▁반"),
+  // which is no part of the answer (decode() of the reply alone drops it too).
+  bool strip_leading_space = false;
   std::string error;
 };
 
@@ -74,6 +77,7 @@ class GenerationSession {
   CompletionRequest req_;
   ResponseMeta meta_;
   std::vector<SubRequest> subs_;
+  bool templated_chat_ = false;  // the prompt came from the checkpoint's chat template
   size_t next_poll_ = 0;
   bool done_sent_ = false;
   std::string status_ = "200";

@@ -37,7 +37,19 @@ GenerationResult Generator::chat(const std::vector<ChatMessage>& messages,
   const ChatTemplate tmpl = ChatTemplate::require(tok);
   SamplingParams p = params;
   p.stop_token_ids.push_back(tmpl.end_of_turn_id());
-  return generate_ids(tmpl.render(messages, /*add_generation_prompt=*/true).ids, p, on_text);
+  // The reply's first piece carries SentencePiece's dummy-prefix space: not part of the answer.
+  bool first = true;
+  auto strip = [&](const std::string& piece) {
+    if (!on_text) return;
+    if (first && !piece.empty()) {
+      first = false;
+      if (piece[0] == ' ') return on_text(piece.substr(1));
+    }
+    on_text(piece);
+  };
+  auto res = generate_ids(tmpl.render(messages, /*add_generation_prompt=*/true).ids, p, strip);
+  if (!res.text.empty() && res.text[0] == ' ') res.text.erase(0, 1);
+  return res;
 }
 
 GenerationResult Generator::generate_ids(std::vector<int> prompt_ids, const SamplingParams& params,

@@ -64,6 +64,13 @@ TEST(SftChatE2E, TrainServeGenerateEvalExport) {
     ASSERT_GT(server.port(), 0) << server.log();
     httplib::Client c("127.0.0.1", server.port());
     c.set_read_timeout(60);
+    bool healthy = false;
+    for (int i = 0; i < 600 && !healthy; ++i) {
+      auto r = c.Get("/health");
+      healthy = r && r->status == 200 && r->body.find("\"ok\"") != std::string::npos;
+      if (!healthy) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_TRUE(healthy) << server.log();
     auto res = c.Post("/v1/chat/completions",
                       R"({"messages":[{"role":"user","content":"안녕하세요"}],"temperature":0,)"
                       R"("max_tokens":40})",

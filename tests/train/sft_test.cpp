@@ -26,7 +26,7 @@ struct Fixture {
   std::shared_ptr<ktl::Tokenizer> tok;
   std::shared_ptr<ktl::ChatTemplate> tmpl;
   Fixture() {
-    tok = ktl::Tokenizer::load(ktl::testing::make_tiny_tokenizer(dir / "tok", 400));
+    tok = ktl::Tokenizer::load(ktl::testing::make_tiny_tokenizer(dir / "tok", 600));
     tmpl = std::make_shared<ktl::ChatTemplate>(ktl::ChatTemplate::require(tok));
   }
 };
@@ -59,8 +59,11 @@ TEST(SftBatches, LabelsCoverExactlyTheAssistantTokens) {
   auto& f = fx();
   const auto convs = conversations();
   const auto chats = ktl::tokenize_conversations(*f.tmpl, convs, 1000);
+  int64_t positions = 0;
+  for (const auto& c : chats) positions += int64_t(c.ids.size()) - 1;
+  ASSERT_LE(positions, 128);  // all three fit in one packed row of 128
   for (bool pack : {true, false}) {
-    ktl::SftBatches b(chats, 64, pack);
+    ktl::SftBatches b(chats, 128, pack);
     const auto all = b.range(0, b.num_rows());
     // Targets, in order, are exactly the masked (assistant) tokens of each conversation.
     std::vector<int64_t> want, got;
@@ -77,7 +80,7 @@ TEST(SftBatches, LabelsCoverExactlyTheAssistantTokens) {
   // The assistant marker itself is prompt, never a target; every <|end|> of a reply is.
   const int64_t end_id = f.tmpl->end_of_turn_id();
   const int64_t asst_id = f.tmpl->role_id("assistant");
-  ktl::SftBatches b(chats, 64, true);
+  ktl::SftBatches b(chats, 128, true);
   auto tg = b.range(0, 1).targets;
   EXPECT_EQ((tg == asst_id).sum().item<int64_t>(), 0);
   EXPECT_EQ((tg == end_id).sum().item<int64_t>(), 4);  // four assistant turns
@@ -88,7 +91,7 @@ TEST(SftBatches, PackedLogitsEqualPerConversationLogits) {
   auto model = tiny_model(f.tok->vocab_size(), 3);
   torch::NoGradGuard no_grad;
   const auto chats = ktl::tokenize_conversations(*f.tmpl, conversations(), 1000);
-  ktl::SftBatches packed(chats, 80, true);
+  ktl::SftBatches packed(chats, 128, true);
   ASSERT_EQ(packed.num_rows(), 1);
   const auto row = packed.range(0, 1);
   auto logits = model->forward_packed(row.inputs, row.segments);  // [1, T, V]
@@ -118,7 +121,10 @@ TEST(VocabGrowth, OldTokensKeepTheirLogitsAndTheHeadStaysTied) {
     EXPECT_EQ(model->config().vocab_size, 304);
     auto after = model->forward(tokens);  // [2, 20, 304]
     ASSERT_EQ(after.size(2), 304);
-    EXPECT_TRUE(torch::equal(after.narrow(2, 0, 300), before));
+    // Same values up to the rounding of a differently shaped GEMM (BLAS blocks by N).
+    EXPECT_TRUE(torch::allclose(after.narrow(2, 0, 300), before, 1e-5, 1e-6))
+        << (after.narrow(2, 0, 300) - before).abs().max().item<double>();
+    EXPECT_EQ(after.narrow(2, 0, 300).argmax(-1).equal(before.argmax(-1)), true);
     // New rows are the mean of the old rows.
     auto w = model->embed_tokens->weight;
     EXPECT_TRUE(torch::allclose(w[303], w.narrow(0, 0, 300).mean(0)));
@@ -137,7 +143,7 @@ TEST(VocabGrowth, OlderCheckpointGetsTheMarkersAndSavesAndLoads) {
   ktl::testing::write_lines(dir / "c.txt", ktl::testing::korean_sentences(1500));
   o.input_files = {dir / "c.txt"};
   o.model_prefix = dir / "old";
-  o.vocab_size = 400;
+  o.vocab_size = 600;
   o.input_sentence_size = 0;
   o.character_coverage = 0.99;
   o.user_defined_symbols.clear();  // an older tokenizer
@@ -150,12 +156,12 @@ TEST(VocabGrowth, OlderCheckpointGetsTheMarkersAndSavesAndLoads) {
   auto before = ck.model->forward(tokens);
   ASSERT_TRUE(ktl::add_chat_markers(ck));
   EXPECT_FALSE(ktl::add_chat_markers(ck));
-  EXPECT_EQ(ck.config.vocab_size, 404);
-  EXPECT_TRUE(torch::equal(ck.model->forward(tokens).narrow(2, 0, 400), before));
+  EXPECT_EQ(ck.config.vocab_size, 604);
+  EXPECT_TRUE(torch::allclose(ck.model->forward(tokens).narrow(2, 0, 600), before, 1e-5, 1e-6));
   ktl::save_checkpoint(dir / "grown", *ck.model, ck.tokenizer->model_bytes(), ck.meta);
   EXPECT_TRUE(std::filesystem::exists(dir / "grown/tokenizer_config.json"));
   auto back = ktl::load_checkpoint(dir / "grown");
-  EXPECT_EQ(back.config.vocab_size, 404);
+  EXPECT_EQ(back.config.vocab_size, 604);
   EXPECT_TRUE(ktl::ChatTemplate::for_tokenizer(back.tokenizer).has_value());
   EXPECT_TRUE(torch::equal(back.model->forward(tokens), ck.model->forward(tokens)));
 }
@@ -173,6 +179,7 @@ TEST(Dpo, LossIsLog2WhenReferenceEqualsPolicy) {
   ktl::DpoConfig cfg;
   cfg.batch_size = 2;
   cfg.max_steps = 0;
+  cfg.max_seq_length = 128;
   ktl::DpoTrainer dpo(cfg, policy, reference, f.tmpl, pairs, {}, sink, torch::kCPU);
   const auto st = dpo.evaluate_train();
   EXPECT_NEAR(st.loss, std::log(2.0), 1e-6);
@@ -202,22 +209,22 @@ TEST(Sft, TrainerLearnsTheRepliesOnlyAndAnswersThem) {
   const auto convs = conversations();
   ktl::TrainerData data;
   data.chat_template = f.tmpl;
-  data.sft_train =
-      std::make_shared<ktl::SftBatches>(ktl::tokenize_conversations(*f.tmpl, convs, 65), 64, true);
+  data.sft_train = std::make_shared<ktl::SftBatches>(
+      ktl::tokenize_conversations(*f.tmpl, convs, 129), 128, true);
   data.sft_val = data.sft_train;
   data.sample_chats = {convs[0]};
   ktl::TrainingConfig c;
   c.batch_size = 1;
-  c.max_seq_length = 64;
+  c.max_seq_length = 128;
   c.learning_rate = 1e-2;
-  c.min_learning_rate = 1e-3;
-  c.warmup_steps = 2;
-  c.max_steps = 60;
+  c.min_learning_rate = 3e-3;
+  c.warmup_steps = 5;
+  c.max_steps = 100;
   c.weight_decay = 0;
   c.save_steps = 0;
   c.eval_steps = 0;
   c.sample_steps = 0;
-  c.log_steps = 20;
+  c.log_steps = 50;
   c.bf16 = "false";
   c.device = "cpu";
   ktl::ConsoleMetricsSink sink(stdout);
@@ -225,7 +232,7 @@ TEST(Sft, TrainerLearnsTheRepliesOnlyAndAnswersThem) {
   const double start = trainer.evaluate_now().loss;
   const auto r = trainer.run();
   ASSERT_TRUE(r.last_eval.has_value());
-  EXPECT_LT(r.last_eval->loss, start * 0.2) << "from " << start;
+  EXPECT_LT(r.last_eval->loss, start * 0.1) << "from " << start;
   const std::string answer = ktl::generate_chat_reply(*model, *f.tmpl, *f.tok,
                                                       {{"user", "안녕하세요"}}, 20,
                                                       ktl::Precision::kFp32, torch::kCPU);
