@@ -33,9 +33,10 @@ int run_chat_data(const Args& args) {
   if (args.has("build-prefs")) {
     const auto prefs = ktl::build_preferences_from_qa(all, seed);
     ktl::write_file_atomic(args.get("build-prefs"), ktl::preferences_to_jsonl(prefs));
-    std::printf("wrote %zu preference pairs to %s (chosen: the pair's own answer; rejected: the "
-                "answer to another question)\n",
-                prefs.size(), args.get("build-prefs").c_str());
+    std::printf(
+        "wrote %zu preference pairs to %s (chosen: the pair's own answer; rejected: the "
+        "answer to another question)\n",
+        prefs.size(), args.get("build-prefs").c_str());
   }
   return 0;
 }

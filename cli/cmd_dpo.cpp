@@ -80,8 +80,7 @@ int run_dpo(const Args& args) {
   meta.extra["dpo_init_from"] = from;
   meta.extra["dpo_beta"] = std::to_string(cfg.beta);
   const std::string out =
-      (fs::path(args.get("output-dir")) / ("checkpoint-" + std::to_string(cfg.max_steps)))
-          .string();
+      (fs::path(args.get("output-dir")) / ("checkpoint-" + std::to_string(cfg.max_steps))).string();
   ktl::save_checkpoint(out, *policy.model, policy.tokenizer->model_bytes(), meta);
   const fs::path final_link = fs::path(args.get("output-dir")) / "final";
   std::error_code ec;

@@ -7,14 +7,14 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "core/data/chat_data.h"
 #include "core/data/token_shard.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
-#include "core/tokenizer/tokenizer.h"
-#include "core/train/console_metrics_sink.h"
-#include "core/data/chat_data.h"
 #include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/tokenizer.h"
 #include "core/train/chat_evaluation.h"
+#include "core/train/console_metrics_sink.h"
 #include "core/train/data_loader.h"
 #include "core/train/evaluation.h"
 #include "core/train/mixed_precision.h"

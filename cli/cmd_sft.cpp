@@ -34,9 +34,9 @@ extern "C" void on_sft_stop_signal(int sig) {
   std::signal(sig, SIG_DFL);
 }
 
-const std::vector<std::string> kOwnFlags = {"config",   "data",         "output-dir",
-                                            "init-from", "resume-from", "no-pack",
-                                            "val-fraction", "samples", "job-db", "job-id"};
+const std::vector<std::string> kOwnFlags = {"config",      "data",    "output-dir",   "init-from",
+                                            "resume-from", "no-pack", "val-fraction", "samples",
+                                            "job-db",      "job-id"};
 
 ktl::TrainingConfig resolve_config(const Args& args) {
   ktl::TrainingConfig c = ktl::sft_training_defaults();
@@ -161,8 +161,7 @@ std::vector<ktl::cli::Flag> sft_flags() {
 }
 
 KTL_COMMAND(ktl::cli::Command{
-    "sft",
-    "Instruction-tune a checkpoint on chat data (loss on assistant tokens only, packed).",
+    "sft", "Instruction-tune a checkpoint on chat data (loss on assistant tokens only, packed).",
     sft_flags(), run_sft, /*accepts_unknown_flags=*/true});
 
 }  // namespace

@@ -46,8 +46,10 @@ void for_each_line(const std::string& text, F f) {
 }
 
 std::string required_string(const json& j, const char* key) {
-  if (!j.is_object() || !j.contains(key)) throw std::invalid_argument(std::string("missing \"") + key + "\"");
-  if (!j[key].is_string()) throw std::invalid_argument(std::string("\"") + key + "\" must be a string");
+  if (!j.is_object() || !j.contains(key))
+    throw std::invalid_argument(std::string("missing \"") + key + "\"");
+  if (!j[key].is_string())
+    throw std::invalid_argument(std::string("\"") + key + "\" must be a string");
   return j[key].get<std::string>();
 }
 

@@ -35,9 +35,9 @@ class AttentionImpl : public torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& c);
   // Full causal self-attention over a batch of sequences starting at position 0, or, with
   // `allowed` [B, T, T] defined, attention restricted to it (packed rows; cos/sin then [B, T, Dh]).
-  torch::Tensor forward(const torch::Tensor& x,                  // [B, T, D]
-                        const torch::Tensor& cos,                // [T, Dh]
-                        const torch::Tensor& sin,                // [T, Dh]
+  torch::Tensor forward(const torch::Tensor& x,              // [B, T, D]
+                        const torch::Tensor& cos,            // [T, Dh]
+                        const torch::Tensor& sin,            // [T, Dh]
                         const torch::Tensor& allowed = {});  // [B, T, T] bool
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim;
@@ -55,9 +55,9 @@ TORCH_MODULE(Mlp);
 class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& h,                  // [B, T, D]
-                        const torch::Tensor& cos,                // [T, Dh]
-                        const torch::Tensor& sin,                // [T, Dh] -> [B, T, D]
+  torch::Tensor forward(const torch::Tensor& h,              // [B, T, D]
+                        const torch::Tensor& cos,            // [T, Dh]
+                        const torch::Tensor& sin,            // [T, Dh] -> [B, T, D]
                         const torch::Tensor& allowed = {});  // [B, T, T] bool (see Attention)
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};

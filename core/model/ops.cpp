@@ -83,14 +83,13 @@ std::pair<torch::Tensor, torch::Tensor> segment_positions_and_mask(const torch::
   auto idx = torch::arange(T, segments.options().dtype(torch::kLong));  // [T]
   auto starts = torch::ones_like(segments, torch::kBool);               // [B, T]
   if (T > 1)
-    starts.narrow(1, 1, T - 1)
-        .copy_(segments.narrow(1, 1, T - 1) != segments.narrow(1, 0, T - 1));
+    starts.narrow(1, 1, T - 1).copy_(segments.narrow(1, 1, T - 1) != segments.narrow(1, 0, T - 1));
   // Index of the segment start at or before each position.
   auto start_idx = std::get<0>(torch::cummax(
       torch::where(starts, idx.unsqueeze(0).expand_as(segments), torch::zeros_like(segments)), 1));
-  auto positions = idx.unsqueeze(0) - start_idx;                                      // [B, T]
-  auto causal = idx.unsqueeze(0) <= idx.unsqueeze(1);                                 // [T, S]
-  auto same = segments.unsqueeze(2) == segments.unsqueeze(1);                         // [B, T, S]
+  auto positions = idx.unsqueeze(0) - start_idx;               // [B, T]
+  auto causal = idx.unsqueeze(0) <= idx.unsqueeze(1);          // [T, S]
+  auto same = segments.unsqueeze(2) == segments.unsqueeze(1);  // [B, T, S]
   return {positions, same.logical_and(causal.unsqueeze(0))};
 }
 

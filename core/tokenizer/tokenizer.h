@@ -87,7 +87,7 @@ class Tokenizer {
   void* handle_ = nullptr;  // opaque processor from the shim
   std::string model_bytes_;
   std::vector<std::string> token_bytes_;  // precomputed per id
-  std::vector<PieceType> types_;          // from the model proto (the shim cannot tell user-defined)
+  std::vector<PieceType> types_;  // from the model proto (the shim cannot tell user-defined)
 };
 
 // Trains a SentencePiece model with the fixed special ids. Throws on failure.

@@ -28,8 +28,9 @@ torch::Tensor sft_loss_sum(TransformerImpl& model, const SftBatch& b, bool packe
   if (n_targets) *n_targets = (b.targets != kIgnoreIndex).sum().item<int64_t>();
   return torch::nn::functional::cross_entropy(
       logits.to(torch::kFloat32).reshape({-1, logits.size(-1)}), targets.reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum).ignore_index(
-          kIgnoreIndex));
+      torch::nn::functional::CrossEntropyFuncOptions()
+          .reduction(torch::kSum)
+          .ignore_index(kIgnoreIndex));
 }
 
 EvalResult evaluate_sft(TransformerImpl& model, const SftBatches& batches, int batch_size,
@@ -56,9 +57,9 @@ EvalResult evaluate_sft(TransformerImpl& model, const SftBatches& batches, int b
 }
 
 std::string generate_chat_reply(TransformerImpl& model, const ChatTemplate& tmpl,
-                                 const Tokenizer& tok, const std::vector<ChatMessage>& messages,
-                                 int max_new_tokens, Precision precision,
-                                 const torch::Device& device) {
+                                const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                                int max_new_tokens, Precision precision,
+                                const torch::Device& device) {
   EvalModeScope mode(model);
   torch::NoGradGuard no_grad;
   const RenderedChat prompt = tmpl.render(messages, true);
@@ -89,8 +90,8 @@ ChatEvalResult evaluate_chat(TransformerImpl& model, const ChatTemplate& tmpl, c
                              Precision precision, const torch::Device& device) {
   ChatEvalResult r;
   const auto chats = tokenize_conversations(tmpl, convs, int64_t(seq_len) + 1);
-  r.loss = evaluate_sft(model, SftBatches(chats, seq_len, /*pack=*/true), batch_size, precision,
-                        device);
+  r.loss =
+      evaluate_sft(model, SftBatches(chats, seq_len, /*pack=*/true), batch_size, precision, device);
   std::vector<std::string> hyps, refs;
   for (const auto& c : convs) {
     if (int(r.answers.size()) >= max_answers) break;

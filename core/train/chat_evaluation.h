@@ -32,9 +32,9 @@ EvalResult evaluate_sft(TransformerImpl& model, const SftBatches& batches, int b
 // Greedy reply to `messages` (ending with a user turn), rendered by the template with a
 // generation prompt; stops at <|end|> or </s>. Full recompute per token (no KV cache).
 std::string generate_chat_reply(TransformerImpl& model, const ChatTemplate& tmpl,
-                                 const Tokenizer& tok, const std::vector<ChatMessage>& messages,
-                                 int max_new_tokens, Precision precision,
-                                 const torch::Device& device);
+                                const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                                int max_new_tokens, Precision precision,
+                                const torch::Device& device);
 
 struct ChatAnswer {
   std::string prompt, reference, answer;

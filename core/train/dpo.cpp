@@ -32,7 +32,7 @@ torch::Tensor dpo_loss(const torch::Tensor& pc, const torch::Tensor& pr, const t
 
 torch::Tensor reply_logprobs(TransformerImpl& model, const SftBatch& b,
                              const torch::Device& device) {
-  auto inputs = b.inputs.to(device), targets = b.targets.to(device);  // [B, T]
+  auto inputs = b.inputs.to(device), targets = b.targets.to(device);              // [B, T]
   auto logp = torch::log_softmax(model.forward(inputs).to(torch::kFloat32), -1);  // [B, T, V]
   auto keep = targets != kIgnoreIndex;                                            // [B, T]
   auto picked = logp.gather(2, targets.clamp_min(0).unsqueeze(2)).squeeze(2);     // [B, T]
@@ -96,8 +96,7 @@ DpoTrainer::Split DpoTrainer::build(const std::vector<PreferencePair>& pairs) {
   std::vector<torch::Tensor> rc, rr;
   for (int64_t i = 0; i < s.n; i += cfg_.batch_size) {
     rc.push_back(reply_logprobs(*reference_, s.chosen->range(i, cfg_.batch_size), device_).cpu());
-    rr.push_back(
-        reply_logprobs(*reference_, s.rejected->range(i, cfg_.batch_size), device_).cpu());
+    rr.push_back(reply_logprobs(*reference_, s.rejected->range(i, cfg_.batch_size), device_).cpu());
   }
   s.ref_chosen = torch::cat(rc);
   s.ref_rejected = torch::cat(rr);
@@ -134,8 +133,9 @@ DpoStats DpoTrainer::run() {
     sink_.metric(pre + "reward_margin", step, st.reward_margin);
     sink_.metric(pre + "reward_accuracy", step, st.reward_accuracy);
     char buf[200];
-    std::snprintf(buf, sizeof buf, "%s step %lld | dpo loss %.4f | reward margin %.4f | accuracy %.3f",
-                  split, (long long)step, st.loss, st.reward_margin, st.reward_accuracy);
+    std::snprintf(buf, sizeof buf,
+                  "%s step %lld | dpo loss %.4f | reward margin %.4f | accuracy %.3f", split,
+                  (long long)step, st.loss, st.reward_margin, st.reward_accuracy);
     sink_.log(buf);
   };
   DpoStats last = val_.n ? evaluate(val_) : evaluate(train_);
@@ -156,7 +156,8 @@ DpoStats DpoTrainer::run() {
     auto loss = dpo_loss(pc, pr, train_.ref_chosen.index_select(0, ids).to(device_),
                          train_.ref_rejected.index_select(0, ids).to(device_), cfg_.beta, &st);
     loss.backward();
-    if (cfg_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(policy_->parameters(), cfg_.grad_clip);
+    if (cfg_.grad_clip > 0)
+      torch::nn::utils::clip_grad_norm_(policy_->parameters(), cfg_.grad_clip);
     opt.step(schedule.at(step));
     acc.loss += st.loss, acc.reward_margin += st.reward_margin;
     acc.reward_accuracy += st.reward_accuracy, ++acc_n;
@@ -166,7 +167,8 @@ DpoStats DpoTrainer::run() {
       log_stats("train", done, acc);
       acc = DpoStats{}, acc_n = 0;
     }
-    if (val_.n && ((cfg_.eval_steps > 0 && done % cfg_.eval_steps == 0) || done == cfg_.max_steps)) {
+    if (val_.n &&
+        ((cfg_.eval_steps > 0 && done % cfg_.eval_steps == 0) || done == cfg_.max_steps)) {
       last = evaluate(val_);
       log_stats("val", done, last);
     }

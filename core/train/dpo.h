@@ -1,5 +1,6 @@
 // Direct Preference Optimization (Rafailov et al. 2023) on top of an SFT checkpoint:
-//   loss = -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log ref(y_l|x))])
+//   loss = -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log
+//   ref(y_l|x))])
 // with log-probabilities summed over the reply tokens only (the final assistant turn and its
 // <|end|>). The reference model is the starting policy, frozen: its log-probabilities are
 // computed once up front. Reported: loss, reward margin (beta * difference above) and reward
@@ -24,22 +25,21 @@ namespace ktl {
 class Tokenizer;
 
 struct DpoConfig {
-  double beta = 0.1;             // strength of the KL anchor to the reference
-  double learning_rate = 5e-6;   // peak; linear warmup then cosine to a tenth
-  int warmup_steps = 10;         // linear warmup steps
-  int64_t max_steps = 200;       // optimizer steps
-  int batch_size = 8;            // preference pairs per step
-  int max_seq_length = 256;      // prompt + reply tokens; longer pairs are dropped
-  int eval_steps = 50;           // held-out evaluation every N steps (and at the end)
-  int log_steps = 10;            // progress line every N steps
-  double grad_clip = 1.0;        // global gradient-norm clip
-  double weight_decay = 0.0;     // AdamW decay on matrices
-  int64_t seed = 1234;           // batch order
+  double beta = 0.1;            // strength of the KL anchor to the reference
+  double learning_rate = 5e-6;  // peak; linear warmup then cosine to a tenth
+  int warmup_steps = 10;        // linear warmup steps
+  int64_t max_steps = 200;      // optimizer steps
+  int batch_size = 8;           // preference pairs per step
+  int max_seq_length = 256;     // prompt + reply tokens; longer pairs are dropped
+  int eval_steps = 50;          // held-out evaluation every N steps (and at the end)
+  int log_steps = 10;           // progress line every N steps
+  double grad_clip = 1.0;       // global gradient-norm clip
+  double weight_decay = 0.0;    // AdamW decay on matrices
+  int64_t seed = 1234;          // batch order
 };
 
 struct DpoStats {
-  double loss = 0, reward_margin = 0, reward_accuracy = 0, chosen_reward = 0,
-         rejected_reward = 0;
+  double loss = 0, reward_margin = 0, reward_accuracy = 0, chosen_reward = 0, rejected_reward = 0;
   int64_t pairs = 0;
 };
 

@@ -9,12 +9,12 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/data/chat_metrics.h"
 #include "core/model/checkpoint.h"
+#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/chat_evaluation.h"
 #include "core/train/checkpointed_forward.h"
-#include "core/data/chat_metrics.h"
-#include "core/tokenizer/chat_template.h"
 
 namespace ktl {
 

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "core/data/chat_data.h"
 #include "core/model/model.h"
 #include "core/train/adamw.h"
 #include "core/train/data_loader.h"
@@ -36,7 +37,6 @@
 #include "core/train/mixed_precision.h"
 #include "core/train/sft_batches.h"
 #include "core/train/training_config.h"
-#include "core/data/chat_data.h"
 
 namespace ktl {
 

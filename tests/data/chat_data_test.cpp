@@ -52,8 +52,9 @@ TEST(ChatData, ReportsEveryBadRecordWithItsLineNumber) {
 }
 
 TEST(ChatData, ReadsQuestionAnswerTsvWithHeader) {
-  const std::string text = "question\tanswer\tlabel\n12시 땡!\t하루가 또 가네요.\t0\n"
-                           "질문만\n\t빈 질문\t0\n가\t나\n";
+  const std::string text =
+      "question\tanswer\tlabel\n12시 땡!\t하루가 또 가네요.\t0\n"
+      "질문만\n\t빈 질문\t0\n가\t나\n";
   try {
     ktl::parse_chat_tsv(text, "qa.tsv");
     FAIL();
@@ -74,8 +75,8 @@ TEST(ChatData, ReadsQuestionAnswerTsvWithHeader) {
 TEST(ChatData, HeldOutSplitIsDeterministicAndAboutTheFraction) {
   std::vector<ktl::ChatConversation> all;
   for (int i = 0; i < 2000; ++i)
-    all.push_back({{{"user", "질문 " + std::to_string(i)}, {"assistant", "답 " + std::to_string(i)}},
-                   i + 1});
+    all.push_back(
+        {{{"user", "질문 " + std::to_string(i)}, {"assistant", "답 " + std::to_string(i)}}, i + 1});
   const auto a = ktl::split_conversations(all, 0.1, 1234);
   EXPECT_EQ(a.train.size() + a.val.size(), all.size());
   EXPECT_NEAR(double(a.val.size()) / all.size(), 0.1, 0.03);
@@ -103,8 +104,9 @@ TEST(ChatData, PreferencesParseAndBuildFromQaPairs) {
 
   std::vector<ktl::ChatConversation> qa;
   for (int i = 0; i < 50; ++i)
-    qa.push_back({{{"user", "질문 " + std::to_string(i)}, {"assistant", "답 " + std::to_string(i % 10)}},
-                  i + 2});
+    qa.push_back(
+        {{{"user", "질문 " + std::to_string(i)}, {"assistant", "답 " + std::to_string(i % 10)}},
+         i + 2});
   const auto prefs = ktl::build_preferences_from_qa(qa, 7);
   ASSERT_EQ(prefs.size(), qa.size());
   for (size_t i = 0; i < prefs.size(); ++i) {

@@ -70,9 +70,15 @@ TEST(ChatTemplate, RendersKnownConversationsToKnownIds) {
   const auto r = tmpl.render(conv, /*add_generation_prompt=*/true);
   // <s> <|system|> 친절하게 <|end|> <|user|> 안녕 <|end|> <|assistant|> 반가워요 <|end|>
   // <|user|> 고마워 <|end|> <|assistant|>
-  const std::vector<int> want =
-      concat({{2, 4}, tok->encode("친절하게"), {7, 5}, tok->encode("안녕"), {7, 6},
-              tok->encode("반가워요"), {7, 5}, tok->encode("고마워"), {7, 6}});
+  const std::vector<int> want = concat({{2, 4},
+                                        tok->encode("친절하게"),
+                                        {7, 5},
+                                        tok->encode("안녕"),
+                                        {7, 6},
+                                        tok->encode("반가워요"),
+                                        {7, 5},
+                                        tok->encode("고마워"),
+                                        {7, 6}});
   EXPECT_EQ(r.ids, want);
   // The text form is what the Jinja template produces for llama.cpp / Hugging Face.
   EXPECT_EQ(ktl::ChatTemplate::render_text(conv, true),

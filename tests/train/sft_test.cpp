@@ -39,7 +39,10 @@ Fixture& fx() {
 std::vector<ktl::ChatConversation> conversations() {
   return {
       {{{"user", "안녕하세요"}, {"assistant", "반가워요"}}, 1},
-      {{{"system", "짧게"}, {"user", "오늘 날씨는"}, {"assistant", "맑아요"}, {"user", "내일은"},
+      {{{"system", "짧게"},
+        {"user", "오늘 날씨는"},
+        {"assistant", "맑아요"},
+        {"user", "내일은"},
         {"assistant", "비가 와요"}},
        2},
       {{{"user", "이름이 뭐예요"}, {"assistant", "저는 작은 모델이에요"}}, 3},
@@ -130,7 +133,8 @@ TEST(VocabGrowth, OldTokensKeepTheirLogitsAndTheHeadStaysTied) {
     EXPECT_TRUE(torch::allclose(w[303], w.narrow(0, 0, 300).mean(0)));
     if (tied) {
       EXPECT_EQ(model->output_weight().data_ptr(), model->embed_tokens->weight.data_ptr());
-      EXPECT_EQ(model->named_parameters().size(), tiny_model(300, 5, true)->named_parameters().size());
+      EXPECT_EQ(model->named_parameters().size(),
+                tiny_model(300, 5, true)->named_parameters().size());
     } else {
       EXPECT_EQ(model->lm_head->weight.size(0), 304);
     }
@@ -233,9 +237,8 @@ TEST(Sft, TrainerLearnsTheRepliesOnlyAndAnswersThem) {
   const auto r = trainer.run();
   ASSERT_TRUE(r.last_eval.has_value());
   EXPECT_LT(r.last_eval->loss, start * 0.1) << "from " << start;
-  const std::string answer = ktl::generate_chat_reply(*model, *f.tmpl, *f.tok,
-                                                      {{"user", "안녕하세요"}}, 20,
-                                                      ktl::Precision::kFp32, torch::kCPU);
+  const std::string answer = ktl::generate_chat_reply(
+      *model, *f.tmpl, *f.tok, {{"user", "안녕하세요"}}, 20, ktl::Precision::kFp32, torch::kCPU);
   EXPECT_EQ(answer, "반가워요");
   EXPECT_TRUE(std::filesystem::exists(out / "final/tokenizer_config.json"));
 }
