@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "core/data/chat_data.h"
@@ -39,6 +40,7 @@ SftBatches::SftBatches(const std::vector<TokenizedChat>& chats, int seq_len, boo
   int64_t segment = 0;
   auto flush = [&] {
     if (cur.inputs.empty()) return;
+    cur.used = int64_t(cur.inputs.size());
     const size_t pad = size_t(seq_len_) - cur.inputs.size();
     cur.inputs.insert(cur.inputs.end(), pad, 0);
     cur.targets.insert(cur.targets.end(), pad, kIgnoreIndex);
@@ -78,6 +80,13 @@ SftBatch SftBatches::rows(const std::vector<int64_t>& idx) const {
     std::copy(row.inputs.begin(), row.inputs.end(), b.inputs.data_ptr<int64_t>() + r * T);
     std::copy(row.targets.begin(), row.targets.end(), b.targets.data_ptr<int64_t>() + r * T);
     std::copy(row.segments.begin(), row.segments.end(), b.segments.data_ptr<int64_t>() + r * T);
+  }
+  if (!pack_ && B > 0) {
+    int64_t longest = 1;
+    for (int64_t i : idx) longest = std::max(longest, rows_.at(size_t(i)).used);
+    b.inputs = b.inputs.narrow(1, 0, longest).contiguous();      // [B, L]
+    b.targets = b.targets.narrow(1, 0, longest).contiguous();    // [B, L]
+    b.segments = b.segments.narrow(1, 0, longest).contiguous();  // [B, L]
   }
   return b;
 }

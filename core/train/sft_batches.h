@@ -47,7 +47,8 @@ class SftBatches {
   int64_t num_target_tokens() const { return target_tokens_; }
   int64_t num_conversations() const { return conversations_; }
 
-  // The given rows as one batch.
+  // The given rows as one batch. Unpacked batches are cut to their longest row (padding past it
+  // carries no target and, being after every conversation, changes no logit).
   SftBatch rows(const std::vector<int64_t>& row_indices) const;
   // batch_size rows chosen by a seeded hash of (step, micro_step).
   SftBatch train_batch(uint64_t seed, int64_t step, int micro_step, int batch_size,
@@ -58,6 +59,7 @@ class SftBatches {
  private:
   struct Row {
     std::vector<int64_t> inputs, targets, segments;
+    int64_t used = 0;  // positions before the padding
   };
   std::vector<Row> rows_;
   int seq_len_;

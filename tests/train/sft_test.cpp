@@ -79,6 +79,10 @@ TEST(SftBatches, LabelsCoverExactlyTheAssistantTokens) {
     EXPECT_EQ(got, want);
     EXPECT_EQ(b.num_target_tokens(), int64_t(want.size()));
     EXPECT_EQ(b.num_rows(), pack ? 1 : 3);
+    // Unpacked batches are cut to their longest conversation; packed rows keep full length.
+    int64_t longest = 0;
+    for (const auto& c : chats) longest = std::max<int64_t>(longest, int64_t(c.ids.size()) - 1);
+    EXPECT_EQ(all.inputs.size(1), pack ? 128 : longest);
   }
   // The assistant marker itself is prompt, never a target; every <|end|> of a reply is.
   const int64_t end_id = f.tmpl->end_of_turn_id();
