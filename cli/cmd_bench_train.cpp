@@ -119,10 +119,9 @@ int run_bench_train(const Args& args) {
   model->train();
   const std::string out = (fs::temp_directory_path() / "ktl-bench-train").string();
   ktl::ConsoleMetricsSink sink(stderr);
-  ktl::Trainer t(
-      c, model, nullptr,
-      ktl::TrainerData{std::make_shared<ktl::VectorTokenSource>(std::move(toks)), nullptr}, out,
-      sink, torch::kCPU);
+  ktl::TrainerData data;
+  data.train = std::make_shared<ktl::VectorTokenSource>(std::move(toks));
+  ktl::Trainer t(c, model, nullptr, data, out, sink, torch::kCPU);
   for (int i = 0; i < warmup; ++i) t.train_step();
   if (args.has("data")) return compare_with_loop(args, c, mc, t, steps);
   const auto t0 = std::chrono::steady_clock::now();

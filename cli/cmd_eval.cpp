@@ -7,10 +7,13 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "core/data/chat_data.h"
 #include "core/data/token_shard.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
+#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/train/chat_evaluation.h"
 #include "core/train/console_metrics_sink.h"
 #include "core/train/data_loader.h"
 #include "core/train/evaluation.h"
@@ -24,7 +27,57 @@ namespace fs = std::filesystem;
 using ktl::cli::Args;
 using ktl::cli::UsageError;
 
+// --chat: assistant-token loss on held-out conversations, greedy answers scored with chrF and
+// ROUGE-L. A checkpoint without chat markers gets them in memory (mean-initialised rows), so a
+// base model is measured with the same template as its SFT descendant.
+int run_chat_eval(const Args& args, const torch::Device& device) {
+  auto ck = ktl::load_checkpoint(args.get("model"), device);
+  const bool grown = ktl::add_chat_markers(ck);
+  const auto tmpl = ktl::ChatTemplate::require(ck.tokenizer);
+  const double val_fraction = args.get_double("val-fraction", 0.1);
+  if (val_fraction <= 0 || val_fraction > 1) throw UsageError("--val-fraction must be in (0, 1]");
+  const uint64_t seed = uint64_t(args.get_int("seed", 1234));
+  auto convs = ktl::read_chat_file(args.get("data"));
+  if (val_fraction < 1) convs = ktl::split_conversations(std::move(convs), val_fraction, seed).val;
+  if (convs.empty()) throw std::runtime_error("no held-out conversations in " + args.get("data"));
+  const int seq = int(args.get_int("max-seq-length", std::min(256, ck.config.max_seq_length)));
+  const int answers = int(args.get_int("answers", 50));
+  const int show = int(args.get_int("show", 5));
+  ktl::TrainingConfig pc;
+  pc.bf16 = args.get("bf16", "auto");
+  std::string why;
+  const auto precision = ktl::choose_precision(pc, device, &why);
+  const auto r = ktl::evaluate_chat(*ck.model, tmpl, *ck.tokenizer, convs, seq,
+                                    int(args.get_int("batch-size", 8)), answers,
+                                    int(args.get_int("max-new-tokens", 64)), precision, device);
+  if (args.has("job-db")) {
+    auto sink = ktl::jobs::make_job_sink(args.get("job-db"), args.get_int("job-id", 0));
+    sink->metric("chat/loss", ck.meta.step, r.loss.loss);
+    sink->metric("chat/ppl", ck.meta.step, r.loss.ppl);
+    sink->metric("chat/chrf", ck.meta.step, r.chrf);
+    sink->metric("chat/rouge_l", ck.meta.step, r.rouge_l);
+    for (const auto& a : r.answers) sink->sample(ck.meta.step, a.prompt, a.answer, "chat");
+    sink->flush();
+  }
+  std::printf(
+      "checkpoint: %s (step %lld)%s\nconversations: %zu held-out (%lld assistant tokens)\n"
+      "assistant loss: %.4f\nassistant perplexity: %.3f\nchrF (n=6, beta=2): %.2f\n"
+      "ROUGE-L (F1 over characters): %.2f\nanswers scored: %zu\n",
+      args.get("model").c_str(), (long long)ck.meta.step,
+      grown ? " [chat markers added in memory: base model]" : "", convs.size(),
+      (long long)r.loss.tokens, r.loss.loss, r.loss.ppl, r.chrf, r.rouge_l, r.answers.size());
+  for (int i = 0; i < show && i < int(r.answers.size()); ++i)
+    std::printf("--- Q: %s\n    ref: %s\n    answer: %s\n", r.answers[i].prompt.c_str(),
+                r.answers[i].reference.c_str(), r.answers[i].answer.c_str());
+  return 0;
+}
+
 int run_eval(const Args& args) {
+  if (args.get_bool("chat")) {
+    const int threads = int(args.get_int("num-threads", 0));
+    if (threads > 0) torch::set_num_threads(threads);
+    return run_chat_eval(args, ktl::resolve_device(args.get("device", "auto")));
+  }
   const std::string split = args.get("split", "test");
   if (split != "test" && split != "val" && split != "train")
     throw UsageError("--split must be test, val or train, got '" + split + "'");
@@ -77,9 +130,18 @@ int run_eval(const Args& args) {
 
 KTL_COMMAND(ktl::cli::Command{
     "eval",
-    "Evaluate a checkpoint: loss, perplexity and bits per character on a data split.",
+    "Evaluate a checkpoint: loss, perplexity and bits per character on a data split (--chat: "
+    "assistant loss, chrF, ROUGE-L).",
     {{"model", "checkpoint directory", "", false, true},
-     {"data", "data directory with <split>.bin", "", false, true},
+     {"data", "data directory with <split>.bin (--chat: a chat .jsonl or Q/A .tsv)", "", false,
+      true},
+     {"chat", "chat evaluation: assistant loss, chrF and ROUGE-L on held-out conversations", "",
+      true},
+     {"val-fraction", "--chat: held-out share as in ktl sft (1 = every conversation)", "0.1"},
+     {"seed", "--chat: split seed (as ktl sft --seed)", "1234"},
+     {"answers", "--chat: held-out prompts answered greedily and scored", "50"},
+     {"show", "--chat: answers printed", "5"},
+     {"max-new-tokens", "--chat: answer length limit", "64"},
      {"split", "test, val or train", "test"},
      {"max-batches", "batches of the fixed subset (from the start of the split)", "50"},
      {"batch-size", "sequences per batch", "8"},

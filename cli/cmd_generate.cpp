@@ -43,10 +43,25 @@ int run_generate(const Args& a) {
   auto gen = ktl::Generator::from_pretrained(a.get("model"), cfg);
   const std::string prompt = a.get("prompt");
   const bool json = a.get_bool("json");
-  if (!json) std::cout << prompt << std::flush;
-  auto res = gen->generate(prompt, p, [json](const std::string& piece) {
+  const bool chat = a.get_bool("chat");
+  if (!json && !chat) std::cout << prompt << std::flush;
+  auto print = [json](const std::string& piece) {
     if (!json) std::cout << piece << std::flush;
-  });
+  };
+  ktl::GenerationResult res;
+  if (chat) {
+    std::vector<ktl::ChatMessage> msgs;
+    if (a.has("system")) msgs.push_back({"system", a.get("system")});
+    msgs.push_back({"user", prompt});
+    try {
+      res = gen->chat(msgs, p, print);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+  } else {
+    if (a.has("system")) throw UsageError("--system needs --chat");
+    res = gen->generate(prompt, p, print);
+  }
   const double decode_s = (res.total_ms - res.ttft_ms) / 1000.0;
   if (json) {
     // One object on stdout: token ids for comparing with other runtimes (e.g. llama.cpp).
@@ -74,7 +89,9 @@ KTL_COMMAND(ktl::cli::Command{
     "generate",
     "Generate a continuation of a prompt, printing tokens as they come.",
     {{"model", "checkpoint directory", "", false, true},
-     {"prompt", "text to continue", "", false, true},
+     {"prompt", "text to continue (--chat: the user message)", "", false, true},
+     {"chat", "answer --prompt as a chat turn with the checkpoint's chat template", "", true},
+     {"system", "--chat: system message", ""},
      {"max-tokens", "new tokens at most", "100"},
      {"temperature", "0 = greedy", "0.8"},
      {"top-p", "nucleus sampling mass", "0.95"},

@@ -16,13 +16,15 @@ constexpr std::array<std::pair<JobStatus, const char*>, 6> kStatusNames = {{
     {JobStatus::kInterrupted, "interrupted"},
 }};
 
-constexpr std::array<std::pair<JobKind, const char*>, 6> kKindNames = {{
+constexpr std::array<std::pair<JobKind, const char*>, 8> kKindNames = {{
     {JobKind::kPrepareData, "prepare-data"},
     {JobKind::kTrainTokenizer, "train-tokenizer"},
     {JobKind::kTrain, "train"},
     {JobKind::kEval, "eval"},
     {JobKind::kPipeline, "pipeline"},
     {JobKind::kSweep, "sweep"},
+    {JobKind::kSft, "sft"},
+    {JobKind::kDpo, "dpo"},
 }};
 
 }  // namespace

@@ -24,8 +24,9 @@ enum class JobStatus { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInte
 
 // What the child runs. kPipeline = prepare-data, then train on the prepared data (one job,
 // two child processes in sequence; see job_spec.h). kSweep = `ktl sweep`: many short trainings
-// in one child; a resumed sweep continues from its output dir's sweep_state.json.
-enum class JobKind { kPrepareData, kTrainTokenizer, kTrain, kEval, kPipeline, kSweep };
+// in one child; a resumed sweep continues from its output dir's sweep_state.json. kSft / kDpo =
+// `ktl sft` / `ktl dpo` (instruction and preference tuning from a checkpoint).
+enum class JobKind { kPrepareData, kTrainTokenizer, kTrain, kEval, kPipeline, kSweep, kSft, kDpo };
 
 bool job_status_transition_allowed(JobStatus from, JobStatus to);
 // succeeded, failed, cancelled, interrupted: no child runs and none will without a resume.

@@ -73,6 +73,24 @@ const std::vector<KindDef>& kind_defs() {
        "output_dir",
        "sweep",
        true},
+      {JobKind::kSft,
+       "sft",
+       {{"data", OptType::kInputFile, true, "--data"},
+        {"init_from", OptType::kInputDir, false, "--init-from"},
+        {"resume_from", OptType::kInputDir, false, "--resume-from"},
+        {"config", OptType::kInputFile, false, "--config"},
+        {"output_dir", OptType::kOutputDir, false, "--output-dir"}},
+       "output_dir",
+       "checkpoints",
+       true},
+      {JobKind::kDpo,
+       "dpo",
+       {{"data", OptType::kInputFile, true, "--data"},
+        {"init_from", OptType::kInputDir, true, "--init-from"},
+        {"output_dir", OptType::kOutputDir, false, "--output-dir"}},
+       "output_dir",
+       "checkpoints",
+       true},
       {JobKind::kTrainTokenizer,
        "train-tokenizer",
        {{"input", OptType::kInputPaths, true, "--input"},
@@ -211,16 +229,21 @@ std::string invalid_training_key(const std::string& message, std::string* why) {
 
 // A train stage's overrides, checked as the trainer will: its config file, then each override
 // parsed as a training key, then the whole config validated. `opts` is validated already.
-void validate_training_overrides(const KindDef& def, const json& opts, const std::string& prefix) {
-  TrainingConfig c;
-  try {
-    load_training_config_into(opts.at("config").get<std::string>(), c);
-  } catch (const std::exception& e) {
-    fail(prefix + ".config", e.what());
+// `extra_keys` are the command's own flags that are not training keys (sft: no_pack ...).
+void validate_training_overrides(const KindDef& def, const json& opts, const std::string& prefix,
+                                 const std::vector<std::string>& extra_keys = {}) {
+  TrainingConfig c = def.kind == JobKind::kSft ? sft_training_defaults() : TrainingConfig{};
+  if (opts.contains("config")) {
+    try {
+      load_training_config_into(opts.at("config").get<std::string>(), c);
+    } catch (const std::exception& e) {
+      fail(prefix + ".config", e.what());
+    }
   }
   const TrainingConfig file_cfg = c;
   for (auto it = opts.begin(); it != opts.end(); ++it) {
     if (is_option_key(def, it.key())) continue;
+    if (std::find(extra_keys.begin(), extra_keys.end(), it.key()) != extra_keys.end()) continue;
     const std::string field = prefix + "." + it.key();
     const auto& keys = training_config_keys();
     if (std::find(keys.begin(), keys.end(), it.key()) == keys.end())
@@ -318,6 +341,11 @@ json validate_options(const KindDef& def, const json& opts, const std::string& p
   }
   if (def.kind == JobKind::kTrain) validate_training_overrides(def, out, prefix);
   if (def.kind == JobKind::kSweep) validate_sweep_options(out, prefix);
+  if (def.kind == JobKind::kSft) {
+    if (!out.contains("init_from") && !out.contains("resume_from"))
+      fail(prefix + ".init_from", "is required (the checkpoint to fine-tune)");
+    validate_training_overrides(def, out, prefix, {"no_pack", "val_fraction", "samples"});
+  }
   return out;
 }
 

@@ -20,6 +20,12 @@
 //                    model_config (file, required), data (dir, required), output_dir (dir,
 //                    optional; default DATA_DIR/jobs/<id>/sweep). No overrides. The space is
 //                    parsed with the sweep's rules (core/train/sweep_space.h).
+//   sft              data (file: chat .jsonl or Q/A .tsv, required) -> --data,
+//                    init_from (dir) -> --init-from or resume_from (dir) -> --resume-from,
+//                    config (file, optional), output_dir (dir, optional); overrides are
+//                    training keys plus no_pack, val_fraction, samples
+//   dpo              data (file: preference .jsonl, required), init_from (dir, required),
+//                    output_dir (dir, optional); overrides: beta, learning_rate, max_steps ...
 //   pipeline         {"prepare_data": {prepare-data options}, "train": {train options}}:
 //                    runs prepare-data, then train; train.data defaults to prepare's output.
 // Any other option key (lowercase [a-z0-9_]) is an override passed as --key-with-dashes=VALUE:

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "server/api_error.h"
 #include "server/server_context.h"
@@ -74,6 +75,28 @@ std::vector<int> GenerationSession::tokenize_prompt(const std::string& text) con
   return ids;
 }
 
+std::vector<int> GenerationSession::chat_prompt() {
+  // The aliasing pointer keeps the engine (which owns the tokenizer) alive with the template.
+  std::shared_ptr<const Tokenizer> tok(engine_, &engine_->tokenizer());
+  const auto tmpl = ChatTemplate::for_tokenizer(tok);
+  if (!tmpl) return tokenize_prompt(apply_chat_template(req_.messages));  // a model never tuned
+  std::vector<ktl::ChatMessage> msgs;
+  for (const auto& m : req_.messages) msgs.push_back({m.role, m.content});
+  RenderedChat r;
+  try {
+    r = tmpl->render(msgs, /*add_generation_prompt=*/true);
+  } catch (const std::invalid_argument& e) {
+    throw ApiError(400, e.what(), "invalid_request", "messages");
+  }
+  // The model ends its turn with <|end|>; the text stops of the legacy format do not apply.
+  auto& stops = req_.sampling.stop;
+  for (const auto& legacy : chat_template_stops())
+    stops.erase(std::remove(stops.begin(), stops.end(), legacy), stops.end());
+  req_.sampling.stop_token_ids.push_back(tmpl->end_of_turn_id());
+  templated_chat_ = true;
+  return r.ids;
+}
+
 void GenerationSession::start(CompletionRequest req) {
   req_ = std::move(req);
   engine_ = ctx_.models.engine();
@@ -97,7 +120,7 @@ void GenerationSession::start(CompletionRequest req) {
   std::vector<std::pair<std::vector<int>, std::string>> prompts;  // tokens, echo text
   const Tokenizer& tok = engine_->tokenizer();
   if (req_.chat) {
-    prompts.emplace_back(tokenize_prompt(apply_chat_template(req_.messages)), "");
+    prompts.emplace_back(chat_prompt(), "");
   } else {
     for (const auto& p : req_.prompts) prompts.emplace_back(tokenize_prompt(p), p);
     for (const auto& ids : req_.prompt_ids) {
@@ -138,6 +161,7 @@ void GenerationSession::submit(const std::vector<int>& tokens, const std::string
     // Never ask for more than the context holds: the answer ends with finish_reason "length".
     g.sampling.max_tokens = std::min(g.sampling.max_tokens, context - len);
     SubRequest s;
+    s.strip_leading_space = templated_chat_;
     s.index = prompt_idx * req_.n + k;
     s.echo_prefix = echo_text;
     s.prompt_tokens = len;
@@ -161,6 +185,10 @@ void GenerationSession::note_first_token() {
 
 std::string GenerationSession::on_event(SubRequest& s, GenerationEvent& ev, bool stream) {
   if (!ev.token_ids.empty() || !ev.text.empty()) note_first_token();
+  if (s.strip_leading_space && !ev.text.empty()) {
+    if (ev.text[0] == ' ') ev.text.erase(0, 1);
+    s.strip_leading_space = false;
+  }
   if (ev.finish != FinishReason::kNone) {
     s.finish = ev.finish;
     if (ev.prompt_tokens > 0) s.prompt_tokens = ev.prompt_tokens;

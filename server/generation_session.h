@@ -29,6 +29,9 @@ struct SubRequest {
   int completion_tokens = 0;
   int cached_tokens = 0;
   bool started = false;  // first chunk sent
+  // Chat template replies: the first piece carries SentencePiece's dummy-prefix space ("▁반"),
+  // which is no part of the answer (decode() of the reply alone drops it too).
+  bool strip_leading_space = false;
   std::string error;
 };
 
@@ -58,6 +61,9 @@ class GenerationSession {
 
  private:
   std::vector<int> tokenize_prompt(const std::string& text) const;
+  // The chat prompt: the checkpoint's chat template (core/tokenizer/chat_template.h) with a
+  // stop at end-of-turn, or the legacy "사용자: … 어시스턴트: " text for an untuned model.
+  std::vector<int> chat_prompt();
   void submit(const std::vector<int>& tokens, const std::string& echo_text, int prompt_idx);
   // Turns one engine event into SSE bytes (streaming) or accumulated text.
   std::string on_event(SubRequest& s, GenerationEvent& ev, bool stream);
@@ -71,6 +77,7 @@ class GenerationSession {
   CompletionRequest req_;
   ResponseMeta meta_;
   std::vector<SubRequest> subs_;
+  bool templated_chat_ = false;  // the prompt came from the checkpoint's chat template
   size_t next_poll_ = 0;
   bool done_sent_ = false;
   std::string status_ = "200";

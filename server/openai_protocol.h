@@ -2,7 +2,8 @@
 // /v1/chat/completions bodies, applies the chat template, and formats responses, stream chunks
 // and Server-Sent Events. No HTTP and no engine calls here, so it is unit-tested on its own.
 //
-// Chat template (the base model is NOT chat-tuned; the template only gives it a familiar shape):
+// Legacy chat layout, for checkpoints without the chat markers (a chat-tuned checkpoint gets its
+// own template, core/tokenizer/chat_template.h, in GenerationSession::chat_prompt):
 //   <s>시스템: {system}\n사용자: {user}\n어시스턴트: {assistant}\n사용자: {user}\n어시스턴트:
 // <s> is the BOS token (added as an id by the caller, not as text). Roles: system -> "시스템",
 // user -> "사용자", assistant -> "어시스턴트"; the prompt always ends with "어시스턴트: ".

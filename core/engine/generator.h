@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/engine/engine.h"
+#include "core/tokenizer/chat_template.h"
 
 namespace ktl {
 
@@ -43,6 +44,14 @@ class Generator {
   GenerationResult generate(const std::string& prompt, const SamplingParams& params,
                             const TokenCallback& on_text = {});
 
+  // A chat turn: messages rendered by the checkpoint's chat template (core/tokenizer/
+  // chat_template.h) with the assistant prompt; stops at the end-of-turn token. Throws when
+  // the checkpoint has no chat markers.
+  GenerationResult chat(const std::vector<ChatMessage>& messages, const SamplingParams& params,
+                        const TokenCallback& on_text = {});
+  // Already-tokenized prompt (BOS included when wanted).
+  GenerationResult generate_ids(std::vector<int> prompt_ids, const SamplingParams& params,
+                                const TokenCallback& on_text = {});
   Engine& engine() { return *engine_; }
 
  private:

@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -267,7 +268,10 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
     std::lock_guard<std::mutex> lk(stats_mu_);
     ++stats_.generated_tokens_total;
   }
-  if (tok == eos_id_ && !r.params.ignore_eos) {
+  const auto& stops = r.params.stop_token_ids;
+  const bool end_token =
+      tok == eos_id_ || std::find(stops.begin(), stops.end(), tok) != stops.end();
+  if (end_token && !r.params.ignore_eos) {
     std::string tail = r.stop.push(r.detok.flush());
     if (!r.stop.stopped()) tail += r.stop.flush();
     finish(r, FinishReason::kStop, tail, "", tok);

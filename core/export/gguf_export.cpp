@@ -10,6 +10,7 @@
 #include "core/base/file_util.h"
 #include "core/export/gguf_writer.h"
 #include "core/safetensors/safetensors.h"
+#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace ktl {
@@ -252,6 +253,18 @@ int set_vocab_metadata(GgufWriter& w, const Tokenizer& tok, const ModelConfig& c
   w.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(true));
   w.set("tokenizer.ggml.add_eos_token", GgufValue::boolean(false));
   w.set("tokenizer.ggml.add_space_prefix", GgufValue::boolean(space_prefix));
+  // A chat-tuned tokenizer: llama.cpp and Ollama format chats with the template ktl trained on
+  // and stop at <|end|> (end of turn).
+  bool chat = true;
+  for (const auto& marker : ChatTemplate::marker_pieces()) {
+    const int id = tok.piece_to_id(marker);
+    chat = chat && id != tok.unk_id() && tok.type(id) == PieceType::kUserDefined;
+  }
+  if (chat) {
+    w.set("tokenizer.chat_template", GgufValue::str(ChatTemplate::jinja()));
+    w.set("tokenizer.ggml.eot_token_id",
+          GgufValue::u32(uint32_t(tok.piece_to_id(ChatTemplate::kEndOfTurn))));
+  }
   return n;
 }
 

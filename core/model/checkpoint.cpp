@@ -10,6 +10,8 @@
 
 #include "core/base/file_util.h"
 #include "core/safetensors/safetensors.h"
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/spm_model_proto.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace ktl {
@@ -78,6 +80,25 @@ void load_weights_safetensors(TransformerImpl& model, const std::string& path) {
   }
 }
 
+bool has_chat_markers(const std::string& tokenizer_model_bytes) {
+  const auto pieces = read_spm_pieces(tokenizer_model_bytes);
+  for (const auto& marker : ChatTemplate::marker_pieces()) {
+    bool found = false;
+    for (const auto& p : pieces) found = found || (p.piece == marker && p.type == 4);
+    if (!found) return false;
+  }
+  return true;
+}
+
+bool add_chat_markers(LoadedCheckpoint& ck) {
+  if (has_chat_markers(ck.tokenizer->model_bytes())) return false;
+  ck.tokenizer = Tokenizer::from_bytes(
+      append_spm_user_pieces(ck.tokenizer->model_bytes(), ChatTemplate::marker_pieces()));
+  ck.model->grow_vocab(ck.tokenizer->vocab_size());
+  ck.config.vocab_size = ck.tokenizer->vocab_size();
+  return true;
+}
+
 torch::ScalarType torch_dtype_of(const StTensorInfo& t, const std::string& path) {
   switch (t.dtype) {
     case StDtype::F32:
@@ -132,6 +153,8 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
   publish_checkpoint_dir(dir, std::move(meta), [&](const fs::path& tmp) {
     write_file_atomic(tmp / "config.json", model_config_to_json(model.config()));
     write_file_atomic(tmp / "tokenizer.model", tokenizer_model_bytes);
+    if (has_chat_markers(tokenizer_model_bytes))  // chat_template + special tokens for HF tools
+      write_file_atomic(tmp / "tokenizer_config.json", ChatTemplate::tokenizer_config_json());
     save_weights_safetensors(model, (tmp / "model.safetensors").string());
     if (write_extra) write_extra(tmp.string());
   });

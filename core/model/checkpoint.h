@@ -45,6 +45,14 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
 LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device = torch::kCPU,
                                  bool verify_sha256 = true);
 
+// True when the SentencePiece model holds the chat markers of core/tokenizer/chat_template.h as
+// user-defined pieces. Such checkpoints also get a tokenizer_config.json with chat_template.
+bool has_chat_markers(const std::string& tokenizer_model_bytes);
+// Gives an older checkpoint the chat markers: appends them to the tokenizer as user-defined
+// pieces (ids old_vocab ...) and grows the model's vocabulary (Transformer::grow_vocab; a tied
+// head stays tied). Returns false when they were already there.
+bool add_chat_markers(LoadedCheckpoint& ck);
+
 std::string model_config_to_json(const ModelConfig& c);  // Hugging Face LlamaConfig keys
 
 // What every loader checks before reading a tensor: meta.json, config.json, model.safetensors

@@ -33,15 +33,16 @@ AttentionImpl::AttentionImpl(const ModelConfig& c)
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
-                                     const torch::Tensor& sin) {
+                                     const torch::Tensor& sin, const torch::Tensor& allowed) {
   const auto B = x.size(0), T = x.size(1);
   auto q = q_proj(x).view({B, T, n_heads, head_dim});     // [B, T, H, Dh]
   auto k = k_proj(x).view({B, T, n_kv_heads, head_dim});  // [B, T, KV, Dh]
   auto v = v_proj(x).view({B, T, n_kv_heads, head_dim});  // [B, T, KV, Dh]
   q = apply_rope(q, cos, sin);
   k = apply_rope(k, cos, sin);
-  auto out = causal_attention(q, k, v);                    // [B, T, H, Dh]
-  return o_proj(out.reshape({B, T, n_heads * head_dim}));  // [B, T, D]
+  auto out = allowed.defined() ? masked_attention(q, k, v, allowed)
+                               : causal_attention(q, k, v);  // [B, T, H, Dh]
+  return o_proj(out.reshape({B, T, n_heads * head_dim}));    // [B, T, D]
 }
 
 MlpImpl::MlpImpl(const ModelConfig& c) {
@@ -63,9 +64,9 @@ BlockImpl::BlockImpl(const ModelConfig& c) {
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& h, const torch::Tensor& cos,
-                                 const torch::Tensor& sin) {
-  auto x = h + self_attn(input_layernorm(h), cos, sin);  // [B, T, D]
-  return x + mlp(post_attention_layernorm(x));           // [B, T, D]
+                                 const torch::Tensor& sin, const torch::Tensor& allowed) {
+  auto x = h + self_attn(input_layernorm(h), cos, sin, allowed);  // [B, T, D]
+  return x + mlp(post_attention_layernorm(x));                    // [B, T, D]
 }
 
 TransformerImpl::TransformerImpl(const ModelConfig& c) : config_(c) {
@@ -128,6 +129,39 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
   auto h = embed(tokens);                      // [B, T, D]
   for (auto& b : blocks_) h = b(h, cos, sin);
   return head(h);  // [B, T, V]
+}
+
+torch::Tensor TransformerImpl::forward_packed(const torch::Tensor& tokens,
+                                              const torch::Tensor& segments) {
+  TORCH_CHECK(tokens.dim() == 2 && segments.sizes() == tokens.sizes(),
+              "tokens and segments must both be [B, T]");
+  const auto B = tokens.size(0), T = tokens.size(1);
+  TORCH_CHECK(T <= config_.max_seq_length, "sequence length ", T, " exceeds max_seq_length ",
+              config_.max_seq_length);
+  auto [positions, allowed] =
+      segment_positions_and_mask(segments.to(torch::kLong));  // [B,T], [B,T,T]
+  auto [cos, sin] = rope_cos_sin(positions.reshape({-1}), config_.head_dim(), config_.rope_theta);
+  cos = cos.view({B, T, -1});  // [B, T, Dh]
+  sin = sin.view({B, T, -1});  // [B, T, Dh]
+  auto h = embed(tokens);      // [B, T, D]
+  for (auto& b : blocks_) h = b(h, cos, sin, allowed);
+  return head(h);  // [B, T, V]
+}
+
+void TransformerImpl::grow_vocab(int64_t new_vocab) {
+  const int64_t old_vocab = config_.vocab_size;
+  TORCH_CHECK(new_vocab >= old_vocab, "grow_vocab cannot shrink ", old_vocab, " to ", new_vocab);
+  if (new_vocab == old_vocab) return;
+  torch::NoGradGuard no_grad;
+  auto grow = [&](torch::Tensor& w) {         // [V, D] -> [V', D]
+    auto mean = w.mean(0, /*keepdim=*/true);  // [1, D]
+    w.set_data(torch::cat({w.detach(), mean.expand({new_vocab - old_vocab, w.size(1)})}, 0));
+  };
+  grow(embed_tokens->weight);
+  if (lm_head) grow(lm_head->weight);
+  embed_tokens->options.num_embeddings(new_vocab);
+  if (lm_head) lm_head->options.out_features(new_vocab);
+  config_.vocab_size = int(new_vocab);
 }
 
 std::string hf_parameter_name(const std::string& module_name) {

@@ -33,10 +33,12 @@ TORCH_MODULE(RMSNorm);
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& c);
-  // Full causal self-attention over a batch of sequences starting at position 0.
-  torch::Tensor forward(const torch::Tensor& x,     // [B, T, D]
-                        const torch::Tensor& cos,   // [T, Dh]
-                        const torch::Tensor& sin);  // [T, Dh]
+  // Full causal self-attention over a batch of sequences starting at position 0, or, with
+  // `allowed` [B, T, T] defined, attention restricted to it (packed rows; cos/sin then [B, T, Dh]).
+  torch::Tensor forward(const torch::Tensor& x,              // [B, T, D]
+                        const torch::Tensor& cos,            // [T, Dh]
+                        const torch::Tensor& sin,            // [T, Dh]
+                        const torch::Tensor& allowed = {});  // [B, T, T] bool
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim;
 };
@@ -53,9 +55,10 @@ TORCH_MODULE(Mlp);
 class BlockImpl : public torch::nn::Module {
  public:
   explicit BlockImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& h,     // [B, T, D]
-                        const torch::Tensor& cos,   // [T, Dh]
-                        const torch::Tensor& sin);  // [T, Dh] -> [B, T, D]
+  torch::Tensor forward(const torch::Tensor& h,              // [B, T, D]
+                        const torch::Tensor& cos,            // [T, Dh]
+                        const torch::Tensor& sin,            // [T, Dh] -> [B, T, D]
+                        const torch::Tensor& allowed = {});  // [B, T, T] bool (see Attention)
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
   Mlp mlp{nullptr};
@@ -68,6 +71,15 @@ class TransformerImpl : public torch::nn::Module {
 
   // Training / full-recompute path: logits for every position.
   torch::Tensor forward(const torch::Tensor& tokens);  // [B, T] int64 -> [B, T, V]
+  // Packed rows: segments [B, T] int64 marks each position's conversation; attention never
+  // crosses a segment and RoPE positions restart at 0 in each, so every conversation gets the
+  // logits it would get alone.
+  torch::Tensor forward_packed(const torch::Tensor& tokens,     // [B, T] int64
+                               const torch::Tensor& segments);  // [B, T] int64 -> [B, T, V]
+
+  // Appends rows to the embedding (and an untied head) up to new_vocab, each set to the mean of
+  // the old rows, and updates config().vocab_size. Old tokens' logits stay exactly the same.
+  void grow_vocab(int64_t new_vocab);
 
   // Pieces for callers that run blocks themselves (gradient checkpointing, the engine).
   torch::Tensor embed(const torch::Tensor& tokens);  // [...] int64 -> [..., D]

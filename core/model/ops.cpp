@@ -63,4 +63,34 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
   return torch::matmul(probs, vh).transpose(1, 2);                                  // [B, T, H, Dh]
 }
 
+torch::Tensor masked_attention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& allowed) {
+  const auto H = q.size(2), Dh = q.size(3);
+  const int64_t n_rep = H / k.size(2);
+  auto qh = q.transpose(1, 2);                    // [B, H, T, Dh]
+  auto kh = repeat_kv(k, n_rep).transpose(1, 2);  // [B, H, S, Dh]
+  auto vh = repeat_kv(v, n_rep).transpose(1, 2);  // [B, H, S, Dh]
+  auto scores =
+      torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh));  // [B, H, T, S]
+  scores = scores.masked_fill(allowed.logical_not().unsqueeze(1),
+                              -std::numeric_limits<float>::infinity());
+  auto probs = torch::softmax(scores.to(torch::kFloat32), -1).to(q.scalar_type());  // [B, H, T, S]
+  return torch::matmul(probs, vh).transpose(1, 2);                                  // [B, T, H, Dh]
+}
+
+std::pair<torch::Tensor, torch::Tensor> segment_positions_and_mask(const torch::Tensor& segments) {
+  const auto T = segments.size(1);
+  auto idx = torch::arange(T, segments.options().dtype(torch::kLong));  // [T]
+  auto starts = torch::ones_like(segments, torch::kBool);               // [B, T]
+  if (T > 1)
+    starts.narrow(1, 1, T - 1).copy_(segments.narrow(1, 1, T - 1) != segments.narrow(1, 0, T - 1));
+  // Index of the segment start at or before each position.
+  auto start_idx = std::get<0>(torch::cummax(
+      torch::where(starts, idx.unsqueeze(0).expand_as(segments), torch::zeros_like(segments)), 1));
+  auto positions = idx.unsqueeze(0) - start_idx;               // [B, T]
+  auto causal = idx.unsqueeze(0) <= idx.unsqueeze(1);          // [T, S]
+  auto same = segments.unsqueeze(2) == segments.unsqueeze(1);  // [B, T, S]
+  return {positions, same.logical_and(causal.unsqueeze(0))};
+}
+
 }  // namespace ktl

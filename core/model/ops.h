@@ -32,6 +32,17 @@ torch::Tensor causal_attention(const torch::Tensor& q,  // [B, T, H, Dh]
                                const torch::Tensor& v,  // [B, S, KV, Dh]
                                int64_t q_offset = 0);
 
+// Attention where `allowed` [B, T, S] (bool) says which keys each query sees: packed SFT rows
+// use causal AND same-conversation (block-diagonal causal), so no conversation sees another.
+torch::Tensor masked_attention(const torch::Tensor& q,         // [B, T, H, Dh]
+                               const torch::Tensor& k,         // [B, S, KV, Dh]
+                               const torch::Tensor& v,         // [B, S, KV, Dh]
+                               const torch::Tensor& allowed);  // [B, T, S] bool
+
+// Packed rows: segments [B, T] int64 (one id per conversation, equal ids contiguous).
+// Returns the within-segment positions [B, T] and the block-diagonal causal mask [B, T, T].
+std::pair<torch::Tensor, torch::Tensor> segment_positions_and_mask(const torch::Tensor& segments);
+
 // Repeats each kv head H/KV times so GQA becomes plain multi-head attention.
 torch::Tensor repeat_kv(const torch::Tensor& x,
                         int64_t n_rep);  // [B, S, KV, Dh] -> [B, S, KV*n_rep, Dh]

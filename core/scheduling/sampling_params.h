@@ -19,6 +19,7 @@ struct SamplingParams {
   std::optional<uint64_t> seed;     // same seed + same prompt -> same text
   int max_tokens = 128;             // new tokens to generate
   std::vector<std::string> stop;    // stop strings; never part of the output
+  std::vector<int> stop_token_ids;  // end like </s> (e.g. the chat end-of-turn <|end|>)
   bool ignore_eos = false;          // for benchmarks
 };
 

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/base/file_util.h"
+#include "core/tokenizer/spm_model_proto.h"
 #include "core/tokenizer/spm_shim.h"
 
 #ifndef KTL_SPM_BUILD_PATH
@@ -170,6 +171,10 @@ std::shared_ptr<Tokenizer> Tokenizer::from_bytes(const std::string& model_bytes)
     throw std::runtime_error(
         "tokenizer lacks the fixed special ids (pad=0 unk=1 <s>=2 </s>=3); retrain it with "
         "ktl train-tokenizer");
+  const auto records = read_spm_pieces(model_bytes);
+  for (int id = 0; id < n; ++id)
+    t->types_.push_back(size_t(n) == records.size() ? static_cast<PieceType>(records[id].type)
+                                                    : static_cast<PieceType>(a.type(h, id)));
   t->token_bytes_.reserve(n);
   for (int id = 0; id < n; ++id)
     t->token_bytes_.push_back(compute_token_bytes(t->id_to_piece(id), t->type(id)));
@@ -247,8 +252,8 @@ float Tokenizer::score(int id) const {
 }
 
 PieceType Tokenizer::type(int id) const {
-  if (id < 0 || id >= api().vocab_size(handle_)) throw std::out_of_range("token id out of range");
-  return static_cast<PieceType>(api().type(handle_, id));
+  if (id < 0 || size_t(id) >= types_.size()) throw std::out_of_range("token id out of range");
+  return types_[size_t(id)];
 }
 
 std::string Tokenizer::token_bytes(int id) const {
@@ -309,8 +314,11 @@ void train_tokenizer(const TokenizerTrainOptions& o) {
       {"hard_vocab_limit", "false"},
       {"minloglevel", "3"},  // see load_api(): logging must stay off
   };
+  auto kv_all = kv;
+  if (!o.user_defined_symbols.empty())
+    kv_all.emplace_back("user_defined_symbols", join(o.user_defined_symbols, ','));
   std::vector<const char*> keys, values;
-  for (const auto& [k, v] : kv) {
+  for (const auto& [k, v] : kv_all) {
     keys.push_back(k.c_str());
     values.push_back(v.c_str());
   }

@@ -47,6 +47,10 @@ struct TokenizerTrainOptions {
   int num_threads = 2;
   int max_sentence_length = 8192;  // bytes
   int seed = 1234;
+  // Pieces never split and never merged into others (SentencePiece user_defined_symbols);
+  // the chat markers of core/tokenizer/chat_template.h by default, so ids 4..7.
+  std::vector<std::string> user_defined_symbols = {"<|system|>", "<|user|>", "<|assistant|>",
+                                                   "<|end|>"};
 };
 
 class Tokenizer {
@@ -83,6 +87,7 @@ class Tokenizer {
   void* handle_ = nullptr;  // opaque processor from the shim
   std::string model_bytes_;
   std::vector<std::string> token_bytes_;  // precomputed per id
+  std::vector<PieceType> types_;  // from the model proto (the shim cannot tell user-defined)
 };
 
 // Trains a SentencePiece model with the fixed special ids. Throws on failure.

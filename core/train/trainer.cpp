@@ -9,8 +9,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "core/data/chat_metrics.h"
 #include "core/model/checkpoint.h"
+#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/train/chat_evaluation.h"
 #include "core/train/checkpointed_forward.h"
 
 namespace ktl {
@@ -81,7 +84,7 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
                 config_.max_steps),
       scaler_(false) {
   config_.validate();
-  if (!data_.train) throw std::invalid_argument("trainer: no training data");
+  if (!data_.train && !data_.sft_train) throw std::invalid_argument("trainer: no training data");
   if (config_.max_seq_length > model_->config().max_seq_length)
     throw std::invalid_argument(
         "training max_seq_length " + std::to_string(config_.max_seq_length) +
@@ -94,10 +97,17 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
   o.eps = config_.adam_eps;
   o.weight_decay = config_.weight_decay;
   optimizer_ = std::make_unique<AdamW>(std::move(named), o);
-  sampler_ = std::make_unique<TrainBatchSampler>(
-      data_.train, config_.batch_size, config_.max_seq_length, uint64_t(config_.seed),
-      config_.gradient_accumulation_steps, config_.overfit_batches);
-  if (data_.val)
+  if (data_.sft_train) {
+    if (data_.sft_train->seq_len() != config_.max_seq_length)
+      throw std::invalid_argument("SFT rows must be max_seq_length long");
+    if (config_.gradient_checkpointing && data_.sft_train->packed())
+      throw std::invalid_argument("gradient_checkpointing is not supported with packed SFT rows");
+  } else {
+    sampler_ = std::make_unique<TrainBatchSampler>(
+        data_.train, config_.batch_size, config_.max_seq_length, uint64_t(config_.seed),
+        config_.gradient_accumulation_steps, config_.overfit_batches);
+  }
+  if (data_.val && !data_.sft_train)
     eval_batches_ = std::make_unique<EvalBatches>(data_.val, config_.batch_size,
                                                   config_.max_seq_length, config_.eval_batches);
   model_->train();
@@ -162,12 +172,41 @@ double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_bat
   return loss_sum.defined() ? loss_sum.item<double>() : 0.0;
 }
 
+double Trainer::accumulate_sft_gradients(const std::vector<SftBatch>& micro_batches) {
+  int64_t total = 0;
+  for (const auto& mb : micro_batches) total += (mb.targets != kIgnoreIndex).sum().item<int64_t>();
+  if (total == 0) return 0.0;
+  double loss_sum = 0;
+  const bool packed = data_.sft_train->packed();
+  for (const auto& mb : micro_batches) {
+    torch::Tensor sum;
+    {
+      AutocastScope autocast(precision_, device_);
+      sum = sft_loss_sum(*model_, mb, packed, nullptr, device_);
+    }
+    auto loss = sum / double(total);  // mean over every assistant target of the step
+    (loss * scaler_.scale()).backward();
+    loss_sum += loss.item<double>();
+  }
+  return loss_sum;
+}
+
 double Trainer::train_step(double* grad_norm) {
   optimizer_->zero_grad();
-  std::vector<torch::Tensor> micro;
-  for (int m = 0; m < config_.gradient_accumulation_steps; ++m)
-    micro.push_back(sampler_->batch(step_, m));
-  const double loss = accumulate_gradients(micro);
+  double loss = 0;
+  if (data_.sft_train) {
+    std::vector<SftBatch> micro;
+    for (int m = 0; m < config_.gradient_accumulation_steps; ++m)
+      micro.push_back(data_.sft_train->train_batch(uint64_t(config_.seed), step_, m,
+                                                   config_.batch_size,
+                                                   config_.gradient_accumulation_steps));
+    loss = accumulate_sft_gradients(micro);
+  } else {
+    std::vector<torch::Tensor> micro;
+    for (int m = 0; m < config_.gradient_accumulation_steps; ++m)
+      micro.push_back(sampler_->batch(step_, m));
+    loss = accumulate_gradients(micro);
+  }
   auto params = model_->parameters();
   const bool grads_finite = scaler_.unscale_and_check(params);
   if (scaler_.enabled() && !grads_finite) {
@@ -187,6 +226,8 @@ double Trainer::train_step(double* grad_norm) {
 }
 
 EvalResult Trainer::evaluate_now() {
+  if (data_.sft_val)
+    return evaluate_sft(*model_, *data_.sft_val, config_.batch_size, precision_, device_);
   if (!eval_batches_) throw std::logic_error("trainer: no validation data");
   if (eval_chars_ < 0)
     eval_chars_ = tokenizer_ ? eval_batches_->count_target_chars(*tokenizer_) : 0;
@@ -194,7 +235,7 @@ EvalResult Trainer::evaluate_now() {
 }
 
 void Trainer::maybe_eval(bool force, bool* early_stop) {
-  if (!eval_batches_ || (!force && last_eval_step_ == step_)) return;
+  if ((!eval_batches_ && !data_.sft_val) || (!force && last_eval_step_ == step_)) return;
   const auto t0 = std::chrono::steady_clock::now();
   EvalResult r = evaluate_now();
   last_eval_ = r;
@@ -226,8 +267,33 @@ void Trainer::maybe_eval(bool force, bool* early_stop) {
   }
 }
 
+void Trainer::write_chat_samples() {
+  std::vector<std::string> hyps, refs;
+  for (const auto& c : data_.sample_chats) {
+    if (c.messages.size() < 2 || c.messages.back().role != "assistant") continue;
+    std::vector<ChatMessage> prompt(c.messages.begin(), c.messages.end() - 1);
+    const std::string answer = generate_chat_reply(*model_, *data_.chat_template, *tokenizer_,
+                                                   prompt, 64, precision_, device_);
+    sink_.sample(step_, prompt.back().content, answer, "chat");
+    hyps.push_back(answer);
+    refs.push_back(c.messages.back().content);
+  }
+  if (hyps.empty()) return;
+  const double f = chrf(hyps, refs), r = rouge_l(hyps, refs);
+  sink_.metric("val/chrf", step_, f);
+  sink_.metric("val/rouge_l", step_, r);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "chat samples step %lld | chrF %.2f | ROUGE-L %.2f (%zu answers)",
+                (long long)step_, f, r, hyps.size());
+  log(buf);
+}
+
 void Trainer::write_samples() {
   if (!tokenizer_) return;
+  if (data_.sft_train) {
+    if (data_.chat_template) write_chat_samples();
+    return;
+  }
   const auto& prompts = sample_prompts();
   for (size_t i = 0; i < prompts.size(); ++i) {
     const std::string greedy =

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "core/data/chat_data.h"
 #include "core/model/model.h"
 #include "core/train/adamw.h"
 #include "core/train/data_loader.h"
@@ -39,6 +40,7 @@
 #include "core/train/lr_schedule.h"
 #include "core/train/metrics_sink.h"
 #include "core/train/mixed_precision.h"
+#include "core/train/sft_batches.h"
 #include "core/train/training_config.h"
 
 namespace ktl {
@@ -59,6 +61,13 @@ struct TrainResult {
 struct TrainerData {
   std::shared_ptr<const TokenSource> train;
   std::shared_ptr<const TokenSource> val;  // may be null: no evaluation
+  // Supervised fine-tuning instead of token shards (`ktl sft`): chat rows with assistant-only
+  // labels. When sft_train is set, train/val above are unused.
+  std::shared_ptr<const SftBatches> sft_train, sft_val;
+  std::shared_ptr<const ChatTemplate> chat_template;  // for chat samples
+  // Held-out conversations whose last user turn is answered at each sample step; the answers
+  // are scored (val/chrf, val/rouge_l) against the references.
+  std::vector<ChatConversation> sample_chats;
 };
 
 class Trainer {
@@ -81,6 +90,8 @@ class Trainer {
   // Forward + backward over the micro-batches (each [b, T+1]); returns the mean loss.
   // Gradients accumulate into .grad scaled so k equal micro-batches equal one big batch.
   double accumulate_gradients(const std::vector<torch::Tensor>& micro_batches);
+  // SFT: the mean loss over all assistant targets of the micro-batches.
+  double accumulate_sft_gradients(const std::vector<SftBatch>& micro_batches);
   // One full optimizer step at the current step; returns the loss (NaN/inf is reported, not
   // thrown). grad_norm receives the pre-clip global norm.
   double train_step(double* grad_norm = nullptr);
@@ -109,6 +120,7 @@ class Trainer {
   std::string divergence_message(double loss, double grad_norm) const;
   void maybe_eval(bool force, bool* early_stop);
   void write_samples();
+  void write_chat_samples();
   void rotate_checkpoints();
   void point_link(const std::string& name, const std::string& target_dir);
   void write_state_files(const std::string& dir) const;

@@ -82,7 +82,8 @@ void Trainer::write_state_files(const std::string& dir) const {
 }
 
 std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
-  if (with_eval_metrics && eval_batches_ && last_eval_step_ != step_) maybe_eval(true, nullptr);
+  if (with_eval_metrics && (eval_batches_ || data_.sft_val) && last_eval_step_ != step_)
+    maybe_eval(true, nullptr);
   CheckpointMeta meta;
   meta.step = step_;
   const bool fresh_eval = last_eval_ && last_eval_step_ == step_;

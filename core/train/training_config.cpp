@@ -194,4 +194,17 @@ std::string training_key_from_flag(const std::string& flag) {
   return "";
 }
 
+TrainingConfig sft_training_defaults() {
+  TrainingConfig c;
+  c.learning_rate = 1e-4;
+  c.min_learning_rate = 1e-5;
+  c.warmup_steps = 20;
+  c.max_steps = 300;
+  c.weight_decay = 0.0;
+  c.save_steps = 100;
+  c.eval_steps = 50;
+  c.sample_steps = 100;
+  return c;
+}
+
 }  // namespace ktl

@@ -44,6 +44,10 @@ struct TrainingConfig {
   std::string to_yaml() const;
 };
 
+// The defaults of `ktl sft`: a short, gentle run over a pretrained model (learning rate 1e-4
+// to 1e-5, warmup 20, 300 steps, no weight decay, eval every 50, samples/saves every 100).
+TrainingConfig sft_training_defaults();
+
 // Every key, in file order (for --help and CLI validation).
 const std::vector<std::string>& training_config_keys();
 

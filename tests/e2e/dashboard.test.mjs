@@ -241,6 +241,32 @@ if (missing) {
     await screenshot(page, 'playground.png');
   });
 
+  test('playground chat mode: system prompt, two turns stream into the message list', async () => {
+    await page.click('a[data-view=playground]');
+    await page.selectOption('#pg-mode', 'chat');
+    await page.waitForSelector('#pg-messages:not([hidden])');
+    await page.fill('#pg-system', '짧게 대답하세요');
+    await page.fill('#pg-max-tokens', '12');
+    await page.fill('#pg-seed', '5');
+    for (const [i, msg] of ['안녕하세요', '오늘 날씨는 어때요'].entries()) {
+      await page.fill('#pg-prompt', msg);
+      await page.click('#pg-generate');
+      await page.waitForFunction(
+        (n) => document.querySelectorAll('#pg-messages .pg-msg-assistant').length === n && !document.querySelector('#pg-pending'),
+        i + 1,
+        { timeout: 60000, polling: 100 },
+      );
+    }
+    const roles = await page.$$eval('#pg-messages .pg-msg', (els) => els.map((e) => e.dataset.role));
+    assert.deepEqual(roles, ['system', 'user', 'assistant', 'user', 'assistant']);
+    assert.match(await page.textContent('#pg-finish'), /stop|length/);
+    assert.equal(await page.inputValue('#pg-prompt'), '', 'the sent message leaves the box');
+    await screenshot(page, 'playground-chat.png');
+    await page.click('#pg-clear');
+    assert.equal(await page.$$eval('#pg-messages .pg-msg-user', (els) => els.length), 0);
+    await page.selectOption('#pg-mode', 'completion');
+  });
+
   test('the finished job’s checkpoint loads into the server and generates', async () => {
     assert.ok(jobId, 'needs the training job');
     await page.click('a[data-view=jobs]');

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readSse } from '../../web/src/sse.js';
-import { buildTrainJobSpec, normalizeJob } from '../../web/src/api.js';
+import { buildSftJobSpec, buildTrainJobSpec, normalizeJob } from '../../web/src/api.js';
 import { ema } from '../../web/src/util.js';
 
 /** A Response whose body arrives in the given byte chunks. */
@@ -125,4 +125,25 @@ test('EMA smoothing is debiased and skips gaps', () => {
   assert.ok(Math.abs(s[3] - 4) < 1e-12);
   const t = ema([0, 10], 0.5);
   assert.ok(t[1] > 5 && t[1] < 10);
+});
+
+test('SFT job spec from the form: kind sft, checkpoint and chat data, empty fields left out', () => {
+  const spec = buildSftJobSpec({
+    name: 'chat',
+    initFrom: 'jobs/1/checkpoints/final',
+    data: 'chatbot-qa.tsv',
+    maxSteps: 300,
+    batchSize: 8,
+    learningRate: 0.0001,
+    valFraction: null,
+    evalSteps: 50,
+    sampleSteps: '',
+    noPack: false,
+  });
+  assert.deepEqual(spec, {
+    kind: 'sft',
+    name: 'chat',
+    options: { init_from: 'jobs/1/checkpoints/final', data: 'chatbot-qa.tsv', max_steps: 300, batch_size: 8, learning_rate: 0.0001, eval_steps: 50 },
+  });
+  assert.equal(buildSftJobSpec({ name: 'p', initFrom: 'a', data: 'b', noPack: true }).options.no_pack, true);
 });

@@ -53,6 +53,52 @@ class JobSpecTest : public ::testing::Test {
   JobSpecContext ctx_;
 };
 
+TEST_F(JobSpecTest, SftAndDpoSpecsBuildTheirCommandLines) {
+  fs::create_directories(root_.path() / "data" / "base");
+  std::ofstream(root_.path() / "data" / "chat.tsv") << "q\ta\n안녕\t반가워요\n";
+  json sft = {
+      {"kind", "sft"},
+      {"options",
+       {{"init_from", "base"}, {"data", "chat.tsv"}, {"max_steps", 50}, {"no_pack", true}}}};
+  ValidatedSpec v = validate_job_spec(sft, ctx_);
+  EXPECT_EQ(v.kind, JobKind::kSft);
+  Job job;
+  job.id = 3;
+  job.kind = v.kind;
+  job.spec_json = v.to_json();
+  job.output_dir = job_output_dir(v, ctx_, job.id);
+  auto stages = build_job_stages(job, ctx_, "/db/jobs.db");
+  ASSERT_EQ(stages.size(), 1u);
+  std::vector<std::string> want = {"sft",
+                                   "--data",
+                                   root_.str("data/chat.tsv"),
+                                   "--init-from",
+                                   root_.str("data/base"),
+                                   "--output-dir",
+                                   root_.str("data/jobs/3/checkpoints"),
+                                   "--max-steps=50",
+                                   "--no-pack=true",
+                                   "--job-db",
+                                   "/db/jobs.db",
+                                   "--job-id",
+                                   "3"};
+  EXPECT_EQ(stages[0].args, want);
+  // Training keys are validated as for train; unknown keys and a missing start are refused.
+  sft["options"]["max_steps"] = -1;
+  EXPECT_NE(error_of(sft).find("options.max_steps"), std::string::npos) << error_of(sft);
+  sft["options"].erase("max_steps");
+  sft["options"]["bogus"] = 1;
+  EXPECT_NE(error_of(sft).find("options.bogus"), std::string::npos);
+  sft["options"].erase("bogus");
+  sft["options"].erase("init_from");
+  EXPECT_NE(error_of(sft).find("options.init_from"), std::string::npos);
+  json dpo = {{"kind", "dpo"},
+              {"options", {{"init_from", "base"}, {"data", "chat.tsv"}, {"beta", 0.2}}}};
+  EXPECT_EQ(validate_job_spec(dpo, ctx_).kind, JobKind::kDpo);
+  dpo["options"].erase("init_from");
+  EXPECT_NE(error_of(dpo).find("options.init_from: is required"), std::string::npos);
+}
+
 TEST_F(JobSpecTest, ValidTrainSpecBuildsTheTrainerCommandLine) {
   ctx_.allowed_roots = {root_.str("configs")};
   ValidatedSpec v = validate_job_spec(train_spec(), ctx_);

@@ -98,8 +98,10 @@ class TrainerTest : public ::testing::Test {
   }
   std::unique_ptr<ktl::Trainer> make_trainer(const ktl::TrainingConfig& c, ktl::Transformer m,
                                              const std::string& out, RecordingSink& sink) {
-    return std::make_unique<ktl::Trainer>(c, m, tok_, ktl::TrainerData{train_, val_}, out, sink,
-                                          torch::kCPU);
+    ktl::TrainerData data;
+    data.train = train_;
+    data.val = val_;
+    return std::make_unique<ktl::Trainer>(c, m, tok_, data, out, sink, torch::kCPU);
   }
   static std::vector<torch::Tensor> grads(ktl::TransformerImpl& m) {
     std::vector<torch::Tensor> g;

@@ -7,6 +7,7 @@ export const PATHS = {
   models: '/v1/models',
   loadModel: '/v1/models/load',
   completions: '/v1/completions',
+  chatCompletions: '/v1/chat/completions',
   serving: '/v1/serving',
   jobs: '/v1/jobs',
   job: (id) => `/v1/jobs/${encodeURIComponent(id)}`,
@@ -31,6 +32,9 @@ export const METRIC = {
   lr: 'train/lr',
   tokensPerS: 'train/tokens_per_s',
   gradNorm: 'train/grad_norm',
+  // SFT jobs: held-out answers scored against the references (chrF n=6 beta=2, ROUGE-L F1).
+  valChrf: 'val/chrf',
+  valRougeL: 'val/rouge_l',
 };
 export const ALL_METRICS = Object.values(METRIC);
 
@@ -77,6 +81,28 @@ export function buildTrainJobSpec(form) {
   if (vocab) prepare.vocab_size = vocab;
   if (form.valFraction !== null && form.valFraction !== undefined) prepare.val_fraction = form.valFraction;
   return { kind: 'pipeline', name: form.name, options: { prepare_data: prepare, train } };
+}
+
+/**
+ * The SFT form's values as a job spec for POST /v1/jobs (`ktl sft`).
+ * form: {name, initFrom, data, maxSteps, batchSize, learningRate, seqLength, noPack,
+ *        valFraction, evalSteps, sampleSteps} (null = the SFT defaults).
+ */
+export function buildSftJobSpec(form) {
+  const options = {
+    init_from: form.initFrom,
+    data: form.data,
+    max_steps: form.maxSteps,
+    batch_size: form.batchSize,
+    learning_rate: form.learningRate,
+    max_seq_length: form.seqLength,
+    val_fraction: form.valFraction,
+    eval_steps: form.evalSteps,
+    sample_steps: form.sampleSteps,
+  };
+  if (form.noPack) options.no_pack = true;
+  for (const k of Object.keys(options)) if (options[k] === null || options[k] === undefined || options[k] === '') delete options[k];
+  return { kind: 'sft', name: form.name, options };
 }
 
 // ---------------------------------------------------------------- auth
@@ -384,6 +410,38 @@ export async function streamCompletion(params, onChunk, signal) {
     }
     const choice = (chunk.choices || [])[0] || {};
     onChunk({ text: choice.text || '', finishReason: choice.finish_reason || null, usage: chunk.usage || null });
+  });
+  if (failure) throw failure;
+  return { done };
+}
+
+/**
+ * Streams POST /v1/chat/completions. params: {model, messages: [{role, content}], max_tokens,
+ * temperature, top_p, top_k, seed, stop}. The server renders the checkpoint's chat template.
+ * onChunk({text, finishReason, usage}).
+ */
+export async function streamChat(params, onChunk, signal) {
+  const body = { ...params, stream: true, stream_options: { include_usage: true } };
+  const res = await send('POST', PATHS.chatCompletions, body, signal);
+  let done = false;
+  let failure = null;
+  await readSse(res, ({ data }) => {
+    if (data === '[DONE]') {
+      done = true;
+      return false;
+    }
+    let chunk;
+    try {
+      chunk = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (chunk.error) {
+      failure = new ApiError(500, chunk.error.message || String(chunk.error));
+      return false;
+    }
+    const choice = (chunk.choices || [])[0] || {};
+    onChunk({ text: (choice.delta && choice.delta.content) || '', finishReason: choice.finish_reason || null, usage: chunk.usage || null });
   });
   if (failure) throw failure;
   return { done };

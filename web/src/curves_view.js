@@ -204,6 +204,8 @@ export class CurvesView {
       const ppl = latest(api.METRIC.valPpl);
       const bpc = latest(api.METRIC.valBpc);
       const tps = latest(api.METRIC.tokensPerS);
+      const chrf = latest(api.METRIC.valChrf);
+      const rougeL = latest(api.METRIC.valRougeL);
       const row = (label, v, digits = 4, cls = '') => h('div', { class: `stat ${cls}` }, h('span', { class: 'muted' }, label), h('span', { class: 'mono' }, v ? fmtNum(v.value, digits) : '–'));
       this.stats.append(
         h(
@@ -216,6 +218,9 @@ export class CurvesView {
           row('val ppl', ppl, 4, 'stat-ppl'),
           row('val bpc', bpc, 4, 'stat-bpc'),
           row('tokens/s', tps, 4),
+          // SFT jobs: the held-out answers' scores next to the loss curves.
+          chrf ? row('val chrF', chrf, 4, 'stat-chrf') : null,
+          rougeL ? row('val ROUGE-L', rougeL, 4, 'stat-rouge') : null,
         ),
       );
     }

@@ -25,6 +25,7 @@ export class JobsView {
 
   build() {
     this.form = this.buildForm();
+    this.sftForm = this.buildSftForm();
     this.list = h('div', { class: 'job-list', id: 'job-list', role: 'list' });
     this.empty = h(
       'div',
@@ -34,6 +35,7 @@ export class JobsView {
     );
     this.root.append(
       h('div', { class: 'card' }, this.form),
+      h('div', { class: 'card' }, this.sftForm),
       h(
         'div',
         { class: 'card' },
@@ -131,6 +133,66 @@ export class JobsView {
       h('div', { class: 'row-end' }, h('button', { type: 'submit', class: 'btn btn-primary', id: 'job-submit' }, 'Start training')),
     );
     return form;
+  }
+
+  /** Instruction tuning of an existing checkpoint on chat data (`ktl sft`). */
+  buildSftForm() {
+    const num = (id, label, value, attrs = {}) =>
+      h('label', { class: 'field' }, h('span', {}, label), h('input', { id, type: 'number', value, ...attrs }));
+    const text = (id, label, value, placeholder) =>
+      h('label', { class: 'field span-2' }, h('span', {}, label), h('input', { id, type: 'text', value, placeholder, required: true, spellcheck: 'false' }));
+    return h(
+      'form',
+      { class: 'job-form', id: 'sft-form', onsubmit: (ev) => this.submitSft(ev) },
+      h('div', { class: 'card-head' }, h('h2', {}, 'Instruction tuning (SFT)'), h('span', { class: 'muted' }, 'checkpoint + chat data → chat model')),
+      h(
+        'div',
+        { class: 'form-grid' },
+        text('sft-name', 'Name', 'tiny-ko-chat', ''),
+        text('sft-init-from', 'Checkpoint', '', 'e.g. jobs/1/checkpoints/final'),
+        text('sft-data', 'Chat data', '', '.jsonl {"messages": [...]} or question/answer .tsv'),
+        num('sft-max-steps', 'Max steps', 300, { min: 1, step: 1, required: true }),
+        num('sft-batch-size', 'Batch size', 8, { min: 1, step: 1, required: true }),
+        num('sft-lr', 'Learning rate', 0.0001, { min: 0, step: 'any', required: true }),
+        num('sft-val-fraction', 'Held-out share', 0.1, { min: 0, max: 0.5, step: 'any' }),
+        num('sft-eval-steps', 'Eval every (steps)', 50, { min: 1, step: 1 }),
+        num('sft-sample-steps', 'Answer samples every (steps)', 50, { min: 1, step: 1 }),
+        h('label', { class: 'field checkbox' }, h('input', { id: 'sft-no-pack', type: 'checkbox' }), h('span', {}, 'One conversation per row (no packing)')),
+      ),
+      h('div', { class: 'row-end' }, h('button', { type: 'submit', class: 'btn btn-primary', id: 'sft-submit' }, 'Start SFT')),
+    );
+  }
+
+  async submitSft(ev) {
+    ev.preventDefault();
+    const f = this.sftForm;
+    const val = (id) => f.querySelector(`#${id}`).value.trim();
+    const numOrNull = (id) => (val(id) === '' ? null : Number(val(id)));
+    const spec = api.buildSftJobSpec({
+      name: val('sft-name'),
+      initFrom: val('sft-init-from'),
+      data: val('sft-data'),
+      maxSteps: numOrNull('sft-max-steps'),
+      batchSize: numOrNull('sft-batch-size'),
+      learningRate: numOrNull('sft-lr'),
+      valFraction: numOrNull('sft-val-fraction'),
+      evalSteps: numOrNull('sft-eval-steps'),
+      sampleSteps: numOrNull('sft-sample-steps'),
+      noPack: f.querySelector('#sft-no-pack').checked,
+    });
+    const button = f.querySelector('#sft-submit');
+    button.disabled = true;
+    try {
+      const job = await api.createJob(spec);
+      store.upsertJob(job);
+      store.setCharted(job.id, true);
+      toast(`SFT job #${job.id} “${job.name}” submitted`, 'ok');
+      store.refreshJobs().catch(() => {});
+    } catch (e) {
+      toast(`Could not submit: ${e.message}`, 'error');
+    } finally {
+      button.disabled = false;
+    }
   }
 
   async submit(ev) {

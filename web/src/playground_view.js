@@ -1,5 +1,7 @@
 // Playground: prompt + sampling controls, output streamed token by token from /v1/completions,
-// with time to first token and decode tokens/s.
+// with time to first token and decode tokens/s. Chat mode: a system prompt and a message list
+// sent to /v1/chat/completions (the server renders the checkpoint's chat template and stops at
+// its end-of-turn token); each answer streams into the list and joins the conversation.
 import * as api from './api.js';
 import { store } from './store.js';
 import { h, clear, fmtNum, toast } from './util.js';
@@ -24,6 +26,17 @@ export class PlaygroundView {
     };
     const num = (id, label, value, attrs = {}) => h('label', { class: 'field' }, h('span', {}, label), h('input', { id, type: 'number', value, ...attrs }));
     this.model = h('select', { id: 'pg-model', 'aria-label': 'Model' });
+    this.history = []; // chat mode: [{role, content}] of the finished turns
+    this.mode = h(
+      'select',
+      { id: 'pg-mode', 'aria-label': 'Mode', onchange: () => this.renderMode() },
+      h('option', { value: 'completion' }, 'Completion'),
+      h('option', { value: 'chat' }, 'Chat'),
+    );
+    this.system = h('textarea', { id: 'pg-system', class: 'ko', rows: 2, spellcheck: 'false', placeholder: '시스템 프롬프트 (선택)' });
+    this.systemField = h('label', { class: 'field', hidden: true }, h('span', {}, 'System prompt'), this.system);
+    this.messages = h('div', { class: 'pg-messages ko', id: 'pg-messages', hidden: true });
+    this.clearButton = h('button', { type: 'button', class: 'btn btn-ghost', id: 'pg-clear', hidden: true, onclick: () => this.clearChat() }, 'Clear chat');
     this.prompt = h('textarea', { id: 'pg-prompt', class: 'ko', rows: 5, spellcheck: 'false', placeholder: '프롬프트를 입력하세요…' });
     this.prompt.value = '대한민국의 수도는';
     this.prompt.addEventListener('keydown', (ev) => {
@@ -44,8 +57,9 @@ export class PlaygroundView {
         h(
           'div',
           { class: 'card pg-controls' },
-          h('div', { class: 'card-head' }, h('h2', {}, 'Playground'), this.model),
-          h('label', { class: 'field' }, h('span', {}, 'Prompt'), this.prompt),
+          h('div', { class: 'card-head' }, h('h2', {}, 'Playground'), h('div', { class: 'controls' }, this.mode, this.model)),
+          this.systemField,
+          h('label', { class: 'field' }, h('span', { id: 'pg-prompt-label' }, 'Prompt'), this.prompt),
           h(
             'div',
             { class: 'form-grid' },
@@ -56,17 +70,52 @@ export class PlaygroundView {
             num('pg-seed', 'Seed', '', { placeholder: 'random', step: 1 }),
             h('label', { class: 'field' }, h('span', {}, 'Stop (one per line)'), h('textarea', { id: 'pg-stop-seqs', rows: 1, spellcheck: 'false' })),
           ),
-          h('div', { class: 'row-end' }, h('span', { class: 'muted small hint' }, 'Ctrl+Enter'), this.stopButton, this.genButton),
+          h('div', { class: 'row-end' }, h('span', { class: 'muted small hint' }, 'Ctrl+Enter'), this.clearButton, this.stopButton, this.genButton),
         ),
         h(
           'div',
           { class: 'card pg-result' },
           h('div', { class: 'card-head' }, h('h2', {}, 'Output'), h('span', { class: 'muted small', id: 'pg-state' }, '')),
+          this.messages,
           this.output,
           h('div', { class: 'metrics-row' }, stat('pg-ttft', 'TTFT'), stat('pg-tps', 'tokens/s'), stat('pg-tokens', 'tokens'), stat('pg-finish', 'finish')),
         ),
       ),
     );
+  }
+
+  chatMode() {
+    return this.mode.value === 'chat';
+  }
+
+  renderMode() {
+    const chat = this.chatMode();
+    this.systemField.hidden = !chat;
+    this.messages.hidden = !chat;
+    this.clearButton.hidden = !chat;
+    this.output.hidden = chat;
+    this.root.querySelector('#pg-prompt-label').textContent = chat ? 'Message' : 'Prompt';
+    this.genButton.textContent = chat ? 'Send' : 'Generate';
+    this.renderMessages();
+  }
+
+  clearChat() {
+    this.history = [];
+    this.renderMessages();
+  }
+
+  /** The conversation so far, plus the turn being answered (`pending`: {user, answer}). */
+  renderMessages(pending) {
+    const bubble = (role, text, extra = {}) => h('div', { class: `pg-msg pg-msg-${role}`, 'data-role': role, ...extra }, h('div', { class: 'pg-msg-role muted small' }, role), h('div', { class: 'pg-msg-text' }, text));
+    clear(this.messages);
+    if (this.system.value.trim()) this.messages.append(bubble('system', this.system.value.trim()));
+    for (const m of this.history) this.messages.append(bubble(m.role, m.content));
+    if (pending) {
+      this.messages.append(bubble('user', pending.user));
+      this.pendingText = bubble('assistant', pending.answer, { id: 'pg-pending' });
+      this.messages.append(this.pendingText);
+    }
+    if (!this.messages.childElementCount) this.messages.append(h('div', { class: 'muted small' }, 'No messages yet: write one and press Send.'));
   }
 
   restore() {
@@ -125,8 +174,15 @@ export class PlaygroundView {
     if (this.ctrl || this.genButton.disabled) return;
     const params = this.params();
     if (!params.prompt) {
-      toast('Write a prompt first.', 'error');
+      toast(this.chatMode() ? 'Write a message first.' : 'Write a prompt first.', 'error');
       return;
+    }
+    const chat = this.chatMode();
+    const userText = params.prompt;
+    if (chat) {
+      const system = this.system.value.trim();
+      params.messages = [...(system ? [{ role: 'system', content: system }] : []), ...this.history, { role: 'user', content: userText }];
+      delete params.prompt;
     }
     try {
       localStorage.setItem(PROMPT_KEY, JSON.stringify({ prompt: params.prompt }));
@@ -139,8 +195,10 @@ export class PlaygroundView {
     this.stopButton.disabled = false;
     this.output.classList.add('streaming');
     this.output.classList.remove('error');
-    this.outPrompt.textContent = params.prompt;
+    this.outPrompt.textContent = chat ? '' : params.prompt;
     this.outText.textContent = '';
+    let answer = '';
+    if (chat) this.renderMessages({ user: userText, answer: '' });
     this.output.dataset.chunks = '0';
     for (const id of ['pg-ttft', 'pg-tps', 'pg-tokens', 'pg-finish']) this.setStat(id, '–');
     this.setStat('pg-state', 'waiting for the first token…');
@@ -160,7 +218,7 @@ export class PlaygroundView {
     };
     try {
       await this.refreshModelIfStale(params);
-      await api.streamCompletion(
+      await (chat ? api.streamChat : api.streamCompletion)(
         params,
         (c) => {
           if (c.usage) usage = c.usage;
@@ -175,6 +233,8 @@ export class PlaygroundView {
             tokens++;
             chunks++;
             this.outText.textContent += c.text;
+            answer += c.text;
+            if (chat) this.pendingText.querySelector('.pg-msg-text').textContent = answer;
             this.output.dataset.chunks = String(chunks);
           }
           update();
@@ -182,6 +242,11 @@ export class PlaygroundView {
         ctrl.signal,
       );
       this.setStat('pg-finish', finish || '–');
+      if (chat) {
+        this.history.push({ role: 'user', content: userText }, { role: 'assistant', content: answer });
+        this.prompt.value = '';
+        this.renderMessages();
+      }
       this.setStat('pg-state', `done in ${fmtNum((performance.now() - t0) / 1000, 3)} s`);
     } catch (e) {
       if (ctrl.signal.aborted) {

@@ -1,0 +1,167 @@
+// ktl sft: supervised fine-tuning on chat data (assistant-only loss, packed conversations);
+// see docs/training-guide.md, "Instruction tuning".
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "cli/command.h"
+#include "core/data/chat_data.h"
+#include "core/model/checkpoint.h"
+#include "core/model/device.h"
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/tokenizer.h"
+#include "core/train/console_metrics_sink.h"
+#include "core/train/sft_batches.h"
+#include "core/train/trainer.h"
+#include "core/train/training_config.h"
+#include "jobs/child_reporting.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using ktl::cli::Args;
+using ktl::cli::UsageError;
+
+std::atomic<ktl::Trainer*> g_trainer{nullptr};
+
+extern "C" void on_sft_stop_signal(int sig) {
+  if (auto* t = g_trainer.load()) t->request_stop();
+  std::signal(sig, SIG_DFL);
+}
+
+const std::vector<std::string> kOwnFlags = {"config",      "data",    "output-dir",   "init-from",
+                                            "resume-from", "no-pack", "val-fraction", "samples",
+                                            "job-db",      "job-id"};
+
+ktl::TrainingConfig resolve_config(const Args& args) {
+  ktl::TrainingConfig c = ktl::sft_training_defaults();
+  std::string path = args.get("config");
+  if (path.empty() && args.has("resume-from")) {
+    const auto p = fs::path(args.get("resume-from")) / "training_config.yaml";
+    if (fs::exists(p)) path = p.string();
+  }
+  if (!path.empty()) ktl::load_training_config_into(path, c);
+  for (const auto& [name, value] : args.items()) {
+    if (std::find(kOwnFlags.begin(), kOwnFlags.end(), name) != kOwnFlags.end()) continue;
+    const std::string key = ktl::training_key_from_flag(name);
+    if (key.empty()) throw UsageError("unknown flag --" + name + " (see 'ktl sft --help')");
+    try {
+      ktl::set_training_key(c, key, value);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError("--" + name + " (" + key + "): " + e.what());
+    }
+  }
+  c.validate();
+  return c;
+}
+
+int run_sft(const Args& args) {
+  // The jobs daemon resumes an interrupted sft job with --resume-from next to its --init-from.
+  if (!args.has("resume-from") && !args.has("init-from"))
+    throw UsageError("give --init-from CKPT (or --resume-from CKPT)");
+  const ktl::TrainingConfig c = resolve_config(args);
+  std::string output_dir = args.get("output-dir");
+  if (output_dir.empty() && args.has("resume-from"))
+    output_dir = fs::absolute(args.get("resume-from")).parent_path().string();
+  if (output_dir.empty()) throw UsageError("missing required flag --output-dir");
+  const double val_fraction = args.get_double("val-fraction", 0.1);
+  if (val_fraction < 0 || val_fraction >= 1) throw UsageError("--val-fraction must be in [0, 1)");
+  const int n_samples = int(args.get_int("samples", 5));
+  const bool pack = !args.get_bool("no-pack");
+  if (c.num_threads > 0) torch::set_num_threads(c.num_threads);
+  const torch::Device device = ktl::resolve_device(c.device);
+
+  ktl::ConsoleMetricsSink console;
+  std::unique_ptr<ktl::MetricsSink> job_sink, tee;
+  ktl::MetricsSink* sink = &console;
+  if (args.has("job-db")) {
+    job_sink = ktl::jobs::make_job_sink(args.get("job-db"), args.get_int("job-id", 0));
+    tee = ktl::jobs::make_tee_sink(console, *job_sink);
+    sink = tee.get();
+  }
+
+  const std::string from =
+      args.has("resume-from") ? args.get("resume-from") : args.get("init-from");
+  auto ck = ktl::load_checkpoint(from, device);
+  const int64_t old_vocab = ck.config.vocab_size;
+  if (ktl::add_chat_markers(ck))
+    std::cout << "added the chat markers to " << from << ": vocabulary " << old_vocab << " -> "
+              << ck.config.vocab_size << " (new embedding rows = mean of the old rows)\n";
+  auto tmpl = std::make_shared<ktl::ChatTemplate>(ktl::ChatTemplate::require(ck.tokenizer));
+
+  auto split = ktl::split_conversations(ktl::read_chat_file(args.get("data")), val_fraction,
+                                        uint64_t(c.seed));
+  if (split.train.empty()) throw std::runtime_error("no training conversations after the split");
+  int64_t cut_train = 0, cut_val = 0;
+  ktl::TrainerData data;
+  data.chat_template = tmpl;
+  data.sft_train = std::make_shared<ktl::SftBatches>(
+      ktl::tokenize_conversations(*tmpl, split.train, c.max_seq_length + 1, &cut_train),
+      c.max_seq_length, pack);
+  if (!split.val.empty()) {
+    data.sft_val = std::make_shared<ktl::SftBatches>(
+        ktl::tokenize_conversations(*tmpl, split.val, c.max_seq_length + 1, &cut_val),
+        c.max_seq_length, pack);
+    for (int i = 0; i < n_samples && i < int(split.val.size()); ++i)
+      data.sample_chats.push_back(split.val[size_t(i)]);
+  }
+  const auto& tr = *data.sft_train;
+  std::cout << "resolved training config:\n" << c.to_yaml();
+  std::cout << "chat data: " << split.train.size() << " train / " << split.val.size()
+            << " held-out conversations (val fraction " << val_fraction << "); "
+            << (pack ? "packed" : "one per row") << " into " << tr.num_rows() << " rows of "
+            << c.max_seq_length << " (" << tr.num_target_tokens() << " assistant tokens, "
+            << 100.0 * double(tr.num_target_tokens()) / double(tr.num_rows() * c.max_seq_length)
+            << "% of positions); truncated " << cut_train << " + " << cut_val << "\n"
+            << std::flush;
+  ck.model->train();
+  ktl::Trainer trainer(c, ck.model, ck.tokenizer, std::move(data), output_dir, *sink, device);
+  if (args.has("resume-from")) trainer.restore(args.get("resume-from"));
+  g_trainer.store(&trainer);
+  std::signal(SIGTERM, on_sft_stop_signal);
+  std::signal(SIGINT, on_sft_stop_signal);
+  ktl::TrainResult r = trainer.run();
+  std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGINT, SIG_DFL);
+  g_trainer.store(nullptr);
+  sink->flush();
+  if (r.status == ktl::TrainStatus::kDiverged) throw std::runtime_error(r.message);
+  std::cout << "sft " << ktl::train_status_name(r.status) << " at step " << r.step;
+  if (r.last_eval) std::cout << "; held-out assistant loss " << r.last_eval->loss;
+  std::cout << "; checkpoint " << r.last_checkpoint << " (also " << output_dir << "/latest)\n";
+  return 0;
+}
+
+std::vector<ktl::cli::Flag> sft_flags() {
+  std::vector<ktl::cli::Flag> f = {
+      {"init-from", "checkpoint to fine-tune (gets the chat markers if it lacks them)"},
+      {"resume-from", "SFT checkpoint to continue from"},
+      {"data", "chat data: OpenAI fine-tuning .jsonl or question/answer .tsv", "", false, true},
+      {"output-dir", "where checkpoint-<step>/, latest, best and final go"},
+      {"config", "training YAML over the SFT defaults"},
+      {"no-pack", "one conversation per row (padded) instead of packing", "", true},
+      {"val-fraction", "held-out share of conversations (hash split)", "0.1"},
+      {"samples", "held-out prompts answered at each sample step", "5"},
+      {"job-db", "job database (set by the training daemon)"},
+      {"job-id", "job id in --job-db"},
+  };
+  for (const auto& key : ktl::training_config_keys()) {
+    std::string flag = key;
+    for (char& ch : flag)
+      if (ch == '_') ch = '-';
+    const bool is_bool = key == "fp16" || key == "gradient_checkpointing";
+    f.push_back({flag, "overrides training key '" + key + "'", "", is_bool});
+  }
+  return f;
+}
+
+KTL_COMMAND(ktl::cli::Command{
+    "sft", "Instruction-tune a checkpoint on chat data (loss on assistant tokens only, packed).",
+    sft_flags(), run_sft, /*accepts_unknown_flags=*/true});
+
+}  // namespace

@@ -1,0 +1,250 @@
+// Instruction tuning: SFT rows (labels only on assistant tokens), packing that never lets
+// attention cross a conversation, vocabulary growth that keeps old logits, DPO at step 0.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/data/chat_data.h"
+#include "core/model/checkpoint.h"
+#include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/spm_model_proto.h"
+#include "core/tokenizer/tokenizer.h"
+#include "core/train/chat_evaluation.h"
+#include "core/train/console_metrics_sink.h"
+#include "core/train/dpo.h"
+#include "core/train/sft_batches.h"
+#include "core/train/trainer.h"
+#include "tests/support/tiny_checkpoint.h"
+
+namespace {
+
+using ktl::testing::TempDir;
+
+struct Fixture {
+  TempDir dir{"ktl-sft"};
+  std::shared_ptr<ktl::Tokenizer> tok;
+  std::shared_ptr<ktl::ChatTemplate> tmpl;
+  Fixture() {
+    tok = ktl::Tokenizer::load(ktl::testing::make_tiny_tokenizer(dir / "tok", 600));
+    tmpl = std::make_shared<ktl::ChatTemplate>(ktl::ChatTemplate::require(tok));
+  }
+};
+
+Fixture& fx() {
+  static Fixture f;
+  return f;
+}
+
+std::vector<ktl::ChatConversation> conversations() {
+  return {
+      {{{"user", "안녕하세요"}, {"assistant", "반가워요"}}, 1},
+      {{{"system", "짧게"},
+        {"user", "오늘 날씨는"},
+        {"assistant", "맑아요"},
+        {"user", "내일은"},
+        {"assistant", "비가 와요"}},
+       2},
+      {{{"user", "이름이 뭐예요"}, {"assistant", "저는 작은 모델이에요"}}, 3},
+  };
+}
+
+ktl::Transformer tiny_model(int vocab, uint64_t seed, bool tied = true) {
+  auto c = ktl::testing::tiny_model_config(vocab);
+  c.tie_word_embeddings = tied;
+  ktl::Transformer m(c);
+  m->init_weights(seed);
+  m->eval();
+  return m;
+}
+
+TEST(SftBatches, LabelsCoverExactlyTheAssistantTokens) {
+  auto& f = fx();
+  const auto convs = conversations();
+  const auto chats = ktl::tokenize_conversations(*f.tmpl, convs, 1000);
+  int64_t positions = 0;
+  for (const auto& c : chats) positions += int64_t(c.ids.size()) - 1;
+  ASSERT_LE(positions, 128);  // all three fit in one packed row of 128
+  for (bool pack : {true, false}) {
+    ktl::SftBatches b(chats, 128, pack);
+    const auto all = b.range(0, b.num_rows());
+    // Targets, in order, are exactly the masked (assistant) tokens of each conversation.
+    std::vector<int64_t> want, got;
+    for (const auto& c : chats)
+      for (size_t t = 1; t < c.ids.size(); ++t)
+        if (c.mask[t]) want.push_back(c.ids[t]);
+    auto tg = all.targets.reshape({-1});
+    for (int64_t i = 0; i < tg.numel(); ++i)
+      if (tg[i].item<int64_t>() != ktl::kIgnoreIndex) got.push_back(tg[i].item<int64_t>());
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(b.num_target_tokens(), int64_t(want.size()));
+    EXPECT_EQ(b.num_rows(), pack ? 1 : 3);
+    // Unpacked batches are cut to their longest conversation; packed rows keep full length.
+    int64_t longest = 0;
+    for (const auto& c : chats) longest = std::max<int64_t>(longest, int64_t(c.ids.size()) - 1);
+    EXPECT_EQ(all.inputs.size(1), pack ? 128 : longest);
+  }
+  // The assistant marker itself is prompt, never a target; every <|end|> of a reply is.
+  const int64_t end_id = f.tmpl->end_of_turn_id();
+  const int64_t asst_id = f.tmpl->role_id("assistant");
+  ktl::SftBatches b(chats, 128, true);
+  auto tg = b.range(0, 1).targets;
+  EXPECT_EQ((tg == asst_id).sum().item<int64_t>(), 0);
+  EXPECT_EQ((tg == end_id).sum().item<int64_t>(), 4);  // four assistant turns
+}
+
+TEST(SftBatches, PackedLogitsEqualPerConversationLogits) {
+  auto& f = fx();
+  auto model = tiny_model(f.tok->vocab_size(), 3);
+  torch::NoGradGuard no_grad;
+  const auto chats = ktl::tokenize_conversations(*f.tmpl, conversations(), 1000);
+  ktl::SftBatches packed(chats, 128, true);
+  ASSERT_EQ(packed.num_rows(), 1);
+  const auto row = packed.range(0, 1);
+  auto logits = model->forward_packed(row.inputs, row.segments);  // [1, T, V]
+  int64_t offset = 0;
+  for (const auto& c : chats) {
+    const int64_t n = int64_t(c.ids.size()) - 1;
+    auto alone = model->forward(
+        torch::tensor(std::vector<int64_t>(c.ids.begin(), c.ids.end() - 1)).unsqueeze(0));
+    auto part = logits.narrow(1, offset, n);
+    EXPECT_TRUE(torch::allclose(part, alone, 1e-4, 1e-5))
+        << "max diff " << (part - alone).abs().max().item<double>();
+    offset += n;
+  }
+  // Plain causal attention over the same packed row would differ (the check has teeth).
+  auto leaky = model->forward(row.inputs);
+  const int64_t first = int64_t(chats[0].ids.size()) - 1;
+  EXPECT_FALSE(torch::allclose(leaky.narrow(1, first, 4), logits.narrow(1, first, 4), 1e-4, 1e-5));
+}
+
+TEST(VocabGrowth, OldTokensKeepTheirLogitsAndTheHeadStaysTied) {
+  for (bool tied : {true, false}) {
+    auto model = tiny_model(300, 5, tied);
+    torch::NoGradGuard no_grad;
+    auto tokens = torch::randint(0, 300, {2, 20}, torch::kLong);
+    auto before = model->forward(tokens);  // [2, 20, 300]
+    model->grow_vocab(304);
+    EXPECT_EQ(model->config().vocab_size, 304);
+    auto after = model->forward(tokens);  // [2, 20, 304]
+    ASSERT_EQ(after.size(2), 304);
+    // Same values up to the rounding of a differently shaped GEMM (BLAS blocks by N).
+    EXPECT_TRUE(torch::allclose(after.narrow(2, 0, 300), before, 1e-5, 1e-6))
+        << (after.narrow(2, 0, 300) - before).abs().max().item<double>();
+    EXPECT_EQ(after.narrow(2, 0, 300).argmax(-1).equal(before.argmax(-1)), true);
+    // New rows are the mean of the old rows.
+    auto w = model->embed_tokens->weight;
+    EXPECT_TRUE(torch::allclose(w[303], w.narrow(0, 0, 300).mean(0)));
+    if (tied) {
+      EXPECT_EQ(model->output_weight().data_ptr(), model->embed_tokens->weight.data_ptr());
+      EXPECT_EQ(model->named_parameters().size(),
+                tiny_model(300, 5, true)->named_parameters().size());
+    } else {
+      EXPECT_EQ(model->lm_head->weight.size(0), 304);
+    }
+  }
+}
+
+TEST(VocabGrowth, OlderCheckpointGetsTheMarkersAndSavesAndLoads) {
+  TempDir dir("ktl-grow");
+  ktl::TokenizerTrainOptions o;
+  ktl::testing::write_lines(dir / "c.txt", ktl::testing::korean_sentences(1500));
+  o.input_files = {dir / "c.txt"};
+  o.model_prefix = dir / "old";
+  o.vocab_size = 600;
+  o.input_sentence_size = 0;
+  o.character_coverage = 0.99;
+  o.user_defined_symbols.clear();  // an older tokenizer
+  ktl::train_tokenizer(o);
+  ktl::testing::make_tiny_checkpoint(dir / "ck", dir / "old.model");
+  auto ck = ktl::load_checkpoint(dir / "ck");
+  EXPECT_FALSE(ktl::has_chat_markers(ck.tokenizer->model_bytes()));
+  torch::NoGradGuard no_grad;
+  auto tokens = torch::tensor(std::vector<int64_t>{2, 10, 20, 30, 40}).unsqueeze(0);
+  auto before = ck.model->forward(tokens);
+  ASSERT_TRUE(ktl::add_chat_markers(ck));
+  EXPECT_FALSE(ktl::add_chat_markers(ck));
+  EXPECT_EQ(ck.config.vocab_size, 604);
+  EXPECT_TRUE(torch::allclose(ck.model->forward(tokens).narrow(2, 0, 600), before, 1e-5, 1e-6));
+  ktl::save_checkpoint(dir / "grown", *ck.model, ck.tokenizer->model_bytes(), ck.meta);
+  EXPECT_TRUE(std::filesystem::exists(dir / "grown/tokenizer_config.json"));
+  auto back = ktl::load_checkpoint(dir / "grown");
+  EXPECT_EQ(back.config.vocab_size, 604);
+  EXPECT_TRUE(ktl::ChatTemplate::for_tokenizer(back.tokenizer).has_value());
+  EXPECT_TRUE(torch::equal(back.model->forward(tokens), ck.model->forward(tokens)));
+}
+
+TEST(Dpo, LossIsLog2WhenReferenceEqualsPolicy) {
+  auto& f = fx();
+  auto policy = tiny_model(f.tok->vocab_size(), 9);
+  auto reference = tiny_model(f.tok->vocab_size(), 9);
+  std::vector<ktl::PreferencePair> pairs = {
+      {{{"user", "안녕하세요"}}, "반가워요", "몰라요", 1},
+      {{{"user", "이름이 뭐예요"}}, "저는 작은 모델이에요", "비가 와요", 2},
+      {{{"user", "a"}, {"assistant", "b"}, {"user", "오늘 날씨는"}}, "맑아요", "싫어요", 3},
+  };
+  ktl::ConsoleMetricsSink sink(stdout);
+  ktl::DpoConfig cfg;
+  cfg.batch_size = 2;
+  cfg.max_steps = 0;
+  cfg.max_seq_length = 128;
+  ktl::DpoTrainer dpo(cfg, policy, reference, f.tmpl, pairs, {}, sink, torch::kCPU);
+  const auto st = dpo.evaluate_train();
+  EXPECT_NEAR(st.loss, std::log(2.0), 1e-6);
+  EXPECT_NEAR(st.reward_margin, 0.0, 1e-6);
+  EXPECT_EQ(st.pairs, 3);
+  // The reply mask covers only the final reply: earlier assistant turns of the prompt are not
+  // scored.
+  const auto t = ktl::render_preference_reply(*f.tmpl, pairs[2].prompt, "맑아요");
+  int masked = 0;
+  for (auto m : t.mask) masked += m;
+  EXPECT_EQ(masked, int(f.tok->encode("맑아요").size()) + 1);
+  // And the closed form: -log sigmoid(beta * margin).
+  ktl::DpoStats s;
+  auto loss = ktl::dpo_loss(torch::tensor({-1.0, -2.0}), torch::tensor({-3.0, -1.0}),
+                            torch::tensor({-2.0, -2.0}), torch::tensor({-2.0, -2.0}), 0.5, &s);
+  const double m1 = 0.5 * (1 - (-1)), m2 = 0.5 * (0 - 1);
+  const double want = 0.5 * (std::log1p(std::exp(-m1)) + std::log1p(std::exp(-m2)));
+  EXPECT_NEAR(loss.item<double>(), want, 1e-6);
+  EXPECT_DOUBLE_EQ(s.reward_accuracy, 0.5);
+}
+
+TEST(Sft, TrainerLearnsTheRepliesOnlyAndAnswersThem) {
+  auto& f = fx();
+  TempDir out("ktl-sft-run");
+  auto model = tiny_model(f.tok->vocab_size(), 11);
+  model->train();
+  const auto convs = conversations();
+  ktl::TrainerData data;
+  data.chat_template = f.tmpl;
+  data.sft_train = std::make_shared<ktl::SftBatches>(
+      ktl::tokenize_conversations(*f.tmpl, convs, 129), 128, true);
+  data.sft_val = data.sft_train;
+  data.sample_chats = {convs[0]};
+  ktl::TrainingConfig c;
+  c.batch_size = 1;
+  c.max_seq_length = 128;
+  c.learning_rate = 1e-2;
+  c.min_learning_rate = 3e-3;
+  c.warmup_steps = 5;
+  c.max_steps = 100;
+  c.weight_decay = 0;
+  c.save_steps = 0;
+  c.eval_steps = 0;
+  c.sample_steps = 0;
+  c.log_steps = 50;
+  c.bf16 = "false";
+  c.device = "cpu";
+  ktl::ConsoleMetricsSink sink(stdout);
+  ktl::Trainer trainer(c, model, f.tok, data, out.path(), sink, torch::kCPU);
+  const double start = trainer.evaluate_now().loss;
+  const auto r = trainer.run();
+  ASSERT_TRUE(r.last_eval.has_value());
+  EXPECT_LT(r.last_eval->loss, start * 0.1) << "from " << start;
+  const std::string answer = ktl::generate_chat_reply(
+      *model, *f.tmpl, *f.tok, {{"user", "안녕하세요"}}, 20, ktl::Precision::kFp32, torch::kCPU);
+  EXPECT_EQ(answer, "반가워요");
+  EXPECT_TRUE(std::filesystem::exists(out / "final/tokenizer_config.json"));
+}
+
+}  // namespace
