@@ -22,8 +22,9 @@ const char* precision_name(Precision p);
 // for combinations the device cannot do (fp16 on CPU).
 Precision choose_precision(const TrainingConfig& c, const torch::Device& device, std::string* why);
 
-// GFLOP/s of an n x n x n matmul in `dtype` on CPU (best of a few repetitions).
-double measure_matmul_gflops(torch::ScalarType dtype, int64_t n = 512, int reps = 6);
+// GFLOP/s of an n x n x n matmul in `dtype` on `device` (best of a few repetitions).
+double measure_matmul_gflops(torch::ScalarType dtype, int64_t n = 512, int reps = 6,
+                             const torch::Device& device = torch::kCPU);
 
 // Enables autocast for `p` on `device` for its lifetime (no-op for fp32); on exit restores the
 // previous state and clears autocast's weight-cast cache (stale after an optimizer step).
