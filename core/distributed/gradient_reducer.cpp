@@ -124,6 +124,22 @@ void GradientReducer::finish() {
   launched_now_ = 0;
 }
 
+double GradientReducer::probe_allreduce_seconds(int reps) {
+  torch::NoGradGuard no_grad;
+  auto probe = torch::zeros({std::max<int64_t>(1, stats_.bytes / 4)},
+                            params_.front().options().dtype(torch::kFloat32));  // [bytes / 4]
+  auto token = torch::zeros({1}, probe.options());
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    pg_->allreduce_sum(token);  // line the ranks up first
+    const auto t0 = std::chrono::steady_clock::now();
+    pg_->allreduce_sum(probe);
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
 void GradientReducer::broadcast_parameters() {
   torch::NoGradGuard no_grad;
   for (auto& p : params_) {

@@ -47,6 +47,9 @@ class GradientReducer {
   void finish();
   // Copies rank 0's parameters to every rank (start of training).
   void broadcast_parameters();
+  // Seconds of one blocking all-reduce of a whole step's gradient bytes (best of `reps`, after
+  // every rank arrived): the communication cost alone, without waiting for a slower peer.
+  double probe_allreduce_seconds(int reps = 3);
 
   const ReducerStats& stats() const { return stats_; }
 

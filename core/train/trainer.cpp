@@ -137,6 +137,13 @@ void Trainer::set_process_group(std::shared_ptr<ProcessGroup> pg) {
                 config_.batch_size / pg_->world_size(), st.buckets, dc.bucket_mb,
                 double(st.bytes) / 1e6, dc.overlap ? "on" : "off");
   log(buf);
+  const double probe = reducer_->probe_allreduce_seconds();
+  sink_.metric("dist/allreduce_probe_ms", 0, 1e3 * probe);
+  std::snprintf(buf, sizeof buf,
+                "data parallel: one all-reduce of the %.2f MB of gradients takes %.1f ms here "
+                "(%.2f GB/s of payload)",
+                double(st.bytes) / 1e6, 1e3 * probe, double(st.bytes) / probe / 1e9);
+  log(buf);
 }
 
 bool Trainer::is_main() const {
