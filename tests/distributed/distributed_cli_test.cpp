@@ -234,8 +234,7 @@ TEST_F(DistributedTrainTest, TwoGlooRanksEndWithTheParametersOfOneProcess) {
 TEST_F(DistributedTrainTest, AllReduceAfterBackwardGivesTheSameParameters) {
   const std::string two = two_rank_run(), out = dir_->path() + "/two-sync";
   auto args = train_args(out);
-  for (const char* a : {"--nproc-per-node", "2", "--no-overlap"})
-    args.push_back(a);
+  for (const char* a : {"--nproc-per-node", "2", "--no-overlap"}) args.push_back(a);
   ASSERT_EQ(wait_exit(spawn(args, out + ".log")), 0) << slurp(out + ".log");
   EXPECT_NE(slurp(out + ".log").find("overlap off"), std::string::npos);
   EXPECT_LE(max_weight_diff(two + "/final", out + "/final"), 1e-6);
@@ -252,6 +251,22 @@ TEST_F(DistributedTrainTest, TwoRankCheckpointResumesOnOneRank) {
   EXPECT_NE(slurp(log).find("resumed from"), std::string::npos);
   EXPECT_NE(slurp(log).find("step 6/6"), std::string::npos) << slurp(log);
   EXPECT_LE(max_weight_diff(one + "/final", out + "/checkpoint-6"), 1e-5);
+}
+
+TEST_F(DistributedTrainTest, SigtermToTheLauncherStopsEveryRankWithACheckpoint) {
+  const std::string out = dir_->path() + "/sigterm", log = out + ".log";
+  auto args = train_args(out, "100000");
+  for (const char* a : {"--nproc-per-node", "2"}) args.push_back(a);
+  const pid_t pid = spawn(args, log);
+  for (int i = 0; i < 600 && slurp(log).find("step 3/") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_NE(slurp(log).find("step 3/"), std::string::npos) << slurp(log);
+  kill(pid, SIGTERM);
+  const int rc = wait_exit_for(pid, 60);
+  if (rc < 0) kill(pid, SIGKILL), wait_exit(pid);
+  EXPECT_EQ(rc, 0) << slurp(log);
+  EXPECT_NE(slurp(log).find("stopped at step"), std::string::npos) << slurp(log);
+  EXPECT_TRUE(fs::exists(out + "/latest/optimizer.safetensors"));
 }
 
 TEST_F(DistributedTrainTest, AKilledRankMakesTheOtherFailWithAClearError) {
