@@ -6,6 +6,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/prctl.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -17,10 +20,10 @@ namespace ktl {
 
 namespace {
 
-std::atomic<int> g_forward_signal{0};
+std::atomic<int> g_signals{0};  // SIGTERM/SIGINT received by the launcher
 
-extern "C" void on_launcher_signal(int sig) {
-  g_forward_signal.store(sig);
+extern "C" void on_launcher_signal(int) {
+  g_signals.fetch_add(1);
 }
 
 std::string status_text(int status) {
@@ -37,11 +40,20 @@ int exit_code(int status) {
 
 pid_t spawn_rank(const LaunchConfig& c, int local_rank, int port,
                  const std::vector<std::string>& argv) {
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0)
     throw std::runtime_error("fork failed starting local rank " + std::to_string(local_rank));
   if (pid > 0) return pid;
   // Child: only async-signal-safe-ish work until exec (setenv allocates; fine before threads).
+  // Its own process group: a signal to the launcher's group (Ctrl-C, the jobs daemon's
+  // SIGTERM) reaches the ranks once, forwarded, not twice (a second signal kills a trainer).
+  setpgid(0, 0);
+#if defined(__linux__)
+  // ...and it dies with the launcher, even when the launcher is SIGKILLed.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(1);
+#endif
   const int world = c.nnodes * c.nproc_per_node;
   setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
   setenv("RANK", std::to_string(c.node_rank * c.nproc_per_node + local_rank).c_str(), 1);
@@ -94,7 +106,7 @@ int launch_local_ranks(const LaunchConfig& c, const std::vector<std::string>& ar
   c.validate();
   if (argv.empty()) throw std::invalid_argument("launch_local_ranks: empty command");
   const int port = c.master_port > 0 ? c.master_port : free_local_port();
-  g_forward_signal.store(0);
+  g_signals.store(0);
   struct sigaction sa {
   }, old_term{}, old_int{};
   sa.sa_handler = on_launcher_signal;
@@ -106,7 +118,7 @@ int launch_local_ranks(const LaunchConfig& c, const std::vector<std::string>& ar
   for (int r = 0; r < c.nproc_per_node; ++r) pids.push_back(spawn_rank(c, r, port, argv));
   std::vector<bool> alive(pids.size(), true);
   int live = int(pids.size()), result = 0;
-  bool forwarded = false;
+  int forwarded = 0;  // signals passed on so far
   std::chrono::steady_clock::time_point failed_at{};
   while (live > 0) {
     int status = 0;
@@ -127,8 +139,9 @@ int launch_local_ranks(const LaunchConfig& c, const std::vector<std::string>& ar
       }
       continue;
     }
-    if (const int sig = g_forward_signal.load(); sig != 0 && !forwarded) {
-      forwarded = true;
+    // Each signal once to every rank: the first stops them with a checkpoint, a second kills.
+    if (const int n = g_signals.load(); n > forwarded) {
+      forwarded = n;
       for (size_t i = 0; i < pids.size(); ++i)
         if (alive[i]) kill(pids[i], SIGTERM);
     }

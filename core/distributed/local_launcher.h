@@ -1,8 +1,9 @@
 // Starts the ranks of this machine as child processes (what `torchrun --nproc-per-node N`
 // does): each gets WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT
-// in its environment and runs the same command line. SIGTERM/SIGINT to the launcher is
-// forwarded to every rank (they stop together and rank 0 saves a checkpoint). When one rank
-// fails, the others normally fail on their next collective; any still alive after
+// in its environment and runs the same command line. Each rank has its own process group and
+// (Linux) dies with the launcher; SIGTERM/SIGINT to the launcher (or its group) is forwarded
+// once to every rank (they stop together and rank 0 saves a checkpoint; a second one kills). When
+// one rank fails, the others normally fail on their next collective; any still alive after
 // `grace_seconds` are killed, so the job never hangs. No LibTorch here.
 // Thread-safety: call from the main thread only (it installs signal handlers while running).
 #pragma once

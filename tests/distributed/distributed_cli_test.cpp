@@ -50,10 +50,12 @@ std::string ktl_bin() {
 }
 
 // Runs ktl with args and extra environment, stdout+stderr to `log`; returns the pid.
+// own_group: a new process group led by the child, as the jobs daemon starts `ktl train`.
 pid_t spawn(const std::vector<std::string>& args, const std::string& log,
-            const std::map<std::string, std::string>& env = {}) {
+            const std::map<std::string, std::string>& env = {}, bool own_group = false) {
   pid_t pid = fork();
   if (pid == 0) {
+    if (own_group) setpgid(0, 0);
     for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
     std::string bin = ktl_bin();
@@ -252,15 +254,15 @@ TEST_F(DistributedTrainTest, AllReduceAfterBackwardGivesTheSameParameters) {
   EXPECT_LE(max_weight_diff(one + "/final", out + "/final"), 1e-5);
 }
 
-TEST_F(DistributedTrainTest, SigtermToTheLauncherStopsEveryRankWithACheckpoint) {
+TEST_F(DistributedTrainTest, SigtermToTheLaunchersGroupStopsEveryRankWithACheckpoint) {
   const std::string out = dir_->path() + "/sigterm", log = out + ".log";
   auto args = train_args(out, "100000");
   for (const char* a : {"--nproc-per-node", "2"}) args.push_back(a);
-  const pid_t pid = spawn(args, log);
+  const pid_t pid = spawn(args, log, {}, /*own_group=*/true);
   for (int i = 0; i < 600 && slurp(log).find("step 3/") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_NE(slurp(log).find("step 3/"), std::string::npos) << slurp(log);
-  kill(pid, SIGTERM);
+  kill(-pid, SIGTERM);  // the whole group, as the jobs daemon cancels a job
   const int rc = wait_exit_for(pid, 60);
   if (rc < 0) kill(pid, SIGKILL), wait_exit(pid);
   EXPECT_EQ(rc, 0) << slurp(log);
@@ -294,6 +296,34 @@ TEST_F(DistributedTrainTest, AKilledRankMakesTheOtherFailWithAClearError) {
   const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(took, 35.0);
   EXPECT_NE(slurp(log0).find("peer rank"), std::string::npos) << slurp(log0);
+}
+
+// Through the launcher: a rank killed from outside fails the job, naming the rank, and the
+// launcher reaps the other instead of waiting on it.
+TEST_F(DistributedTrainTest, TheLauncherFailsTheJobWhenARankDies) {
+  const std::string out = dir_->path() + "/launched-kill", log = out + ".log";
+  auto args = train_args(out, "100000");
+  for (const char* a : {"--nproc-per-node", "2", "--dist-timeout", "30"}) args.push_back(a);
+  const pid_t pid = spawn(args, log);
+  for (int i = 0; i < 600 && slurp(log).find("step 3/") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_NE(slurp(log).find("step 3/"), std::string::npos) << slurp(log);
+  // The ranks are the launcher's children (Linux lists them in /proc).
+  std::istringstream children(
+      slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children"));
+  std::vector<pid_t> ranks;
+  for (pid_t c; children >> c;) ranks.push_back(c);
+  if (ranks.size() != 2) {
+    kill(pid, SIGKILL), wait_exit(pid);
+    GTEST_SKIP() << "no /proc children list here";
+  }
+  kill(ranks[1], SIGKILL);
+  const int rc = wait_exit_for(pid, 45);
+  if (rc < 0) kill(pid, SIGKILL), wait_exit(pid);
+  EXPECT_GT(rc, 0) << slurp(log);
+  EXPECT_NE(slurp(log).find("data-parallel training failed: local rank"), std::string::npos)
+      << slurp(log);
+  EXPECT_NE(kill(ranks[0], 0), 0) << "rank 0 outlived the launcher";
 }
 
 }  // namespace
