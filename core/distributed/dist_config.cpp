@@ -50,7 +50,11 @@ DistConfig dist_config_from_env(const std::map<std::string, std::string>& env) {
     return it == env.end() || it->second.empty() ? nullptr : &it->second;
   };
   if (auto v = get("WORLD_SIZE")) c.world_size = parse_int("WORLD_SIZE", *v);
-  if (auto v = get("RANK")) c.rank = parse_int("RANK", *v);
+  if (auto v = get("RANK"))
+    c.rank = parse_int("RANK", *v);
+  else if (c.world_size > 1)
+    throw std::invalid_argument("WORLD_SIZE is " + std::to_string(c.world_size) +
+                                " but RANK is not set (each process needs its own RANK)");
   if (auto v = get("LOCAL_RANK")) c.local_rank = parse_int("LOCAL_RANK", *v);
   c.local_world_size = c.world_size;  // one machine unless told otherwise
   if (auto v = get("LOCAL_WORLD_SIZE")) c.local_world_size = parse_int("LOCAL_WORLD_SIZE", *v);

@@ -40,6 +40,7 @@ TEST(DistConfig, DefaultsToOneProcessAndRejectsBadValues) {
   EXPECT_EQ(c.world_size, 1);
   EXPECT_FALSE(c.enabled());
   EXPECT_THROW(dist_config_from_env({{"WORLD_SIZE", "2"}, {"RANK", "2"}}), std::invalid_argument);
+  EXPECT_THROW(dist_config_from_env({{"WORLD_SIZE", "2"}}), std::invalid_argument);  // no RANK
   EXPECT_THROW(dist_config_from_env({{"WORLD_SIZE", "two"}}), std::invalid_argument);
   EXPECT_THROW(dist_config_from_env({{"MASTER_PORT", "70000"}}), std::invalid_argument);
   EXPECT_THROW(dist_config_from_env({{"KTL_DIST_BACKEND", "mpi"}}), std::invalid_argument);
