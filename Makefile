@@ -14,7 +14,7 @@ export CCACHE_MAXSIZE ?= 5G
 
 # Debian 12 packages: build tools, LibTorch + OpenBLAS, the libraries, the default Korean corpus.
 DEB_PACKAGES := build-essential cmake pkg-config ccache git \
-  libtorch-dev libopenblas0-pthread libcpp-httplib-dev nlohmann-json3-dev libsentencepiece-dev \
+  libtorch-dev libgloo-dev libopenblas0-pthread libcpp-httplib-dev nlohmann-json3-dev libsentencepiece-dev \
   libspdlog-dev libgtest-dev libsqlite3-dev libyaml-cpp-dev libutf8proc-dev zlib1g-dev libbz2-dev \
   libreoffice-help-ko debian-faq-ko
 # Only for the tests: Node.js clients and the browser test (fonts-nanum: Korean glyphs in its

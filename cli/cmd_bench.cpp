@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "cli/engine_device.h"
 #include "core/base/blas_tuning.h"
 #include "core/base/cpu_features.h"
 #include "core/base/file_util.h"
@@ -211,6 +212,7 @@ int run_eval(const Args& a, ktl::WeightDtype dtype) {
 }
 
 int run_bench(const Args& a) {
+  ktl::cli::check_engine_device(a);
   const int P = static_cast<int>(a.get_int("prompt-tokens", 128));
   const int G = static_cast<int>(a.get_int("gen-tokens", 128));
   if (P < 2 || G < 2) throw UsageError("--prompt-tokens and --gen-tokens must be >= 2");
@@ -298,6 +300,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"gen-tokens", "tokens generated per stream", "128"},
      {"dtype", "fp32 | bf16 | int8", "fp32"},
      {"threads", "CPU threads", "2"},
+     ktl::cli::engine_device_flag(),
      {"kv-cache-mb", "KV cache budget (default: the streams' full contexts, <= 1 GiB)", "auto"},
      {"max-batched-tokens", "prefill chunk budget per step", "512"},
      {"json", "one JSON object per stream count", "", true},

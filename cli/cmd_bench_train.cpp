@@ -10,6 +10,7 @@
 #include <random>
 
 #include "cli/command.h"
+#include "core/model/device.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
 #include "core/tokenizer/tokenizer.h"
@@ -99,7 +100,8 @@ int run_bench_train(const Args& args) {
   c.num_threads = int(args.get_int("threads", 2));
   c.warmup_steps = 1;
   c.max_steps = 1000000;
-  c.device = "cpu";
+  c.device = args.get("device", "cpu");
+  const torch::Device device = ktl::resolve_device(c.device);  // refuses an absent device
   if (c.bf16 != "auto" && c.bf16 != "true" && c.bf16 != "false")
     throw UsageError("--bf16 must be auto, true or false");
   const int steps = int(args.get_int("steps", 5)), warmup = int(args.get_int("warmup", 2));
@@ -107,8 +109,9 @@ int run_bench_train(const Args& args) {
   if (c.num_threads > 0) torch::set_num_threads(c.num_threads);
   if (args.get_bool("peak")) {
     std::printf("matmul peak (1024^3, %d threads): fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s\n",
-                torch::get_num_threads(), ktl::measure_matmul_gflops(torch::kFloat32, 1024, 5),
-                ktl::measure_matmul_gflops(torch::kBFloat16, 1024, 5));
+                torch::get_num_threads(),
+                ktl::measure_matmul_gflops(torch::kFloat32, 1024, 5, device),
+                ktl::measure_matmul_gflops(torch::kBFloat16, 1024, 5, device));
   }
   // Random tokens: throughput does not depend on the text.
   std::mt19937_64 rng(1);
@@ -116,27 +119,40 @@ int run_bench_train(const Args& args) {
   for (auto& t : toks) t = int64_t(rng() % uint64_t(mc.vocab_size));
   ktl::Transformer model(mc);
   model->init_weights(1);
+  model->to(device);
   model->train();
   const std::string out = (fs::temp_directory_path() / "ktl-bench-train").string();
   ktl::ConsoleMetricsSink sink(stderr);
   ktl::TrainerData data;
   data.train = std::make_shared<ktl::VectorTokenSource>(std::move(toks));
-  ktl::Trainer t(c, model, nullptr, data, out, sink, torch::kCPU);
+  ktl::Trainer t(c, model, nullptr, data, out, sink, device);
   for (int i = 0; i < warmup; ++i) t.train_step();
   if (args.has("data")) return compare_with_loop(args, c, mc, t, steps);
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps; ++i) t.train_step();
+  for (int i = 0; i < steps; ++i) t.train_step();  // each step reads the loss back: synchronous
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double tokens = double(steps) * c.batch_size * c.max_seq_length;
   const double tps = tokens / s;
   // Model FLOPs: backward = 2x forward; attention at the full (dense) context.
   const double gflops = 3.0 * mc.flops_per_token(c.max_seq_length) * tps / 1e9;
+  // MFU: model FLOP/s over the device's peak at the training precision: --peak-tflops when
+  // given (a datasheet figure, e.g. 989 for H100/H200 dense bf16), else a measured large matmul.
+  double peak = args.get_double("peak-tflops", 0) * 1e3;
+  const char* peak_src = "given";
+  if (peak <= 0) {
+    const auto dt = t.precision() == ktl::Precision::kFp32   ? torch::kFloat32
+                    : t.precision() == ktl::Precision::kBf16 ? torch::kBFloat16
+                                                             : torch::kHalf;
+    peak = ktl::measure_matmul_gflops(dt, device.is_cpu() ? 1024 : 8192, 5, device);
+    peak_src = "measured matmul";
+  }
   std::printf(
-      "%s | %s | batch %dx%d | threads %d | checkpointing %s | %.0f tok/s | %.1f GFLOP/s | "
-      "%.2f s/step | peak RSS %.0f MiB\n",
-      fs::path(args.get("model-config")).stem().c_str(), ktl::precision_name(t.precision()),
-      c.batch_size, c.max_seq_length, torch::get_num_threads(),
-      c.gradient_checkpointing ? "on" : "off", tps, gflops, s / steps, peak_rss_mib());
+      "%s | %s | %s | batch %dx%d | threads %d | checkpointing %s | %.0f tok/s | %.1f GFLOP/s | "
+      "MFU %.1f%% of %.0f GFLOP/s (%s) | %.2f s/step | peak RSS %.0f MiB\n",
+      fs::path(args.get("model-config")).stem().c_str(), device.str().c_str(),
+      ktl::precision_name(t.precision()), c.batch_size, c.max_seq_length, torch::get_num_threads(),
+      c.gradient_checkpointing ? "on" : "off", tps, gflops, 100.0 * gflops / peak, peak, peak_src,
+      s / steps, peak_rss_mib());
   return 0;
 }
 
@@ -155,7 +171,9 @@ KTL_COMMAND(ktl::cli::Command{
      {"data", "also run the real training loop on this data dir and print the ratio"},
      {"rounds", "with --data: alternating blocks of --steps each", "3"},
      {"eval-steps", "with --data: evaluation every N steps in the real loop", "20"},
-     {"eval-batches", "with --data: batches per evaluation", "20"}},
+     {"eval-batches", "with --data: batches per evaluation", "20"},
+     {"device", "cpu, cuda or mps (refused when absent)", "cpu"},
+     {"peak-tflops", "device peak for MFU (default: a measured large matmul)", ""}},
     run_bench_train});
 
 }  // namespace

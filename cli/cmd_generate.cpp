@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "cli/engine_device.h"
 #include "core/engine/generator.h"
 #include "core/scheduling/sampler.h"
 
@@ -34,6 +35,7 @@ ktl::SamplingParams sampling_from_args(const Args& a) {
 }
 
 int run_generate(const Args& a) {
+  ktl::cli::check_engine_device(a);
   const ktl::SamplingParams p = sampling_from_args(a);
   ktl::EngineConfig cfg;
   cfg.dtype = a.get("dtype", "fp32");
@@ -108,6 +110,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"dtype", "fp32 | bf16 | int8 (weight-only)", "fp32"},
      {"device", "auto | cpu", "auto"},
      {"threads", "CPU threads (0 = all cores)", "0"},
+     ktl::cli::engine_device_flag(),
      {"kv-cache-mb", "KV cache budget", "256"}},
     run_generate});
 

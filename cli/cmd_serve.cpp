@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli/command.h"
+#include "cli/engine_device.h"
 #include "core/base/file_util.h"
 #include "server/http_server.h"
 
@@ -107,6 +108,7 @@ ktl::server::ServerConfig config_from(const Args& args) {
 }
 
 int run_serve(const Args& args) {
+  ktl::cli::check_engine_device(args);
   ktl::server::ServerConfig cfg = config_from(args);
   spdlog::set_level(spdlog::level::from_str(args.get("log-level", "info")));
   ktl::server::check_bind_safety(cfg);
@@ -171,6 +173,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"device", "auto | cpu | cuda | mps", "auto"},
      {"max-num-seqs", "sequences batched per engine step", "16"},
      {"threads", "engine threads (0 = all cores)", "0"},
+     ktl::cli::engine_device_flag(),
      {"max-streams", "generation requests in flight before 429", "64"},
      {"max-queue", "engine queue length before 429", "256"},
      {"max-body-mb", "largest request body before 413", "1"},

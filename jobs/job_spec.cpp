@@ -16,7 +16,15 @@ using nlohmann::json;
 
 namespace {
 
-enum class OptType { kInputFile, kInputDir, kInputPath, kInputPaths, kOutputDir, kString };
+enum class OptType {
+  kInputFile,
+  kInputDir,
+  kInputPath,
+  kInputPaths,
+  kOutputDir,
+  kString,
+  kRankCount
+};
 
 struct OptionDef {
   const char* key;
@@ -43,7 +51,8 @@ const std::vector<KindDef>& kind_defs() {
         {"data", OptType::kInputDir, true, "--data"},
         {"output_dir", OptType::kOutputDir, false, "--output-dir"},
         {"resume_from", OptType::kInputDir, false, "--resume-from"},
-        {"init_from", OptType::kInputDir, false, "--init-from"}},
+        {"init_from", OptType::kInputDir, false, "--init-from"},
+        {"nproc", OptType::kRankCount, false, "--nproc-per-node"}},
        "output_dir",
        "checkpoints",
        true},
@@ -227,6 +236,9 @@ std::string invalid_training_key(const std::string& message, std::string* why) {
   return "";
 }
 
+// Data-parallel ranks one train job may start on this machine.
+constexpr int64_t kMaxRanks = 64;
+
 // A train stage's overrides, checked as the trainer will: its config file, then each override
 // parsed as a training key, then the whole config validated. `opts` is validated already.
 // `extra_keys` are the command's own flags that are not training keys (sft: no_pack ...).
@@ -276,6 +288,10 @@ void validate_training_overrides(const KindDef& def, const json& opts, const std
     if (file_alone) fail(prefix + ".config", std::string(e.what()) + " (in the config file)");
     fail(prefix, std::string(e.what()) + " (the config file with these overrides)");
   }
+  // Each rank takes batch_size / nproc rows of every micro-batch.
+  if (opts.contains("nproc") && c.batch_size % opts["nproc"].get<int64_t>() != 0)
+    fail(prefix + ".nproc", "batch_size " + std::to_string(c.batch_size) +
+                                " is not a multiple of nproc " + opts["nproc"].dump());
 }
 
 // A sweep takes no overrides (the space and the config file say everything); its space and
@@ -316,7 +332,11 @@ json validate_options(const KindDef& def, const json& opts, const std::string& p
       continue;
     }
     const json& v = opts[o.key];
-    if (o.type == OptType::kString) {
+    if (o.type == OptType::kRankCount) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > kMaxRanks)
+        fail(field, "must be an integer from 1 to " + std::to_string(kMaxRanks));
+      out[o.key] = v;
+    } else if (o.type == OptType::kString) {
       if (!v.is_string() || !safe_override_string(v.get<std::string>()))
         fail(field, "must be a plain string");
       out[o.key] = v;

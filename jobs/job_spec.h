@@ -9,6 +9,8 @@
 //                    output_dir (dir, optional; default DATA_DIR/jobs/<id>/checkpoints)
 //                    resume_from (dir, optional)    -> --resume-from
 //                    init_from (dir, optional)      -> --init-from (weights only, step 0)
+//                    nproc (integer 1..64, optional) -> --nproc-per-node (data-parallel ranks
+//                    on this machine; batch_size must be a multiple of it)
 //   eval             model (dir, required) -> --model, data (dir, required) -> --data,
 //                    split (string, optional) -> --split
 //   prepare-data     input (path or array of paths; required unless default_corpus is true)

@@ -1,6 +1,7 @@
 #include "core/model/ops.h"
 
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <cmath>
 #include <limits>
@@ -52,6 +53,13 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
   auto qh = q.transpose(1, 2);                    // [B, H, T, Dh]
   auto kh = repeat_kv(k, n_rep).transpose(1, 2);  // [B, H, S, Dh]
   auto vh = repeat_kv(v, n_rep).transpose(1, 2);  // [B, H, S, Dh]
+#if TORCH_VERSION_MAJOR >= 2
+  // LibTorch 2.x on a GPU: fused (flash / memory-efficient) attention for the plain causal case.
+  // CPU keeps the explicit path below, the one this project's CI tests (on 1.13).
+  if (!q.is_cpu() && q_offset == 0 && T == S)
+    return at::scaled_dot_product_attention(qh, kh, vh, {}, 0.0, /*is_causal=*/true)
+        .transpose(1, 2);  // [B, T, H, Dh]
+#endif
   auto scores =
       torch::matmul(qh, kh.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh));  // [B, H, T, S]
   auto qpos =

@@ -25,13 +25,22 @@ void VectorTokenSource::read(int64_t offset, int64_t n, int64_t* dst) const {
 
 TrainBatchSampler::TrainBatchSampler(std::shared_ptr<const TokenSource> src, int batch_size,
                                      int seq_len, uint64_t seed, int accumulation_steps,
-                                     int overfit_batches)
+                                     int overfit_batches, int rank, int world)
     : src_(std::move(src)),
       batch_size_(batch_size),
       seq_len_(seq_len),
       accum_(accumulation_steps),
       overfit_(overfit_batches),
+      rank_(rank),
+      world_(world),
       seed_(seed) {
+  if (world_ < 1 || rank_ < 0 || rank_ >= world_)
+    throw std::invalid_argument("sampler: rank " + std::to_string(rank_) + " outside world " +
+                                std::to_string(world_));
+  if (batch_size_ % world_ != 0)
+    throw std::invalid_argument("batch_size " + std::to_string(batch_size_) +
+                                " is not divisible by the " + std::to_string(world_) +
+                                " data-parallel ranks (each rank takes batch_size / ranks rows)");
   if (src_->size() < seq_len_ + 1)
     throw std::runtime_error(
         "training data has " + std::to_string(src_->size()) +
@@ -42,13 +51,14 @@ torch::Tensor TrainBatchSampler::batch(int64_t step, int micro_step) const {
   // A global micro-batch index: the same data whatever the process history.
   uint64_t index = uint64_t(step) * uint64_t(accum_) + uint64_t(micro_step);
   if (overfit_ > 0) index %= uint64_t(overfit_);
-  const int64_t span = src_->size() - (seq_len_ + 1) + 1;              // valid start offsets
-  auto out = torch::empty({batch_size_, seq_len_ + 1}, torch::kLong);  // [B, T+1]
+  const int64_t span = src_->size() - (seq_len_ + 1) + 1;  // valid start offsets
+  const int rows = batch_size_ / world_, first = rank_ * rows;
+  auto out = torch::empty({rows, seq_len_ + 1}, torch::kLong);  // [B/W, T+1]
   int64_t* p = out.data_ptr<int64_t>();
-  for (int b = 0; b < batch_size_; ++b) {
+  for (int b = first; b < first + rows; ++b) {
     const uint64_t key = mix64(mix64(seed_ ^ 0x6B746C5F74726169ULL) + index * 1000003ULL + b);
     const int64_t start = int64_t(key % uint64_t(span));
-    src_->read(start, seq_len_ + 1, p + int64_t(b) * (seq_len_ + 1));
+    src_->read(start, seq_len_ + 1, p + int64_t(b - first) * (seq_len_ + 1));
   }
   return out;
 }

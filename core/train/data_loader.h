@@ -46,14 +46,17 @@ std::shared_ptr<TokenSource> open_token_shard(const std::string& path);
 class TrainBatchSampler {
  public:
   // overfit_batches > 0 cycles over that many fixed batches instead of fresh random ones.
+  // Data parallel: rank r of `world` reads only rows [r*B/W, (r+1)*B/W) of each global batch,
+  // so W ranks together see exactly the batches one process would (B % W must be 0).
   TrainBatchSampler(std::shared_ptr<const TokenSource> src, int batch_size, int seq_len,
-                    uint64_t seed, int accumulation_steps, int overfit_batches = 0);
-  // [B, T+1] int64 on CPU: inputs are [:, :T], targets [:, 1:].
+                    uint64_t seed, int accumulation_steps, int overfit_batches = 0, int rank = 0,
+                    int world = 1);
+  // [B/W, T+1] int64 on CPU: inputs are [:, :T], targets [:, 1:].
   torch::Tensor batch(int64_t step, int micro_step) const;
 
  private:
   std::shared_ptr<const TokenSource> src_;
-  int batch_size_, seq_len_, accum_, overfit_;
+  int batch_size_, seq_len_, accum_, overfit_, rank_, world_;
   uint64_t seed_;
 };
 

@@ -38,8 +38,9 @@ struct PrecisionTiming {
 Precision choose_precision_by_step_time(const std::function<void(Precision)>& step, int warmup,
                                         int reps, std::string* why, PrecisionTiming* timing);
 
-// GFLOP/s of an n x n x n matmul in `dtype` on CPU (best of a few repetitions).
-double measure_matmul_gflops(torch::ScalarType dtype, int64_t n = 512, int reps = 6);
+// GFLOP/s of an n x n x n matmul in `dtype` on `device` (best of a few repetitions).
+double measure_matmul_gflops(torch::ScalarType dtype, int64_t n = 512, int reps = 6,
+                             const torch::Device& device = torch::kCPU);
 
 // Enables autocast for `p` on `device` for its lifetime (no-op for fp32); on exit restores the
 // previous state and clears autocast's weight-cast cache (stale after an optimizer step).

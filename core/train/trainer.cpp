@@ -10,6 +10,8 @@
 #include <stdexcept>
 
 #include "core/data/chat_metrics.h"
+#include "core/distributed/gradient_reducer.h"
+#include "core/distributed/process_group.h"
 #include "core/model/checkpoint.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
@@ -144,15 +146,64 @@ double Trainer::loop_tokens_per_s() const {
   return loop_s > 0 && steps > 0 ? double(tokens_per_step() * steps) / loop_s : 0;
 }
 
+Trainer::~Trainer() = default;
+
 void Trainer::log(const std::string& line) {
   sink_.log(line);
+}
+
+void Trainer::set_process_group(std::shared_ptr<ProcessGroup> pg) {
+  if (!pg || pg->world_size() <= 1) return;
+  if (data_.sft_train)
+    throw std::invalid_argument("data-parallel SFT is not supported: run it as one process");
+  sampler_ = std::make_unique<TrainBatchSampler>(
+      data_.train, config_.batch_size, config_.max_seq_length, uint64_t(config_.seed),
+      config_.gradient_accumulation_steps, config_.overfit_batches, pg->rank(), pg->world_size());
+  pg_ = std::move(pg);
+  // Rank 0's precision for all: `bf16: auto` measures matmul speed, which can differ per rank.
+  const double chosen = pg_->sum(pg_->rank() == 0 ? double(int(precision_)) : 0.0);
+  if (Precision(int(chosen + 0.5)) != precision_) {
+    precision_ = Precision(int(chosen + 0.5));
+    scaler_ = GradScaler(precision_ == Precision::kFp16);
+  }
+  const auto& dc = pg_->config();
+  reducer_ = std::make_unique<GradientReducer>(pg_, model_->parameters(), dc.bucket_mb, dc.overlap);
+  reducer_->broadcast_parameters();
+  const auto& st = reducer_->stats();
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "data parallel: rank %d of %d (%s), %d rows per micro-batch each, %d gradient "
+                "buckets of <= %.1f MB (%.2f MB per step), overlap %s",
+                pg_->rank(), pg_->world_size(), pg_->backend_name().c_str(),
+                config_.batch_size / pg_->world_size(), st.buckets, dc.bucket_mb,
+                double(st.bytes) / 1e6, dc.overlap ? "on" : "off");
+  log(buf);
+  const double probe = reducer_->probe_allreduce_seconds();
+  sink_.metric("dist/allreduce_probe_ms", 0, 1e3 * probe);
+  std::snprintf(buf, sizeof buf,
+                "data parallel: one all-reduce of the %.2f MB of gradients takes %.1f ms here "
+                "(%.2f GB/s of payload)",
+                double(st.bytes) / 1e6, 1e3 * probe, double(st.bytes) / probe / 1e9);
+  log(buf);
+}
+
+bool Trainer::is_main() const {
+  return !pg_ || pg_->rank() == 0;
+}
+
+bool Trainer::agree_any(bool flag) {
+  if (!pg_) return flag;
+  return pg_->sum(flag ? 1.0 : 0.0) > 0.5;
 }
 
 double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_batches) {
   int64_t rows = 0;
   for (const auto& mb : micro_batches) rows += mb.size(0);
   torch::Tensor loss_sum;  // summed as a tensor: one host read per step, not per micro-batch
-  for (const auto& cpu_mb : micro_batches) {
+  for (size_t i = 0; i < micro_batches.size(); ++i) {
+    const auto& cpu_mb = micro_batches[i];
+    // Data parallel: the last backward of the step all-reduces buckets as they fill.
+    if (reducer_) reducer_->arm(i + 1 == micro_batches.size());
     auto mb = cpu_mb.to(device_);  // [b, T+1]
     const auto T = mb.size(1) - 1;
     auto inputs = mb.narrow(1, 0, T), targets = mb.narrow(1, 1, T);  // [b, T]
@@ -169,7 +220,12 @@ double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_bat
     auto w = loss.detach() * weight;
     loss_sum = loss_sum.defined() ? loss_sum + w : w;
   }
-  return loss_sum.defined() ? loss_sum.item<double>() : 0.0;
+  double loss = loss_sum.defined() ? loss_sum.item<double>() : 0.0;
+  if (reducer_) {
+    reducer_->finish();  // every rank now holds the mean gradient of the global batch
+    loss = pg_->sum(loss) / double(pg_->world_size());
+  }
+  return loss;
 }
 
 double Trainer::accumulate_sft_gradients(const std::vector<SftBatch>& micro_batches) {
@@ -235,6 +291,7 @@ EvalResult Trainer::evaluate_now() {
 }
 
 void Trainer::maybe_eval(bool force, bool* early_stop) {
+  if (!is_main()) return;
   if ((!eval_batches_ && !data_.sft_val) || (!force && last_eval_step_ == step_)) return;
   const auto t0 = std::chrono::steady_clock::now();
   EvalResult r = evaluate_now();
@@ -289,7 +346,7 @@ void Trainer::write_chat_samples() {
 }
 
 void Trainer::write_samples() {
-  if (!tokenizer_) return;
+  if (!tokenizer_ || !is_main()) return;
   if (data_.sft_train) {
     if (data_.chat_template) write_chat_samples();
     return;
@@ -365,7 +422,26 @@ void Trainer::report_interval(LogInterval& iv, double lr) {
   sink_.metric("train/tokens_per_s", step_, tps);
   sink_.metric("train/loop_tokens_per_s", step_, loop_tokens_per_s());
   log_progress(mean_loss, mean_norm, lr, tps);
+  if (reducer_) report_distributed(iv);
   iv = LogInterval{};
+}
+
+void Trainer::report_distributed(const LogInterval& iv) {
+  const auto& st = reducer_->stats();
+  const double wait_ms = 1e3 * iv.comm_wait / iv.steps;
+  // A ring all-reduce sends and receives 2 (W-1)/W times the payload per rank.
+  const double W = pg_->world_size();
+  const double wire_mb = double(st.bytes) * 2 * (W - 1) / W / 1e6;
+  sink_.metric("dist/allreduce_wait_ms", step_, wait_ms);
+  sink_.metric("dist/allreduce_mb_per_step", step_, double(st.bytes) / 1e6);
+  sink_.metric("dist/wire_mb_per_step", step_, wire_mb);
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "dist: %d ranks | all-reduce wait %.1f ms/step | %.2f MB gradients/step "
+                "(%.2f MB sent per rank) | %d/%d buckets launched during backward",
+                pg_->world_size(), wait_ms, double(st.bytes) / 1e6, wire_mb, st.launched_early,
+                st.buckets);
+  log(buf);
 }
 
 TrainResult Trainer::run(int64_t until_step) {
@@ -385,7 +461,7 @@ TrainResult Trainer::run(int64_t until_step) {
   };
   LogInterval iv;
   while (step_ < end) {
-    if (stop_requested_.load()) {
+    if (agree_any(stop_requested_.load())) {
       aside([&] { save_checkpoint_now(false); });
       return finish(TrainStatus::kStopped, "stopped at step " + std::to_string(step_) +
                                                " on request; checkpoint " + last_checkpoint_);
@@ -400,11 +476,14 @@ TrainResult Trainer::run(int64_t until_step) {
     train_seconds_ += dt;
     elapsed_this_run_ += dt;
     iv.loss += loss, iv.grad_norm += norm, iv.seconds += dt, ++iv.steps;
+    if (reducer_) iv.comm_wait += reducer_->stats().wait_seconds;
     sink_.progress(step_, config_.max_steps);
     if (step_ % config_.log_steps == 0 || step_ == end) report_interval(iv, lr);
     bool early = false;
-    if (config_.eval_steps > 0 && step_ % config_.eval_steps == 0)
+    if (config_.eval_steps > 0 && step_ % config_.eval_steps == 0) {
       aside([&] { maybe_eval(false, &early); });
+      early = agree_any(early);  // rank 0 evaluated; everyone stops together
+    }
     if (config_.save_steps > 0 && step_ % config_.save_steps == 0)
       aside([&] { save_checkpoint_now(true); });
     if (config_.sample_steps > 0 && step_ % config_.sample_steps == 0)

@@ -18,6 +18,11 @@
 // Throughput: every progress line gives the step rate and the loop rate (tokens over the
 // loop's wall time minus evaluation, checkpoint and sample time: data, logging, metrics and
 // gradient-norm work included), so `ktl train` compares directly with `ktl bench-train`.
+//
+// Data parallel (set_process_group): every rank runs the same loop on its rows of each global
+// batch; gradients are averaged by a bucketed all-reduce overlapped with backward
+// (core/distributed/gradient_reducer.h), the loss and the stop request are agreed each step,
+// and only rank 0 evaluates, writes checkpoints, metrics and samples.
 // Thread-safety: run() and the step functions from one thread; request_stop() from any thread
 // or a signal handler (it only stores an atomic flag).
 #pragma once
@@ -46,6 +51,8 @@
 namespace ktl {
 
 class Tokenizer;
+class ProcessGroup;
+class GradientReducer;
 
 enum class TrainStatus { kCompleted, kPaused, kEarlyStopped, kStopped, kDiverged };
 const char* train_status_name(TrainStatus s);
@@ -75,11 +82,18 @@ class Trainer {
   // `model` must already be on `device`; precision is resolved from the config.
   Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Tokenizer> tokenizer,
           TrainerData data, std::string output_dir, MetricsSink& sink, torch::Device device);
+  ~Trainer();
 
   // Restores optimizer, scheduler position, data position and counters from a checkpoint
   // written by this trainer (the weights are loaded by the caller through load_checkpoint).
   // Throws std::runtime_error naming the file on a missing, truncated or corrupt state.
   void restore(const std::string& checkpoint_dir);
+
+  // Joins a data-parallel job (before restore() and run()): copies rank 0's weights to every
+  // rank and reads only this rank's rows of each batch. Throws when batch_size is not a
+  // multiple of the world size, or DistError when the broadcast fails.
+  void set_process_group(std::shared_ptr<ProcessGroup> pg);
+  bool is_main() const;  // rank 0 (or no process group)
 
   // Trains to max_steps, or only to `until_step` when 0 <= until_step < max_steps (the LR
   // schedule still spans max_steps: a sweep rung, continued later by restore()).
@@ -110,9 +124,11 @@ class Trainer {
  private:
   void log(const std::string& line);
   struct LogInterval {  // sums since the last progress line
-    double loss = 0, grad_norm = 0, seconds = 0;
+    double loss = 0, grad_norm = 0, seconds = 0, comm_wait = 0;
     int steps = 0;
   };
+  void report_distributed(const LogInterval& iv);
+  bool agree_any(bool flag);  // true on every rank when it is true on any
   void log_progress(double loss, double grad_norm, double lr, double tokens_per_s);
   Precision measure_precision(std::string* why);
   int64_t tokens_per_step() const;
@@ -159,6 +175,8 @@ class Trainer {
   double aside_seconds_ = 0;                        // this run's eval, checkpoint and sample time
   int64_t run_start_step_ = 0;
   std::atomic<bool> stop_requested_{false};
+  std::shared_ptr<ProcessGroup> pg_;
+  std::unique_ptr<GradientReducer> reducer_;
 };
 
 // Reads DATA_DIR/{train,val}.bin (val optional) for a Trainer.

@@ -82,6 +82,7 @@ void Trainer::write_state_files(const std::string& dir) const {
 }
 
 std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
+  if (!is_main()) return "";  // data parallel: rank 0 writes, the weights are the same
   if (with_eval_metrics && (eval_batches_ || data_.sft_val) && last_eval_step_ != step_)
     maybe_eval(true, nullptr);
   CheckpointMeta meta;
@@ -124,7 +125,7 @@ std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
 }
 
 void Trainer::point_link(const std::string& name, const std::string& target_dir) {
-  if (target_dir.empty()) return;
+  if (target_dir.empty() || !is_main()) return;
   const fs::path link = fs::path(output_dir_) / name;
   const fs::path tmp = fs::path(output_dir_) / (name + ".tmp-" + std::to_string(::getpid()));
   std::error_code ec;
@@ -150,6 +151,7 @@ void Trainer::rotate_checkpoints() {
 }
 
 void Trainer::remove_stale_temp_dirs() {
+  if (!is_main()) return;
   // Left by a process killed while saving: "<dir>.tmp-<pid>" / "<dir>.old-<pid>".
   static const std::regex re("(checkpoint-[0-9]+|latest|best|final)\\.(tmp|old)-([0-9]+)");
   std::error_code ec;

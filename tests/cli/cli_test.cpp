@@ -64,6 +64,17 @@ TEST(Cli, MissingArgumentAndUnknownCommandExitTwo) {
   EXPECT_EQ(run("no-such-command").code, 2);
 }
 
+// The engine is CPU code: a GPU device is refused by name, whether or not the machine has one.
+TEST(Cli, EngineCommandsRefuseNonCpuDevices) {
+  for (const char* cmd : {"generate --model x --prompt a", "bench --random-init", "serve"}) {
+    for (const char* dev : {"cuda", "mps", "tpu"}) {
+      auto r = run(std::string(cmd) + " --device " + dev);
+      EXPECT_EQ(r.code, 2) << cmd << " " << dev << ": " << r.out;
+      EXPECT_NE(r.out.find(std::string("--device ") + dev), std::string::npos) << r.out;
+    }
+  }
+}
+
 TEST(Cli, InfoPrintsClosedFormParameterCount) {
   auto r = run("info --model-config " KTL_SOURCE_DIR "/configs/model_small.yaml");
   EXPECT_EQ(r.code, 0) << r.out;

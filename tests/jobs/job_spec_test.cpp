@@ -335,6 +335,30 @@ TEST_F(JobSpecTest, TrainingOverridesFollowTheTrainersRules) {
   EXPECT_EQ(error_of(with("device", "cpu")), "");
 }
 
+TEST_F(JobSpecTest, NprocStartsDataParallelRanks) {
+  ctx_.allowed_roots = {root_.str("configs")};
+  json s = train_spec();
+  s["options"]["nproc"] = 2;
+  s["options"]["batch_size"] = 8;
+  ValidatedSpec v = validate_job_spec(s, ctx_);
+  Job job;
+  job.id = 3;
+  job.kind = v.kind;
+  job.spec_json = v.to_json();
+  job.output_dir = job_output_dir(v, ctx_, job.id);
+  const auto args = build_job_stages(job, ctx_, "/db/jobs.db")[0].args;
+  auto it = std::find(args.begin(), args.end(), "--nproc-per-node");
+  ASSERT_NE(it, args.end());
+  EXPECT_EQ(*(it + 1), "2");
+  for (const json& bad : {json(0), json(65), json(1.5), json("2"), json(true)}) {
+    s["options"]["nproc"] = bad;
+    EXPECT_EQ(field_of(s, ctx_), "options.nproc") << bad;
+  }
+  s["options"]["nproc"] = 3;  // 8 rows do not split over 3 ranks
+  EXPECT_NE(error_of(s).find("not a multiple of nproc 3"), std::string::npos) << error_of(s);
+  EXPECT_EQ(field_of(s, ctx_), "options.nproc");
+}
+
 TEST_F(JobSpecTest, TrainingConfigFileIsValidatedWithItsOverrides) {
   ctx_.allowed_roots = {root_.str("configs")};
   json s = train_spec();
