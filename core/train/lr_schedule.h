@@ -13,6 +13,9 @@ class LrSchedule {
       : peak_(peak), floor_(floor), warmup_(warmup_steps), max_steps_(max_steps) {}
   // Learning rate for the optimizer step with 0-based index `step` (the (step+1)-th update).
   double at(int64_t step) const;
+  // The same warmup (by step), then the cosine at `progress` in [0, 1] (clamped) instead of the
+  // step's share of max_steps: for a time budget, progress = time used / budget.
+  double at_progress(int64_t step, double progress) const;
 
  private:
   double peak_, floor_;

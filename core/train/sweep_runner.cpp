@@ -198,6 +198,7 @@ struct SweepRunner::Impl {
     ModelConfig mc = opts.model;
     mc.vocab_size = tokenizer->vocab_size();
     apply_trial(trial, space.halving, cfg, mc);
+    cfg.max_minutes = 0;  // rungs are counted in steps
     cfg.eval_steps = int(space.halving.min_steps);
     // The same validation windows for every trial whatever its batch size (eval batches are
     // batch_size windows each): base eval_batches x base batch_size windows.

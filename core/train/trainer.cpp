@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -134,6 +135,21 @@ Precision Trainer::measure_precision(std::string* why) {
   sink_.metric("precision/fp32_step_s", step_, precision_timing_.fp32_s);
   sink_.metric("precision/bf16_step_s", step_, precision_timing_.bf16_s);
   return chosen;
+}
+
+double Trainer::current_lr() const {
+  if (config_.max_minutes <= 0) return schedule_.at(step_);
+  return schedule_.at_progress(step_, train_seconds_ / (60.0 * config_.max_minutes));
+}
+
+bool Trainer::time_budget_spent() const {
+  return config_.max_minutes > 0 && train_seconds_ >= 60.0 * config_.max_minutes;
+}
+
+int64_t Trainer::expected_total_steps() const {
+  if (config_.max_minutes <= 0 || train_seconds_ <= 0 || step_ <= 0) return config_.max_steps;
+  const double est = double(step_) * 60.0 * config_.max_minutes / train_seconds_;
+  return std::max(step_, std::min(config_.max_steps, int64_t(est + 0.5)));
 }
 
 int64_t Trainer::tokens_per_step() const {
@@ -275,7 +291,7 @@ double Trainer::train_step(double* grad_norm) {
   const double norm = clip_gradients(params, config_.grad_clip);
   if (grad_norm) *grad_norm = norm;
   if (!std::isfinite(loss) || !std::isfinite(norm)) return loss;  // no update; run() stops
-  optimizer_->step(schedule_.at(step_));
+  optimizer_->step(current_lr());
   scaler_.update(false);
   ++step_;
   return loss;
@@ -367,13 +383,14 @@ void Trainer::log_progress(double loss, double grad_norm, double lr, double toke
   const double elapsed = train_seconds_;
   const int64_t done_here = step_ - run_start_step_;
   const double per_step = done_here > 0 ? elapsed_this_run_ / double(done_here) : 0;
-  const double eta = per_step * double(config_.max_steps - step_);
+  const double eta = per_step * double(expected_total_steps() - step_);
   char buf[256];
   std::snprintf(buf, sizeof buf,
                 "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | loop %.0f "
                 "tok/s excl. eval | elapsed %s | eta %s",
-                (long long)step_, (long long)config_.max_steps, loss, lr, grad_norm, tokens_per_s,
-                loop_tokens_per_s(), fmt_duration(elapsed).c_str(), fmt_duration(eta).c_str());
+                (long long)step_, (long long)expected_total_steps(), loss, lr, grad_norm,
+                tokens_per_s, loop_tokens_per_s(), fmt_duration(elapsed).c_str(),
+                fmt_duration(eta).c_str());
   log(buf);
 }
 
@@ -466,7 +483,8 @@ TrainResult Trainer::run(int64_t until_step) {
       return finish(TrainStatus::kStopped, "stopped at step " + std::to_string(step_) +
                                                " on request; checkpoint " + last_checkpoint_);
     }
-    const double lr = schedule_.at(step_);
+    if (time_budget_spent()) break;
+    const double lr = current_lr();
     const auto t0 = std::chrono::steady_clock::now();
     double norm = 0;
     const double loss = train_step(&norm);
@@ -477,8 +495,9 @@ TrainResult Trainer::run(int64_t until_step) {
     elapsed_this_run_ += dt;
     iv.loss += loss, iv.grad_norm += norm, iv.seconds += dt, ++iv.steps;
     if (reducer_) iv.comm_wait += reducer_->stats().wait_seconds;
-    sink_.progress(step_, config_.max_steps);
-    if (step_ % config_.log_steps == 0 || step_ == end) report_interval(iv, lr);
+    sink_.progress(step_, expected_total_steps());
+    if (step_ % config_.log_steps == 0 || step_ == end || time_budget_spent())
+      report_interval(iv, lr);
     bool early = false;
     if (config_.eval_steps > 0 && step_ % config_.eval_steps == 0) {
       aside([&] { maybe_eval(false, &early); });

@@ -131,6 +131,9 @@ class Trainer {
   bool agree_any(bool flag);  // true on every rank when it is true on any
   void log_progress(double loss, double grad_norm, double lr, double tokens_per_s);
   Precision measure_precision(std::string* why);
+  double current_lr() const;             // the schedule at step_ (by time under max_minutes)
+  bool time_budget_spent() const;        // max_minutes set and reached
+  int64_t expected_total_steps() const;  // max_steps, or the budget's estimate at this rate
   int64_t tokens_per_step() const;
   void report_interval(LogInterval& iv, double lr);
   std::string divergence_message(double loss, double grad_norm) const;

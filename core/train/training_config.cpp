@@ -64,6 +64,7 @@ const std::vector<KeyDef>& key_defs() {
       KTL_DOUBLE(min_learning_rate),
       KTL_INT(warmup_steps),
       KTL_INT64(max_steps),
+      KTL_DOUBLE(max_minutes),
       KTL_DOUBLE(weight_decay),
       KTL_DOUBLE(adam_beta1),
       KTL_DOUBLE(adam_beta2),
@@ -168,6 +169,7 @@ void TrainingConfig::validate() const {
       "must be between 0 and learning_rate");
   req(warmup_steps >= 0, "warmup_steps", "must be >= 0");
   req(max_steps > 0, "max_steps", "must be positive");
+  req(max_minutes >= 0, "max_minutes", "must be >= 0 (0 = no time budget)");
   req(weight_decay >= 0, "weight_decay", "must be >= 0");
   req(adam_beta1 >= 0 && adam_beta1 < 1, "adam_beta1", "must be in [0, 1)");
   req(adam_beta2 >= 0 && adam_beta2 < 1, "adam_beta2", "must be in [0, 1)");

@@ -18,6 +18,11 @@ struct TrainingConfig {
   double min_learning_rate = 6e-5;      // cosine floor reached at max_steps
   int warmup_steps = 100;               // linear warmup from 0 to learning_rate
   int64_t max_steps = 2000;             // optimizer steps in total
+  // Time budget: stop after this many minutes of training steps (eval, checkpoints and samples
+  // not counted; resumes continue the count); 0 = off. With it the cosine decay follows the
+  // share of the budget used, not the step, so a run ends on the floor whatever its speed.
+  // max_steps still caps the run.
+  double max_minutes = 0;
   double weight_decay = 0.1;            // AdamW decay on matrices (never on norms/biases/1-D)
   double adam_beta1 = 0.9;              // AdamW first-moment decay
   double adam_beta2 = 0.95;             // AdamW second-moment decay

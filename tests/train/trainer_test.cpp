@@ -16,6 +16,7 @@
 #include "core/train/adamw.h"
 #include "core/train/checkpointed_forward.h"
 #include "core/train/data_loader.h"
+#include "core/train/lr_schedule.h"
 #include "core/train/trainer.h"
 #include "tests/support/tiny_checkpoint.h"
 
@@ -439,14 +440,44 @@ TEST_F(TrainerTest, RunUntilPausesWithACheckpointAndContinuesLikeOneRun) {
     EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key() << " differs";
 }
 
+TEST_F(TrainerTest, TimeBudgetEndsTheRunWithTheLearningRateOnItsFloor) {
+  TempDir out("ktl-train-budget");
+  RecordingSink sink;
+  auto c = small_config();
+  c.max_steps = 1000000;  // never reached: the budget ends the run
+  c.max_minutes = 0.03;   // 1.8 s of steps
+  c.log_steps = 1;        // lr and tokens/s of every step
+  auto t = make_trainer(c, make_model(), out.path(), sink);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = t->run();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.status, ktl::TrainStatus::kCompleted);
+  EXPECT_GT(r.step, c.warmup_steps);
+  EXPECT_LT(r.step, c.max_steps);
+  EXPECT_GE(wall, 1.8);
+  EXPECT_TRUE(fs::exists(out / "final"));
+  const auto lrs = sink.values("train/lr"), tps = sink.values("train/tokens_per_s");
+  ASSERT_EQ(lrs.size(), size_t(r.step));
+  ASSERT_EQ(tps.size(), size_t(r.step));
+  for (size_t i = c.warmup_steps; i + 1 < lrs.size(); ++i) EXPECT_LE(lrs[i + 1], lrs[i]) << i;
+  // The last step began with less than its own duration of the budget left, so the cosine was
+  // at least at progress 1 - dt/budget: at (or, on a slow machine, near) its floor.
+  const double dt_last = double(c.batch_size) * c.max_seq_length / tps.back();
+  const double budget_s = 60.0 * c.max_minutes;
+  ktl::LrSchedule schedule(c.learning_rate, c.min_learning_rate, c.warmup_steps, c.max_steps);
+  EXPECT_LE(lrs.back(), schedule.at_progress(r.step, 1.0 - dt_last / budget_s) + 1e-12);
+  EXPECT_LT(lrs.back(), 0.5 * c.learning_rate);
+}
+
 TEST_F(TrainerTest, LogsTheLoopRateExcludingEval) {
   TempDir out("ktl-train");
   auto c = small_config();
   c.max_steps = 6;
   c.eval_steps = 2;
   c.log_steps = 3;
-  // Each eval takes at least 400 ms (its val/loss write sleeps), far more than the 6 tiny steps,
-  // so a rate that counted eval time would fall below the whole run's rate, not far above it.
+  // Each of the 3 evals (steps 2, 4, 6) takes at least 400 ms (its val/loss write sleeps). A
+  // rate that excludes them is above tokens / (wall - 1.0 s) however slow the steps are on a
+  // loaded machine; one that counted them would be tokens / wall.
   struct SlowEvalSink : RecordingSink {
     void metric(const std::string& k, int64_t s, double v) override {
       if (k == "val/loss") std::this_thread::sleep_for(std::chrono::milliseconds(400));
@@ -457,12 +488,13 @@ TEST_F(TrainerTest, LogsTheLoopRateExcludingEval) {
   const auto t0 = std::chrono::steady_clock::now();
   t->run();
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double whole_run_rate = double(c.batch_size) * c.max_seq_length * c.max_steps / wall;
+  const double tokens = double(c.batch_size) * c.max_seq_length * c.max_steps;
   const auto loop = sink.values("train/loop_tokens_per_s");
   ASSERT_EQ(loop.size(), 2u);
   EXPECT_GT(loop.back(), 0);
-  EXPECT_GT(t->loop_tokens_per_s(), 2 * whole_run_rate)
-      << "loop " << t->loop_tokens_per_s() << " tok/s, whole run " << whole_run_rate;
+  ASSERT_GT(wall, 1.2);
+  EXPECT_GT(t->loop_tokens_per_s(), tokens / (wall - 1.0))
+      << "loop " << t->loop_tokens_per_s() << " tok/s, whole run " << tokens / wall;
   bool progress = false, summary = false;
   for (const auto& l : sink.lines) {
     progress |= l.find("tok/s excl. eval") != std::string::npos;

@@ -89,4 +89,25 @@ TEST(LrSchedule, WarmupThenCosineToFloor) {
   EXPECT_NEAR(no_warmup.at(0), 1e-3, 1e-12);
 }
 
+TEST(LrSchedule, ByProgressWarmsUpByStepThenFollowsTheShareOfTheBudget) {
+  ktl::LrSchedule s(1e-3, 1e-4, 10, 110);
+  EXPECT_NEAR(s.at_progress(4, 0.9), s.at(4), 1e-12);  // warmup ignores the time
+  EXPECT_NEAR(s.at_progress(50, 0.0), 1e-3, 1e-12);
+  EXPECT_NEAR(s.at_progress(50, 0.5), 1e-4 + 0.5 * 9e-4, 1e-12);
+  EXPECT_NEAR(s.at_progress(50, 1.0), 1e-4, 1e-12);
+  EXPECT_NEAR(s.at_progress(50, 3.0), 1e-4, 1e-12);  // clamped: past the budget, the floor
+  for (int i = 0; i < 100; ++i)
+    EXPECT_NEAR(s.at_progress(10 + i, i / 100.0), s.at(10 + i), 1e-12) << i;  // same curve
+}
+
+TEST(TrainingConfig, MaxMinutesParsesAndRefusesNegative) {
+  ktl::TrainingConfig c;
+  EXPECT_EQ(c.max_minutes, 0);
+  ktl::set_training_key(c, "max_minutes", "60");
+  EXPECT_EQ(c.max_minutes, 60);
+  EXPECT_NE(c.to_yaml().find("max_minutes: 60"), std::string::npos);
+  c.max_minutes = -1;
+  EXPECT_THROW(c.validate(), std::invalid_argument);
+}
+
 }  // namespace
