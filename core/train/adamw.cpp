@@ -28,6 +28,13 @@ void AdamW::zero_grad() {
 }
 
 void AdamW::step(double lr) {
+  if (opts_.foreach)
+    step_foreach(lr);
+  else
+    step_per_parameter(lr);
+}
+
+void AdamW::step_per_parameter(double lr) {
   torch::NoGradGuard no_grad;
   ++step_;
   const double bc1 = 1.0 - std::pow(opts_.beta1, double(step_));
@@ -43,6 +50,33 @@ void AdamW::step(double lr) {
     auto denom = (s.exp_avg_sq.sqrt() / bc2_sqrt).add_(opts_.eps);
     s.param.addcdiv_(s.exp_avg, denom, -step_size);
   }
+}
+
+void AdamW::step_foreach(double lr) {
+  torch::NoGradGuard no_grad;
+  ++step_;
+  const double bc1 = 1.0 - std::pow(opts_.beta1, double(step_));
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(opts_.beta2, double(step_)));
+  std::vector<torch::Tensor> p, g, m, v, decayed;
+  for (auto& s : slots_) {
+    if (!s.param.grad().defined()) continue;
+    p.push_back(s.param);
+    g.push_back(s.param.grad());
+    m.push_back(s.exp_avg);
+    v.push_back(s.exp_avg_sq);
+    if (s.decay) decayed.push_back(s.param);
+  }
+  if (p.empty()) return;
+  if (!decayed.empty() && opts_.weight_decay != 0)
+    at::_foreach_mul_(decayed, c10::Scalar(1.0 - lr * opts_.weight_decay));
+  at::_foreach_mul_(m, c10::Scalar(opts_.beta1));
+  at::_foreach_add_(m, g, c10::Scalar(1.0 - opts_.beta1));
+  at::_foreach_mul_(v, c10::Scalar(opts_.beta2));
+  at::_foreach_addcmul_(v, g, g, c10::Scalar(1.0 - opts_.beta2));
+  auto denom = at::_foreach_sqrt(v);  // one temporary for all parameters
+  at::_foreach_div_(denom, c10::Scalar(bc2_sqrt));
+  at::_foreach_add_(denom, c10::Scalar(opts_.eps));
+  at::_foreach_addcdiv_(p, m, denom, c10::Scalar(-lr / bc1));
 }
 
 std::map<std::string, torch::Tensor> AdamW::state_tensors() const {

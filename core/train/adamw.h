@@ -20,6 +20,10 @@ struct AdamWOptions {
   double beta2 = 0.95;
   double eps = 1e-8;
   double weight_decay = 0.1;  // applied to parameters with dim() >= 2 only
+  // Multi-tensor update (ATen's _foreach_ ops: a handful of kernels for all parameters instead
+  // of six per parameter; what torch.optim.AdamW does on GPUs). Same arithmetic, but it holds
+  // one temporary the size of all parameters at once, so the trainer uses it off the CPU only.
+  bool foreach = false;
 };
 
 class AdamW {
@@ -27,7 +31,10 @@ class AdamW {
   AdamW(std::vector<std::pair<std::string, torch::Tensor>> named_params, AdamWOptions opts);
 
   // One update with learning rate `lr` using the parameters' .grad (missing grads are skipped).
+  // Dispatches on AdamWOptions::foreach; the per-parameter loop is the multi-tensor path's twin.
   void step(double lr);
+  void step_per_parameter(double lr);
+  void step_foreach(double lr);
   void zero_grad();
   int64_t steps_taken() const { return step_; }
 

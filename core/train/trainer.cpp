@@ -99,6 +99,7 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
   o.beta2 = config_.adam_beta2;
   o.eps = config_.adam_eps;
   o.weight_decay = config_.weight_decay;
+  o.foreach = !device_.is_cpu();  // fewer kernel launches on a GPU; less peak memory on a CPU
   optimizer_ = std::make_unique<AdamW>(std::move(named), o);
   if (data_.sft_train) {
     if (data_.sft_train->seq_len() != config_.max_seq_length)

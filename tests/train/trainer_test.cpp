@@ -181,6 +181,37 @@ TEST_F(TrainerTest, AdamWMatchesTorchAdamW) {
   EXPECT_TRUE(torch::allclose(b, b2, 1e-5, 1e-6));
 }
 
+TEST(AdamWForeach, MultiTensorUpdateEqualsThePerParameterLoop) {
+  torch::manual_seed(5);
+  auto make = [] {
+    torch::manual_seed(6);
+    return std::vector<std::pair<std::string, torch::Tensor>>{
+        {"w", torch::randn({16, 8}).requires_grad_()},
+        {"b", torch::randn({8}).requires_grad_()},
+        {"unused", torch::randn({4, 4}).requires_grad_()}};  // never gets a gradient
+  };
+  auto pa = make(), pb = make();
+  ktl::AdamWOptions o;
+  o.weight_decay = 0.05;
+  ktl::AdamW loop(pa, o);
+  o.foreach = true;
+  ktl::AdamW multi(pb, o);
+  for (int step = 0; step < 5; ++step) {
+    auto g1 = torch::randn({16, 8}), g2 = torch::randn({8});
+    for (auto* ps : {&pa, &pb}) {
+      (*ps)[0].second.mutable_grad() = g1.clone();
+      (*ps)[1].second.mutable_grad() = g2.clone();
+    }
+    loop.step(1e-2 * (step + 1));
+    multi.step(1e-2 * (step + 1));
+  }
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(torch::allclose(pa[i].second, pb[i].second, 1e-6, 1e-7)) << pa[i].first;
+  const auto sa = loop.state_tensors(), sb = multi.state_tensors();
+  for (const auto& [k, t] : sa) EXPECT_TRUE(torch::allclose(t, sb.at(k), 1e-6, 1e-7)) << k;
+  EXPECT_TRUE(torch::equal(pb[2].second, make()[2].second));  // no grad: untouched, no decay
+}
+
 TEST_F(TrainerTest, LossFallsOverAFewSteps) {
   TempDir out("ktl-train-out");
   RecordingSink sink;
