@@ -220,6 +220,7 @@ int run_bench(const Args& a) {
   ktl::EngineConfig cfg;
   cfg.dtype = a.get("dtype", "fp32");
   cfg.device = a.get("device", "auto");
+  cfg.torch_ops = a.get_bool("torch-ops");
   cfg.num_threads = static_cast<int>(a.get_int("threads", 2));
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 0));  // 0: sized by the engine
   const int max_streams = *std::max_element(streams.begin(), streams.end());
@@ -263,6 +264,7 @@ int run_bench(const Args& a) {
     j["model"] = name;
     j["dtype"] = cfg.dtype;
     j["device"] = device;
+    j["torch_ops"] = model->torch_ops();
     j["compute_dtype"] = ktl::to_string(model->dtype());  // int8 runs as bf16 off the CPU
     j["threads"] = cfg.num_threads;
     j["model_bytes"] = model_bytes;
@@ -308,6 +310,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"dtype", "fp32 | bf16 | int8", "fp32"},
      {"threads", "CPU threads", "2"},
      ktl::cli::engine_device_flag(),
+     {"torch-ops", "on the CPU too, run the device path (torch ops) instead of the kernels", "",
+      true},
      {"kv-cache-mb", "KV cache budget (default: the streams' full contexts, <= 1 GiB)", "auto"},
      {"max-batched-tokens", "prefill chunk budget per step", "512"},
      {"json", "one JSON object per stream count", "", true},

@@ -91,12 +91,15 @@ TEST(Cli, EngineCommandsRefuseAbsentDevices) {
 }
 
 TEST(Cli, BenchPassesTheDeviceThrough) {
-  auto r = run("bench --random-init --model-config " KTL_SOURCE_DIR
-               "/configs/model_tiny.yaml --device cpu --prompt-tokens 8 --gen-tokens 4 --json");
+  auto r = run(
+      "bench --random-init --model-config " KTL_SOURCE_DIR
+      "/configs/model_tiny.yaml --device cpu --torch-ops --prompt-tokens 8 --gen-tokens 4 --json");
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = last_json_line(r.out);
   EXPECT_EQ(j["device"], "cpu");
+  EXPECT_EQ(j["torch_ops"], true);  // the device path, forced on the CPU
   EXPECT_EQ(j["compute_dtype"], "fp32");
+  EXPECT_GT(j["decode_tok_s"].get<double>(), 0);
 }
 
 TEST(Cli, InfoPrintsClosedFormParameterCount) {
