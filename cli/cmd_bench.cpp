@@ -219,6 +219,8 @@ int run_bench(const Args& a) {
   const auto streams = parse_streams(a.get("streams", "1"));
   ktl::EngineConfig cfg;
   cfg.dtype = a.get("dtype", "fp32");
+  cfg.device = a.get("device", "auto");
+  cfg.torch_ops = a.get_bool("torch-ops");
   cfg.num_threads = static_cast<int>(a.get_int("threads", 2));
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 0));  // 0: sized by the engine
   const int max_streams = *std::max_element(streams.begin(), streams.end());
@@ -253,12 +255,17 @@ int run_bench(const Args& a) {
   if (P + G > model->config().max_seq_length)
     throw UsageError("--prompt-tokens + --gen-tokens exceed the context (" +
                      std::to_string(model->config().max_seq_length) + ")");
+  ktl::place_engine_model(*model, cfg);  // off the CPU: weights moved there, torch ops
+  const std::string device = model->device().str();
   ktl::LlmEngine engine(model, tok, cfg, name);
   run_streams(engine, 1, 16, 4, model->config().vocab_size, 1);  // warm-up
   for (int n : streams) {
     nlohmann::json j = bench_once(engine, n, P, G, model->config().vocab_size);
     j["model"] = name;
     j["dtype"] = cfg.dtype;
+    j["device"] = device;
+    j["torch_ops"] = model->torch_ops();
+    j["compute_dtype"] = ktl::to_string(model->dtype());  // int8 runs as bf16 off the CPU
     j["threads"] = cfg.num_threads;
     j["model_bytes"] = model_bytes;
     j["weight_bytes_in_memory"] = model->weight_bytes();
@@ -274,14 +281,16 @@ int run_bench(const Args& a) {
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf(
-          "%s %s, %d stream(s), prompt %d, gen %d: prefill %.0f tok/s | decode %.1f tok/s per "
+          "%s %s on %s, %d stream(s), prompt %d, gen %d: prefill %.0f tok/s | decode %.1f tok/s "
+          "per "
           "stream, %.1f tok/s aggregate | TTFT p50 %.0f ms | ITL p50 %.1f ms p99 %.1f ms | peak "
           "RSS %.0f MB | weights %.1f MB | KV %.1f MB\n",
-          name.c_str(), cfg.dtype.c_str(), n, P, G, j["prefill_tok_s"].get<double>(),
-          j["decode_tok_s"].get<double>(), j["aggregate_tok_s"].get<double>(),
-          j["ttft_ms_p50"].get<double>(), j["itl_ms_p50"].get<double>(),
-          j["itl_ms_p99"].get<double>(), j["peak_rss_mb"].get<double>(),
-          model->weight_bytes() / 1048576.0, engine.kv_bytes() / 1048576.0);
+          name.c_str(), cfg.dtype.c_str(), device.c_str(), n, P, G,
+          j["prefill_tok_s"].get<double>(), j["decode_tok_s"].get<double>(),
+          j["aggregate_tok_s"].get<double>(), j["ttft_ms_p50"].get<double>(),
+          j["itl_ms_p50"].get<double>(), j["itl_ms_p99"].get<double>(),
+          j["peak_rss_mb"].get<double>(), model->weight_bytes() / 1048576.0,
+          engine.kv_bytes() / 1048576.0);
     }
     std::fflush(stdout);
   }
@@ -301,6 +310,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"dtype", "fp32 | bf16 | int8", "fp32"},
      {"threads", "CPU threads", "2"},
      ktl::cli::engine_device_flag(),
+     {"torch-ops", "on the CPU too, run the device path (torch ops) instead of the kernels", "",
+      true},
      {"kv-cache-mb", "KV cache budget (default: the streams' full contexts, <= 1 GiB)", "auto"},
      {"max-batched-tokens", "prefill chunk budget per step", "512"},
      {"json", "one JSON object per stream count", "", true},

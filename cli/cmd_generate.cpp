@@ -108,7 +108,6 @@ KTL_COMMAND(ktl::cli::Command{
      {"json", "print one JSON object (text, prompt_ids, ids, finish) instead of streaming", "",
       true},
      {"dtype", "fp32 | bf16 | int8 (weight-only)", "fp32"},
-     {"device", "auto | cpu", "auto"},
      {"threads", "CPU threads (0 = all cores)", "0"},
      ktl::cli::engine_device_flag(),
      {"kv-cache-mb", "KV cache budget", "256"}},

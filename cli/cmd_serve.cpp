@@ -170,7 +170,6 @@ KTL_COMMAND(ktl::cli::Command{
       "<exe>/../configs"},
      {"kv-cache-mb", "KV-cache budget (default: --max-num-seqs full contexts, <= 1 GiB)", "auto"},
      {"dtype", "fp32 | bf16 | int8", "fp32"},
-     {"device", "auto | cpu | cuda | mps", "auto"},
      {"max-num-seqs", "sequences batched per engine step", "16"},
      {"threads", "engine threads (0 = all cores)", "0"},
      ktl::cli::engine_device_flag(),

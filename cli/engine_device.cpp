@@ -1,7 +1,5 @@
 #include "cli/engine_device.h"
 
-#include <torch/types.h>
-
 #include <stdexcept>
 #include <string>
 
@@ -10,23 +8,19 @@
 namespace ktl::cli {
 
 Flag engine_device_flag() {
-  return {"device", "cpu, cuda or mps (the engine runs on cpu today)", "cpu"};
+  return {"device",
+          "auto | cpu | cuda | mps (auto: cuda, then mps, then cpu; off the CPU the engine runs "
+          "torch ops, int8 as bf16)",
+          "auto"};
 }
 
 void check_engine_device(const Args& args) {
-  const std::string name = args.get("device", "cpu");
-  torch::Device device = torch::kCPU;
+  const std::string name = args.get("device", "auto");
   try {
-    device = resolve_device(name);
+    resolve_device(name);
   } catch (const std::invalid_argument& e) {
     throw UsageError("--device " + name + ": " + e.what());
   }
-  if (!device.is_cpu())
-    throw UsageError("--device " + name +
-                     ": the serving engine runs on CPU only in this build "
-                     "(its paged KV pool and int8/bf16 kernels are CPU code); `ktl train`, "
-                     "`ktl eval` and `ktl bench-train` do run on " +
-                     name);
 }
 
 }  // namespace ktl::cli

@@ -7,8 +7,8 @@ namespace ktl::cli {
 
 // The flag, for a command's flag list.
 Flag engine_device_flag();
-// Refuses a device this machine lacks (UsageError naming it) and, for now, any device but the
-// CPU: the engine's paged KV pool and packed int8/bf16 kernels are CPU code.
+// Refuses (UsageError naming it) an unknown device or one this machine or LibTorch build lacks;
+// every device that exists is served (core/engine: the torch-ops path off the CPU).
 void check_engine_device(const Args& args);
 
 }  // namespace ktl::cli

@@ -48,7 +48,8 @@ struct EngineConfig {
   int max_batched_tokens = 512;  // prefill chunk budget per step
   int max_queue = 256;           // waiting requests before submit() refuses
   bool enable_prefix_cache = true;
-  std::string device = "auto";  // auto | cpu | cuda | mps
+  std::string device = "auto";  // auto | cpu | cuda | mps (auto: cuda, then mps, then cpu)
+  bool torch_ops = false;       // torch-ops path on the CPU too (always used off the CPU)
   std::string dtype = "fp32";   // fp32 | bf16 | int8 (weight-only)
   int num_threads = 0;          // 0 = all cores
 };

@@ -5,6 +5,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
+#include <cstdio>
 #include <set>
 #include <stdexcept>
 #include <tuple>
@@ -139,6 +140,37 @@ torch::Tensor EngineModel::embed(const torch::Tensor& ids) const {
   return rows.to(torch::kFloat32);
 }
 
+void EngineModel::use_torch_ops(torch::Device device) {
+  torch::NoGradGuard no_grad;
+  if (dtype_ == WeightDtype::kInt8) {
+    std::fprintf(stderr,
+                 "[engine] int8 weights dequantized to bf16 on %s (the int8 kernels are CPU "
+                 "code)\n",
+                 device.str().c_str());
+  }
+  auto move = [&](PackedLinear& l) { l = l.to_device(device); };
+  for (auto& l : layers_) {
+    l.attn_norm = l.attn_norm.to(device);
+    l.ffn_norm = l.ffn_norm.to(device);
+    for (PackedLinear* p : {&l.qkv, &l.o, &l.gate_up, &l.down}) move(*p);
+  }
+  final_norm_ = final_norm_.to(device);
+  move(head_);
+  if (cfg_.tie_word_embeddings) {
+    embed_ = head_.weight();  // still one copy of the big matrix
+    embed_scales_ = torch::Tensor();
+  } else if (embed_scales_.defined()) {
+    auto rows = embed_.to(device).to(torch::kFloat32) * embed_scales_.to(device).unsqueeze(1);
+    embed_ = rows.to(torch::kBFloat16);  // [V, D]
+    embed_scales_ = torch::Tensor();
+  } else {
+    embed_ = embed_.to(device);
+  }
+  if (dtype_ == WeightDtype::kInt8) dtype_ = WeightDtype::kBf16;
+  device_ = device;
+  torch_ops_ = true;
+}
+
 torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::vector<AttnSeq>& seqs,
                                    PagedKvPool& pool, const std::vector<int>& logit_rows,
                                    AttnPath path) const {
@@ -146,14 +178,18 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
   const int64_t N = static_cast<int64_t>(tokens.size());
   const int64_t H = cfg_.num_heads, KV = cfg_.num_kv_heads, Dh = cfg_.head_dim();
   const int64_t F = cfg_.intermediate_size;
+  if (torch_ops_) path = AttnPath::kGather;
   std::vector<int64_t> ids(tokens.begin(), tokens.end()), pos(N);
   for (const auto& s : seqs) {
     for (int t = 0; t < s.num_tokens; ++t) pos[s.row + t] = s.start + t;
   }
-  auto id_t = torch::tensor(ids, torch::kLong);                                           // [N]
-  auto [cos, sin] = rope_cos_sin(torch::tensor(pos, torch::kLong), Dh, cfg_.rope_theta);  // [N, Dh]
-  auto slots = compute_slots(seqs, pool.block_size);                                      // [N]
-  auto h = embed(id_t);                                                                   // [N, D]
+  // Small index tensors are built on the host and copied over (rope in fp64 on the host: MPS
+  // has no fp64).
+  auto id_t = torch::tensor(ids, torch::kLong).to(device_);  // [N]
+  auto [cos_h, sin_h] = rope_cos_sin(torch::tensor(pos, torch::kLong), Dh, cfg_.rope_theta);
+  auto cos = cos_h.to(device_), sin = sin_h.to(device_);          // [N, Dh]
+  auto slots = compute_slots(seqs, pool.block_size).to(device_);  // [N]
+  auto h = embed(id_t);                                           // [N, D]
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& l = layers_[i];
     auto qkv = l.qkv.forward(rms_norm(h, l.attn_norm, cfg_.rms_norm_eps));  // [N, (H+2KV)*Dh]
@@ -169,8 +205,9 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
     h = h + l.down.forward(swiglu(gu.narrow(1, 0, F), gu.narrow(1, F, F)));   // [N, D]
   }
   std::vector<int64_t> rows(logit_rows.begin(), logit_rows.end());
-  auto last = h.index_select(0, torch::tensor(rows, torch::kLong));      // [R, D]
-  return head_.forward(rms_norm(last, final_norm_, cfg_.rms_norm_eps));  // [R, V]
+  auto last = h.index_select(0, torch::tensor(rows, torch::kLong).to(device_));  // [R, D]
+  auto logits = head_.forward(rms_norm(last, final_norm_, cfg_.rms_norm_eps));   // [R, V]
+  return logits.to(torch::kCPU);  // the sampler reads host memory
 }
 
 std::vector<torch::Tensor> EngineModel::tensors() const {

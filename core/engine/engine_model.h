@@ -2,7 +2,13 @@
 // inference-only form (q/k/v in one matrix, gate/up in one), in fp32, bf16 or int8, and a forward
 // pass over one flattened step of many sequences through the paged KV cache.
 //
-// Thread-safety: forward() writes the KV pool; one engine thread calls it.
+// Two ways to run a step: the CPU fast path (packed fp32/bf16/int8 kernels, in-place paged
+// attention kernel), and the torch-ops path after use_torch_ops(device): weights on any LibTorch
+// device (CUDA, MPS, or the CPU), linears through torch::linear, attention through the gather
+// path. Off the CPU only the torch-ops path exists; on the CPU it is the fast path's twin in tests.
+//
+// Thread-safety: forward() writes the KV pool; one engine thread calls it. use_torch_ops() is
+// called once, before any forward().
 #pragma once
 
 #include <torch/types.h>
@@ -40,8 +46,17 @@ class EngineModel {
   // ever built, so an int8 or bf16 benchmark model never holds the fp32 one.
   static EngineModel random_init(const ModelConfig& cfg, WeightDtype dtype, uint64_t seed);
 
+  // Moves the weights to `device` and switches forward() to the torch-ops path. fp32/bf16 stay
+  // as they are; int8 is dequantized to bf16 on the device (logged: the int8 kernels are CPU
+  // code), so dtype() becomes kBf16. The KV pool passed to forward() must be on `device`.
+  void use_torch_ops(torch::Device device);
+  bool torch_ops() const { return torch_ops_; }
+  torch::Device device() const { return device_; }
+
   // One step. `tokens` are the N flattened rows of `seqs` (AttnSeq::row indexes them).
-  // Returns logits [R, V] for the rows in `logit_rows` (the last row of each sampling sequence).
+  // Returns logits [R, V] (fp32, on the host: one copy per step off the CPU) for the rows in
+  // `logit_rows` (the last row of each sampling sequence). The torch-ops path always takes the
+  // gather attention path, whatever `path` says.
   torch::Tensor forward(const std::vector<int>& tokens, const std::vector<AttnSeq>& seqs,
                         PagedKvPool& pool, const std::vector<int>& logit_rows,
                         AttnPath path = AttnPath::kAuto) const;
@@ -71,6 +86,8 @@ class EngineModel {
 
   ModelConfig cfg_;
   WeightDtype dtype_;
+  torch::Device device_ = torch::kCPU;  // where every weight lives
+  bool torch_ops_ = false;              // set by use_torch_ops()
   std::vector<Layer> layers_;
   torch::Tensor final_norm_;  // [D]
   torch::Tensor embed_;       // [V, D] fp32/bf16, or int8 with embed_scales_ [V]

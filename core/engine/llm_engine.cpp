@@ -13,6 +13,7 @@
 
 #include "core/engine/engine_checkpoint.h"
 #include "core/engine/kv_budget.h"
+#include "core/model/device.h"
 #include "core/scheduling/incremental_detokenizer.h"
 #include "core/scheduling/kv_cache_manager.h"
 #include "core/scheduling/sampler.h"
@@ -149,7 +150,7 @@ LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokeniz
   kv_bytes_ = kv.bytes;
   capacity_tokens_ = num_blocks * cfg_.block_size;
   pool_ = std::make_unique<PagedKvPool>(mc.num_layers, num_blocks, cfg_.block_size, mc.num_kv_heads,
-                                        mc.head_dim());
+                                        mc.head_dim(), model_->device());
   kv_ = std::make_unique<KvCacheManager>(num_blocks, cfg_.block_size, cfg_.enable_prefix_cache);
   scheduler_ = std::make_unique<Scheduler>(
       SchedulerConfig{cfg_.max_num_seqs, std::max(cfg_.max_batched_tokens, cfg_.max_num_seqs)},
@@ -328,7 +329,7 @@ void LlmEngine::step() {
   }
   torch::Tensor logits;  // [R, V]
   const auto t_fwd = Clock::now();
-  logits = model_->forward(tokens, seqs, *pool_, logit_rows).contiguous();
+  logits = model_->forward(tokens, seqs, *pool_, logit_rows).contiguous();  // on the host
   const double fwd_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
   scheduler_->complete_step(out);
   {
@@ -410,12 +411,20 @@ void LlmEngine::shutdown() {
   inbox_->submissions.clear();
 }
 
-std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineConfig& cfg) {
-  if (cfg.device != "auto" && cfg.device != "cpu") {
-    throw std::invalid_argument("the inference engine runs on the CPU; device '" + cfg.device +
-                                "' is not supported (use auto or cpu)");
+void place_engine_model(EngineModel& model, const EngineConfig& cfg) {
+  const torch::Device device = resolve_device(cfg.device);
+  if (model.torch_ops() && model.device() == device) return;
+  if (model.torch_ops()) {
+    throw std::logic_error("engine model is already on " + model.device().str() + ", not " +
+                           device.str());
   }
+  if (!device.is_cpu() || cfg.torch_ops) model.use_torch_ops(device);
+}
+
+std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineConfig& cfg) {
+  resolve_device(cfg.device);  // an absent device fails before the checkpoint is read
   LoadedEngineModel m = load_engine_model(model_dir, parse_weight_dtype(cfg.dtype));
+  place_engine_model(*m.model, cfg);
   std::string name = std::filesystem::path(model_dir).filename().string();
   if (name.empty()) name = std::filesystem::path(model_dir).parent_path().filename().string();
   return std::make_unique<LlmEngine>(m.model, m.tokenizer, cfg, name);

@@ -1,5 +1,6 @@
-// LlmEngine: the Engine (core/engine/engine.h) on CPU with continuous batching over a paged KV
-// cache.
+// LlmEngine: the Engine (core/engine/engine.h) with continuous batching over a paged KV cache,
+// on the CPU (fast path: packed kernels) or on any LibTorch device (torch-ops path, see
+// engine_model.h); the KV pool lives on the model's device, logits come to the host each step.
 //
 // One engine thread owns the EngineModel, the KV pool, the KvCacheManager and the Scheduler.
 // Its loop: take submissions and cancellations from the inbox; schedule a step; run one forward
@@ -31,10 +32,16 @@ struct ActiveRequest;
 class KvCacheManager;
 class Scheduler;
 
+// Resolves cfg.device and, when it is not the CPU or cfg.torch_ops is set, moves `model` to it
+// (EngineModel::use_torch_ops). Throws std::invalid_argument naming a device this machine or
+// LibTorch build lacks. Call before building the LlmEngine.
+void place_engine_model(EngineModel& model, const EngineConfig& cfg);
+
 class LlmEngine : public Engine {
  public:
   // `tokenizer` may be null (tests, random-init benchmarks): text then comes from
-  // `token_bytes` (default: ids < 256 are the byte itself, others "<id>").
+  // `token_bytes` (default: ids < 256 are the byte itself, others "<id>"). The model runs where
+  // it is (place_engine_model); cfg.device is not read here.
   LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokenizer> tokenizer,
             const EngineConfig& cfg, std::string model_name,
             std::function<std::string(int)> token_bytes = {});

@@ -248,7 +248,29 @@ std::pair<torch::Tensor, torch::Tensor> PackedLinear::int8_parts() const {
   return {q_, scales_};
 }
 
+PackedLinear PackedLinear::to_device(torch::Device device) const {
+  PackedLinear l;
+  l.torch_ops_ = true;
+  l.out_ = out_;
+  l.in_ = in_;
+  if (dtype_ == WeightDtype::kInt8) {
+    l.dtype_ = WeightDtype::kBf16;
+    auto q = q_.to(device).to(torch::kFloat32);                         // [out, in]
+    l.w_ = (q * scales_.to(device).unsqueeze(1)).to(torch::kBFloat16);  // [out, in]
+  } else {
+    l.dtype_ = dtype_;
+    l.w_ = w_.to(device).contiguous();  // no copy when already there
+  }
+  return l;
+}
+
+torch::Tensor PackedLinear::forward_torch(const torch::Tensor& x) const {
+  if (!w_.defined()) throw std::logic_error("forward_torch: int8 weights (call to_device first)");
+  return at::linear(x.to(w_.scalar_type()), w_).to(torch::kFloat32);
+}
+
 torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
+  if (torch_ops_) return forward_torch(x);
   switch (dtype_) {
     case WeightDtype::kFp32:
       // One row: gemv streams the weights at memory bandwidth; BLAS gemm is slower there.

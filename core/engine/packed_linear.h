@@ -10,6 +10,10 @@
 // a small fp32 tile and runs BLAS on it. Dequantize + fp32 matmul of the whole weight is the naive
 // twin the tests compare against.
 //
+// The torch-ops form (to_device + forward_torch) is what the engine runs off the CPU, and on the
+// CPU as the twin of the kernels above: fp32/bf16 weights on any LibTorch device, multiplied with
+// torch::linear (int8 is dequantized to bf16 on the device: the int8 kernels are CPU code).
+//
 // Thread-safety: immutable after construction; forward() is safe from any thread.
 #pragma once
 
@@ -55,6 +59,12 @@ class PackedLinear {
   // quantized engine (or the tiled matmul).
   torch::Tensor forward_weight_only(const torch::Tensor& x) const;
   torch::Tensor dequantized() const;  // [out, in] fp32
+  // The torch-ops form on `device`: fp32/bf16 weights moved there, int8 ones dequantized to bf16
+  // there; no packed copy. Its forward() is forward_torch().
+  PackedLinear to_device(torch::Device device) const;
+  // at::linear in the weight's dtype on the weight's device, fp32 out (fp32/bf16 weights only).
+  torch::Tensor forward_torch(const torch::Tensor& x) const;  // [N, in] -> [N, out]
+  bool torch_ops() const { return torch_ops_; }
   // int8 form (quantising fp32/bf16 weights on the fly): {q [out, in], scales [out]}.
   std::pair<torch::Tensor, torch::Tensor> int8_parts() const;
 
@@ -70,6 +80,7 @@ class PackedLinear {
 
  private:
   WeightDtype dtype_ = WeightDtype::kFp32;
+  bool torch_ops_ = false;  // made by to_device(): forward() is forward_torch()
   int64_t in_ = 0, out_ = 0;
   torch::Tensor w_;           // fp32 or bf16 [out, in]
   torch::Tensor q_, scales_;  // int8 [out, in], fp32 [out] (q_ kept for the GEMV)

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "core/base/simd_clones.h"
 #include "core/model/ops.h"
@@ -109,7 +110,8 @@ torch::Tensor gather_attention(const torch::Tensor& q, const torch::Tensor& k_po
   const int64_t ctx = s.start + s.num_tokens;
   const int64_t nb = (ctx + BS - 1) / BS;
   auto table =
-      torch::tensor(std::vector<int64_t>(s.block_table.begin(), s.block_table.begin() + nb));
+      torch::tensor(std::vector<int64_t>(s.block_table.begin(), s.block_table.begin() + nb))
+          .to(k_pool.device());                                                      // [nb]
   auto k = k_pool.index_select(0, table).view({nb * BS, KV, Dh}).narrow(0, 0, ctx);  // [S, KV, Dh]
   auto v = v_pool.index_select(0, table).view({nb * BS, KV, Dh}).narrow(0, 0, ctx);  // [S, KV, Dh]
   auto qs = q.narrow(0, s.row, s.num_tokens).unsqueeze(0);                          // [1, T, H, Dh]
@@ -118,13 +120,15 @@ torch::Tensor gather_attention(const torch::Tensor& q, const torch::Tensor& k_po
 
 }  // namespace
 
-PagedKvPool::PagedKvPool(int num_layers, int nb, int bs, int n_kv_heads, int head_dim)
+PagedKvPool::PagedKvPool(int num_layers, int nb, int bs, int n_kv_heads, int head_dim,
+                         torch::Device device)
     : num_blocks(nb), block_size(bs) {
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   // Uninitialised: attention reads only slots already written, so pages are touched (and count
   // in RSS) only as sequences fill them.
   for (int l = 0; l < num_layers; ++l) {
-    k.push_back(torch::empty({nb, bs, n_kv_heads, head_dim}));
-    v.push_back(torch::empty({nb, bs, n_kv_heads, head_dim}));
+    k.push_back(torch::empty({nb, bs, n_kv_heads, head_dim}, opts));
+    v.push_back(torch::empty({nb, bs, n_kv_heads, head_dim}, opts));
   }
 }
 
@@ -148,8 +152,9 @@ torch::Tensor compute_slots(const std::vector<AttnSeq>& seqs, int block_size) {
 void write_kv(torch::Tensor& k_pool, torch::Tensor& v_pool, const torch::Tensor& slots,
               const torch::Tensor& k_new, const torch::Tensor& v_new) {
   const int64_t KV = k_pool.size(2), Dh = k_pool.size(3);
-  k_pool.view({-1, KV, Dh}).index_copy_(0, slots, k_new.to(k_pool.scalar_type()));
-  v_pool.view({-1, KV, Dh}).index_copy_(0, slots, v_new.to(v_pool.scalar_type()));
+  auto idx = slots.to(k_pool.device());  // [N]
+  k_pool.view({-1, KV, Dh}).index_copy_(0, idx, k_new.to(k_pool.scalar_type()));
+  v_pool.view({-1, KV, Dh}).index_copy_(0, idx, v_new.to(v_pool.scalar_type()));
 }
 
 torch::Tensor paged_attention(const torch::Tensor& q_in, const torch::Tensor& k_pool,
@@ -159,10 +164,14 @@ torch::Tensor paged_attention(const torch::Tensor& q_in, const torch::Tensor& k_
   auto out = torch::empty_like(q);                 // [N, H, Dh]
   const int H = q.size(1), Dh = q.size(2);
   const int BS = k_pool.size(1), KV = k_pool.size(2);
+  // The kernel reads host memory: a pool on another device takes the gather path.
+  const bool on_cpu = k_pool.is_cpu() && q.is_cpu();
+  if (!on_cpu && path == AttnPath::kKernel)
+    throw std::invalid_argument("paged_attention: the kernel path needs a CPU KV pool");
   std::vector<const AttnSeq*> in_place;
   for (const auto& s : seqs) {
-    const bool gather =
-        path == AttnPath::kGather || (path == AttnPath::kAuto && s.num_tokens >= kGatherMinTokens);
+    const bool gather = !on_cpu || path == AttnPath::kGather ||
+                        (path == AttnPath::kAuto && s.num_tokens >= kGatherMinTokens);
     if (gather) {
       out.narrow(0, s.row, s.num_tokens).copy_(gather_attention(q, k_pool, v_pool, s));
     } else {

@@ -1,10 +1,10 @@
 // Attention over a paged KV cache: K/V pools per layer, addressed through block tables.
 //
 // The engine owns one PagedKvPool: per layer, K and V of shape [num_blocks, block_size,
-// n_kv_heads, head_dim] (fp32). A step's tokens from all scheduled sequences are flattened into
-// one batch of N rows; each sequence contributes a contiguous run of rows (a prefill chunk or
-// one decode token). write_kv() stores the step's new K/V into their slots (slot = block *
-// block_size + offset), then paged_attention() computes causal GQA attention for every row
+// n_kv_heads, head_dim] (fp32), on the model's device. A step's tokens from all scheduled sequences
+// are flattened into one batch of N rows; each sequence contributes a contiguous run of rows (a
+// prefill chunk or one decode token). write_kv() stores the step's new K/V into their slots (slot =
+// block * block_size + offset), then paged_attention() computes causal GQA attention for every row
 // against its own sequence's keys 0..position, read through the block table.
 //
 // Two paths, same results (tests check both against dense attention):
@@ -13,7 +13,8 @@
 //    decode rows, where a gather would copy the whole context for one query.
 //  - kGather: index_select the sequence's blocks into a dense [S, KV, Dh] buffer and run the
 //    matmul attention (ops.h causal_attention); best for long prefill chunks (BLAS-bound).
-//  kAuto picks per sequence by chunk length.
+//  kAuto picks per sequence by chunk length. A pool off the CPU (CUDA, MPS) always takes kGather
+//  (torch ops only); asking it for kKernel throws.
 //
 // Thread-safety: functions are pure apart from writing into the pools; the engine thread calls.
 #pragma once
@@ -27,7 +28,8 @@ namespace ktl {
 
 struct PagedKvPool {
   PagedKvPool() = default;
-  PagedKvPool(int num_layers, int num_blocks, int block_size, int n_kv_heads, int head_dim);
+  PagedKvPool(int num_layers, int num_blocks, int block_size, int n_kv_heads, int head_dim,
+              torch::Device device = torch::kCPU);
   static int64_t bytes_per_block(int num_layers, int block_size, int n_kv_heads, int head_dim);
   std::vector<torch::Tensor> k, v;  // per layer: [num_blocks, block_size, KV, Dh]
   int num_blocks = 0, block_size = 0;
