@@ -168,7 +168,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"warmup", "untimed steps first", "2"},
      {"gradient-checkpointing", "recompute blocks in backward", "", true},
      {"peak", "also measure the matmul peak (fp32, bf16)", "", true},
-     {"data", "also run the real training loop on this data dir and print the ratio"},
+     {"data", "also run the real training loop on this data dir and print the ratio", ""},
      {"rounds", "with --data: alternating blocks of --steps each", "3"},
      {"eval-steps", "with --data: evaluation every N steps in the real loop", "20"},
      {"eval-batches", "with --data: batches per evaluation", "20"},
