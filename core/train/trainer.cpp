@@ -125,11 +125,21 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
 }
 
 Precision Trainer::measure_precision(std::string* why) {
-  // Forward + backward on the first real batch; gradients are dropped, weights untouched.
-  std::vector<torch::Tensor> micro = {sampler_->batch(0, 0)};  // [B, T+1]
+  // Forward + backward on the first real batch (SFT rows for SFT); gradients are dropped,
+  // weights untouched.
+  std::vector<torch::Tensor> micro;  // [B, T+1]
+  std::vector<SftBatch> sft_micro;
+  if (data_.sft_train)
+    sft_micro.push_back(data_.sft_train->train_batch(
+        uint64_t(config_.seed), 0, 0, config_.batch_size, config_.gradient_accumulation_steps));
+  else
+    micro.push_back(sampler_->batch(0, 0));
   auto step = [&](Precision p) {
     precision_ = p;
-    accumulate_gradients(micro);
+    if (data_.sft_train)
+      accumulate_sft_gradients(sft_micro);
+    else
+      accumulate_gradients(micro);
     optimizer_->zero_grad();
   };
   const Precision chosen = choose_precision_by_step_time(step, 1, 3, why, &precision_timing_);

@@ -247,4 +247,32 @@ TEST(Sft, TrainerLearnsTheRepliesOnlyAndAnswersThem) {
   EXPECT_TRUE(std::filesystem::exists(out / "final/tokenizer_config.json"));
 }
 
+TEST(Sft, AutoPrecisionMeasuresOnSftRowsAndLeavesTheWeights) {
+  // bf16 "auto" times real steps; for SFT they are SFT rows (there is no token sampler).
+  auto& f = fx();
+  TempDir out("ktl-sft-auto");
+  auto model = tiny_model(f.tok->vocab_size(), 12);
+  model->train();
+  std::vector<torch::Tensor> before;
+  for (const auto& p : model->parameters()) before.push_back(p.detach().clone());
+  ktl::TrainerData data;
+  data.chat_template = f.tmpl;
+  data.sft_train = std::make_shared<ktl::SftBatches>(
+      ktl::tokenize_conversations(*f.tmpl, conversations(), 129), 128, true);
+  ktl::TrainingConfig c;
+  c.batch_size = 1;
+  c.max_seq_length = 128;
+  c.max_steps = 1;
+  c.save_steps = 0;
+  c.eval_steps = 0;
+  c.sample_steps = 0;
+  c.bf16 = "auto";
+  c.device = "cpu";
+  ktl::ConsoleMetricsSink sink(stdout);
+  ktl::Trainer trainer(c, model, f.tok, data, out.path(), sink, torch::kCPU);
+  const auto params = model->parameters();
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_TRUE(torch::equal(params[i], before[i])) << i;
+  EXPECT_EQ(trainer.run().status, ktl::TrainStatus::kCompleted);
+}
+
 }  // namespace
