@@ -130,14 +130,24 @@ torch::Tensor int8_tiled_matmul(const torch::Tensor& q,       // [out, in] int8
   return y;
 }
 
-// Prefill through the quantized engine (oneDNN: VNNI int8 GEMM) unless KTL_INT8_PREFILL=tiled.
-// On model_small it prefilled 2.5-3x faster than the tiled path, which is worth its packed copy.
-bool use_quantized_engine_prefill() {
-  static const bool on = [] {
+// How int8 layers run batches above the int8 kernels' row limit (prefill): KTL_INT8_PREFILL=
+//   onednn (default): the quantized engine (oneDNN: VNNI int8 GEMM); on model_small it prefilled
+//     2.5-3x faster than the tiled path, which is worth its packed copy;
+//   tiled: dequantize 256 output rows at a time and run BLAS (no packed copy);
+//   gemm: the int8 x int8 kernels for every row count (no packed copy).
+enum class Int8Prefill { kQuantizedEngine, kTiled, kInt8Gemm };
+Int8Prefill int8_prefill_mode() {
+  static const Int8Prefill mode = [] {
     const char* v = std::getenv("KTL_INT8_PREFILL");
-    return !(v && std::string(v) == "tiled");
+    const std::string s = v ? v : "";
+    if (s == "tiled") return Int8Prefill::kTiled;
+    if (s == "gemm") return Int8Prefill::kInt8Gemm;
+    return Int8Prefill::kQuantizedEngine;
   }();
-  return on;
+  return mode;
+}
+bool use_quantized_engine_prefill() {
+  return int8_prefill_mode() == Int8Prefill::kQuantizedEngine;
 }
 
 // The engine keeps its own int8 copy of the weight (oneDNN: `orig_weight`, besides the packed
@@ -279,7 +289,7 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
       if (x.size(0) <= kBf16GemvMaxRows) return bf16_gemv(w_, x);
       return at::linear(x.to(torch::kBFloat16), w_).to(torch::kFloat32);
     case WeightDtype::kInt8:
-      if (x.size(0) <= int8_gemm_max_rows()) {
+      if (x.size(0) <= int8_gemm_max_rows() || int8_prefill_mode() == Int8Prefill::kInt8Gemm) {
         return int8_decode_activations() == Int8Activations::kInt8 ? forward_int8_gemm(x)
                                                                    : forward_weight_only(x);
       }

@@ -7,8 +7,9 @@
 // (oneDNN on x86, QNNPACK on ARM), which keeps a packed int8 copy of the weight (the int8 kernels
 // read the engine's unpacked copy, so there are two int8 copies, not three). Where no quantized
 // engine exists, or with KTL_INT8_PREFILL=tiled, prefill dequantizes 256 output rows at a time into
-// a small fp32 tile and runs BLAS on it. Dequantize + fp32 matmul of the whole weight is the naive
-// twin the tests compare against.
+// a small fp32 tile and runs BLAS on it; KTL_INT8_PREFILL=gemm runs the int8 kernels for every
+// row count (no packed copy: less memory, slower prefill; docs/inference-guide.md, Memory).
+// Dequantize + fp32 matmul of the whole weight is the naive twin the tests compare against.
 //
 // The torch-ops form (to_device + forward_torch) is what the engine runs off the CPU, and on the
 // CPU as the twin of the kernels above: fp32/bf16 weights on any LibTorch device, multiplied with

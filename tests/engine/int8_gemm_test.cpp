@@ -90,7 +90,7 @@ TEST(Int8Gemm, DequantizedGemmEqualsTwinAndIsCloseToFp32) {
   torch::manual_seed(7);
   auto w = torch::randn({77, 130}) * 0.05;  // 130: tails in every kernel
   auto l = PackedLinear::from_float(w, WeightDtype::kInt8);
-  for (int64_t rows : {1, 5, 16, 33}) {
+  for (int64_t rows : {1, 5, 16, 33, 200}) {  // 200: prefill-sized (KTL_INT8_PREFILL=gemm)
     auto x = torch::randn({rows, 130});
     // Twin: activations quantized the same way, then the dequantized fp32 product.
     auto xq = quantize_rows_int8(x.data_ptr<float>(), rows, 130);
