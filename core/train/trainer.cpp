@@ -150,11 +150,11 @@ Precision Trainer::measure_precision(std::string* why) {
 
 double Trainer::current_lr() const {
   if (config_.max_minutes <= 0) return schedule_.at(step_);
-  return schedule_.at_progress(step_, train_seconds_ / (60.0 * config_.max_minutes));
+  return schedule_.at_progress(step_, budget_clock_ / (60.0 * config_.max_minutes));
 }
 
 bool Trainer::time_budget_spent() const {
-  return config_.max_minutes > 0 && train_seconds_ >= 60.0 * config_.max_minutes;
+  return config_.max_minutes > 0 && budget_clock_ >= 60.0 * config_.max_minutes;
 }
 
 int64_t Trainer::expected_total_steps() const {
@@ -494,7 +494,12 @@ TrainResult Trainer::run(int64_t until_step) {
       return finish(TrainStatus::kStopped, "stopped at step " + std::to_string(step_) +
                                                " on request; checkpoint " + last_checkpoint_);
     }
-    if (time_budget_spent()) break;
+    if (config_.max_minutes > 0) {
+      // Data parallel: every rank must take the same learning rate and stop at the same step,
+      // so the clock is the ranks' mean step time, agreed once per step.
+      budget_clock_ = pg_ ? pg_->sum(train_seconds_) / double(pg_->world_size()) : train_seconds_;
+      if (time_budget_spent()) break;
+    }
     const double lr = current_lr();
     const auto t0 = std::chrono::steady_clock::now();
     double norm = 0;
@@ -507,7 +512,8 @@ TrainResult Trainer::run(int64_t until_step) {
     iv.loss += loss, iv.grad_norm += norm, iv.seconds += dt, ++iv.steps;
     if (reducer_) iv.comm_wait += reducer_->stats().wait_seconds;
     sink_.progress(step_, expected_total_steps());
-    if (step_ % config_.log_steps == 0 || step_ == end || time_budget_spent())
+    if (step_ % config_.log_steps == 0 || step_ == end ||
+        (config_.max_minutes > 0 && train_seconds_ >= 60.0 * config_.max_minutes))
       report_interval(iv, lr);
     bool early = false;
     if (config_.eval_steps > 0 && step_ % config_.eval_steps == 0) {

@@ -173,6 +173,7 @@ class Trainer {
   int64_t best_ckpt_step_ = -1;  // checkpoint `best` points to
   double best_ckpt_val_loss_ = 0;
   double train_seconds_ = 0;  // excludes eval/save/sample time; survives resume
+  double budget_clock_ = 0;   // max_minutes: train_seconds_ (ranks' mean) at this step's start
   double elapsed_this_run_ = 0;
   std::chrono::steady_clock::time_point run_t0_{};  // run() began
   double aside_seconds_ = 0;                        // this run's eval, checkpoint and sample time

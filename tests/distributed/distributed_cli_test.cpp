@@ -270,6 +270,21 @@ TEST_F(DistributedTrainTest, SigtermToTheLaunchersGroupStopsEveryRankWithACheckp
   EXPECT_TRUE(fs::exists(out + "/latest/optimizer.safetensors"));
 }
 
+TEST_F(DistributedTrainTest, ATimeBudgetEndsEveryRankAtTheSameStep) {
+  // Each rank times its own steps; the budget and the learning rate follow the ranks' mean
+  // clock, so both stop at the same step (a rank that left alone would hang the other).
+  const std::string out = dir_->path() + "/budget", log = out + ".log";
+  auto args = train_args(out, "100000");
+  for (const char* a : {"--nproc-per-node", "2", "--max-minutes", "0.02", "--dist-timeout", "30"})
+    args.push_back(a);
+  const pid_t pid = spawn(args, log, {}, /*own_group=*/true);
+  const int rc = wait_exit_for(pid, 90);
+  if (rc < 0) kill(-pid, SIGKILL), wait_exit(pid);
+  ASSERT_EQ(rc, 0) << slurp(log);
+  EXPECT_NE(slurp(log).find("training completed at step"), std::string::npos) << slurp(log);
+  EXPECT_TRUE(fs::exists(out + "/final/model.safetensors"));
+}
+
 TEST_F(DistributedTrainTest, AKilledRankMakesTheOtherFailWithAClearError) {
   const std::string out = dir_->path() + "/killed";
   auto args = train_args(out, "100000");
