@@ -267,6 +267,7 @@ int run_bench(const Args& a) {
     j["torch_ops"] = model->torch_ops();
     j["compute_dtype"] = ktl::to_string(model->dtype());  // int8 runs as bf16 off the CPU
     j["threads"] = cfg.num_threads;
+    j["kernel_threads"] = engine.kernel_threads();  // 1 would mean ktl's kernels run serially
     j["model_bytes"] = model_bytes;
     j["weight_bytes_in_memory"] = model->weight_bytes();
     j["kv_bytes"] = engine.kv_bytes();

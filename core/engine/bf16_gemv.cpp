@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/base/cpu_features.h"
+#include "core/engine/kernel_threads.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -143,7 +144,7 @@ torch::Tensor bf16_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kern
   const float* xp = xc.data_ptr<float>();
   float* yp = y.data_ptr<float>();
   const RowsDot kernel = pick_kernel(kernels == Bf16Kernels::kBest ? best_kernels() : kernels, N);
-  at::parallel_for(0, out, 64, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, out, parallel_grain(N * in, 64), [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o) {
       if (kernel)
         kernel(wp + o * in, xp, in, yp + o * N);

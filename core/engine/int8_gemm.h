@@ -36,14 +36,16 @@ Int8Kernels best_int8_kernels();  // never kBest
 const char* to_string(Int8Kernels k);
 
 // Activation rows quantized per row: q[n, i] = round(x[n, i] / scale[n]), scale = max|x| / 127
-// (1 for an all-zero row).
+// (1 for an all-zero row). Without with_signed, q is left empty (the VNNI kernels read u only).
 struct Int8Rows {
   int64_t rows = 0, cols = 0;
   std::vector<int8_t> q;     // [rows, cols]
-  std::vector<uint8_t> u;    // [rows, cols] q + 128, for the u8 x s8 (VNNI) kernels
+  std::vector<uint8_t> u;    // [rows, cols] q + 128 for the u8 x s8 (VNNI) kernels, + 3 bytes
   std::vector<float> scale;  // [rows]
 };
-Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols);
+// simd = false: the portable loops only (the twin of the AVX-512 quantizer).
+Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool with_signed = true,
+                            bool simd = true);
 
 // sum_i w[o, i] for every row of w [out, in] (the correction of the u8 shift).
 std::vector<int32_t> int8_row_sums(const int8_t* w, int64_t out, int64_t in);
@@ -52,6 +54,16 @@ std::vector<int32_t> int8_row_sums(const int8_t* w, int64_t out, int64_t in);
 // w [out, in] row-major, wsum from int8_row_sums. k must be supported (not kBest).
 void int8_dot_s32(Int8Kernels k, const int8_t* w, const int32_t* wsum, int64_t in, int64_t o0,
                   int64_t o1, const Int8Rows& x, int32_t* acc, int64_t ld);
+
+// The same sums for prefill-sized batches: each block of 64 weight rows is repacked on the fly
+// (a thread-local buffer of 64 x in bytes; no second copy of the weights is kept) into the VNNI
+// layout, and a micro-kernel of 6 activation rows x 64 outputs accumulates outer products of
+// broadcast activations, with no horizontal sums. Supported for kAvx512Vnni, and for kScalar
+// as the twin of the packing; int8_gemm() uses it from kInt8PackedMinRows rows.
+constexpr int64_t kInt8PackedMinRows = 96;
+bool int8_packed_supported(Int8Kernels k);
+void int8_dot_s32_packed(Int8Kernels k, const int8_t* w, const int32_t* wsum, int64_t in,
+                         int64_t o0, int64_t o1, const Int8Rows& x, int32_t* acc, int64_t ld);
 
 // y [n, out] = dequantized int8 GEMM of x [n, in] (fp32) with w [out, in] int8, scales [out].
 // Parallel over blocks of output rows.

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "core/engine/engine_checkpoint.h"
+#include "core/engine/kernel_threads.h"
 #include "core/engine/kv_budget.h"
 #include "core/model/device.h"
 #include "core/scheduling/incremental_detokenizer.h"
@@ -368,6 +369,7 @@ void LlmEngine::loop() {
   // OpenMP's thread count is per calling thread: set it here, in the thread that runs the model
   // (left at its default, steps ran 2-3x slower here).
   torch::set_num_threads(num_threads_);
+  kernel_threads_.store(kernel_parallel_threads());
   while (true) {
     bool stop = false;
     drain_inbox(&stop);

@@ -12,6 +12,7 @@
 // Thread-safety: as Engine. The engine thread is the only one touching model, cache, scheduler.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -56,6 +57,8 @@ class LlmEngine : public Engine {
 
   const EngineModel& model() const { return *model_; }
   int64_t kv_bytes() const { return kv_bytes_; }  // the KV pool's size
+  // Threads ktl's own kernels run on in the engine thread (kernel_threads.h); 0 until it starts.
+  int kernel_threads() const { return kernel_threads_.load(); }
   int eos_id() const { return eos_id_; }
 
  private:
@@ -76,6 +79,7 @@ class LlmEngine : public Engine {
   int eos_id_ = 3;
   int capacity_tokens_ = 0;  // KV pool capacity
   int64_t kv_bytes_ = 0;
+  std::atomic<int> kernel_threads_{0};
   int num_threads_ = 1;
   bool profile_ = false;  // KTL_ENGINE_PROFILE set: per-step timings on stderr
 

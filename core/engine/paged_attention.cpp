@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/base/simd_clones.h"
+#include "core/engine/kernel_threads.h"
 #include "core/model/ops.h"
 
 namespace ktl {
@@ -190,7 +191,13 @@ torch::Tensor paged_attention(const torch::Tensor& q_in, const torch::Tensor& k_
     for (const AttnSeq* s : in_place)
       for (int t = 0; t < s->num_tokens; ++t) rows.emplace_back(s, t);
     const int split = static_cast<int64_t>(rows.size()) < 2 * at::get_num_threads() ? KV : 1;
-    at::parallel_for(0, static_cast<int64_t>(rows.size()) * split, 1, [&](int64_t b, int64_t e) {
+    // Work per item: its query heads over the context (q.k and p.v), averaged over the items.
+    int64_t ctx_sum = 0;
+    for (const auto& [s, t] : rows) ctx_sum += s->start + t + 1;
+    const int64_t item_macs =
+        2 * ctx_sum / static_cast<int64_t>(rows.size()) * Dh * H / KV * (split == 1 ? KV : 1);
+    const int64_t items = static_cast<int64_t>(rows.size()) * split;
+    at::parallel_for(0, items, parallel_grain(item_macs), [&](int64_t b, int64_t e) {
       std::vector<float> scores;
       for (int64_t w = b; w < e; ++w) {
         const auto& [s, t] = rows[w / split];

@@ -68,6 +68,42 @@ TEST(Int8Gemm, EveryKernelEqualsTheScalarTwinExactlyOverOddSizes) {
   EXPECT_NE(best_int8_kernels(), Int8Kernels::kBest);
 }
 
+// The prefill path (weight blocks repacked into the VNNI layout, outer-product micro-kernel)
+// against the same naive twin: ragged inputs (not a multiple of 4), output ranges that start and
+// end inside a 64-row block, row counts around the 6-row micro-kernel.
+TEST(Int8Gemm, PackedPrefillKernelsEqualTheScalarTwinExactly) {
+  int tested = 0;
+  for (int64_t in : {1, 3, 4, 5, 63, 64, 130}) {
+    for (int64_t out : {1, 63, 64, 65, 150}) {
+      const auto w = random_int8(out * in, in * 17 + out);
+      const auto sums = int8_row_sums(w.data(), out, in);
+      for (int64_t rows : {1, 5, 6, 7, 13, 40}) {
+        const auto xf = random_floats(rows * in, rows * 3 + in);
+        const Int8Rows x = quantize_rows_int8(xf.data(), rows, in);
+        std::vector<int32_t> twin(rows * out);
+        for (int64_t n = 0; n < rows; ++n)
+          for (int64_t o = 0; o < out; ++o) {
+            int32_t t = 0;
+            for (int64_t i = 0; i < in; ++i) t += int32_t(x.q[n * in + i]) * int32_t(w[o * in + i]);
+            twin[n * out + o] = t;
+          }
+        for (Int8Kernels k : kAll) {
+          if (!int8_packed_supported(k)) continue;
+          std::vector<int32_t> got(rows * out, 12345);
+          const int64_t mid = out / 3;
+          int8_dot_s32_packed(k, w.data(), sums.data(), in, 0, mid, x, got.data(), out);
+          int8_dot_s32_packed(k, w.data(), sums.data(), in, mid, out, x, got.data(), out);
+          ASSERT_EQ(got, twin) << to_string(k) << " in " << in << " out " << out << " rows "
+                               << rows;
+          ++tested;
+        }
+      }
+    }
+  }
+  EXPECT_GT(tested, 0);
+  EXPECT_TRUE(int8_packed_supported(Int8Kernels::kScalar));
+}
+
 TEST(Int8Gemm, QuantizeRowsRoundsWithinHalfAStep) {
   const auto xf = random_floats(3 * 50, 9);
   std::vector<float> with_zero(xf);
@@ -83,6 +119,24 @@ TEST(Int8Gemm, QuantizeRowsRoundsWithinHalfAStep) {
       amax = std::max(amax, std::abs(int(q)));
     }
     EXPECT_EQ(amax, n == 1 ? 0 : 127);
+  }
+}
+
+// The vector quantizer (AVX-512 where the CPU has it) against the portable loops, bit for bit:
+// lengths around the 16-float vector, an all-zero row, values that round to exact halves.
+TEST(Int8Gemm, SimdQuantizerEqualsThePortableOneExactly) {
+  for (int64_t cols : {1, 15, 16, 17, 33, 130, 768}) {
+    auto xf = random_floats(4 * cols, cols);
+    std::fill(xf.begin() + cols, xf.begin() + 2 * cols, 0.0f);  // row 1: zeros
+    for (int64_t i = 0; i < cols; ++i) xf[2 * cols + i] = 0.5f * static_cast<float>(i % 9 - 4);
+    for (bool with_signed : {true, false}) {
+      const Int8Rows a = quantize_rows_int8(xf.data(), 4, cols, with_signed, /*simd=*/true);
+      const Int8Rows b = quantize_rows_int8(xf.data(), 4, cols, with_signed, /*simd=*/false);
+      EXPECT_EQ(a.q, b.q) << cols;
+      EXPECT_EQ(a.u, b.u) << cols;
+      EXPECT_EQ(a.scale, b.scale) << cols;
+      EXPECT_EQ(a.q.size(), with_signed ? size_t(4 * cols) : size_t(0));
+    }
   }
 }
 

@@ -1,0 +1,31 @@
+// How many threads ktl's own CPU kernels (int8/bf16 GEMV and GEMM, paged attention) really run
+// on. at::parallel_for is a header template: with LibTorch's OpenMP backend its
+// `#pragma omp parallel` is compiled into our code, so unless ktl_engine itself is built with
+// OpenMP every one of those loops runs on the calling thread alone, whatever
+// at::get_num_threads() says (ktl did, measured: oneDNN scaled to 2 threads, our kernels did not).
+//
+// Thread-safety: call from the engine thread (it runs a parallel region).
+#pragma once
+
+#include <cstdint>
+
+namespace ktl {
+
+// Below this many multiply-adds a task is not worth a thread: waking a sleeping OpenMP worker
+// (OMP_WAIT_POLICY=PASSIVE, which ktl sets) costs ~20 us, what ~2M int8 MACs take. Measured with
+// bench/int8_gemm_bench.cpp: one decode row of a 768 x 768 layer ran 4x slower split in two.
+constexpr int64_t kMinTaskMacs = int64_t{1} << 21;
+
+// The at::parallel_for grain for items of `macs_per_item` work each: at least `min_grain`, and
+// enough items that a task does kMinTaskMacs (so small problems stay on the calling thread).
+inline int64_t parallel_grain(int64_t macs_per_item, int64_t min_grain = 1) {
+  const int64_t per = macs_per_item > 0 ? macs_per_item : 1;
+  const int64_t g = (kMinTaskMacs + per - 1) / per;
+  return g > min_grain ? g : min_grain;
+}
+
+// Runs one at::parallel_for over enough items for every thread and counts the distinct threads
+// that took part: at::get_num_threads() when the kernels are parallel, 1 when they are not.
+int kernel_parallel_threads();
+
+}  // namespace ktl
