@@ -4,8 +4,18 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 
 namespace ktl {
+
+int64_t min_task_macs() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("KTL_MIN_TASK_MACS");
+    const long long n = e ? std::atoll(e) : 0;
+    return n > 0 ? static_cast<int64_t>(n) : kMinTaskMacs;
+  }();
+  return v;
+}
 
 int kernel_parallel_threads() {
   constexpr int kMaxThreads = 256;

@@ -11,16 +11,19 @@
 
 namespace ktl {
 
-// Below this many multiply-adds a task is not worth a thread: waking a sleeping OpenMP worker
-// (OMP_WAIT_POLICY=PASSIVE, which ktl sets) costs ~20 us, what ~2M int8 MACs take. Measured with
-// bench/int8_gemm_bench.cpp: one decode row of a 768 x 768 layer ran 4x slower split in two.
-constexpr int64_t kMinTaskMacs = int64_t{1} << 21;
+// Below this many multiply-adds a task is not worth a thread. With workers that spin briefly
+// before sleeping (tune_runtime() sets GOMP_SPINCOUNT) a parallel region costs a few us, so even
+// one decode row of model_small's smallest layer (590K MACs) splits: int8 1-stream decode
+// 129 -> 297 tok/s against 4M here (Intel Xeon, 2 threads). Without the spin a wake-up cost
+// ~100 us and splitting every layer was slower than none. KTL_MIN_TASK_MACS=N overrides it.
+constexpr int64_t kMinTaskMacs = int64_t{1} << 17;
+int64_t min_task_macs();  // kMinTaskMacs, or KTL_MIN_TASK_MACS
 
 // The at::parallel_for grain for items of `macs_per_item` work each: at least `min_grain`, and
-// enough items that a task does kMinTaskMacs (so small problems stay on the calling thread).
+// enough items that a task does min_task_macs() (so small problems stay on the calling thread).
 inline int64_t parallel_grain(int64_t macs_per_item, int64_t min_grain = 1) {
   const int64_t per = macs_per_item > 0 ? macs_per_item : 1;
-  const int64_t g = (kMinTaskMacs + per - 1) / per;
+  const int64_t g = (min_task_macs() + per - 1) / per;
   return g > min_grain ? g : min_grain;
 }
 
