@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
@@ -18,11 +19,14 @@ namespace ktl {
 
 namespace {
 
-inline float bf16_to_float(uint16_t v) {
-  const uint32_t bits = uint32_t(v) << 16;
+inline float to_float(uint16_t bf16) {
+  const uint32_t bits = uint32_t(bf16) << 16;
   float f;
   std::memcpy(&f, &bits, sizeof f);
   return f;
+}
+inline float to_float(float v) {
+  return v;
 }
 
 // One weight row against R activation rows; U chunks per step give R * U independent FMA chains
@@ -34,17 +38,32 @@ inline float bf16_to_float(uint16_t v) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-template <int R, int U>
-__attribute__((target("avx512f"))) void rows_dot_avx512(const uint16_t* w, const float* x,
-                                                        int64_t in, float* out) {
+// 16 (AVX-512) or 8 (AVX2) weights as fp32: bf16 widened by a 16-bit shift, fp32 loaded.
+__attribute__((target("avx512f"))) inline __m512 load16(const uint16_t* p) {
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+__attribute__((target("avx512f"))) inline __m512 load16(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+__attribute__((target("avx2"))) inline __m256 load8(const uint16_t* p) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+}
+__attribute__((target("avx2"))) inline __m256 load8(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+
+template <class W, int R, int U>
+__attribute__((target("avx512f"))) void rows_dot_avx512(const W* w, const float* x, int64_t in,
+                                                        float* out) {
   __m512 acc[R][U];
   for (int n = 0; n < R; ++n)
     for (int u = 0; u < U; ++u) acc[n][u] = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 * U <= in; i += 16 * U) {
     for (int u = 0; u < U; ++u) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i + 16 * u));
-      const __m512 wf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+      const __m512 wf = load16(w + i + 16 * u);
       for (int n = 0; n < R; ++n)
         acc[n][u] = _mm512_fmadd_ps(wf, _mm512_loadu_ps(x + n * in + i + 16 * u), acc[n][u]);
     }
@@ -52,22 +71,21 @@ __attribute__((target("avx512f"))) void rows_dot_avx512(const uint16_t* w, const
   for (int n = 0; n < R; ++n) {
     for (int u = 1; u < U; ++u) acc[n][0] = _mm512_add_ps(acc[n][0], acc[n][u]);
     float total = _mm512_reduce_add_ps(acc[n][0]);
-    for (int64_t k = i; k < in; ++k) total += bf16_to_float(w[k]) * x[n * in + k];
+    for (int64_t k = i; k < in; ++k) total += to_float(w[k]) * x[n * in + k];
     out[n] = total;
   }
 }
 
-template <int R, int U>
-__attribute__((target("avx2,fma"))) void rows_dot_avx2(const uint16_t* w, const float* x,
-                                                       int64_t in, float* out) {
+template <class W, int R, int U>
+__attribute__((target("avx2,fma"))) void rows_dot_avx2(const W* w, const float* x, int64_t in,
+                                                       float* out) {
   __m256 acc[R][U];
   for (int n = 0; n < R; ++n)
     for (int u = 0; u < U; ++u) acc[n][u] = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 * U <= in; i += 8 * U) {
     for (int u = 0; u < U; ++u) {
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + i + 8 * u));
-      const __m256 wf = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
+      const __m256 wf = load8(w + i + 8 * u);
       for (int n = 0; n < R; ++n)
         acc[n][u] = _mm256_fmadd_ps(wf, _mm256_loadu_ps(x + n * in + i + 8 * u), acc[n][u]);
     }
@@ -78,7 +96,7 @@ __attribute__((target("avx2,fma"))) void rows_dot_avx2(const uint16_t* w, const 
     _mm256_storeu_ps(lanes, acc[n][0]);
     float total = 0;
     for (float v : lanes) total += v;
-    for (int64_t k = i; k < in; ++k) total += bf16_to_float(w[k]) * x[n * in + k];
+    for (int64_t k = i; k < in; ++k) total += to_float(w[k]) * x[n * in + k];
     out[n] = total;
   }
 }
@@ -86,17 +104,22 @@ __attribute__((target("avx2,fma"))) void rows_dot_avx2(const uint16_t* w, const 
 #endif
 
 // The portable twin of the kernels above (and the path on other CPUs).
-void rows_dot_scalar(const uint16_t* w, const float* x, int64_t n_rows, int64_t in, float* out) {
+template <class W>
+void rows_dot_scalar(const W* w, const float* x, int64_t n_rows, int64_t in, float* out) {
   for (int64_t n = 0; n < n_rows; ++n) {
     float total = 0;
-    for (int64_t k = 0; k < in; ++k) total += bf16_to_float(w[k]) * x[n * in + k];
+    for (int64_t k = 0; k < in; ++k) total += to_float(w[k]) * x[n * in + k];
     out[n] = total;
   }
 }
 
-using RowsDot = void (*)(const uint16_t*, const float*, int64_t, float*);
+template <class W>
+using RowsDot = void (*)(const W*, const float*, int64_t, float*);
 
-// The best kernel set this CPU (and OS) runs.
+// Activation rows per kernel call (more rows go in several calls over the same, cached, weight
+// row): up to 8 keeps every accumulator in registers on AVX2 too.
+constexpr int64_t kRowsPerCall = 8;
+
 Bf16Kernels best_kernels() {
   static const Bf16Kernels best = [] {
     const CpuFeatures f = detect_cpu_features();
@@ -107,21 +130,51 @@ Bf16Kernels best_kernels() {
   return best;
 }
 
-// The kernel for n_rows rows (null: the scalar loop).
-RowsDot pick_kernel(Bf16Kernels set, int64_t n_rows) {
+// The kernel for n_rows (1..kRowsPerCall) rows (null: the scalar loop).
+template <class W>
+RowsDot<W> pick_kernel(Bf16Kernels set, int64_t n_rows) {
 #if defined(__x86_64__)
-  static const RowsDot k512[] = {rows_dot_avx512<1, 4>, rows_dot_avx512<2, 2>,
-                                 rows_dot_avx512<3, 2>, rows_dot_avx512<4, 1>,
-                                 rows_dot_avx512<5, 1>, rows_dot_avx512<6, 1>};
-  static const RowsDot k256[] = {rows_dot_avx2<1, 4>, rows_dot_avx2<2, 2>, rows_dot_avx2<3, 2>,
-                                 rows_dot_avx2<4, 1>, rows_dot_avx2<5, 1>, rows_dot_avx2<6, 1>};
-  static_assert(sizeof(k512) / sizeof(k512[0]) == kBf16GemvMaxRows, "one kernel per row count");
+  static const RowsDot<W> k512[] = {rows_dot_avx512<W, 1, 4>, rows_dot_avx512<W, 2, 2>,
+                                    rows_dot_avx512<W, 3, 2>, rows_dot_avx512<W, 4, 1>,
+                                    rows_dot_avx512<W, 5, 1>, rows_dot_avx512<W, 6, 1>,
+                                    rows_dot_avx512<W, 7, 1>, rows_dot_avx512<W, 8, 1>};
+  static const RowsDot<W> k256[] = {rows_dot_avx2<W, 1, 4>, rows_dot_avx2<W, 2, 2>,
+                                    rows_dot_avx2<W, 3, 2>, rows_dot_avx2<W, 4, 1>,
+                                    rows_dot_avx2<W, 5, 1>, rows_dot_avx2<W, 6, 1>,
+                                    rows_dot_avx2<W, 7, 1>, rows_dot_avx2<W, 8, 1>};
+  static_assert(sizeof(k512) / sizeof(k512[0]) == kRowsPerCall, "one kernel per row count");
   if (set == Bf16Kernels::kAvx512) return k512[n_rows - 1];
   if (set == Bf16Kernels::kAvx2) return k256[n_rows - 1];
 #endif
   (void)set;
   (void)n_rows;
   return nullptr;
+}
+
+// y [N, out] = x [N, in] w [out, in]^T, parallel over output rows; each weight row is read once
+// (from memory) for all N rows, in calls of up to kRowsPerCall rows.
+template <class W>
+torch::Tensor gemv(const W* wp, int64_t out, int64_t in, const torch::Tensor& x,
+                   Bf16Kernels kernels) {
+  const int64_t N = x.size(0);
+  auto xc = x.to(torch::kFloat32).contiguous();
+  auto y = torch::empty({out, N}, xc.options());  // [out, N], transposed at the end
+  const float* xp = xc.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const Bf16Kernels set = kernels == Bf16Kernels::kBest ? best_kernels() : kernels;
+  at::parallel_for(0, out, parallel_grain(N * in, 64), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o) {
+      for (int64_t n = 0; n < N; n += kRowsPerCall) {
+        const int64_t r = std::min(kRowsPerCall, N - n);
+        const RowsDot<W> kernel = pick_kernel<W>(set, r);
+        if (kernel)
+          kernel(wp + o * in, xp + n * in, in, yp + o * N + n);
+        else
+          rows_dot_scalar(wp + o * in, xp + n * in, r, in, yp + o * N + n);
+      }
+    }
+  });
+  return N == 1 ? y.view({1, out}) : y.t().contiguous();  // [N, out]
 }
 
 }  // namespace
@@ -132,27 +185,24 @@ bool bf16_kernels_supported(Bf16Kernels k) {
 }
 
 torch::Tensor bf16_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kernels kernels) {
-  const int64_t N = x.size(0), in = w.size(1), out = w.size(0);
-  if (w.scalar_type() != torch::kBFloat16 || !w.is_contiguous() || x.size(1) != in || N < 1 ||
-      N > kBf16GemvMaxRows || !bf16_kernels_supported(kernels)) {
+  if (w.scalar_type() != torch::kBFloat16 || !w.is_contiguous() || w.dim() != 2 ||
+      x.size(1) != w.size(1) || x.size(0) < 1 || x.size(0) > kBf16GemvMaxRows ||
+      !bf16_kernels_supported(kernels)) {
     throw std::invalid_argument(
         "bf16_gemv: need bf16 [out, in] weights, 1..6 rows of [in], and kernels this CPU runs");
   }
-  auto xc = x.to(torch::kFloat32).contiguous();
-  auto y = torch::empty({out, N}, xc.options());  // [out, N], transposed at the end
   const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
-  const float* xp = xc.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  const RowsDot kernel = pick_kernel(kernels == Bf16Kernels::kBest ? best_kernels() : kernels, N);
-  at::parallel_for(0, out, parallel_grain(N * in, 64), [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o) {
-      if (kernel)
-        kernel(wp + o * in, xp, in, yp + o * N);
-      else
-        rows_dot_scalar(wp + o * in, xp, N, in, yp + o * N);
-    }
-  });
-  return N == 1 ? y.view({1, out}) : y.t().contiguous();  // [N, out]
+  return gemv(wp, w.size(0), w.size(1), x, kernels);
+}
+
+torch::Tensor fp32_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kernels kernels) {
+  if (w.scalar_type() != torch::kFloat32 || !w.is_contiguous() || w.dim() != 2 ||
+      x.size(1) != w.size(1) || x.size(0) < 1 || x.size(0) > kFp32GemvMaxRows ||
+      !bf16_kernels_supported(kernels)) {
+    throw std::invalid_argument(
+        "fp32_gemv: need fp32 [out, in] weights, 1..16 rows of [in], and kernels this CPU runs");
+  }
+  return gemv(w.data_ptr<float>(), w.size(0), w.size(1), x, kernels);
 }
 
 }  // namespace ktl

@@ -289,8 +289,11 @@ torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   if (torch_ops_) return forward_torch(x);
   switch (dtype_) {
     case WeightDtype::kFp32:
-      // One row: gemv streams the weights at memory bandwidth; BLAS gemm is slower there.
-      return x.size(0) == 1 ? at::mv(w_, x[0]).unsqueeze(0) : at::linear(x, w_);
+      // One row: gemv streams the weights at memory bandwidth; BLAS gemm is slower there. Up to
+      // 16 rows: our GEMV (BLAS gemm repacks the whole weight every call); above: BLAS gemm.
+      if (x.size(0) == 1) return at::mv(w_, x[0]).unsqueeze(0);
+      if (x.size(0) <= kFp32GemvMaxRows) return fp32_gemv(w_, x);
+      return at::linear(x, w_);
     case WeightDtype::kBf16:
       if (x.size(0) <= kBf16GemvMaxRows) return bf16_gemv(w_, x);
       return at::linear(x.to(torch::kBFloat16), w_).to(torch::kFloat32);

@@ -27,6 +27,29 @@ TEST(Bf16Gemv, EqualsWidenedWeightsTimesFp32Activations) {
   EXPECT_THROW(bf16_gemv(w.to(torch::kFloat32), torch::randn({1, 70})), std::invalid_argument);
 }
 
+// The fp32 small-batch GEMV (the same kernels on fp32 weights) against at::linear, every kernel,
+// row counts across the 8-row calls.
+TEST(Fp32Gemv, EqualsLinearForEveryKernelAndRowCount) {
+  torch::manual_seed(6);
+  auto w = torch::randn({130, 70}) * 0.05;  // 70: not a multiple of 16
+  for (int64_t rows : {1, 2, 7, 8, 9, 15, 16}) {
+    auto x = torch::randn({rows, 70});
+    auto twin = at::linear(x, w);  // [rows, 130]
+    for (auto k :
+         {Bf16Kernels::kBest, Bf16Kernels::kAvx512, Bf16Kernels::kAvx2, Bf16Kernels::kScalar}) {
+      if (!bf16_kernels_supported(k)) continue;
+      auto got = fp32_gemv(w, x, k);
+      ASSERT_EQ(got.sizes(), twin.sizes());
+      EXPECT_TRUE(torch::allclose(got, twin, 1e-5, 1e-5))
+          << rows << " rows, kernels " << static_cast<int>(k);
+    }
+  }
+  EXPECT_THROW(fp32_gemv(w, torch::randn({kFp32GemvMaxRows + 1, 70})), std::invalid_argument);
+  auto l = PackedLinear::from_float(w, WeightDtype::kFp32);
+  auto x = torch::randn({12, 70});
+  EXPECT_TRUE(torch::equal(l.forward(x), fp32_gemv(w, x)));
+}
+
 TEST(Bf16Gemv, PackedLinearUsesItForDecodeAndOneDnnAbove) {
   torch::manual_seed(5);
   auto w = torch::randn({300, 96}) * 0.05;
