@@ -2,7 +2,7 @@
 // the quantized engine (oneDNN's packed copy) and fp32 BLAS, in one run. Prints ms per call and
 // integer GOP/s for each row count (1 and 16: decode; 64-512: prefill).
 //
-//   ktl_int8_gemm_bench [--rows 1,16,64,512] [--ms 300] [--threads N]
+//   ktl_int8_gemm_bench [--rows 1,16,64,512] [--ms 300] [--threads N] [--kernels avx-vnni]
 // Run it with the environment ktl runs with (OMP_WAIT_POLICY=PASSIVE, OPENBLAS_CORETYPE as set).
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -39,16 +39,16 @@ double time_ms(const std::function<void()>& f, double budget_ms) {
 }
 
 // int8_gemm's int32 part with a chosen tiling (row tiles or packed blocks), parallel as it is.
-void s32(bool packed, const ktl::PackedLinear& l, const torch::Tensor& q, const torch::Tensor& ws,
-         const ktl::Int8Rows& x, std::vector<int32_t>& acc) {
+void s32(ktl::Int8Kernels k, bool packed, const ktl::PackedLinear& l, const torch::Tensor& q,
+         const torch::Tensor& ws, const ktl::Int8Rows& x, std::vector<int32_t>& acc) {
   const int64_t out = l.out_features(), in = l.in_features();
   at::parallel_for(0, out, 64, [&](int64_t b, int64_t e) {
     if (packed)
-      ktl::int8_dot_s32_packed(ktl::Int8Kernels::kBest, q.data_ptr<int8_t>(),
-                               ws.data_ptr<int32_t>(), in, b, e, x, acc.data(), out);
+      ktl::int8_dot_s32_packed(k, q.data_ptr<int8_t>(), ws.data_ptr<int32_t>(), in, b, e, x,
+                               acc.data(), out);
     else
-      ktl::int8_dot_s32(ktl::Int8Kernels::kBest, q.data_ptr<int8_t>(), ws.data_ptr<int32_t>(), in,
-                        b, e, x, acc.data(), out);
+      ktl::int8_dot_s32(k, q.data_ptr<int8_t>(), ws.data_ptr<int32_t>(), in, b, e, x, acc.data(),
+                        out);
   });
 }
 
@@ -58,12 +58,17 @@ int main(int argc, char** argv) {
   ktl::tune_runtime(argc, argv);  // as ktl does: OpenMP waiting, OpenBLAS's core
   std::vector<int64_t> rows = {1, 16, 64, 512};
   double budget = 300;
+  ktl::Int8Kernels kernels = ktl::Int8Kernels::kBest;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--rows") {
       rows.clear();
       std::stringstream ss(argv[i + 1]);
       for (std::string t; std::getline(ss, t, ',');) rows.push_back(std::stoll(t));
+    } else if (a == "--kernels") {  // avx512-vnni | avx-vnni | avx2 | scalar
+      for (auto k : {ktl::Int8Kernels::kAvx512Vnni, ktl::Int8Kernels::kAvxVnni,
+                     ktl::Int8Kernels::kAvx2, ktl::Int8Kernels::kScalar})
+        if (ktl::to_string(k) == std::string(argv[i + 1])) kernels = k;
     } else if (a == "--threads") {
       at::set_num_threads(std::atoi(argv[i + 1]));
     } else if (a == "--ms") {
@@ -73,9 +78,8 @@ int main(int argc, char** argv) {
   torch::NoGradGuard ng;
   if (std::getenv("KTL_BENCH_PARALLEL_INFO")) std::printf("%s\n", at::get_parallel_info().c_str());
   std::printf("threads %d, int8 kernels %s (packed prefill: %s), BLAS core %s\n",
-              at::get_num_threads(), ktl::to_string(ktl::Int8Kernels::kBest),
-              ktl::int8_packed_supported(ktl::Int8Kernels::kBest) ? "yes" : "no",
-              ktl::blas_status().core.c_str());
+              at::get_num_threads(), ktl::to_string(kernels),
+              ktl::int8_packed_supported(kernels) ? "yes" : "no", ktl::blas_status().core.c_str());
   std::printf("%-8s %5s | %9s %9s %9s %9s %9s | GOP/s tiles packed onednn fp32\n", "layer", "rows",
               "tiles ms", "packed", "onednn", "fp32", "gemm()");
   struct Shape {
@@ -93,13 +97,13 @@ int main(int argc, char** argv) {
       auto x = torch::randn({n, s.in});
       const auto xq = ktl::quantize_rows_int8(x.data_ptr<float>(), n, s.in);
       std::vector<int32_t> acc(n * s.out);
-      const double tiles = time_ms([&] { s32(false, l, q, ws, xq, acc); }, budget);
-      const double packed = ktl::int8_packed_supported(ktl::Int8Kernels::kBest)
-                                ? time_ms([&] { s32(true, l, q, ws, xq, acc); }, budget)
+      const double tiles = time_ms([&] { s32(kernels, false, l, q, ws, xq, acc); }, budget);
+      const double packed = ktl::int8_packed_supported(kernels)
+                                ? time_ms([&] { s32(kernels, true, l, q, ws, xq, acc); }, budget)
                                 : 0;
       const double onednn = l.uses_quantized_engine() ? time_ms([&] { l.forward(x); }, budget) : 0;
       const double fp32 = time_ms([&] { at::linear(x, w); }, budget);
-      const double gemm = time_ms([&] { l.forward_int8_gemm(x); }, budget);
+      const double gemm = time_ms([&] { l.forward_int8_gemm(x, kernels); }, budget);
       const double quant =
           time_ms([&] { ktl::quantize_rows_int8(x.data_ptr<float>(), n, s.in, false); }, budget);
       std::printf("         quantize %lld x %lld: %.3f ms\n", static_cast<long long>(n),

@@ -219,22 +219,24 @@ const TileSet& tile_set(Int8Kernels k) {
 constexpr int kPackCols = 64;  // output rows per packed block (4 zmm of int32 sums)
 constexpr int kPackRows = 6;   // activation rows per micro-kernel call (24 accumulators)
 
-// Rows [o, o + cols) of w [out, in] into dst [ceil(in / 4)][kPackCols][4]; missing rows and the
-// inputs past `in` are zero, so they add nothing whatever the activations there are.
-void pack_vnni_block(const int8_t* w, int64_t in, int64_t o, int cols, int8_t* dst) {
+// Rows [o, o + cols) of w [out, in] into dst [kPackCols / G][ceil(in / 4)][G][4]: groups of G
+// outputs (64 for AVX-512, 32 for AVX-VNNI's 256-bit passes), each contiguous. Missing rows and
+// the inputs past `in` are zero, so they add nothing whatever the activations there are.
+void pack_vnni_block(const int8_t* w, int64_t in, int64_t o, int cols, int group, int8_t* dst) {
   const int64_t k4 = (in + 3) / 4, full = in / 4;
-  auto* d32 = reinterpret_cast<int32_t*>(dst);  // [k4][kPackCols]
+  auto* d32 = reinterpret_cast<int32_t*>(dst);
   for (int c = 0; c < kPackCols; ++c) {
+    int32_t* d = d32 + (c / group) * k4 * group + (c % group);  // element k at d[k * group]
     if (c >= cols) {
-      for (int64_t k = 0; k < k4; ++k) d32[k * kPackCols + c] = 0;
+      for (int64_t k = 0; k < k4; ++k) d[k * group] = 0;
       continue;
     }
     const int8_t* src = w + (o + c) * in;
-    for (int64_t k = 0; k < full; ++k) std::memcpy(&d32[k * kPackCols + c], src + 4 * k, 4);
+    for (int64_t k = 0; k < full; ++k) std::memcpy(&d[k * group], src + 4 * k, 4);
     if (full < k4) {
       int8_t t[4] = {0, 0, 0, 0};
       std::memcpy(t, src + 4 * full, in - 4 * full);
-      std::memcpy(&d32[full * kPackCols + c], t, 4);
+      std::memcpy(&d[full * group], t, 4);
     }
   }
 }
@@ -328,21 +330,104 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) void packed_avx512vnni(
 #undef KTL_PACKED_ROW
 #undef KTL_PACKED_STORE
 #pragma GCC diagnostic pop
+
+// AVX-VNNI (256-bit, 16 registers): a 64-output block is 8 ymm per step, too many to hold with
+// several rows, so a pass covers 2 activation rows x one 32-output half (8 accumulators, 4
+// weight vectors, 1 broadcast) and the kernel makes ceil(M / 2) x 2 passes over the block.
+template <bool Two>
+__attribute__((target("avx2,avxvnni"))) void packed_avxvnni_pass(const int8_t* wp, int64_t k4,
+                                                                 const uint8_t* x0,
+                                                                 const uint8_t* x1, int32_t* c0,
+                                                                 int32_t* c1, bool accumulate) {
+  // Zero, or the sums of the previous passes over this half (accumulate).
+  const __m256i z = _mm256_setzero_si256();
+  auto* v0 = reinterpret_cast<const __m256i*>(c0);
+  __m256i c00 = accumulate ? _mm256_loadu_si256(v0) : z,
+          c01 = accumulate ? _mm256_loadu_si256(v0 + 1) : z,
+          c02 = accumulate ? _mm256_loadu_si256(v0 + 2) : z,
+          c03 = accumulate ? _mm256_loadu_si256(v0 + 3) : z;
+  __m256i c10 = z, c11 = z, c12 = z, c13 = z;
+  if constexpr (Two) {
+    if (accumulate) {
+      auto* v1 = reinterpret_cast<const __m256i*>(c1);
+      c10 = _mm256_loadu_si256(v1);
+      c11 = _mm256_loadu_si256(v1 + 1);
+      c12 = _mm256_loadu_si256(v1 + 2);
+      c13 = _mm256_loadu_si256(v1 + 3);
+    }
+  }
+  for (int64_t k = 0; k < k4; ++k) {
+    const int8_t* b = wp + k * 32 * 4;
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)),
+                  b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 32)),
+                  b2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 64)),
+                  b3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 96));
+    const __m256i a0 = _mm256_broadcastd_epi32(_mm_loadu_si32(x0 + 4 * k));
+    c00 = _mm256_dpbusd_avx_epi32(c00, a0, b0);
+    c01 = _mm256_dpbusd_avx_epi32(c01, a0, b1);
+    c02 = _mm256_dpbusd_avx_epi32(c02, a0, b2);
+    c03 = _mm256_dpbusd_avx_epi32(c03, a0, b3);
+    if constexpr (Two) {
+      const __m256i a1 = _mm256_broadcastd_epi32(_mm_loadu_si32(x1 + 4 * k));
+      c10 = _mm256_dpbusd_avx_epi32(c10, a1, b0);
+      c11 = _mm256_dpbusd_avx_epi32(c11, a1, b1);
+      c12 = _mm256_dpbusd_avx_epi32(c12, a1, b2);
+      c13 = _mm256_dpbusd_avx_epi32(c13, a1, b3);
+    }
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c0), c00);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c0 + 8), c01);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c0 + 16), c02);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c0 + 24), c03);
+  if constexpr (Two) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c1), c10);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c1 + 8), c11);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c1 + 16), c12);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(c1 + 24), c13);
+  }
+}
+
+// Inputs per pass: 192 steps x 128 bytes (24 KB) of a half-block stay in L1 across the row pairs
+// (down_proj's whole half at in = 2048 is 64 KB).
+constexpr int64_t kVnniPassSteps = 192;
+
+template <int M>
+void packed_avxvnni(const int8_t* wp, int64_t in, const uint8_t* x, int64_t xld, int32_t* c) {
+  const int64_t k4 = (in + 3) / 4;
+  for (int h = 0; h < 2; ++h) {
+    const int8_t* wh = wp + h * k4 * 32 * 4;  // the half's 32 outputs, packed contiguously
+    for (int64_t k0 = 0; k0 < k4; k0 += kVnniPassSteps) {
+      const int64_t kn = std::min(kVnniPassSteps, k4 - k0);
+      const int8_t* wk = wh + k0 * 32 * 4;
+      for (int m = 0; m < M; m += 2) {
+        int32_t* c0 = c + m * kPackCols + 32 * h;
+        const uint8_t* x0 = x + m * xld + 4 * k0;
+        if (m + 1 < M)
+          packed_avxvnni_pass<true>(wk, kn, x0, x0 + xld, c0, c0 + kPackCols, k0 > 0);
+        else
+          packed_avxvnni_pass<false>(wk, kn, x0, nullptr, c0, nullptr, k0 > 0);
+      }
+    }
+  }
+}
 #endif
 
 struct PackedSet {
   PackedFn fns[kPackRows];  // fns[M - 1]
+  int group;                // outputs per contiguous group in the packed block
 };
-#define KTL_PACKEDSET(fn)                        \
-  PackedSet {                                    \
-    { fn<1>, fn<2>, fn<3>, fn<4>, fn<5>, fn<6> } \
+#define KTL_PACKEDSET(fn, group)                      \
+  PackedSet {                                         \
+    {fn<1>, fn<2>, fn<3>, fn<4>, fn<5>, fn<6>}, group \
   }
 
 const PackedSet* packed_set(Int8Kernels k) {
-  static const PackedSet scalar = KTL_PACKEDSET(packed_scalar);
+  static const PackedSet scalar = KTL_PACKEDSET(packed_scalar, kPackCols);
 #if defined(__x86_64__)
-  static const PackedSet avx512 = KTL_PACKEDSET(packed_avx512vnni);
+  static const PackedSet avx512 = KTL_PACKEDSET(packed_avx512vnni, kPackCols);
+  static const PackedSet avxvnni = KTL_PACKEDSET(packed_avxvnni, 32);
   if (k == Int8Kernels::kAvx512Vnni) return &avx512;
+  if (k == Int8Kernels::kAvxVnni) return &avxvnni;
 #endif
   if (k == Int8Kernels::kScalar) return &scalar;
   return nullptr;
@@ -557,7 +642,7 @@ void run_packed(const PackedSet& ps, const int8_t* w, const int32_t* wsum, int64
   int32_t c[kPackRows * kPackCols];
   for (int64_t o = o0; o < o1; o += kPackCols) {
     const int cols = static_cast<int>(std::min<int64_t>(kPackCols, o1 - o));
-    pack_vnni_block(w, in, o, cols, block.data());
+    pack_vnni_block(w, in, o, cols, ps.group, block.data());
     for (int64_t n = 0; n < x.rows; n += kPackRows) {
       const int M = static_cast<int>(std::min<int64_t>(kPackRows, x.rows - n));
       ps.fns[M - 1](block.data(), in, x.u.data() + n * in, in, c);

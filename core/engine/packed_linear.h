@@ -3,12 +3,12 @@
 //
 // int8: activations are quantized per row and multiplied in integers (int8_gemm.h: VNNI / AVX2 /
 // NEON / scalar; weights streamed once as int8 for all rows). Decode-sized batches (up to
-// kInt8GemmMaxRows rows) always run there; prefill-sized ones too where the packed prefill kernel
-// runs (AVX-512 VNNI), so one int8 copy of the weight is all there is. Elsewhere prefill goes
-// through the quantized engine's dynamic linear (oneDNN on x86, QNNPACK on ARM), which keeps a
-// packed int8 copy (the int8 kernels read the engine's unpacked copy: two int8 copies, not
-// three). KTL_INT8_PREFILL=onednn | gemm | tiled overrides that (tiled: dequantize 256 output
-// rows at a time into a small fp32 tile and run BLAS; docs/inference-guide.md, Memory).
+// kInt8GemmMaxRows rows) always run there; prefill-sized ones too on AVX-512 VNNI, where the
+// packed prefill kernel is as fast as oneDNN, so one int8 copy of the weight is all there is.
+// Elsewhere prefill goes through the quantized engine's dynamic linear (oneDNN on x86, QNNPACK on
+// ARM), which keeps a packed int8 copy (the int8 kernels read the engine's unpacked copy: two int8
+// copies, not three). KTL_INT8_PREFILL=onednn | gemm | tiled overrides that (tiled: dequantize 256
+// output rows at a time into a small fp32 tile and run BLAS; docs/inference-guide.md, Memory).
 // Dequantize + fp32 matmul of the whole weight is the naive twin the tests compare against.
 //
 // The torch-ops form (to_device + forward_torch) is what the engine runs off the CPU, and on the
