@@ -276,7 +276,7 @@ torch::Tensor bf16_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kern
       x.size(1) != w.size(1) || x.size(0) < 1 || x.size(0) > kBf16GemvMaxRows ||
       !bf16_kernels_supported(kernels)) {
     throw std::invalid_argument(
-        "bf16_gemv: need bf16 [out, in] weights, 1..6 rows of [in], and kernels this CPU runs");
+        "bf16_gemv: need bf16 [out, in] weights, 1..8 rows of [in], and kernels this CPU runs");
   }
   const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
   return gemv(wp, w.size(0), w.size(1), x, kernels);

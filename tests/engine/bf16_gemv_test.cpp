@@ -12,7 +12,7 @@ namespace {
 TEST(Bf16Gemv, EqualsWidenedWeightsTimesFp32Activations) {
   torch::manual_seed(4);
   auto w = (torch::randn({130, 70}) * 0.05).to(torch::kBFloat16);  // 70: not a multiple of 16
-  for (int64_t rows : {1, 2, 3, 5, 6}) {
+  for (int64_t rows : {1, 2, 3, 5, 6, 7, 8}) {
     auto x = torch::randn({rows, 70});
     auto got = bf16_gemv(w, x), twin = at::linear(x, w.to(torch::kFloat32));  // [rows, 130]
     ASSERT_EQ(got.sizes(), twin.sizes());
