@@ -1,11 +1,20 @@
-// ktl info: parameter count and memory of a model config (no LibTorch needed), and what this
-// machine runs it with: the CPU's vector features and OpenBLAS's kernel set.
+// ktl info: parameter count and memory of a model config, and what this machine runs it with:
+// the CPU's vector features, OpenBLAS's kernel set, the engine's kernels and threads.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include "cli/command.h"
 #include "core/base/blas_tuning.h"
 #include "core/base/cpu_features.h"
+#include "core/engine/bf16_gemv.h"
+#include "core/engine/int8_gemm.h"
+#include "core/engine/kernel_threads.h"
+#include "core/engine/packed_linear.h"
 #include "core/model/model_config.h"
 
 namespace {
@@ -36,12 +45,21 @@ int run_info(const ktl::cli::Args& args) {
   std::printf("BLAS core      %s (%s)\n", blas.core.empty() ? "-" : blas.core.c_str(),
               blas.note.c_str());
   if (!blas.config.empty()) std::printf("BLAS config    %s\n", blas.config.c_str());
+  std::printf("int8 kernels   %s; prefill: %s\n", ktl::to_string(ktl::Int8Kernels::kBest),
+              ktl::int8_prefill_path());
+  // ktl's own kernels (at::parallel_for compiled into ktl): do they get the threads asked for?
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(cores);
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  std::printf("engine threads %d of %d asked (OpenMP spin count %s)\n",
+              ktl::kernel_parallel_threads(), cores, spin ? spin : "unset");
   return 0;
 }
 
 KTL_COMMAND(ktl::cli::Command{
     "info",
-    "Print a model config's parameter count, memory and FLOPs, the CPU features and BLAS core.",
+    "Print a model config's parameter count, memory and FLOPs, the CPU features, BLAS core and "
+    "the engine's kernels and threads.",
     {{"model-config", "model YAML (e.g. configs/model_small.yaml)", "", false, true}},
     run_info});
 

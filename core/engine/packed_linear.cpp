@@ -190,6 +190,19 @@ int64_t int8_gemm_max_rows() {
 
 }  // namespace
 
+const char* int8_prefill_path() {
+  switch (int8_prefill_mode()) {
+    case Int8Prefill::kInt8Gemm:
+      return int8_packed_supported(Int8Kernels::kBest) ? "int8 kernels, packed blocks (no copy)"
+                                                       : "int8 kernels, row tiles (no copy)";
+    case Int8Prefill::kQuantizedEngine:
+      return "quantized engine (oneDNN/QNNPACK, keeps a packed copy)";
+    case Int8Prefill::kTiled:
+      return "dequantized tiles + BLAS (no copy)";
+  }
+  return "?";
+}
+
 void set_int8_decode_activations(Int8Activations a) {
   decode_activations().store(a);
 }

@@ -40,6 +40,9 @@ enum class Int8Activations { kInt8, kFp32 };
 void set_int8_decode_activations(Int8Activations a);
 Int8Activations int8_decode_activations();
 
+// How int8 prefill-sized batches run in this process (KTL_INT8_PREFILL or the CPU's default).
+const char* int8_prefill_path();
+
 // Per-output-channel symmetric int8 quantisation of w [out, in]: returns {q int8, scale fp32
 // [out]}.
 std::pair<torch::Tensor, torch::Tensor> quantize_int8_per_channel(const torch::Tensor& w);

@@ -2,11 +2,13 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <torch/cuda.h>
@@ -107,6 +109,12 @@ TEST(Cli, InfoPrintsClosedFormParameterCount) {
   EXPECT_EQ(r.code, 0) << r.out;
   ktl::ModelConfig small;  // defaults are model_small
   EXPECT_NE(r.out.find(std::to_string(small.num_parameters())), std::string::npos) << r.out;
+  // The engine's kernels and the threads they really get (all of them, with OpenMP built in).
+  EXPECT_NE(r.out.find("int8 kernels"), std::string::npos) << r.out;
+#if defined(KTL_ENGINE_OPENMP)
+  const std::string n = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_NE(r.out.find("engine threads " + n + " of " + n), std::string::npos) << r.out;
+#endif
 }
 
 TEST(Cli, InitModelWritesALoadableCheckpoint) {
