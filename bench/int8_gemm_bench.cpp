@@ -1,6 +1,7 @@
 // ktl_int8_gemm_bench: the int8 x int8 kernels on model_small's linear shapes, side by side with
 // the quantized engine (oneDNN's packed copy) and fp32 BLAS, in one run. Prints ms per call and
-// integer GOP/s for each row count (1 and 16: decode; 64-512: prefill).
+// integer GOP/s for each row count (1 and 16: decode; 64-512: prefill). The onednn column is
+// oneDNN only above 64 rows (below, PackedLinear::forward runs the int8 kernels).
 //
 //   ktl_int8_gemm_bench [--rows 1,16,64,512] [--ms 300] [--threads N] [--kernels avx-vnni]
 // Run it with the environment ktl runs with (OMP_WAIT_POLICY=PASSIVE, OPENBLAS_CORETYPE as set).
@@ -56,6 +57,9 @@ void s32(ktl::Int8Kernels k, bool packed, const ktl::PackedLinear& l, const torc
 
 int main(int argc, char** argv) {
   ktl::tune_runtime(argc, argv);  // as ktl does: OpenMP waiting, OpenBLAS's core
+  // The onednn column needs oneDNN's packed copy, which ktl no longer makes where the packed
+  // int8 kernel runs; ask for it (the gemm() column calls the int8 kernels directly either way).
+  setenv("KTL_INT8_PREFILL", "onednn", 0);
   std::vector<int64_t> rows = {1, 16, 64, 512};
   double budget = 300;
   ktl::Int8Kernels kernels = ktl::Int8Kernels::kBest;
