@@ -11,7 +11,6 @@
 #include "cli/command.h"
 #include "core/base/blas_tuning.h"
 #include "core/base/cpu_features.h"
-#include "core/engine/bf16_gemv.h"
 #include "core/engine/int8_gemm.h"
 #include "core/engine/kernel_threads.h"
 #include "core/engine/packed_linear.h"

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string>
 
 #include "core/base/cpu_features.h"
 #include "core/engine/kernel_threads.h"
@@ -109,9 +110,8 @@ __attribute__((target("avx512f"))) inline void sum4_avx512(__m512 a, __m512 b, _
 
 // out[s * 4 + r] = sum_i w[r * in + i] * x[s * xld + i], r < 4, s < S.
 template <class W, int S>
-__attribute__((target("avx512f,avx512dq"))) void tile4_avx512(const W* w, int64_t in,
-                                                              const float* x, int64_t xld,
-                                                              float* out) {
+__attribute__((target("avx512f"))) void tile4_avx512(const W* w, int64_t in, const float* x,
+                                                     int64_t xld, float* out) {
   static_assert(S >= 1 && S <= 4);
   KTL_T4_ACC(0);
   KTL_T4_ACC(1);
@@ -271,24 +271,30 @@ bool bf16_kernels_supported(Bf16Kernels k) {
          (k == Bf16Kernels::kAvx2 && best_kernels() == Bf16Kernels::kAvx512);
 }
 
-torch::Tensor bf16_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kernels kernels) {
-  if (w.scalar_type() != torch::kBFloat16 || !w.is_contiguous() || w.dim() != 2 ||
-      x.size(1) != w.size(1) || x.size(0) < 1 || x.size(0) > kBf16GemvMaxRows ||
+namespace {
+
+// w [out, in] of `dtype`, contiguous; x [1..max_rows, in]; kernels this CPU runs.
+void check_gemv_args(const char* name, const torch::Tensor& w, torch::ScalarType dtype,
+                     const torch::Tensor& x, int64_t max_rows, Bf16Kernels kernels) {
+  if (w.scalar_type() != dtype || !w.is_contiguous() || w.dim() != 2 || x.dim() != 2 ||
+      x.size(1) != w.size(1) || x.size(0) < 1 || x.size(0) > max_rows ||
       !bf16_kernels_supported(kernels)) {
-    throw std::invalid_argument(
-        "bf16_gemv: need bf16 [out, in] weights, 1..8 rows of [in], and kernels this CPU runs");
+    throw std::invalid_argument(std::string(name) + ": need " + c10::toString(dtype) +
+                                " [out, in] weights, 1.." + std::to_string(max_rows) +
+                                " rows of [in], and kernels this CPU runs");
   }
+}
+
+}  // namespace
+
+torch::Tensor bf16_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kernels kernels) {
+  check_gemv_args("bf16_gemv", w, torch::kBFloat16, x, kBf16GemvMaxRows, kernels);
   const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
   return gemv(wp, w.size(0), w.size(1), x, kernels);
 }
 
 torch::Tensor fp32_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kernels kernels) {
-  if (w.scalar_type() != torch::kFloat32 || !w.is_contiguous() || w.dim() != 2 ||
-      x.size(1) != w.size(1) || x.size(0) < 1 || x.size(0) > kFp32GemvMaxRows ||
-      !bf16_kernels_supported(kernels)) {
-    throw std::invalid_argument(
-        "fp32_gemv: need fp32 [out, in] weights, 1..16 rows of [in], and kernels this CPU runs");
-  }
+  check_gemv_args("fp32_gemv", w, torch::kFloat32, x, kFp32GemvMaxRows, kernels);
   return gemv(w.data_ptr<float>(), w.size(0), w.size(1), x, kernels);
 }
 

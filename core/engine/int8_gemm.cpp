@@ -241,16 +241,6 @@ void pack_vnni_block(const int8_t* w, int64_t in, int64_t o, int cols, int group
   }
 }
 
-// The 4 activation bytes x[4k .. 4k+3] as one int32 (zero past `in`: never read out of the row).
-inline int32_t x4(const uint8_t* x, int64_t in, int64_t k) {
-  int32_t v = 0;
-  if (4 * k + 4 <= in)
-    std::memcpy(&v, x + 4 * k, 4);
-  else
-    std::memcpy(&v, x + 4 * k, in - 4 * k);
-  return v;
-}
-
 // c[m * kPackCols + j] = sum_i x[m, i] * w_block[j, i] for m < M: x u8 (q + 128), rows xld apart.
 using PackedFn = void (*)(const int8_t* wp, int64_t in, const uint8_t* x, int64_t xld, int32_t* c);
 
@@ -260,9 +250,10 @@ void packed_scalar(const int8_t* wp, int64_t in, const uint8_t* x, int64_t xld, 
   const int64_t k4 = (in + 3) / 4;
   for (int64_t k = 0; k < k4; ++k)
     for (int m = 0; m < M; ++m) {
-      const int32_t a = x4(x + m * xld, in, k);
+      // 4 bytes at a time up to ceil(in / 4) * 4, as the SIMD kernels read them (past `in`:
+      // the next row or Int8Rows' slack, against zero weights).
       uint8_t ab[4];
-      std::memcpy(ab, &a, 4);
+      std::memcpy(ab, x + m * xld + 4 * k, 4);
       for (int j = 0; j < kPackCols; ++j) {
         const int8_t* b = wp + (k * kPackCols + j) * 4;
         c[m * kPackCols + j] += ab[0] * b[0] + ab[1] * b[1] + ab[2] * b[2] + ab[3] * b[3];
@@ -631,8 +622,9 @@ bool int8_packed_supported(Int8Kernels k) {
 namespace {
 
 // The packed kernels over output rows [o0, o1): emit(row, o, cols, sums) gets each row's exact
-// int32 sums for outputs [o, o + cols), the u8 shift already taken off. (Splitting `in` into
-// L1-sized passes over the block measured no faster on model_small's shapes.)
+// int32 sums for outputs [o, o + cols), the u8 shift already taken off. (For AVX-512, splitting
+// `in` into L1-sized passes over the block measured no faster on model_small's shapes; the
+// AVX-VNNI kernel splits inside, see kVnniPassSteps.)
 template <class Emit>
 void run_packed(const PackedSet& ps, const int8_t* w, const int32_t* wsum, int64_t in, int64_t o0,
                 int64_t o1, const Int8Rows& x, Emit&& emit) {
@@ -695,7 +687,8 @@ void int8_gemm(const int8_t* w, const float* w_scale, const int32_t* wsum, int64
     });
     return;
   }
-  const Int8Rows xq = quantize_rows_int8(x, n, in);
+  // The VNNI kernels read only the u8 form: no signed copy on the decode path for them.
+  const Int8Rows xq = quantize_rows_int8(x, n, in, /*with_signed=*/!tile_set(k).u8);
   std::vector<int32_t> acc(n * out);  // [n, out]
   // Grain: at least 64 output rows (a few KB to 128 KB of weights), and enough work per task.
   at::parallel_for(0, out, parallel_grain(n * in, 64), [&](int64_t begin, int64_t end) {

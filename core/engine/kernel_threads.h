@@ -13,9 +13,10 @@ namespace ktl {
 
 // Below this many multiply-adds a task is not worth a thread. With workers that spin briefly
 // before sleeping (tune_runtime() sets GOMP_SPINCOUNT) a parallel region costs a few us, so even
-// one decode row of model_small's smallest layer (590K MACs) splits: int8 1-stream decode
-// 129 -> 297 tok/s against 4M here (Intel Xeon, 2 threads). Without the spin a wake-up cost
-// ~100 us and splitting every layer was slower than none. KTL_MIN_TASK_MACS=N overrides it.
+// one decode row of model_small's smallest layer (590K MACs) splits. int8 1-stream decode, one
+// run each (Intel Xeon, 2 threads): 64K 297 tok/s, 256K 263, 1M 245, 4M 129; 128K itself was
+// not in that sweep (299 in a later llama.cpp comparison). Without the spin a wake-up cost ~100 us
+// and splitting every layer was slower than none. KTL_MIN_TASK_MACS=N overrides it.
 constexpr int64_t kMinTaskMacs = int64_t{1} << 17;
 int64_t min_task_macs();  // kMinTaskMacs, or KTL_MIN_TASK_MACS
 

@@ -302,6 +302,9 @@ torch::Tensor PackedLinear::forward_torch(const torch::Tensor& x) const {
 
 torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
   if (torch_ops_) return forward_torch(x);
+  // No rows (a step where no sequence samples: the output head gets none): the GEMV kernels
+  // take 1..N rows, so answer here for every dtype.
+  if (x.size(0) == 0) return torch::empty({0, out_}, torch::kFloat32);
   switch (dtype_) {
     case WeightDtype::kFp32:
       // One row: gemv streams the weights at memory bandwidth; BLAS gemm is slower there. Up to

@@ -54,7 +54,7 @@ class PackedLinear {
   static PackedLinear from_int8(const torch::Tensor& q,                       // [out, in] int8
                                 const torch::Tensor& scales);                 // [out] fp32
 
-  torch::Tensor forward(const torch::Tensor& x) const;             // [N, in] f32 -> [N, out] f32
+  torch::Tensor forward(const torch::Tensor& x) const;  // [N, in] f32 -> [N, out] f32, N >= 0
   torch::Tensor forward_reference(const torch::Tensor& x) const;   // dequantize + fp32 matmul
   torch::Tensor forward_int8_tiled(const torch::Tensor& x) const;  // int8 prefill fallback path
   // int8 x int8 (dynamic per-row activation quantization), any row count; the decode path.

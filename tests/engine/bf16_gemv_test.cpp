@@ -50,6 +50,17 @@ TEST(Fp32Gemv, EqualsLinearForEveryKernelAndRowCount) {
   EXPECT_TRUE(torch::equal(l.forward(x), fp32_gemv(w, x)));
 }
 
+// A step where no sequence samples gives the output head no rows: every dtype answers [0, out]
+// (the fp32 and bf16 GEMVs take 1..N rows; a chunked prefill step failed with fp32 once they ran
+// batched decode).
+TEST(Fp32Gemv, PackedLinearTakesZeroRowsInEveryDtype) {
+  auto w = torch::randn({130, 70}) * 0.05;
+  for (auto d : {WeightDtype::kFp32, WeightDtype::kBf16, WeightDtype::kInt8}) {
+    auto y = PackedLinear::from_float(w, d).forward(torch::randn({0, 70}));
+    EXPECT_EQ(y.sizes(), (std::vector<int64_t>{0, 130})) << to_string(d);
+  }
+}
+
 TEST(Bf16Gemv, PackedLinearUsesItForDecodeAndOneDnnAbove) {
   torch::manual_seed(5);
   auto w = torch::randn({300, 96}) * 0.05;

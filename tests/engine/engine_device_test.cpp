@@ -7,7 +7,6 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <random>
 #include <stdexcept>
 #include <string>
 
@@ -16,29 +15,15 @@
 #include "core/engine/paged_attention.h"
 #include "core/model/device.h"
 #include "core/model/model.h"
+#include "tests/support/engine_fixture.h"
 #include "tests/support/tiny_checkpoint.h"
 
 namespace ktl {
 namespace {
 
-// Random weights scaled up so greedy choices have clear margins (as engine_test.cpp).
+using testing::random_tokens;
 Transformer tiny_model() {
-  ModelConfig c = testing::tiny_model_config(320);
-  c.intermediate_size = 128;
-  Transformer m(c);
-  m->init_weights(1);
-  torch::NoGradGuard ng;
-  for (auto& p : m->parameters()) {
-    if (p.dim() == 2) p.mul_(6.0);
-  }
-  return m;
-}
-
-std::vector<int> random_tokens(int n, uint64_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> v(n);
-  for (auto& t : v) t = 4 + static_cast<int>(rng() % 300);
-  return v;
+  return testing::margin_model(1);
 }
 
 double rel_err(const torch::Tensor& a, const torch::Tensor& b) {

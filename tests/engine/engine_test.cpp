@@ -3,40 +3,24 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <random>
 
 #include "core/engine/engine_model.h"
 #include "core/engine/llm_engine.h"
 #include "core/engine/paged_attention.h"
 #include "core/model/model.h"
 #include "core/model/ops.h"
+#include "tests/support/engine_fixture.h"
 #include "tests/support/tiny_checkpoint.h"
 
 namespace ktl {
 namespace {
 
+using testing::random_tokens;
 ModelConfig tiny_config() {
-  ModelConfig c = testing::tiny_model_config(320);
-  c.intermediate_size = 128;
-  return c;
+  return testing::engine_tiny_config();
 }
-
-// Random weights, scaled up so greedy choices have clear margins.
 Transformer tiny_model(uint64_t seed = 1) {
-  Transformer m(tiny_config());
-  m->init_weights(seed);
-  torch::NoGradGuard ng;
-  for (auto& p : m->parameters()) {
-    if (p.dim() == 2) p.mul_(6.0);
-  }
-  return m;
-}
-
-std::vector<int> random_tokens(int n, uint64_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> v(n);
-  for (auto& t : v) t = 4 + static_cast<int>(rng() % 300);
-  return v;
+  return testing::margin_model(seed);
 }
 
 struct Collected {
@@ -183,7 +167,7 @@ TEST(LlmEngine, BatchedGreedyAdmittedAtDifferentStepsEqualsEachAlone) {
   EXPECT_EQ(r1.tokens, std::vector<int>(alone[1].begin() + 1, alone[1].end()));
   EXPECT_EQ(r2.tokens, alone[2]);
   EXPECT_EQ(r3.tokens, alone[3]);
-  EXPECT_EQ(r2.last.finish, FinishReason::kLength);
+  EXPECT_EQ(r2.last.finish, FinishReason::kLength) << r2.last.error;
   EXPECT_EQ(r2.last.completion_tokens, 12);
   EXPECT_EQ(r2.last.prompt_tokens, 40);
 }

@@ -30,6 +30,19 @@ std::vector<float> random_floats(int64_t n, uint64_t seed) {
   return v;
 }
 
+// The naive twin: the plain triple loop, sums[n * out + o] = sum_i x.q[n, i] * w[o, i].
+std::vector<int32_t> naive_s32(const Int8Rows& x, const std::vector<int8_t>& w, int64_t out) {
+  const int64_t rows = x.rows, in = x.cols;
+  std::vector<int32_t> twin(rows * out);
+  for (int64_t n = 0; n < rows; ++n)
+    for (int64_t o = 0; o < out; ++o) {
+      int32_t t = 0;
+      for (int64_t i = 0; i < in; ++i) t += int32_t(x.q[n * in + i]) * int32_t(w[o * in + i]);
+      twin[n * out + o] = t;
+    }
+  return twin;
+}
+
 const Int8Kernels kAll[] = {Int8Kernels::kAvx512Vnni, Int8Kernels::kAvxVnni, Int8Kernels::kAvx2,
                             Int8Kernels::kNeonDot, Int8Kernels::kScalar};
 
@@ -42,14 +55,7 @@ TEST(Int8Gemm, EveryKernelEqualsTheScalarTwinExactlyOverOddSizes) {
       for (int64_t rows : {1, 2, 3, 4, 5, 7, 9}) {
         const auto xf = random_floats(rows * in, rows + in);
         const Int8Rows x = quantize_rows_int8(xf.data(), rows, in);
-        // Naive twin: the plain triple loop.
-        std::vector<int32_t> twin(rows * out);
-        for (int64_t n = 0; n < rows; ++n)
-          for (int64_t o = 0; o < out; ++o) {
-            int32_t t = 0;
-            for (int64_t i = 0; i < in; ++i) t += int32_t(x.q[n * in + i]) * int32_t(w[o * in + i]);
-            twin[n * out + o] = t;
-          }
+        const std::vector<int32_t> twin = naive_s32(x, w, out);
         for (Int8Kernels k : kAll) {
           if (!int8_kernels_supported(k)) continue;
           std::vector<int32_t> got(rows * out, 12345);
@@ -80,13 +86,7 @@ TEST(Int8Gemm, PackedPrefillKernelsEqualTheScalarTwinExactly) {
       for (int64_t rows : {1, 5, 6, 7, 13, 40}) {
         const auto xf = random_floats(rows * in, rows * 3 + in);
         const Int8Rows x = quantize_rows_int8(xf.data(), rows, in);
-        std::vector<int32_t> twin(rows * out);
-        for (int64_t n = 0; n < rows; ++n)
-          for (int64_t o = 0; o < out; ++o) {
-            int32_t t = 0;
-            for (int64_t i = 0; i < in; ++i) t += int32_t(x.q[n * in + i]) * int32_t(w[o * in + i]);
-            twin[n * out + o] = t;
-          }
+        const std::vector<int32_t> twin = naive_s32(x, w, out);
         for (Int8Kernels k : kAll) {
           if (!int8_packed_supported(k)) continue;
           std::vector<int32_t> got(rows * out, 12345);

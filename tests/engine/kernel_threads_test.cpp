@@ -11,8 +11,10 @@ namespace ktl {
 namespace {
 
 TEST(KernelThreads, OurParallelForRunsOnTheThreadsAskedFor) {
-#if !defined(KTL_ENGINE_OPENMP)
-  GTEST_SKIP() << "ktl_engine was built without OpenMP: its kernels run on one thread";
+#if !defined(KTL_ENGINE_OPENMP) && defined(__APPLE__)
+  // Apple clang ships no OpenMP: the kernels stay serial there. Elsewhere a build without it is
+  // the bug this test is for, and fails below.
+  GTEST_SKIP() << "ktl_engine was built without OpenMP (Apple clang): its kernels run serially";
 #else
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "one core";
   const int before = at::get_num_threads();
