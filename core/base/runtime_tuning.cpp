@@ -26,8 +26,8 @@ void tune_runtime(int argc, char** argv) {
   // A short spin before sleeping (it overrides PASSIVE's 0): the engine's kernels open dozens of
   // parallel regions per decode step, and waking a sleeping worker for each cost ~100 us
   // (int8 1-stream decode: 275 tok/s with it; without, 148 at the best grain, 98 at the same
-  // one); still short enough that idle OpenMP
-  // threads leave OpenBLAS's threads alone (fp32 decode and training unchanged, measured).
+  // one); still short enough that idle OpenMP threads leave OpenBLAS's threads alone (fp32
+  // decode and training unchanged, measured).
   if (!std::getenv("GOMP_SPINCOUNT")) {
     setenv("GOMP_SPINCOUNT", "30000", 1);
     reexec = true;
