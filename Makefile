@@ -18,8 +18,10 @@ DEB_PACKAGES := build-essential cmake pkg-config ccache git \
   libspdlog-dev libgtest-dev libsqlite3-dev libyaml-cpp-dev libutf8proc-dev zlib1g-dev libbz2-dev \
   libreoffice-help-ko debian-faq-ko
 # Only for the tests: Node.js clients and the browser test (fonts-nanum: Korean glyphs in its
-# screenshots); clang and its runtime (libclang-rt-14-dev: libFuzzer) for the fuzz targets.
-DEB_TEST_PACKAGES := chromium fonts-nanum clang libclang-rt-14-dev
+# screenshots); clang and its runtime (libclang-rt-14-dev: libFuzzer) for the fuzz targets;
+# libvalijson-dev: the JSON-schema validator that checks structured output; python3-jinja2:
+# the chat template rendered as transformers renders it.
+DEB_TEST_PACKAGES := chromium fonts-nanum clang libclang-rt-14-dev libvalijson-dev python3-jinja2
 # `make fuzz`: seconds per fuzz target, and how many run at once.
 FUZZ_SECONDS ?= 600
 FUZZ_JOBS ?= 1

@@ -22,9 +22,12 @@
 #include "core/engine/int8_gemm.h"
 #include "core/engine/llm_engine.h"
 #include "core/engine/packed_linear.h"
+#include "core/grammar/compiled_grammar.h"
+#include "core/grammar/json_schema_compiler.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
 #include "core/tokenizer/tokenizer.h"
+#include "server/structured_output.h"
 
 namespace {
 
@@ -63,6 +66,11 @@ std::vector<int> random_prompt(int n, int vocab, uint64_t seed) {
 }
 
 // Runs `streams` concurrent requests; one consumer thread per stream records token times.
+// Structured output for the streams (--json-schema): every request generates under it.
+std::shared_ptr<const ktl::grammar::CompiledGrammar> g_bench_grammar;
+// Sample at temperature 1 (both runs of --json-schema: greedy on a random model loops).
+bool g_bench_sampled = false;
+
 std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tokens, int gen_tokens,
                                      int vocab, uint64_t seed) {
   std::vector<StreamTrace> traces(streams);
@@ -73,6 +81,9 @@ std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tok
     r.sampling.temperature = 0;
     r.sampling.max_tokens = gen_tokens;
     r.sampling.ignore_eos = true;
+    r.grammar = g_bench_grammar;
+    if (g_bench_sampled) r.sampling.temperature = 1.0f;
+    r.sampling.seed = seed + s;
     hs.push_back(e.submit(std::move(r)));
   }
   std::vector<std::thread> ts;
@@ -258,9 +269,33 @@ int run_bench(const Args& a) {
   ktl::place_engine_model(*model, cfg);  // off the CPU: weights moved there, torch ops
   const std::string device = model->device().str();
   ktl::LlmEngine engine(model, tok, cfg, name);
+  std::shared_ptr<const ktl::grammar::CompiledGrammar> grammar;
+  double compile_ms = 0;
+  if (a.has("json-schema")) {
+    if (!tok) throw UsageError("--json-schema needs --model DIR (a checkpoint with a tokenizer)");
+    const auto t0 = Clock::now();
+    try {
+      grammar = ktl::grammar::CompiledGrammar::compile(
+          ktl::grammar::json_schema_to_gbnf(ktl::read_file(a.get("json-schema"))),
+          ktl::server::token_vocab_for(*tok));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(std::string("--json-schema: ") + e.what());
+    }
+    compile_ms = ms_since(t0, Clock::now());
+    g_bench_sampled = true;
+  }
   run_streams(engine, 1, 16, 4, model->config().vocab_size, 1);  // warm-up
+  // With --json-schema every stream count runs twice, unconstrained then constrained.
+  std::vector<std::pair<int, bool>> runs;
   for (int n : streams) {
+    runs.emplace_back(n, false);
+    if (grammar) runs.emplace_back(n, true);
+  }
+  for (auto [n, constrained] : runs) {
+    g_bench_grammar = constrained ? grammar : nullptr;
     nlohmann::json j = bench_once(engine, n, P, G, model->config().vocab_size);
+    j["json_schema"] = constrained;
+    if (constrained) j["grammar_compile_ms"] = compile_ms;
     j["model"] = name;
     j["dtype"] = cfg.dtype;
     j["device"] = device;
@@ -282,12 +317,12 @@ int run_bench(const Args& a) {
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf(
-          "%s %s on %s, %d stream(s), prompt %d, gen %d: prefill %.0f tok/s | decode %.1f tok/s "
+          "%s%s %s on %s, %d stream(s), prompt %d, gen %d: prefill %.0f tok/s | decode %.1f tok/s "
           "per "
           "stream, %.1f tok/s aggregate | TTFT p50 %.0f ms | ITL p50 %.1f ms p99 %.1f ms | peak "
           "RSS %.0f MB | weights %.1f MB | KV %.1f MB\n",
-          name.c_str(), cfg.dtype.c_str(), device.c_str(), n, P, G,
-          j["prefill_tok_s"].get<double>(), j["decode_tok_s"].get<double>(),
+          constrained ? "[json-schema] " : "", name.c_str(), cfg.dtype.c_str(), device.c_str(), n,
+          P, G, j["prefill_tok_s"].get<double>(), j["decode_tok_s"].get<double>(),
           j["aggregate_tok_s"].get<double>(), j["ttft_ms_p50"].get<double>(),
           j["itl_ms_p50"].get<double>(), j["itl_ms_p99"].get<double>(),
           j["peak_rss_mb"].get<double>(), model->weight_bytes() / 1048576.0,
@@ -316,6 +351,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"kv-cache-mb", "KV cache budget (default: the streams' full contexts, <= 1 GiB)", "auto"},
      {"max-batched-tokens", "prefill chunk budget per step", "512"},
      {"json", "one JSON object per stream count", "", true},
+     {"json-schema", "also run every stream count with this JSON schema on every stream", ""},
      {"eval-text", "instead: perplexity of --dtype vs fp32 on this UTF-8 text file", ""},
      {"eval-tokens", "with --eval-text: tokens to evaluate", "8192"}},
     run_bench});

@@ -3,10 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <ctime>
 #include <stdexcept>
+#include <string_view>
+#include <utility>
 
 #include "core/tokenizer/chat_template.h"
+#include "core/tokenizer/chat_tools.h"
 #include "core/tokenizer/tokenizer.h"
 #include "server/api_error.h"
 #include "server/server_context.h"
@@ -76,12 +80,31 @@ std::vector<int> GenerationSession::tokenize_prompt(const std::string& text) con
 }
 
 std::vector<int> GenerationSession::chat_prompt() {
+  // Tools, calls and tool results in the template's three roles (core/tokenizer/chat_tools.h).
+  std::vector<ChatApiMessage> api;
+  for (const auto& m : req_.messages) {
+    ChatApiMessage a{m.role, m.content, {}};
+    for (const auto& c : m.tool_calls) a.tool_calls.push_back({c.name, c.arguments});
+    api.push_back(std::move(a));
+  }
+  // Rendered with tool_choice "none" too (as Hugging Face renders any `tools`): only the
+  // grammar differs.
+  std::vector<ChatToolSpec> tools;
+  for (const auto& t : req_.tools) tools.push_back({t.name, t.description, t.parameters});
+  std::vector<ktl::ChatMessage> msgs;
+  try {
+    msgs = render_tool_messages(api, tools);
+  } catch (const std::invalid_argument& e) {
+    throw ApiError(400, e.what(), "invalid_request", "messages");
+  }
   // The aliasing pointer keeps the engine (which owns the tokenizer) alive with the template.
   std::shared_ptr<const Tokenizer> tok(engine_, &engine_->tokenizer());
   const auto tmpl = ChatTemplate::for_tokenizer(tok);
-  if (!tmpl) return tokenize_prompt(apply_chat_template(req_.messages));  // a model never tuned
-  std::vector<ktl::ChatMessage> msgs;
-  for (const auto& m : req_.messages) msgs.push_back({m.role, m.content});
+  if (!tmpl) {  // a model never tuned
+    std::vector<ChatMessage> legacy;
+    for (const auto& m : msgs) legacy.push_back({m.role, m.content, {}, {}});
+    return tokenize_prompt(apply_chat_template(legacy));
+  }
   RenderedChat r;
   try {
     r = tmpl->render(msgs, /*add_generation_prompt=*/true);
@@ -117,6 +140,12 @@ void GenerationSession::start(CompletionRequest req) {
   meta_.created = static_cast<int64_t>(std::time(nullptr));
   meta_.model = engine_->model_name();
 
+  try {
+    grammar_ = ctx_.grammars.for_request(req_, engine_);
+  } catch (const ApiError& e) {
+    status_ = std::to_string(e.status);
+    throw;
+  }
   std::vector<std::pair<std::vector<int>, std::string>> prompts;  // tokens, echo text
   const Tokenizer& tok = engine_->tokenizer();
   if (req_.chat) {
@@ -153,34 +182,134 @@ void GenerationSession::submit(const std::vector<int>& tokens, const std::string
                    "the prompt has " + std::to_string(len) + " tokens; the limit is " +
                        std::to_string(max_prompt),
                    "context_length_exceeded", req_.chat ? "messages" : "prompt");
+  GenerationRequest g;
+  g.prompt_tokens = tokens;
+  g.sampling = req_.sampling;
+  g.sampling.logprobs = req_.logprobs;
+  g.sampling.prompt_logprobs = req_.echo && req_.logprobs >= 0;
+  g.grammar = grammar_;
+  // Never ask for more than the context holds: the answer ends with finish_reason "length".
+  g.sampling.max_tokens = std::min(g.sampling.max_tokens, context - len);
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  try {
+    handles = engine_->submit_n(std::move(g), req_.n);
+  } catch (const std::invalid_argument& e) {
+    throw ApiError(400, e.what());
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    if (what.find("queue") != std::string::npos)
+      throw ApiError(429, "the server is busy (engine queue full); retry later", "queue_full");
+    throw ApiError(503, "the engine refused the request: " + what, "engine_unavailable");
+  }
   for (int k = 0; k < req_.n; ++k) {
-    GenerationRequest g;
-    g.prompt_tokens = tokens;
-    g.sampling = req_.sampling;
-    if (g.sampling.seed) g.sampling.seed = *g.sampling.seed + static_cast<uint64_t>(k);
-    // Never ask for more than the context holds: the answer ends with finish_reason "length".
-    g.sampling.max_tokens = std::min(g.sampling.max_tokens, context - len);
     SubRequest s;
+    s.handle = std::move(handles[k]);
     s.strip_leading_space = templated_chat_;
     s.index = prompt_idx * req_.n + k;
     s.echo_prefix = echo_text;
     s.prompt_tokens = len;
-    try {
-      s.handle = engine_->submit(std::move(g));
-    } catch (const std::invalid_argument& e) {
-      throw ApiError(400, e.what());
-    } catch (const std::exception& e) {
-      const std::string what = e.what();
-      if (what.find("queue") != std::string::npos)
-        throw ApiError(429, "the server is busy (engine queue full); retry later", "queue_full");
-      throw ApiError(503, "the engine refused the request: " + what, "engine_unavailable");
-    }
+    if (req_.chat && req_.tools_active()) s.tool_mode = ToolMode::kUndecided;
     subs_.push_back(std::move(s));
   }
 }
 
 void GenerationSession::note_first_token() {
   if (ttft_s_ < 0) ttft_s_ = seconds_since(t0_);
+}
+
+namespace {
+
+// Code points in UTF-8 text (continuation bytes do not count).
+int char_count(std::string_view b) {
+  int n = 0;
+  for (unsigned char c : b) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+}  // namespace
+
+LogprobEntry GenerationSession::entry(const TokenLogprob& lp) const {
+  const Tokenizer& tok = engine_->tokenizer();
+  auto show = [&](int id, std::vector<uint8_t>* bytes) {
+    const std::string b = tok.token_bytes(id);
+    if (bytes) bytes->assign(b.begin(), b.end());
+    if (b.empty()) return tok.id_to_piece(id);  // </s>, <|end|>: no text of their own
+    if (is_valid_utf8(b)) return b;
+    static const char* hex = "0123456789abcdef";
+    std::string out = "bytes:";
+    for (unsigned char c : b) out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+    return out;
+  };
+  LogprobEntry e;
+  e.text = show(lp.token, &e.bytes);
+  if (!std::isnan(lp.logprob)) e.logprob = lp.logprob;
+  for (const auto& [id, v] : lp.top) {
+    std::vector<uint8_t> b;
+    e.top.emplace_back(show(id, &b), v);
+    e.top_bytes.push_back(std::move(b));
+  }
+  return e;
+}
+
+std::vector<LogprobEntry> GenerationSession::logprob_entries(SubRequest& s,
+                                                             const GenerationEvent& ev,
+                                                             const std::string& echo_text) {
+  std::vector<LogprobEntry> out;
+  if (req_.logprobs < 0) return out;
+  const Tokenizer& tok = engine_->tokenizer();
+  // Offsets count the token's characters; the one leading space decode() strips is not there.
+  auto place = [&](LogprobEntry& e, int id) {
+    const std::string b = tok.token_bytes(id);
+    int n = char_count(b);
+    if (s.chars == 0 && !b.empty() && b[0] == ' ' && n > 0) n -= 1;
+    e.text_offset = s.chars;
+    s.chars += n;
+  };
+  for (const auto& lp : ev.prompt_logprobs) {
+    out.push_back(entry(lp));
+    place(out.back(), lp.token);
+  }
+  if (!ev.prompt_logprobs.empty())
+    s.chars = char_count(echo_text);
+  else if (s.chars == 0 && !echo_text.empty())
+    s.chars = char_count(echo_text);
+  for (const auto& lp : ev.logprobs) {
+    out.push_back(entry(lp));
+    place(out.back(), lp.token);
+  }
+  return out;
+}
+
+std::string GenerationSession::route_tool_text(SubRequest& s, std::string text) {
+  if (s.tool_mode == ToolMode::kOff || s.tool_mode == ToolMode::kText) return text;
+  s.held += text;
+  if (s.tool_mode == ToolMode::kUndecided) {
+    const size_t first = s.held.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) return "";
+    s.tool_mode = s.held[first] == '<' ? ToolMode::kCall : ToolMode::kText;
+    if (s.tool_mode == ToolMode::kText) return std::exchange(s.held, "");
+  }
+  return "";
+}
+
+std::string GenerationSession::finish_tool_call(SubRequest& s, bool stream) {
+  std::string held = std::exchange(s.held, "");
+  if (s.tool_mode != ToolMode::kCall && s.tool_mode != ToolMode::kUndecided) return held;
+  auto calls = s.finish == FinishReason::kStop ? parse_tool_calls(held) : std::nullopt;
+  if (!calls) return held;  // not a whole call: the text as it is
+  std::string out;
+  for (size_t i = 0; i < calls->size(); ++i) {
+    ToolCall c{"call_" + meta_.id.substr(meta_.id.find('-') + 1) + "_" + std::to_string(s.index) +
+                   "_" + std::to_string(i),
+               (*calls)[i].name, (*calls)[i].arguments};
+    if (stream) {
+      const bool u = req_.include_usage;
+      out += sse_event(tool_call_chunk_json(meta_, s.index, static_cast<int>(i), c, true, u));
+      out += sse_event(tool_call_chunk_json(meta_, s.index, static_cast<int>(i), c, false, u));
+    }
+    s.tool_calls.push_back(std::move(c));
+  }
+  return out;
 }
 
 std::string GenerationSession::on_event(SubRequest& s, GenerationEvent& ev, bool stream) {
@@ -199,26 +328,34 @@ std::string GenerationSession::on_event(SubRequest& s, GenerationEvent& ev, bool
   } else {
     s.completion_tokens += static_cast<int>(ev.token_ids.size());
   }
+  const std::string echo = s.started ? "" : s.echo_prefix;
+  std::vector<LogprobEntry> lps = logprob_entries(s, ev, echo);
+  std::string text = route_tool_text(s, echo + ev.text);
+  const bool finished = s.finish != FinishReason::kNone && s.finish != FinishReason::kError;
   if (!stream) {
-    if (!s.started) s.text = s.echo_prefix;
     s.started = true;
-    s.text += ev.text;
+    s.text += text;
+    if (finished) s.text += finish_tool_call(s, false);
+    for (auto& e : lps) s.logprobs.push_back(std::move(e));
     return "";
   }
-  std::string text = s.started ? std::move(ev.text) : s.echo_prefix + ev.text;
   std::string out;
   const bool include_usage = req_.include_usage;
   if (!s.started && meta_.chat)
     out +=
         sse_event(stream_chunk_json(meta_, s.index, "", FinishReason::kNone, true, include_usage));
   s.started = true;
-  if (!text.empty())
+  std::string calls = finished ? finish_tool_call(s, true) : "";
+  if (finished && s.tool_calls.empty()) text += std::exchange(calls, "");
+  if (!text.empty() || !lps.empty())
     out += sse_event(
-        stream_chunk_json(meta_, s.index, text, FinishReason::kNone, false, include_usage));
+        stream_chunk_json(meta_, s.index, text, FinishReason::kNone, false, include_usage, &lps));
+  out += calls;
   if (s.finish == FinishReason::kError) {
     out += sse_event(error_json(500, s.error, "engine_error"));
   } else if (s.finish != FinishReason::kNone) {
-    out += sse_event(stream_chunk_json(meta_, s.index, "", s.finish, false, include_usage));
+    out += sse_event(stream_chunk_json(meta_, s.index, "", s.finish, false, include_usage, nullptr,
+                                       !s.tool_calls.empty()));
   }
   return out;
 }
@@ -243,7 +380,8 @@ std::string GenerationSession::run_to_completion(const std::function<bool()>& cl
     }
   }
   std::vector<ChoiceResult> choices;
-  for (const auto& s : subs_) choices.push_back({s.index, s.text, s.finish});
+  for (const auto& s : subs_)
+    choices.push_back({s.index, s.text, s.finish, req_.logprobs >= 0, s.logprobs, s.tool_calls});
   return completion_response_json(meta_, choices, usage());
 }
 

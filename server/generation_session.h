@@ -19,6 +19,10 @@ namespace ktl::server {
 
 struct ServerContext;
 
+// How a chat reply with tools is streamed: held back until its first character shows whether
+// it is a call ('<') or text; a call is sent whole, as tool_calls deltas, when it ends.
+enum class ToolMode { kOff, kUndecided, kText, kCall };
+
 struct SubRequest {
   std::shared_ptr<RequestHandle> handle;
   int index = 0;            // choice index in the response
@@ -33,6 +37,11 @@ struct SubRequest {
   // which is no part of the answer (decode() of the reply alone drops it too).
   bool strip_leading_space = false;
   std::string error;
+  std::vector<LogprobEntry> logprobs;  // non-streaming: every token's so far
+  int chars = 0;                       // characters of text so far (text_offset)
+  ToolMode tool_mode = ToolMode::kOff;
+  std::string held;  // text held back (tool mode)
+  std::vector<ToolCall> tool_calls;
 };
 
 class GenerationSession {
@@ -67,6 +76,13 @@ class GenerationSession {
   void submit(const std::vector<int>& tokens, const std::string& echo_text, int prompt_idx);
   // Turns one engine event into SSE bytes (streaming) or accumulated text.
   std::string on_event(SubRequest& s, GenerationEvent& ev, bool stream);
+  // The event's log-probabilities (prompt ones first, on the first event) as response entries.
+  std::vector<LogprobEntry> logprob_entries(SubRequest& s, const GenerationEvent& ev,
+                                            const std::string& echo_text);
+  LogprobEntry entry(const TokenLogprob& lp) const;
+  // Tool mode: text to stream now (possibly none); the finish parses a held call.
+  std::string route_tool_text(SubRequest& s, std::string text);
+  std::string finish_tool_call(SubRequest& s, bool stream);
   void note_first_token();
 
   ServerContext& ctx_;
@@ -74,6 +90,7 @@ class GenerationSession {
   bool stream_;
   bool admitted_ = false;
   std::shared_ptr<Engine> engine_;
+  std::shared_ptr<const grammar::CompiledGrammar> grammar_;
   CompletionRequest req_;
   ResponseMeta meta_;
   std::vector<SubRequest> subs_;

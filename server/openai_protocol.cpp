@@ -1,5 +1,7 @@
 #include "server/openai_protocol.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -162,6 +164,33 @@ std::string message_content(const json& m, size_t i) {
   return out;
 }
 
+std::vector<ToolCall> parse_tool_calls(const json& m, size_t i) {
+  std::vector<ToolCall> out;
+  const json* tc = field(m, "tool_calls");
+  if (!tc) return out;
+  const std::string param = "messages[" + std::to_string(i) + "].tool_calls";
+  if (!tc->is_array()) bad(param, "'tool_calls' must be an array");
+  for (const auto& c : *tc) {
+    const json* fn = c.is_object() ? field(c, "function") : nullptr;
+    if (!fn || !fn->is_object()) bad(param, "each tool call needs a 'function' object");
+    const json* name = field(*fn, "name");
+    if (!name || !name->is_string()) bad(param, "each tool call needs a function name");
+    ToolCall call;
+    call.name = checked_text(*name, param.c_str(), "a function name");
+    if (const json* id = field(c, "id")) call.id = checked_text(*id, param.c_str(), "'id'");
+    const json* args = field(*fn, "arguments");
+    if (args && args->is_string()) {
+      call.arguments = checked_text(*args, param.c_str(), "'arguments'");
+    } else if (args && args->is_object()) {
+      call.arguments = args->dump();
+    } else {
+      call.arguments = "{}";
+    }
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
 void parse_messages(const json& j, CompletionRequest* r) {
   const json* ms = field(j, "messages");
   if (!ms) bad("messages", "'messages' is required");
@@ -171,19 +200,140 @@ void parse_messages(const json& j, CompletionRequest* r) {
   for (size_t i = 0; i < ms->size(); ++i) {
     const json& m = (*ms)[i];
     if (!m.is_object()) bad("messages", "each message must be an object");
+    const std::string at = "messages[" + std::to_string(i) + "]";
     const json* role = field(m, "role");
-    if (!role || !role->is_string())
-      bad("messages[" + std::to_string(i) + "].role", "each message needs a string 'role'");
+    if (!role || !role->is_string()) bad(at + ".role", "each message needs a string 'role'");
     std::string rs = role->get<std::string>();
     if (rs == "developer") rs = "system";
-    if (rs != "system" && rs != "user" && rs != "assistant")
-      bad("messages[" + std::to_string(i) + "].role",
-          "role must be system, user or assistant, got '" + rs + "'");
-    ChatMessage msg{rs, message_content(m, i)};
-    any_text = any_text || !msg.content.empty();
+    if (rs != "system" && rs != "user" && rs != "assistant" && rs != "tool")
+      bad(at + ".role", "role must be system, user, assistant or tool, got '" + rs + "'");
+    ChatMessage msg{rs, message_content(m, i), {}, {}};
+    if (rs == "assistant") msg.tool_calls = parse_tool_calls(m, i);
+    if (rs == "tool") {
+      const json* id = field(m, "tool_call_id");
+      if (!id || !id->is_string()) bad(at + ".tool_call_id", "a tool message needs 'tool_call_id'");
+      msg.tool_call_id = checked_text(*id, (at + ".tool_call_id").c_str(), "'tool_call_id'");
+    }
+    any_text = any_text || !msg.content.empty() || !msg.tool_calls.empty();
     r->messages.push_back(std::move(msg));
   }
   if (!any_text) bad("messages", "every message is empty", "empty_prompt");
+}
+
+// Function names as OpenAI allows them: [a-zA-Z0-9_-]{1,64}.
+bool valid_function_name(const std::string& n) {
+  if (n.empty() || n.size() > 64) return false;
+  for (char c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-') return false;
+  return true;
+}
+
+void parse_tools(const json& j, CompletionRequest* r) {
+  const json* tools = field(j, "tools");
+  if (tools) {
+    if (!tools->is_array()) bad("tools", "'tools' must be an array");
+    if (tools->size() > 128) bad("tools", "at most 128 tools");
+    for (size_t i = 0; i < tools->size(); ++i) {
+      const json& t = (*tools)[i];
+      const std::string at = "tools[" + std::to_string(i) + "]";
+      const json* type = t.is_object() ? field(t, "type") : nullptr;
+      if (!type || !type->is_string() || type->get<std::string>() != "function")
+        bad(at + ".type", "only tools of type 'function' are supported");
+      const json* fn = field(t, "function");
+      if (!fn || !fn->is_object()) bad(at + ".function", "a tool needs a 'function' object");
+      const json* name = field(*fn, "name");
+      if (!name || !name->is_string() || !valid_function_name(name->get<std::string>()))
+        bad(at + ".function.name", "function names are 1-64 of a-z, A-Z, 0-9, _ and -");
+      ToolDef d;
+      d.name = name->get<std::string>();
+      for (const auto& other : r->tools)
+        if (other.name == d.name) bad(at + ".function.name", "duplicate function '" + d.name + "'");
+      if (const json* desc = field(*fn, "description"))
+        d.description =
+            checked_text(*desc, (at + ".function.description").c_str(), "'description'");
+      const json* params = field(*fn, "parameters");
+      if (params && !params->is_object())
+        bad(at + ".function.parameters", "'parameters' must be a JSON schema object");
+      d.parameters = params ? params->dump() : "{\"type\":\"object\"}";
+      r->tools.push_back(std::move(d));
+    }
+  }
+  const json* tc = field(j, "tool_choice");
+  if (!tc) return;
+  if (tc->is_string()) {
+    const std::string c = tc->get<std::string>();
+    if (c == "auto")
+      r->tool_choice = ToolChoice::kAuto;
+    else if (c == "none")
+      r->tool_choice = ToolChoice::kNone;
+    else if (c == "required")
+      r->tool_choice = ToolChoice::kRequired;
+    else
+      bad("tool_choice", "'tool_choice' must be auto, none, required or a function");
+  } else if (tc->is_object()) {
+    const json* fn = field(*tc, "function");
+    const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
+    if (!name || !name->is_string()) bad("tool_choice", "'tool_choice' needs function.name");
+    r->tool_choice = ToolChoice::kNamed;
+    r->tool_choice_name = name->get<std::string>();
+    const bool known = std::any_of(r->tools.begin(), r->tools.end(),
+                                   [&](const ToolDef& d) { return d.name == r->tool_choice_name; });
+    if (!known)
+      bad("tool_choice", "tool_choice names '" + r->tool_choice_name + "', not in 'tools'");
+  } else {
+    bad("tool_choice", "'tool_choice' must be a string or an object");
+  }
+  if (r->tools.empty() && (r->tool_choice == ToolChoice::kRequired))
+    bad("tool_choice", "tool_choice 'required' needs 'tools'");
+}
+
+void parse_response_format(const json& j, CompletionRequest* r) {
+  if (const json* g = field(j, "grammar")) {
+    r->format.kind = ResponseFormat::Kind::kGrammar;
+    r->format.grammar = checked_text(*g, "grammar", "'grammar'");
+    if (r->format.grammar.empty()) bad("grammar", "'grammar' is empty");
+  }
+  const json* rf = field(j, "response_format");
+  if (!rf) return;
+  if (!rf->is_object()) bad("response_format", "'response_format' must be an object");
+  const json* type = field(*rf, "type");
+  if (!type || !type->is_string()) bad("response_format.type", "'response_format' needs a 'type'");
+  const std::string t = type->get<std::string>();
+  if (t == "text") return;
+  if (r->format.kind == ResponseFormat::Kind::kGrammar)
+    bad("grammar", "give either 'grammar' or 'response_format', not both");
+  if (t == "json_object") {
+    r->format.kind = ResponseFormat::Kind::kJsonObject;
+  } else if (t == "json_schema") {
+    const json* js = field(*rf, "json_schema");
+    if (!js || !js->is_object())
+      bad("response_format.json_schema", "'json_schema' must be an object with a 'schema'");
+    if (const json* n = field(*js, "name"))
+      r->format.name = checked_text(*n, "response_format", "'name'");
+    const json* schema = field(*js, "schema");
+    if (schema && !schema->is_object() && !schema->is_boolean())
+      bad("response_format.json_schema.schema", "'schema' must be a JSON schema object");
+    r->format.kind = ResponseFormat::Kind::kJsonSchema;
+    r->format.schema = schema ? schema->dump() : "{}";
+  } else {
+    bad("response_format.type", "'response_format.type' must be text, json_object or json_schema");
+  }
+}
+
+void parse_logprobs(const json& j, CompletionRequest* r) {
+  if (!r->chat) {
+    const json* lp = field(j, "logprobs");
+    if (lp && lp->is_boolean()) {  // some clients send true/false here too
+      r->logprobs = lp->get<bool>() ? 0 : -1;
+      return;
+    }
+    r->logprobs = static_cast<int>(get_int(j, "logprobs", 0, kMaxTopLogprobs).value_or(-1));
+    return;
+  }
+  const bool on = get_bool(j, "logprobs", false);
+  auto top = get_int(j, "top_logprobs", 0, kMaxTopLogprobs);
+  if (top && !on) bad("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  r->logprobs = on ? static_cast<int>(top.value_or(0)) : -1;
 }
 
 void parse_stop(const json& j, SamplingParams* s, const ProtocolLimits& limits) {
@@ -229,7 +379,10 @@ void parse_sampling(const json& j, CompletionRequest* r, const ProtocolLimits& l
   auto mt =
       get_int(j, key, std::numeric_limits<long long>::min(), std::numeric_limits<long long>::max());
   if (mt) {
-    if (*mt < 1) bad(key, std::string("'") + key + "' must be at least 1");
+    // max_tokens 0 scores the prompt only (echo + logprobs, as evaluation harnesses send).
+    const int least = r->chat ? 1 : 0;
+    if (*mt < least)
+      bad(key, std::string("'") + key + "' must be at least " + std::to_string(least));
     if (*mt > limits.max_tokens_limit)
       bad(key,
           std::string("'") + key + "' must be at most " + std::to_string(limits.max_tokens_limit));
@@ -240,15 +393,10 @@ void parse_sampling(const json& j, CompletionRequest* r, const ProtocolLimits& l
   }
 }
 
-void check_unsupported(const json& j) {
-  if (const json* lp = field(j, "logprobs")) {
-    bool wants = lp->is_boolean() ? lp->get<bool>() : (lp->is_number() && lp->get<double>() > 0);
-    if (wants) bad("logprobs", "'logprobs' is not supported", "unsupported_parameter");
-  }
+void check_unsupported(const json& j, bool chat) {
   if (auto best_of = get_int(j, "best_of", 0, 1 << 20); best_of && *best_of > 1)
     bad("best_of", "'best_of' is not supported", "unsupported_parameter");
-  if (const json* tools = field(j, "tools"); tools && !(tools->is_array() && tools->empty()))
-    bad("tools", "tools are not supported", "unsupported_parameter");
+  if (!chat && field(j, "tools")) bad("tools", "tools need /v1/chat/completions");
 }
 
 }  // namespace
@@ -303,8 +451,11 @@ CompletionRequest parse_completion(std::string_view body, bool chat, const Proto
     parse_messages(j, &r);
   else
     parse_prompt(j, &r, limits);
-  check_unsupported(j);
+  check_unsupported(j, chat);
   parse_sampling(j, &r, limits);
+  parse_logprobs(j, &r);
+  parse_response_format(j, &r);
+  if (chat) parse_tools(j, &r);
   r.n = static_cast<int>(get_int(j, "n", 1, limits.max_n).value_or(1));
   if (r.num_prompts() * r.n > static_cast<size_t>(limits.max_n))
     bad("n", "prompts x n must be at most " + std::to_string(limits.max_n));
@@ -391,16 +542,91 @@ json base_json(const ResponseMeta& m, bool chunk) {
 
 }  // namespace
 
+namespace {
+
+json bytes_json(const std::vector<uint8_t>& b) {
+  json a = json::array();
+  for (uint8_t x : b) a.push_back(x);
+  return a;
+}
+
+// Completions: {tokens, token_logprobs, top_logprobs, text_offset}; the rivals map includes
+// the chosen token (as vLLM does), null for the first prompt token.
+json completion_logprobs_json(const std::vector<LogprobEntry>& es) {
+  json tokens = json::array(), lps = json::array(), tops = json::array(), offs = json::array();
+  for (const auto& e : es) {
+    tokens.push_back(e.text);
+    lps.push_back(e.logprob ? json(*e.logprob) : json(nullptr));
+    if (!e.logprob) {
+      tops.push_back(nullptr);
+    } else {
+      json m = json::object();
+      for (const auto& [t, lp] : e.top)
+        if (!m.contains(t)) m[t] = lp;
+      if (!m.contains(e.text)) m[e.text] = *e.logprob;
+      tops.push_back(std::move(m));
+    }
+    offs.push_back(e.text_offset);
+  }
+  return {
+      {"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offs}};
+}
+
+// Chat: {content: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
+json chat_logprobs_json(const std::vector<LogprobEntry>& es) {
+  json content = json::array();
+  for (const auto& e : es) {
+    json tops = json::array();
+    for (size_t i = 0; i < e.top.size(); ++i)
+      tops.push_back({{"token", e.top[i].first},
+                      {"logprob", e.top[i].second},
+                      {"bytes", bytes_json(i < e.top_bytes.size() ? e.top_bytes[i]
+                                                                  : std::vector<uint8_t>{})}});
+    content.push_back({{"token", e.text},
+                       {"logprob", e.logprob.value_or(0.0f)},
+                       {"bytes", bytes_json(e.bytes)},
+                       {"top_logprobs", std::move(tops)}});
+  }
+  return {{"content", std::move(content)}, {"refusal", nullptr}};
+}
+
+json tool_calls_json(const std::vector<ToolCall>& calls) {
+  json a = json::array();
+  for (const auto& c : calls)
+    a.push_back({{"id", c.id},
+                 {"type", "function"},
+                 {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  return a;
+}
+
+}  // namespace
+
+const char* chat_finish_name(FinishReason r, bool tool_calls) {
+  if (tool_calls && r == FinishReason::kStop) return "tool_calls";
+  return finish_reason_name(r);
+}
+
 std::string completion_response_json(const ResponseMeta& meta,
                                      const std::vector<ChoiceResult>& choices, const Usage& usage) {
   json j = base_json(meta, false);
   json arr = json::array();
   for (const auto& c : choices) {
-    json cj = {{"index", c.index}, {"finish_reason", finish_json(c.finish)}, {"logprobs", nullptr}};
-    if (meta.chat)
-      cj["message"] = {{"role", "assistant"}, {"content", c.text}};
-    else
+    const bool calls = !c.tool_calls.empty();
+    json cj = {
+        {"index", c.index},
+        {"finish_reason",
+         c.finish == FinishReason::kNone ? json(nullptr) : json(chat_finish_name(c.finish, calls))},
+        {"logprobs", nullptr}};
+    if (c.want_logprobs)
+      cj["logprobs"] =
+          meta.chat ? chat_logprobs_json(c.logprobs) : completion_logprobs_json(c.logprobs);
+    if (meta.chat) {
+      json msg = {{"role", "assistant"}, {"content", calls ? json(nullptr) : json(c.text)}};
+      if (calls) msg["tool_calls"] = tool_calls_json(c.tool_calls);
+      cj["message"] = std::move(msg);
+    } else {
       cj["text"] = c.text;
+    }
     arr.push_back(std::move(cj));
   }
   j["choices"] = std::move(arr);
@@ -409,9 +635,14 @@ std::string completion_response_json(const ResponseMeta& meta,
 }
 
 std::string stream_chunk_json(const ResponseMeta& meta, int index, const std::string& text,
-                              FinishReason finish, bool role_delta, bool with_usage_null) {
+                              FinishReason finish, bool role_delta, bool with_usage_null,
+                              const std::vector<LogprobEntry>* logprobs, bool tool_calls) {
   json j = base_json(meta, true);
-  json c = {{"index", index}, {"finish_reason", finish_json(finish)}, {"logprobs", nullptr}};
+  json fin =
+      finish == FinishReason::kNone ? json(nullptr) : json(chat_finish_name(finish, tool_calls));
+  json c = {{"index", index}, {"finish_reason", fin}, {"logprobs", nullptr}};
+  if (logprobs && !logprobs->empty())
+    c["logprobs"] = meta.chat ? chat_logprobs_json(*logprobs) : completion_logprobs_json(*logprobs);
   if (meta.chat) {
     json delta = json::object();
     if (role_delta) delta["role"] = "assistant";
@@ -420,6 +651,26 @@ std::string stream_chunk_json(const ResponseMeta& meta, int index, const std::st
   } else {
     c["text"] = text;
   }
+  j["choices"] = json::array({c});
+  if (with_usage_null) j["usage"] = nullptr;
+  return dump(j);
+}
+
+std::string tool_call_chunk_json(const ResponseMeta& meta, int index, int call_index,
+                                 const ToolCall& call, bool header, bool with_usage_null) {
+  json j = base_json(meta, true);
+  json tc = {{"index", call_index}};
+  if (header) {
+    tc["id"] = call.id;
+    tc["type"] = "function";
+    tc["function"] = {{"name", call.name}, {"arguments", ""}};
+  } else {
+    tc["function"] = {{"arguments", call.arguments}};
+  }
+  json c = {{"index", index},
+            {"finish_reason", nullptr},
+            {"logprobs", nullptr},
+            {"delta", {{"tool_calls", json::array({tc})}}}};
   j["choices"] = json::array({c});
   if (with_usage_null) j["usage"] = nullptr;
   return dump(j);

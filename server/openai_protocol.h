@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/engine/engine.h"
@@ -25,9 +26,36 @@
 
 namespace ktl::server {
 
+// An assistant's function call (chat `tool_calls`); `arguments` is JSON text.
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;
+};
+
 struct ChatMessage {
-  std::string role;  // system | user | assistant
+  std::string role;  // system | user | assistant | tool
   std::string content;
+  std::vector<ToolCall> tool_calls;  // assistant
+  std::string tool_call_id;          // tool
+};
+
+// A function the model may call: `parameters` is its JSON schema as text ("{}" when absent).
+struct ToolDef {
+  std::string name;
+  std::string description;
+  std::string parameters;
+};
+
+enum class ToolChoice { kAuto, kNone, kRequired, kNamed };
+
+// response_format, or the raw `grammar` field (GBNF, docs/inference-guide.md).
+struct ResponseFormat {
+  enum class Kind { kText, kJsonObject, kJsonSchema, kGrammar };
+  Kind kind = Kind::kText;
+  std::string schema;   // kJsonSchema: the schema as JSON text
+  std::string name;     // kJsonSchema: json_schema.name
+  std::string grammar;  // kGrammar: GBNF text
 };
 
 // Limits applied while parsing (from ServerConfig).
@@ -52,6 +80,14 @@ struct CompletionRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool echo = false;           // completions: prepend the prompt to the text
+  // Completions: `logprobs` k; chat: `top_logprobs` k when `logprobs` is true. -1 = none.
+  int logprobs = -1;
+  ResponseFormat format;
+  std::vector<ToolDef> tools;  // chat
+  ToolChoice tool_choice = ToolChoice::kAuto;
+  std::string tool_choice_name;  // kNamed
+  // Tools that can be called: present and tool_choice is not "none".
+  bool tools_active() const { return !tools.empty() && tool_choice != ToolChoice::kNone; }
 
   size_t num_prompts() const { return chat ? 1 : prompts.size() + prompt_ids.size(); }
 };
@@ -81,10 +117,24 @@ struct Usage {
   int cached_prompt_tokens = 0;
 };
 
+// One token as the response shows it: `text` is the token's bytes when they are whole UTF-8,
+// else "bytes:\\xNN..." (OpenAI's form for partial characters); `bytes` are always exact.
+struct LogprobEntry {
+  std::string text;
+  std::vector<uint8_t> bytes;
+  std::optional<float> logprob;  // empty: the first prompt token (nothing predicts it)
+  std::vector<std::pair<std::string, float>> top;  // rivals, most likely first
+  std::vector<std::vector<uint8_t>> top_bytes;     // their bytes
+  int text_offset = 0;  // completions: characters before this token in the choice's text
+};
+
 struct ChoiceResult {
   int index = 0;
   std::string text;
   FinishReason finish = FinishReason::kNone;
+  bool want_logprobs = false;
+  std::vector<LogprobEntry> logprobs;
+  std::vector<ToolCall> tool_calls;  // chat: the reply was a function call
 };
 
 // Identity of one response: id ("cmpl-..."/"chatcmpl-..."), creation time, model name.
@@ -103,7 +153,15 @@ std::string completion_response_json(const ResponseMeta& meta,
 // `role_delta` (chat) sends {"role":"assistant"} in the delta. `with_usage_null` adds
 // "usage":null as OpenAI does when include_usage is on.
 std::string stream_chunk_json(const ResponseMeta& meta, int index, const std::string& text,
-                              FinishReason finish, bool role_delta, bool with_usage_null);
+                              FinishReason finish, bool role_delta, bool with_usage_null,
+                              const std::vector<LogprobEntry>* logprobs = nullptr,
+                              bool tool_calls = false);
+// A chat stream chunk carrying a tool call: the first delta has its id, type and name with
+// empty arguments, the second its arguments (as OpenAI streams them).
+std::string tool_call_chunk_json(const ResponseMeta& meta, int index, int call_index,
+                                 const ToolCall& call, bool header, bool with_usage_null);
+// "tool_calls" for a reply that was a call, else finish_reason_name(r).
+const char* chat_finish_name(FinishReason r, bool tool_calls);
 // The final usage chunk (choices: []) sent when stream_options.include_usage is true.
 std::string usage_chunk_json(const ResponseMeta& meta, const Usage& usage);
 

@@ -104,6 +104,49 @@ void handle_detokenize(ServerContext& ctx, const httplib::Request& req, httplib:
   res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
 
+// llama.cpp server's shapes: {content, add_special?, with_pieces?} -> {tokens}, where a token is
+// an id, or {id, piece} with the piece as text (or its bytes when not whole UTF-8).
+void handle_llama_tokenize(ServerContext& ctx, const httplib::Request& req,
+                           httplib::Response& res) {
+  json body = parse_json_object(req.body);
+  const auto content = body.find("content");
+  if (content == body.end() || !content->is_string() || !is_valid_utf8(content->get<std::string>()))
+    throw ApiError(400, "'content' must be a UTF-8 string", "invalid_request", "content");
+  auto flag = [&](const char* key) {
+    auto it = body.find(key);
+    if (it == body.end() || it->is_null()) return false;
+    if (!it->is_boolean())
+      throw ApiError(400, std::string("'") + key + "' must be a boolean", "invalid_request", key);
+    return it->get<bool>();
+  };
+  const bool add_special = flag("add_special"), with_pieces = flag("with_pieces");
+  auto engine = require_engine(ctx);
+  const Tokenizer& tok = engine->tokenizer();
+  std::vector<int> ids = tok.encode(content->get<std::string>());
+  if (add_special) ids.insert(ids.begin(), tok.bos_id());
+  json tokens = json::array();
+  for (int id : ids) {
+    if (!with_pieces) {
+      tokens.push_back(id);
+      continue;
+    }
+    const std::string b = tok.token_bytes(id);
+    json piece = is_valid_utf8(b) ? json(b) : json(std::vector<uint8_t>(b.begin(), b.end()));
+    tokens.push_back({{"id", id}, {"piece", piece}});
+  }
+  res.set_content(json{{"tokens", tokens}}.dump(-1, ' ', false, json::error_handler_t::replace),
+                  "application/json");
+}
+
+void handle_llama_detokenize(ServerContext& ctx, const httplib::Request& req,
+                             httplib::Response& res) {
+  auto engine = require_engine(ctx);
+  const Tokenizer& tok = engine->tokenizer();
+  std::vector<int> ids = parse_detokenize_request(req.body, tok.vocab_size());
+  json out = {{"content", tok.decode(ids)}};
+  res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
 }  // namespace
 
 void register_openai_routes(httplib::Server& server, ServerContext& ctx) {
@@ -120,6 +163,12 @@ void register_openai_routes(httplib::Server& server, ServerContext& ctx) {
              }));
   server.Post("/v1/tokenize", guarded([&ctx](const httplib::Request& req, httplib::Response& res) {
                 handle_tokenize(ctx, req, res);
+              }));
+  server.Post("/tokenize", guarded([&ctx](const httplib::Request& req, httplib::Response& res) {
+                handle_llama_tokenize(ctx, req, res);
+              }));
+  server.Post("/detokenize", guarded([&ctx](const httplib::Request& req, httplib::Response& res) {
+                handle_llama_detokenize(ctx, req, res);
               }));
   server.Post("/v1/detokenize",
               guarded([&ctx](const httplib::Request& req, httplib::Response& res) {

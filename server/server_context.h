@@ -14,6 +14,7 @@
 #include "server/openai_protocol.h"
 #include "server/server_config.h"
 #include "server/server_metrics.h"
+#include "server/structured_output.h"
 
 namespace httplib {
 struct Request;
@@ -28,6 +29,7 @@ struct ServerContext {
   const ServerConfig cfg;
   ModelManager models;
   ServerMetrics metrics;
+  GrammarProvider grammars;                // compiled structured-output grammars, LRU-cached
   std::atomic<int> generations{0};         // generation requests in flight (admission count)
   std::atomic<bool> draining{false};       // SIGTERM: refuse new generation requests
   std::atomic<bool> abort_streams{false};  // drain timed out: end the streams still open

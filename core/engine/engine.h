@@ -14,11 +14,15 @@
 #include <string>
 #include <vector>
 
+#include "core/scheduling/sampler.h"
 #include "core/scheduling/sampling_params.h"
 
 namespace ktl {
 
 class Tokenizer;
+namespace grammar {
+class CompiledGrammar;
+}
 
 enum class FinishReason { kNone, kStop, kLength, kCancelled, kError };
 const char* to_string(FinishReason r);  // "stop", "length", "cancelled", "error"
@@ -26,12 +30,20 @@ const char* to_string(FinishReason r);  // "stop", "length", "cancelled", "error
 struct GenerationRequest {
   std::vector<int> prompt_tokens;  // already tokenized (with BOS when wanted)
   SamplingParams sampling;
+  // Structured output: every sampled token keeps the text a sentence of this grammar (its
+  // logits are masked before sampling); end-of-sequence only once the sentence is complete, and
+  // a finished sentence ends the request ("stop"). Null: unconstrained.
+  std::shared_ptr<const grammar::CompiledGrammar> grammar;
 };
 
 // One event from the engine to a request's consumer.
 struct GenerationEvent {
-  std::string text;                           // new complete UTF-8 text (may be empty)
-  std::vector<int> token_ids;                 // tokens produced since the previous event
+  std::string text;                    // new complete UTF-8 text (may be empty)
+  std::vector<int> token_ids;          // tokens produced since the previous event
+  std::vector<TokenLogprob> logprobs;  // one per token_ids entry when asked for
+  // Echo: the prompt's log-probabilities, on the first event; entry 0 (nothing before it to
+  // predict it) has logprob NaN and no rivals.
+  std::vector<TokenLogprob> prompt_logprobs;
   FinishReason finish = FinishReason::kNone;  // set on the last event
   std::string error;                          // when finish == kError
   int prompt_tokens = 0;                      // usage, filled on the last event
@@ -87,6 +99,9 @@ class Engine {
   // Refuses (throws std::invalid_argument) a prompt longer than the context, an empty prompt,
   // bad sampling values; throws std::runtime_error("queue full") when max_queue is reached.
   virtual std::shared_ptr<RequestHandle> submit(GenerationRequest req) = 0;
+  // n samples of one prompt (seeds seed, seed + 1, ... when a seed is set). The default submits
+  // n requests; LlmEngine computes the prompt once and the others share its full KV blocks.
+  virtual std::vector<std::shared_ptr<RequestHandle>> submit_n(GenerationRequest req, int n);
   virtual EngineStats stats() const = 0;
   virtual const Tokenizer& tokenizer() const = 0;
   virtual int max_context() const = 0;
@@ -94,5 +109,20 @@ class Engine {
   // Stops accepting, finishes or cancels in-flight requests, joins the engine thread.
   virtual void shutdown() = 0;
 };
+
+inline std::vector<std::shared_ptr<RequestHandle>> Engine::submit_n(GenerationRequest req, int n) {
+  std::vector<std::shared_ptr<RequestHandle>> out;
+  try {
+    for (int k = 0; k < n; ++k) {
+      GenerationRequest r = req;
+      if (r.sampling.seed) r.sampling.seed = *r.sampling.seed + static_cast<uint64_t>(k);
+      out.push_back(submit(std::move(r)));
+    }
+  } catch (...) {
+    for (auto& h : out) h->cancel();
+    throw;
+  }
+  return out;
+}
 
 }  // namespace ktl

@@ -5,15 +5,19 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <random>
 #include <stdexcept>
 
 #include "core/engine/engine_checkpoint.h"
 #include "core/engine/kernel_threads.h"
 #include "core/engine/kv_budget.h"
+#include "core/grammar/grammar_matcher.h"
 #include "core/model/device.h"
 #include "core/scheduling/incremental_detokenizer.h"
 #include "core/scheduling/kv_cache_manager.h"
@@ -53,6 +57,7 @@ struct EngineInbox {
     GenerationRequest req;
     std::shared_ptr<RequestQueue> queue;
     Clock::time_point t_submit;
+    uint64_t share_prompt_of = 0;  // a fork's leader (submit_n)
   };
   std::deque<Submission> submissions;
   std::vector<uint64_t> cancels;
@@ -105,7 +110,9 @@ struct ActiveRequest {
         detok(std::move(bytes), strip),
         stop(req.sampling.stop),
         prompt_len(static_cast<int>(req.prompt_tokens.size())),
-        max_new(max_new_) {}
+        max_new(max_new_) {
+    if (req.grammar) matcher = std::make_unique<grammar::GrammarMatcher>(req.grammar);
+  }
   uint64_t id;
   std::shared_ptr<RequestQueue> q;
   SamplingParams params;
@@ -117,6 +124,11 @@ struct ActiveRequest {
   int generated = 0;
   Clock::time_point t_submit;
   double ttft_ms = -1;
+  std::unique_ptr<grammar::GrammarMatcher> matcher;  // structured output
+  // Echo: prompt log-probabilities computed so far (entry i scores prompt token i); sent whole
+  // with the first event once every position has them.
+  std::vector<TokenLogprob> prompt_lp;
+  bool prompt_lp_sent = false;
 };
 
 LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokenizer> tokenizer,
@@ -174,7 +186,7 @@ int LlmEngine::max_context() const {
   return model_->config().max_seq_length;
 }
 
-std::shared_ptr<RequestHandle> LlmEngine::submit(GenerationRequest req) {
+void LlmEngine::validate(const GenerationRequest& req) const {
   const int n = static_cast<int>(req.prompt_tokens.size());
   const int vocab = model_->config().vocab_size;
   if (n == 0) throw std::invalid_argument("empty prompt");
@@ -191,6 +203,15 @@ std::shared_ptr<RequestHandle> LlmEngine::submit(GenerationRequest req) {
                                 std::to_string(max_context() - 1) + " prompt tokens)");
   }
   Sampler::validate(req.sampling);
+}
+
+std::shared_ptr<RequestHandle> LlmEngine::submit(GenerationRequest req) {
+  return submit_n(std::move(req), 1).front();
+}
+
+std::vector<std::shared_ptr<RequestHandle>> LlmEngine::submit_n(GenerationRequest req, int n) {
+  if (n < 1) throw std::invalid_argument("n must be >= 1");
+  validate(req);
   std::lock_guard<std::mutex> lk(inbox_->mu);
   if (inbox_->stopping) throw std::runtime_error("engine is shut down");
   int waiting;
@@ -198,14 +219,24 @@ std::shared_ptr<RequestHandle> LlmEngine::submit(GenerationRequest req) {
     std::lock_guard<std::mutex> sl(stats_mu_);
     waiting = stats_.waiting;
   }
-  if (waiting + static_cast<int>(inbox_->submissions.size()) >= cfg_.max_queue) {
+  if (waiting + static_cast<int>(inbox_->submissions.size()) + n > cfg_.max_queue) {
     throw std::runtime_error("queue full");
   }
-  const uint64_t id = inbox_->next_id++;
-  auto q = std::make_shared<RequestQueue>(id, inbox_);
-  inbox_->submissions.push_back({id, std::move(req), q, Clock::now()});
+  // Forks share the leader's prompt blocks, unless every choice needs its own prompt logits.
+  const bool fork = n > 1 && !req.sampling.prompt_logprobs;
+  std::vector<std::shared_ptr<RequestHandle>> out;
+  uint64_t leader = 0;
+  for (int k = 0; k < n; ++k) {
+    GenerationRequest r = k + 1 < n ? req : std::move(req);
+    if (r.sampling.seed) r.sampling.seed = *r.sampling.seed + static_cast<uint64_t>(k);
+    const uint64_t id = inbox_->next_id++;
+    auto q = std::make_shared<RequestQueue>(id, inbox_);
+    inbox_->submissions.push_back({id, std::move(r), q, Clock::now(), fork ? leader : 0});
+    if (k == 0) leader = id;
+    out.push_back(std::move(q));
+  }
   inbox_->cv.notify_all();
-  return q;
+  return out;
 }
 
 void LlmEngine::drain_inbox(bool* stop) {
@@ -231,7 +262,12 @@ void LlmEngine::drain_inbox(bool* stop) {
     auto r = std::make_unique<ActiveRequest>(s.id, s.queue, s.req, next_seed_++, token_bytes_,
                                              strip, max_new);
     r->t_submit = s.t_submit;
-    scheduler_->add(s.id, std::move(s.req.prompt_tokens));
+    if (s.req.sampling.prompt_logprobs) {
+      r->prompt_lp.reserve(s.req.prompt_tokens.size());
+      r->prompt_lp.push_back({s.req.prompt_tokens[0], std::nanf(""), {}});
+    }
+    scheduler_->add(s.id, std::move(s.req.prompt_tokens), !s.req.sampling.prompt_logprobs,
+                    s.share_prompt_of);
     active_.emplace(s.id, std::move(r));
   }
   for (uint64_t id : cancels) {
@@ -240,11 +276,19 @@ void LlmEngine::drain_inbox(bool* stop) {
   }
 }
 
+void LlmEngine::attach_prompt_logprobs(ActiveRequest& r, GenerationEvent& ev) {
+  if (!r.params.prompt_logprobs || r.prompt_lp_sent) return;
+  if (static_cast<int>(r.prompt_lp.size()) < r.prompt_len) return;  // cancelled mid-prefill
+  ev.prompt_logprobs = std::move(r.prompt_lp);
+  r.prompt_lp_sent = true;
+}
+
 void LlmEngine::finish(ActiveRequest& r, FinishReason why, std::string text,
-                       const std::string& error, int last_token) {
+                       const std::string& error, int last_token, TokenLogprob* lp) {
   GenerationEvent ev;
   ev.text = std::move(text);
   if (last_token >= 0) ev.token_ids = {last_token};
+  if (last_token >= 0 && lp) ev.logprobs = {std::move(*lp)};
   ev.finish = why;
   ev.error = error;
   ev.prompt_tokens = r.prompt_len;
@@ -252,15 +296,66 @@ void LlmEngine::finish(ActiveRequest& r, FinishReason why, std::string text,
   if (const SchedRequest* s = scheduler_->find(r.id))
     ev.cached_prompt_tokens = s->num_cached_tokens;
   ev.ttft_ms = std::max(0.0, r.ttft_ms);
+  attach_prompt_logprobs(r, ev);
   r.q->push(std::move(ev));
   scheduler_->finish(r.id);
   active_.erase(r.id);  // r is gone from here on
 }
 
+bool LlmEngine::is_end_token(const ActiveRequest& r, int tok) const {
+  const auto& stops = r.params.stop_token_ids;
+  return tok == eos_id_ || std::find(stops.begin(), stops.end(), tok) != stops.end();
+}
+
+int LlmEngine::sample_token(ActiveRequest& r, const float* logits_row) {
+  const int V = model_->config().vocab_size;
+  std::vector<float>& row = row_scratch_;
+  row.assign(logits_row, logits_row + V);
+  if (!r.matcher) return r.sampler.sample(row.data(), V);
+  grammar::GrammarMatcher& m = *r.matcher;
+  // Sampling from p and keeping the draw when the grammar allows it, else drawing from p
+  // masked, gives exactly p masked and renormalised: P(t) = p(t) + (1 - p(A)) p(t) / p(A).
+  // That holds for greedy and plain temperature; truncation (top-k/p, min-p) computed over the
+  // unmasked row would differ, so those always mask first.
+  const SamplingParams& p = r.params;
+  const bool draw_first =
+      p.temperature == 0.0f || (p.top_k == 0 && p.top_p >= 1.0f && p.min_p == 0);
+  if (draw_first) {
+    const int tok = r.sampler.sample(row.data(), V);
+    if (is_end_token(r, tok) ? m.is_complete() : m.accepts_token(tok)) return tok;
+    row.assign(logits_row, logits_row + V);
+  }
+  m.fill_allowed_mask(&mask_scratch_);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  bool any = false;
+  for (int t = 0; t < V; ++t) {
+    const bool ok = (mask_scratch_[t >> 5] >> (t & 31)) & 1u;
+    if (!ok) row[t] = ninf;
+    any = any || ok;
+  }
+  const bool complete = m.is_complete();
+  row[eos_id_] = complete ? logits_row[eos_id_] : ninf;
+  for (int t : p.stop_token_ids)
+    if (t >= 0 && t < V) row[t] = complete ? logits_row[t] : ninf;
+  if (!any && !complete) return -1;  // the vocabulary cannot continue this sentence
+  return r.sampler.sample(row.data(), V);
+}
+
 void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
   const int V = model_->config().vocab_size;
-  std::vector<float> row(logits_row, logits_row + V);
-  const int tok = r.sampler.sample(row.data(), V);
+  if (r.max_new <= 0) {  // max_tokens 0: the prompt was only scored
+    finish(r, FinishReason::kLength, "");
+    return;
+  }
+  const int tok = sample_token(r, logits_row);
+  if (tok < 0) {
+    finish(r, FinishReason::kError, "",
+           "structured output: no token of the vocabulary continues "
+           "the grammar here");
+    return;
+  }
+  std::optional<TokenLogprob> lp;
+  if (r.params.logprobs >= 0) lp = token_logprob(logits_row, V, tok, r.params.logprobs);
   r.sampler.accept(tok);
   ++r.generated;
   if (r.ttft_ms < 0) {
@@ -270,28 +365,29 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
     std::lock_guard<std::mutex> lk(stats_mu_);
     ++stats_.generated_tokens_total;
   }
-  const auto& stops = r.params.stop_token_ids;
-  const bool end_token =
-      tok == eos_id_ || std::find(stops.begin(), stops.end(), tok) != stops.end();
-  if (end_token && !r.params.ignore_eos) {
+  TokenLogprob* lpp = lp ? &*lp : nullptr;
+  if (is_end_token(r, tok) && (!r.params.ignore_eos || r.matcher)) {
     std::string tail = r.stop.push(r.detok.flush());
     if (!r.stop.stopped()) tail += r.stop.flush();
-    finish(r, FinishReason::kStop, tail, "", tok);
+    finish(r, FinishReason::kStop, tail, "", tok, lpp);
     return;
   }
+  if (r.matcher) r.matcher->accept_token(tok);
   scheduler_->append_token(r.id, tok);
   std::string text = r.stop.push(r.detok.push(tok));
   if (r.stop.stopped()) {
-    finish(r, FinishReason::kStop, text, "", tok);
-  } else if (r.generated >= r.max_new) {
+    finish(r, FinishReason::kStop, text, "", tok, lpp);
+  } else if (r.generated >= r.max_new || (r.matcher && r.matcher->is_terminated())) {
     text += r.stop.push(r.detok.flush());
-    const bool stopped = r.stop.stopped();
-    if (!stopped) text += r.stop.flush();
-    finish(r, stopped ? FinishReason::kStop : FinishReason::kLength, text, "", tok);
+    const bool stopped = r.stop.stopped() || r.matcher != nullptr && r.matcher->is_terminated();
+    if (!r.stop.stopped()) text += r.stop.flush();
+    finish(r, stopped ? FinishReason::kStop : FinishReason::kLength, text, "", tok, lpp);
   } else {
     GenerationEvent ev;
     ev.text = std::move(text);
     ev.token_ids = {tok};
+    if (lpp) ev.logprobs = {std::move(*lpp)};
+    attach_prompt_logprobs(r, ev);
     r.q->push(std::move(ev));
   }
 }
@@ -308,7 +404,12 @@ void LlmEngine::step() {
   std::vector<int> tokens;
   std::vector<AttnSeq> seqs;
   std::vector<int> logit_rows;
-  std::vector<uint64_t> samplers;
+  // What each logits row is for: sampling (target -1) or scoring prompt token `target`.
+  struct RowUse {
+    uint64_t id;
+    int target;
+  };
+  std::vector<RowUse> uses;
   uint64_t new_prompt_tokens = 0;
   for (const ScheduledSeq& s : out.seqs) {
     const SchedRequest* r = scheduler_->find(s.id);
@@ -322,9 +423,19 @@ void LlmEngine::step() {
     if (s.start == r->num_cached_tokens && r->num_preemptions == 0) {
       new_prompt_tokens += r->num_prompt_tokens;  // first chunk of a new request
     }
+    auto it = active_.find(s.id);
+    if (it != active_.end() && it->second->params.prompt_logprobs) {
+      // Row of position p predicts prompt token p + 1; only those not scored yet.
+      const int next = static_cast<int>(it->second->prompt_lp.size());
+      const int end = std::min(s.start + s.num_tokens, r->num_prompt_tokens - 1);
+      for (int p = std::max(s.start, next - 1); p < end; ++p) {
+        logit_rows.push_back(a.row + p - s.start);
+        uses.push_back({s.id, p + 1});
+      }
+    }
     if (s.sample) {
       logit_rows.push_back(a.row + a.num_tokens - 1);
-      samplers.push_back(s.id);
+      uses.push_back({s.id, -1});
     }
     seqs.push_back(std::move(a));
   }
@@ -340,9 +451,17 @@ void LlmEngine::step() {
   }
   const float* lp = logits.defined() && logits.numel() ? logits.data_ptr<float>() : nullptr;
   const int V = model_->config().vocab_size;
-  for (size_t i = 0; i < samplers.size(); ++i) {
-    auto it = active_.find(samplers[i]);
-    if (it != active_.end()) handle_sample(*it->second, lp + i * V);
+  for (size_t i = 0; i < uses.size(); ++i) {
+    auto it = active_.find(uses[i].id);
+    if (it == active_.end()) continue;
+    ActiveRequest& r = *it->second;
+    if (uses[i].target < 0) {
+      handle_sample(r, lp + i * V);
+    } else if (uses[i].target == static_cast<int>(r.prompt_lp.size())) {
+      const SchedRequest* sr = scheduler_->find(r.id);
+      const int tok = sr->tokens[uses[i].target];
+      r.prompt_lp.push_back(token_logprob(lp + i * V, V, tok, std::max(0, r.params.logprobs)));
+    }
   }
   if (profile_) {  // KTL_ENGINE_PROFILE=1: where a step's time goes
     const double all_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();

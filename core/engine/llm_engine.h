@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "core/engine/engine.h"
 #include "core/engine/engine_model.h"
@@ -49,6 +50,7 @@ class LlmEngine : public Engine {
   ~LlmEngine() override;
 
   std::shared_ptr<RequestHandle> submit(GenerationRequest req) override;
+  std::vector<std::shared_ptr<RequestHandle>> submit_n(GenerationRequest req, int n) override;
   EngineStats stats() const override;
   const Tokenizer& tokenizer() const override;
   int max_context() const override;
@@ -65,10 +67,17 @@ class LlmEngine : public Engine {
   void loop();
   void drain_inbox(bool* stop);
   void step();
+  void validate(const GenerationRequest& req) const;
   void handle_sample(ActiveRequest& r, const float* logits);
-  // Pushes the final event (with `last_token` when >= 0) and forgets the request.
+  // The next token under the request's sampler and grammar; -1 when the grammar allows none.
+  int sample_token(ActiveRequest& r, const float* logits);
+  bool is_end_token(const ActiveRequest& r, int tok) const;
+  // Pushes the final event (with `last_token` and its log-probability when given) and forgets
+  // the request.
   void finish(ActiveRequest& r, FinishReason why, std::string text, const std::string& error = "",
-              int last_token = -1);
+              int last_token = -1, TokenLogprob* lp = nullptr);
+  // Moves the prompt's log-probabilities into `ev` once they are all known (echo).
+  void attach_prompt_logprobs(ActiveRequest& r, GenerationEvent& ev);
   void publish_stats();
 
   std::shared_ptr<EngineModel> model_;
@@ -93,6 +102,8 @@ class LlmEngine : public Engine {
   EngineStats stats_;
   std::thread thread_;
   uint64_t next_seed_ = 0;
+  std::vector<float> row_scratch_;      // one logits row, masked and penalised
+  std::vector<uint32_t> mask_scratch_;  // grammar mask, a bit per token
 };
 
 }  // namespace ktl

@@ -31,7 +31,10 @@ void Sampler::validate(const SamplingParams& p) {
   if (!(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f)) {
     bad("frequency_penalty must be in [-2, 2]");
   }
-  if (p.max_tokens < 1) bad("max_tokens must be >= 1");
+  if (p.max_tokens < 0) bad("max_tokens must be >= 0");
+  if (p.logprobs < -1 || p.logprobs > kMaxTopLogprobs) {
+    bad("logprobs must be in [0, " + std::to_string(kMaxTopLogprobs) + "]");
+  }
   for (const auto& s : p.stop) {
     if (s.empty()) bad("stop strings must not be empty");
   }
@@ -141,6 +144,42 @@ int Sampler::sample(float* logits, int vocab) {
     }
   }
   return draw(ids_, probs_, total);
+}
+
+}  // namespace ktl
+
+namespace ktl {
+
+TokenLogprob token_logprob(const float* logits, int vocab, int token, int top) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i] - mx));
+  const double lse = mx + std::log(sum);
+  TokenLogprob out;
+  out.token = token;
+  out.logprob = static_cast<float>(logits[token] - lse);
+  top = std::min(top, vocab);
+  if (top <= 0) return out;
+  // A min-heap of the best `top` so far: O(V log k), no V-sized scratch.
+  auto better = [logits](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
+  std::vector<int> heap;
+  heap.reserve(top + 1);
+  for (int i = 0; i < vocab; ++i) {
+    if (static_cast<int>(heap.size()) < top) {
+      heap.push_back(i);
+      std::push_heap(heap.begin(), heap.end(), better);
+    } else if (better(i, heap.front())) {
+      std::pop_heap(heap.begin(), heap.end(), better);
+      heap.back() = i;
+      std::push_heap(heap.begin(), heap.end(), better);
+    }
+  }
+  std::sort(heap.begin(), heap.end(), better);
+  for (int id : heap) out.top.emplace_back(id, static_cast<float>(logits[id] - lse));
+  return out;
 }
 
 }  // namespace ktl

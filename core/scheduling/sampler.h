@@ -17,6 +17,7 @@
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "core/scheduling/sampling_params.h"
@@ -53,5 +54,19 @@ class Sampler {
 
 // Index of the largest value (first one on ties).
 int argmax(const float* v, int n);
+
+// Most rival tokens a log-probability may list (OpenAI's limit).
+constexpr int kMaxTopLogprobs = 20;
+
+// One token's log-probability under the raw logits, with its most likely rivals.
+struct TokenLogprob {
+  int token = -1;
+  float logprob = 0;
+  std::vector<std::pair<int, float>> top;  // (token, logprob), most likely first
+};
+
+// log_softmax(logits)[token] and the `top` largest entries (ties: lower id first), in one pass
+// for the normaliser and one bounded selection: no copy of the row.
+TokenLogprob token_logprob(const float* logits, int vocab, int token, int top);
 
 }  // namespace ktl

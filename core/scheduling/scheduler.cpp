@@ -1,6 +1,7 @@
 #include "core/scheduling/scheduler.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <stdexcept>
 
 namespace ktl {
@@ -25,13 +26,16 @@ Scheduler::Scheduler(const SchedulerConfig& cfg, KvCacheManager* kv) : cfg_(cfg)
   }
 }
 
-void Scheduler::add(uint64_t id, std::vector<int> prompt) {
+void Scheduler::add(uint64_t id, std::vector<int> prompt, bool use_prefix_cache,
+                    uint64_t share_prompt_of) {
   if (prompt.empty()) throw std::invalid_argument("Scheduler::add: empty prompt");
   if (requests_.count(id)) throw std::invalid_argument("Scheduler::add: duplicate request id");
   auto r = std::make_unique<SchedRequest>();
   r->id = id;
   r->num_prompt_tokens = static_cast<int>(prompt.size());
   r->tokens = std::move(prompt);
+  r->use_prefix_cache = use_prefix_cache;
+  r->share_prompt_of = share_prompt_of;
   waiting_.push_back(r.get());
   requests_.emplace(id, std::move(r));
 }
@@ -81,12 +85,23 @@ void Scheduler::schedule_running(SchedulerOutput* out, int* budget) {
   }
 }
 
+bool Scheduler::waits_for_leader(const SchedRequest& r) const {
+  if (r.share_prompt_of == 0 || r.state != RequestState::kWaiting) return false;
+  const SchedRequest* leader = find(r.share_prompt_of);
+  return leader && leader->num_computed_tokens < leader->num_prompt_tokens;
+}
+
 void Scheduler::schedule_waiting(SchedulerOutput* out, int* budget) {
-  while (!waiting_.empty() && *budget > 0 &&
+  size_t i = 0;
+  while (i < waiting_.size() && *budget > 0 &&
          static_cast<int>(running_.size()) < cfg_.max_num_seqs) {
-    SchedRequest* r = waiting_.front();
+    SchedRequest* r = waiting_[i];
+    if (waits_for_leader(*r)) {  // holds no blocks: others may pass it
+      ++i;
+      continue;
+    }
     const bool first_admission = r->state == RequestState::kWaiting;
-    const int cached = kv_->attach_cached_prefix(r->id, r->tokens);
+    const int cached = r->use_prefix_cache ? kv_->attach_cached_prefix(r->id, r->tokens) : 0;
     const int num_new = std::min(static_cast<int>(r->tokens.size()) - cached, *budget);
     if (!kv_->allocate_slots(r->id, cached + num_new)) {
       kv_->free(r->id);  // FCFS: the head waits for blocks, nobody overtakes it
@@ -95,7 +110,7 @@ void Scheduler::schedule_waiting(SchedulerOutput* out, int* budget) {
     r->num_computed_tokens = cached;
     if (first_admission) r->num_cached_tokens = cached;
     r->state = RequestState::kRunning;
-    waiting_.pop_front();
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
     running_.push_back(r);
     emit(r, num_new, out);
     *budget -= num_new;

@@ -11,6 +11,11 @@
 // preempted: its blocks are freed and it goes back to the head of the queue, to be recomputed
 // (its full blocks usually survive in the prefix cache, which makes that cheap).
 //
+// Forks (n samples of one prompt): a follower added with `share_prompt_of` waits, without
+// blocks and without holding up the queue, until its leader has computed the whole prompt; it
+// then attaches the leader's full blocks from the prefix cache and computes only the last,
+// partial block itself (at most block_size tokens), so the prompt is computed once.
+//
 // RequestState transitions:
 //   kWaiting   -> kRunning    admitted (blocks allocated)
 //   kRunning   -> kPreempted  blocks ran out; freed, queued at the head
@@ -45,6 +50,8 @@ struct SchedRequest {
   int num_computed_tokens = 0;  // tokens whose K/V are in the cache
   int num_cached_tokens = 0;    // prompt tokens served by the prefix cache at first admission
   int num_preemptions = 0;
+  bool use_prefix_cache = true;  // false: never attach cached blocks (prompt logprobs)
+  uint64_t share_prompt_of = 0;  // a fork's leader; 0 = none
   RequestState state = RequestState::kWaiting;
 };
 
@@ -68,8 +75,10 @@ class Scheduler {
  public:
   Scheduler(const SchedulerConfig& cfg, KvCacheManager* kv);
 
-  // Queues a request (FCFS). `prompt` must not be empty; ids must be unique.
-  void add(uint64_t id, std::vector<int> prompt);
+  // Queues a request (FCFS). `prompt` must not be empty; ids must be unique. A request with
+  // use_prefix_cache false recomputes its whole prompt; share_prompt_of names a fork's leader.
+  void add(uint64_t id, std::vector<int> prompt, bool use_prefix_cache = true,
+           uint64_t share_prompt_of = 0);
   SchedulerOutput schedule();
   // After the model computed `out`: advances num_computed_tokens and publishes full blocks in
   // the prefix cache. Requests finished or cancelled since schedule() are skipped.
@@ -91,6 +100,7 @@ class Scheduler {
   void schedule_waiting(SchedulerOutput* out, int* budget);
   void preempt_newest(SchedulerOutput* out);
   void emit(SchedRequest* r, int num_new, SchedulerOutput* out);
+  bool waits_for_leader(const SchedRequest& r) const;
 
   SchedulerConfig cfg_;
   KvCacheManager* kv_;

@@ -12,11 +12,33 @@ const std::vector<std::string>& ChatTemplate::marker_pieces() {
 }
 
 const std::string& ChatTemplate::jinja() {
+  // Tools as core/tokenizer/chat_tools.h renders them.
   static const std::string k =
-      "{% for message in messages %}"
-      "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
-      "{% endfor %}"
-      "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
+      "{%- if tools -%}"
+      "{%- set ns = namespace(block='# Tools\\n\\nTo call a function, reply with only "
+      "<tool_call>\\n{\"name\": <function name>, \"arguments\": <arguments object>}\\n"
+      "</tool_call>\\n\\n<tools>') -%}"
+      "{%- for tool in tools -%}{%- set ns.block = ns.block + '\\n' + (tool | tojson) -%}"
+      "{%- endfor -%}"
+      "{%- if messages[0]['role'] == 'system' -%}"
+      "{{ '<|system|>' + messages[0]['content'] + '\\n\\n' + ns.block + '\\n</tools><|end|>' }}"
+      "{%- else -%}{{ '<|system|>' + ns.block + '\\n</tools><|end|>' }}{%- endif -%}"
+      "{%- endif -%}"
+      "{%- for message in messages -%}"
+      "{%- if tools and loop.first and message['role'] == 'system' -%}"
+      "{%- elif message['role'] == 'tool' -%}"
+      "{{ '<|user|><tool_response>\\n' + message['content'] + '\\n</tool_response><|end|>' }}"
+      "{%- elif message['role'] == 'assistant' and message['tool_calls'] -%}"
+      "{{ '<|assistant|>' + (message['content'] or '') }}"
+      "{%- for call in message['tool_calls'] -%}"
+      "{%- set args = call['function']['arguments'] -%}"
+      "{{ '<tool_call>\\n{\"name\": \"' + call['function']['name'] + '\", \"arguments\": ' + "
+      "(args if args is string else args | tojson) + '}\\n</tool_call>' }}"
+      "{%- endfor -%}{{ '<|end|>' }}"
+      "{%- else -%}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+      "{%- endif -%}"
+      "{%- endfor -%}"
+      "{%- if add_generation_prompt -%}{{ '<|assistant|>' }}{%- endif -%}";
   return k;
 }
 

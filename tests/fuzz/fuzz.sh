@@ -19,7 +19,7 @@ esac
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${FUZZ_BUILD:-$root/build-fuzz}
 jobs=${FUZZ_JOBS:-1}
-targets=${FUZZ_TARGETS:-"openai_request job_spec safetensors gguf token_shard checkpoint_config"}
+targets=${FUZZ_TARGETS:-"openai_request job_spec safetensors gguf token_shard checkpoint_config grammar"}
 
 # libFuzzer comes with clang's runtime (Debian: libclang-rt-14-dev); probe by linking.
 probe=$(mktemp -d)

@@ -157,7 +157,12 @@ TEST(Sampler, ValidateRejectsBadValues) {
   p.top_p = 0;
   EXPECT_THROW(Sampler::validate(p), std::invalid_argument);
   p = {};
-  p.max_tokens = 0;
+  p.max_tokens = -1;
+  EXPECT_THROW(Sampler::validate(p), std::invalid_argument);
+  p = {};
+  p.max_tokens = 0;  // scores the prompt only
+  EXPECT_NO_THROW(Sampler::validate(p));
+  p.logprobs = 21;
   EXPECT_THROW(Sampler::validate(p), std::invalid_argument);
   p = {};
   p.stop = {""};

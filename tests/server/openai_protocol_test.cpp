@@ -84,7 +84,9 @@ TEST(OpenAiProtocol, RejectsBadBodies) {
   EXPECT_EQ(expect_error(R"({"prompt":5})").param, "prompt");
   EXPECT_EQ(expect_error(R"({"prompt":"a","max_tokens":"10"})").param, "max_tokens");
   EXPECT_EQ(expect_error(R"({"prompt":"a","max_tokens":-1})").param, "max_tokens");
-  EXPECT_EQ(expect_error(R"({"prompt":"a","max_tokens":0})").param, "max_tokens");
+  EXPECT_EQ(
+      expect_error(R"({"messages":[{"role":"user","content":"a"}],"max_tokens":0})", true).param,
+      "max_tokens");
   EXPECT_EQ(expect_error(R"({"prompt":"a","max_tokens":1000000000000})").param, "max_tokens");
   EXPECT_EQ(expect_error(R"({"prompt":"a","max_tokens":1.5})").param, "max_tokens");
   EXPECT_EQ(expect_error(R"({"prompt":"a","temperature":"hot"})").param, "temperature");
@@ -96,7 +98,9 @@ TEST(OpenAiProtocol, RejectsBadBodies) {
   EXPECT_EQ(expect_error(R"({"prompt":"a","n":0})").param, "n");
   EXPECT_EQ(expect_error(R"({"prompt":"a","n":1000})").param, "n");
   EXPECT_EQ(expect_error(R"({"prompt":"a","model":7})").param, "model");
-  EXPECT_EQ(expect_error(R"({"prompt":"a","logprobs":3})").code, "unsupported_parameter");
+  EXPECT_EQ(expect_error(R"({"prompt":"a","logprobs":21})").param, "logprobs");
+  EXPECT_EQ(expect_error(R"({"prompt":"a","tools":[]})").param, "tools");
+  EXPECT_EQ(expect_error(R"({"prompt":"a","best_of":2})").code, "unsupported_parameter");
   EXPECT_EQ(expect_error(R"({"prompt":[-1]})").param, "prompt");
 }
 
@@ -253,8 +257,7 @@ TEST(OpenAiProtocol, NumbersBeyondADoubleAre400) {
 }
 
 TEST(OpenAiProtocol, IntegerFieldsAreRangeChecked) {
-  for (const char* mt :
-       {"1e30", "-1", "0", "2.5", "-1e30", "18446744073709551615", "\"5\"", "true"})
+  for (const char* mt : {"1e30", "-1", "2.5", "-1e30", "18446744073709551615", "\"5\"", "true"})
     EXPECT_EQ(expect_error(std::string(R"({"prompt":"a","max_tokens":)") + mt + "}").status, 400)
         << mt;
   EXPECT_EQ(parse_completion_request(R"({"prompt":"a","max_tokens":5.0})", false, limits())
@@ -295,6 +298,99 @@ TEST(ApiErrorJson, OpenAiShape) {
   EXPECT_EQ(k["error"]["type"], "rate_limit_error");
   EXPECT_EQ(k["error"]["code"], "queue_full");
   EXPECT_EQ(k["error"]["param"], "x");
+}
+
+}  // namespace
+}  // namespace ktl::server
+
+namespace ktl::server {
+namespace {
+
+CompletionRequest parse_ok(const std::string& body, bool chat) {
+  return parse_completion_request(body, chat, ProtocolLimits{});
+}
+
+TEST(OpenAiDialect, LogprobsEchoAndScoringShapes) {
+  auto c = parse_ok(R"({"prompt":["a","b"],"echo":true,"logprobs":1,"max_tokens":0})", false);
+  EXPECT_EQ(c.logprobs, 1);
+  EXPECT_TRUE(c.echo);
+  EXPECT_EQ(c.sampling.max_tokens, 0);
+  EXPECT_EQ(parse_ok(R"({"prompt":"a","logprobs":0})", false).logprobs, 0);
+  EXPECT_EQ(parse_ok(R"({"prompt":"a"})", false).logprobs, -1);
+  auto chat = parse_ok(
+      R"({"messages":[{"role":"user","content":"a"}],"logprobs":true,"top_logprobs":5})", true);
+  EXPECT_EQ(chat.logprobs, 5);
+  EXPECT_EQ(
+      parse_ok(R"({"messages":[{"role":"user","content":"a"}],"logprobs":false})", true).logprobs,
+      -1);
+  ApiError e{400, ""};
+  try {
+    parse_ok(R"({"messages":[{"role":"user","content":"a"}],"top_logprobs":2})", true);
+  } catch (const ApiError& x) {
+    e = x;
+  }
+  EXPECT_EQ(e.param, "top_logprobs");
+}
+
+TEST(OpenAiDialect, ResponseFormatToolsAndToolMessages) {
+  auto j = parse_ok(R"({"messages":[{"role":"user","content":"a"}],
+      "response_format":{"type":"json_schema","json_schema":{"name":"p","schema":{"type":"integer"},"strict":true}}})",
+                    true);
+  EXPECT_EQ(j.format.kind, ResponseFormat::Kind::kJsonSchema);
+  EXPECT_EQ(j.format.schema, R"({"type":"integer"})");
+  EXPECT_EQ(
+      parse_ok(R"({"prompt":"a","response_format":{"type":"json_object"}})", false).format.kind,
+      ResponseFormat::Kind::kJsonObject);
+  EXPECT_EQ(parse_ok(R"({"prompt":"a","grammar":"root ::= \"x\""})", false).format.kind,
+            ResponseFormat::Kind::kGrammar);
+  auto t = parse_ok(R"({"messages":[{"role":"user","content":"w"},
+      {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+        "function":{"name":"f","arguments":"{\"x\": 1}"}}]},
+      {"role":"tool","tool_call_id":"c1","content":"ok"}],
+      "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+      "tool_choice":{"type":"function","function":{"name":"f"}}})",
+                    true);
+  ASSERT_EQ(t.messages.size(), 3u);
+  EXPECT_EQ(t.messages[1].tool_calls.at(0).arguments, R"({"x": 1})");
+  EXPECT_EQ(t.messages[2].tool_call_id, "c1");
+  EXPECT_EQ(t.tool_choice, ToolChoice::kNamed);
+  EXPECT_TRUE(t.tools_active());
+  for (
+      const char* bad :
+      {R"({"messages":[{"role":"user","content":"a"}],"tools":[{"type":"function","function":{"name":"bad name"}}]})",
+       R"({"messages":[{"role":"user","content":"a"}],"tools":[{"type":"code"}]})",
+       R"({"messages":[{"role":"user","content":"a"}],"tool_choice":{"type":"function","function":{"name":"g"}}})",
+       R"({"messages":[{"role":"tool","content":"a"}]})",
+       R"({"messages":[{"role":"user","content":"a"}],"response_format":{"type":"xml"}})",
+       R"({"messages":[{"role":"user","content":"a"}],"grammar":"x","response_format":{"type":"json_object"}})"}) {
+    EXPECT_THROW(parse_ok(bad, true), ApiError) << bad;
+  }
+}
+
+TEST(OpenAiDialect, LogprobsAndToolCallsAreFormattedAsOpenAiDoes) {
+  ResponseMeta meta{"chatcmpl-1", 1, "m", true};
+  LogprobEntry e;
+  e.text = "bytes:\\xec";
+  e.bytes = {0xEC};
+  e.logprob = -0.5f;
+  e.top = {{"a", -0.1f}};
+  e.top_bytes = {{'a'}};
+  ChoiceResult c{0, "", FinishReason::kStop, true, {e}, {{"call_1", "f", R"({"x": 1})"}}};
+  const auto j = nlohmann::json::parse(completion_response_json(meta, {c}, Usage{}));
+  const auto& ch = j["choices"][0];
+  EXPECT_EQ(ch["finish_reason"], "tool_calls");
+  EXPECT_TRUE(ch["message"]["content"].is_null());
+  EXPECT_EQ(ch["message"]["tool_calls"][0]["function"]["arguments"], R"({"x": 1})");
+  EXPECT_EQ(ch["logprobs"]["content"][0]["bytes"], nlohmann::json::array({0xEC}));
+  EXPECT_EQ(ch["logprobs"]["content"][0]["top_logprobs"][0]["token"], "a");
+  meta.chat = false;
+  e.logprob.reset();
+  c.logprobs = {e};
+  c.tool_calls.clear();
+  const auto k = nlohmann::json::parse(completion_response_json(meta, {c}, Usage{}));
+  EXPECT_TRUE(k["choices"][0]["logprobs"]["token_logprobs"][0].is_null());
+  EXPECT_TRUE(k["choices"][0]["logprobs"]["top_logprobs"][0].is_null());
+  EXPECT_EQ(k["choices"][0]["finish_reason"], "stop");
 }
 
 }  // namespace

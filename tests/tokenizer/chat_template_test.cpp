@@ -137,7 +137,8 @@ TEST(ChatTemplate, OlderTokenizerHasNoTemplateUntilGrown) {
 
 TEST(ChatTemplate, TokenizerConfigCarriesTheJinjaTemplate) {
   const std::string cfg = ktl::ChatTemplate::tokenizer_config_json();
-  EXPECT_NE(cfg.find("\"chat_template\": \"{% for message in messages %}"), std::string::npos);
+  EXPECT_NE(cfg.find("\"chat_template\": \"{%- if tools -%}"), std::string::npos);
+  EXPECT_NE(cfg.find("{%- for message in messages -%}"), std::string::npos);
   EXPECT_NE(cfg.find("\"<|end|>\""), std::string::npos);
 }
 
