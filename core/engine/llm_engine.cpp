@@ -312,33 +312,27 @@ int LlmEngine::sample_token(ActiveRequest& r, const float* logits_row) {
   std::vector<float>& row = row_scratch_;
   row.assign(logits_row, logits_row + V);
   if (!r.matcher) return r.sampler.sample(row.data(), V);
+  // The mask (cached per automaton state, so usually a lookup), then a draw among the allowed
+  // tokens only: exact for every sampler setting, and cheap where few tokens are allowed.
   grammar::GrammarMatcher& m = *r.matcher;
-  // Sampling from p and keeping the draw when the grammar allows it, else drawing from p
-  // masked, gives exactly p masked and renormalised: P(t) = p(t) + (1 - p(A)) p(t) / p(A).
-  // That holds for greedy and plain temperature; truncation (top-k/p, min-p) computed over the
-  // unmasked row would differ, so those always mask first.
-  const SamplingParams& p = r.params;
-  const bool draw_first =
-      p.temperature == 0.0f || (p.top_k == 0 && p.top_p >= 1.0f && p.min_p == 0);
-  if (draw_first) {
-    const int tok = r.sampler.sample(row.data(), V);
-    if (is_end_token(r, tok) ? m.is_complete() : m.accepts_token(tok)) return tok;
-    row.assign(logits_row, logits_row + V);
-  }
   m.fill_allowed_mask(&mask_scratch_);
-  const float ninf = -std::numeric_limits<float>::infinity();
-  bool any = false;
-  for (int t = 0; t < V; ++t) {
-    const bool ok = (mask_scratch_[t >> 5] >> (t & 31)) & 1u;
-    if (!ok) row[t] = ninf;
-    any = any || ok;
+  std::vector<int>& allowed = allowed_scratch_;
+  allowed.clear();
+  for (size_t w = 0; w < mask_scratch_.size(); ++w) {
+    for (uint32_t bits = mask_scratch_[w]; bits != 0; bits &= bits - 1) {
+      const int t = static_cast<int>(w * 32) + __builtin_ctz(bits);
+      if (t < V) allowed.push_back(t);
+    }
   }
-  const bool complete = m.is_complete();
-  row[eos_id_] = complete ? logits_row[eos_id_] : ninf;
-  for (int t : p.stop_token_ids)
-    if (t >= 0 && t < V) row[t] = complete ? logits_row[t] : ninf;
-  if (!any && !complete) return -1;  // the vocabulary cannot continue this sentence
-  return r.sampler.sample(row.data(), V);
+  if (m.is_complete()) {  // end-of-sequence tokens, kept in ascending order
+    allowed.push_back(eos_id_);
+    for (int t : r.params.stop_token_ids)
+      if (t >= 0 && t < V) allowed.push_back(t);
+    std::sort(allowed.begin(), allowed.end());
+    allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+  }
+  if (allowed.empty()) return -1;  // the vocabulary cannot continue this sentence
+  return r.sampler.sample(row.data(), V, &allowed);
 }
 
 void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {

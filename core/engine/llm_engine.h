@@ -104,6 +104,7 @@ class LlmEngine : public Engine {
   uint64_t next_seed_ = 0;
   std::vector<float> row_scratch_;      // one logits row, masked and penalised
   std::vector<uint32_t> mask_scratch_;  // grammar mask, a bit per token
+  std::vector<int> allowed_scratch_;    // the tokens it allows
 };
 
 }  // namespace ktl

@@ -78,20 +78,33 @@ int Sampler::draw(const std::vector<int>& ids, const std::vector<float>& probs, 
   return ids.back();
 }
 
-int Sampler::sample(float* logits, int vocab) {
+int Sampler::sample(float* logits, int vocab, const std::vector<int>* candidates) {
   apply_penalties(logits, vocab);
-  if (p_.temperature == 0.0f) return argmax(logits, vocab);
+  if (p_.temperature == 0.0f) {
+    if (!candidates) return argmax(logits, vocab);
+    int best = candidates->front();
+    for (int id : *candidates)
+      if (logits[id] > logits[best]) best = id;
+    return best;
+  }
   const float inv_t = 1.0f / p_.temperature;
 
-  // Candidates: the whole vocabulary, or the k largest logits.
-  ids_.resize(vocab);
-  for (int i = 0; i < vocab; ++i) ids_[i] = i;
+  // Candidates: the whole vocabulary (or the given ones), or the k largest logits of them.
+  if (candidates) {
+    ids_ = *candidates;
+  } else {
+    ids_.resize(vocab);
+    for (int i = 0; i < vocab; ++i) ids_[i] = i;
+  }
   auto by_logit = [logits](int a, int b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   };
-  if (p_.top_k > 0 && p_.top_k < vocab) {
+  if (p_.top_k > 0 && p_.top_k < static_cast<int>(ids_.size())) {
     std::nth_element(ids_.begin(), ids_.begin() + p_.top_k, ids_.end(), by_logit);
     ids_.resize(p_.top_k);
+    // Draw in id order, not nth_element's: the draw then depends on the kept set alone, so a
+    // masked row and its candidate list give the same token for the same seed.
+    std::sort(ids_.begin(), ids_.end());
   }
   float max_logit = -std::numeric_limits<float>::infinity();
   for (int id : ids_) max_logit = std::max(max_logit, logits[id]);

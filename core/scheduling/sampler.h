@@ -29,8 +29,10 @@ class Sampler {
   Sampler(const SamplingParams& params, const std::vector<int>& prompt_tokens,
           uint64_t fallback_seed);
 
-  // Picks the next token. `logits` ([vocab]) is modified in place (penalties, masks).
-  int sample(float* logits, int vocab);
+  // Picks the next token. `logits` ([vocab]) is modified in place (penalties, masks). With
+  // `candidates` (ascending ids, not empty) only those are considered, exactly as if every other
+  // logit were -inf, at a cost that grows with their number (structured output's mask).
+  int sample(float* logits, int vocab, const std::vector<int>* candidates = nullptr);
   // Records a generated token for the penalties. sample() does not call it: the engine may
   // choose not to keep a token.
   void accept(int token);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
@@ -171,4 +172,46 @@ TEST(Sampler, ValidateRejectsBadValues) {
 }
 
 }  // namespace
+}  // namespace ktl
+
+// Structured output's fast path against its naive twin: drawing among candidate ids equals
+// drawing from the whole row with every other logit at -inf, for every sampler setting.
+namespace ktl {
+TEST(Sampler, CandidatesEqualMaskingEveryOtherLogit) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  const int V = 500;
+  for (int trial = 0; trial < 40; ++trial) {
+    SamplingParams p;
+    p.temperature = trial % 5 == 0 ? 0.0f : 0.7f + 0.1f * (trial % 4);
+    p.top_k = trial % 3 == 0 ? 0 : 20;
+    p.top_p = trial % 2 ? 1.0f : 0.9f;
+    p.min_p = trial % 7 == 0 ? 0.05f : 0.0f;
+    p.repetition_penalty = trial % 4 == 0 ? 1.3f : 1.0f;
+    p.seed = 100 + trial;
+    std::vector<int> prompt = {5, 6, 7};
+    Sampler masked(p, prompt, 0), among(p, prompt, 0);
+    for (int step = 0; step < 20; ++step) {
+      std::vector<float> logits(V);
+      for (auto& x : logits) x = nd(rng);
+      std::vector<int> candidates;
+      for (int i = 0; i < V; ++i)
+        if (rng() % (1 + trial % 50) == 0) candidates.push_back(i);
+      if (candidates.empty()) candidates.push_back(static_cast<int>(rng() % V));
+      std::vector<float> full = logits;
+      for (int i = 0, c = 0; i < V; ++i) {
+        if (c < static_cast<int>(candidates.size()) && candidates[c] == i) {
+          ++c;
+        } else {
+          full[i] = -std::numeric_limits<float>::infinity();
+        }
+      }
+      const int a = masked.sample(full.data(), V);
+      const int b = among.sample(logits.data(), V, &candidates);
+      ASSERT_EQ(a, b) << "trial " << trial << " step " << step;
+      masked.accept(a);
+      among.accept(b);
+    }
+  }
+}
 }  // namespace ktl
