@@ -42,7 +42,7 @@ std::string rename_gbnf_rule(const std::string& gbnf, const std::string& from,
 
 class GrammarProvider {
  public:
-  explicit GrammarProvider(size_t cache_capacity = 64) : cache_(cache_capacity) {}
+  explicit GrammarProvider(size_t cache_capacity = 32) : cache_(cache_capacity) {}
 
   // The compiled grammar for `req` over `engine`'s vocabulary; null when unconstrained.
   // Throws ApiError(400) for an unsupported or oversized schema or grammar.

@@ -386,15 +386,8 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
   }
 }
 
-void LlmEngine::step() {
-  SchedulerOutput out = scheduler_->schedule();
-  if (out.empty()) {
-    // Nothing fits (cannot happen while prompts are bounded by the pool): fail the head.
-    if (!active_.empty() && scheduler_->num_running() == 0) {
-      finish(*active_.begin()->second, FinishReason::kError, "", "KV cache too small");
-    }
-    return;
-  }
+// One step's flattened batch: the rows of every scheduled sequence, and which rows need logits.
+struct StepBatch {
   std::vector<int> tokens;
   std::vector<AttnSeq> seqs;
   std::vector<int> logit_rows;
@@ -405,17 +398,21 @@ void LlmEngine::step() {
   };
   std::vector<RowUse> uses;
   uint64_t new_prompt_tokens = 0;
+};
+
+StepBatch LlmEngine::build_batch(const SchedulerOutput& out) const {
+  StepBatch b;
   for (const ScheduledSeq& s : out.seqs) {
     const SchedRequest* r = scheduler_->find(s.id);
     AttnSeq a;
-    a.row = static_cast<int>(tokens.size());
+    a.row = static_cast<int>(b.tokens.size());
     a.num_tokens = s.num_tokens;
     a.start = s.start;
     a.block_table = s.block_table;
-    tokens.insert(tokens.end(), r->tokens.begin() + s.start,
-                  r->tokens.begin() + s.start + s.num_tokens);
+    b.tokens.insert(b.tokens.end(), r->tokens.begin() + s.start,
+                    r->tokens.begin() + s.start + s.num_tokens);
     if (s.start == r->num_cached_tokens && r->num_preemptions == 0) {
-      new_prompt_tokens += r->num_prompt_tokens;  // first chunk of a new request
+      b.new_prompt_tokens += r->num_prompt_tokens;  // first chunk of a new request
     }
     auto it = active_.find(s.id);
     if (it != active_.end() && it->second->params.prompt_logprobs) {
@@ -423,37 +420,50 @@ void LlmEngine::step() {
       const int next = static_cast<int>(it->second->prompt_lp.size());
       const int end = std::min(s.start + s.num_tokens, r->num_prompt_tokens - 1);
       for (int p = std::max(s.start, next - 1); p < end; ++p) {
-        logit_rows.push_back(a.row + p - s.start);
-        uses.push_back({s.id, p + 1});
+        b.logit_rows.push_back(a.row + p - s.start);
+        b.uses.push_back({s.id, p + 1});
       }
     }
     if (s.sample) {
-      logit_rows.push_back(a.row + a.num_tokens - 1);
-      uses.push_back({s.id, -1});
+      b.logit_rows.push_back(a.row + a.num_tokens - 1);
+      b.uses.push_back({s.id, -1});
     }
-    seqs.push_back(std::move(a));
+    b.seqs.push_back(std::move(a));
   }
-  torch::Tensor logits;  // [R, V]
+  return b;
+}
+
+void LlmEngine::step() {
+  SchedulerOutput out = scheduler_->schedule();
+  if (out.empty()) {
+    // Nothing fits (cannot happen while prompts are bounded by the pool): fail the head.
+    if (!active_.empty() && scheduler_->num_running() == 0) {
+      finish(*active_.begin()->second, FinishReason::kError, "", "KV cache too small");
+    }
+    return;
+  }
+  const StepBatch b = build_batch(out);
   const auto t_fwd = Clock::now();
-  logits = model_->forward(tokens, seqs, *pool_, logit_rows).contiguous();  // on the host
+  // [R, V] on the host
+  const torch::Tensor logits = model_->forward(b.tokens, b.seqs, *pool_, b.logit_rows).contiguous();
   const double fwd_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
   scheduler_->complete_step(out);
   {
     std::lock_guard<std::mutex> lk(stats_mu_);
-    stats_.prompt_tokens_total += new_prompt_tokens;
+    stats_.prompt_tokens_total += b.new_prompt_tokens;
     ++stats_.steps;
   }
   const float* lp = logits.defined() && logits.numel() ? logits.data_ptr<float>() : nullptr;
   const int V = model_->config().vocab_size;
-  for (size_t i = 0; i < uses.size(); ++i) {
-    auto it = active_.find(uses[i].id);
+  for (size_t i = 0; i < b.uses.size(); ++i) {
+    auto it = active_.find(b.uses[i].id);
     if (it == active_.end()) continue;
     ActiveRequest& r = *it->second;
-    if (uses[i].target < 0) {
+    const int target = b.uses[i].target;
+    if (target < 0) {
       handle_sample(r, lp + i * V);
-    } else if (uses[i].target == static_cast<int>(r.prompt_lp.size())) {
-      const SchedRequest* sr = scheduler_->find(r.id);
-      const int tok = sr->tokens[uses[i].target];
+    } else if (target == static_cast<int>(r.prompt_lp.size())) {  // not scored before a preemption
+      const int tok = scheduler_->find(r.id)->tokens[target];
       r.prompt_lp.push_back(token_logprob(lp + i * V, V, tok, std::max(0, r.params.logprobs)));
     }
   }
@@ -461,8 +471,8 @@ void LlmEngine::step() {
     const double all_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
     std::fprintf(stderr,
                  "[engine] step %llu: %zu seqs, %zu tokens, forward %.1f ms, sample+emit %.1f ms\n",
-                 static_cast<unsigned long long>(stats_.steps), seqs.size(), tokens.size(), fwd_ms,
-                 all_ms - fwd_ms);
+                 static_cast<unsigned long long>(stats_.steps), b.seqs.size(), b.tokens.size(),
+                 fwd_ms, all_ms - fwd_ms);
   }
 }
 

@@ -31,8 +31,10 @@ namespace ktl {
 
 struct EngineInbox;
 struct ActiveRequest;
+struct StepBatch;
 class KvCacheManager;
 class Scheduler;
+struct SchedulerOutput;
 
 // Resolves cfg.device and, when it is not the CPU or cfg.torch_ops is set, moves `model` to it
 // (EngineModel::use_torch_ops). Throws std::invalid_argument naming a device this machine or
@@ -67,6 +69,7 @@ class LlmEngine : public Engine {
   void loop();
   void drain_inbox(bool* stop);
   void step();
+  StepBatch build_batch(const SchedulerOutput& out) const;
   void validate(const GenerationRequest& req) const;
   void handle_sample(ActiveRequest& r, const float* logits);
   // The next token under the request's sampler and grammar; -1 when the grammar allows none.
