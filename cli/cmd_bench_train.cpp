@@ -13,6 +13,7 @@
 #include "core/model/device.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
+#include "core/model/thread_policy.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/console_metrics_sink.h"
 #include "core/train/data_loader.h"
@@ -97,7 +98,7 @@ int run_bench_train(const Args& args) {
   c.max_seq_length = int(args.get_int("seq-len", std::min(256, mc.max_seq_length)));
   c.gradient_checkpointing = args.get_bool("gradient-checkpointing");
   c.bf16 = args.get("bf16", "auto");
-  c.num_threads = int(args.get_int("threads", 2));
+  c.num_threads = int(args.get_int("threads", 0));
   c.warmup_steps = 1;
   c.max_steps = 1000000;
   c.device = args.get("device", "cpu");
@@ -106,7 +107,7 @@ int run_bench_train(const Args& args) {
     throw UsageError("--bf16 must be auto, true or false");
   const int steps = int(args.get_int("steps", 5)), warmup = int(args.get_int("warmup", 2));
   if (steps <= 0 || warmup < 0) throw UsageError("--steps must be positive, --warmup >= 0");
-  if (c.num_threads > 0) torch::set_num_threads(c.num_threads);
+  std::printf("%s\n", ktl::describe(ktl::apply_thread_policy(c.num_threads)).c_str());
   if (args.get_bool("peak")) {
     std::printf("matmul peak (1024^3, %d threads): fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s\n",
                 torch::get_num_threads(),
@@ -163,7 +164,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"batch-size", "sequences per step", "8"},
      {"seq-len", "tokens per sequence", "min(256, model)"},
      {"bf16", "auto, true or false", "auto"},
-     {"threads", "intra-op threads", "2"},
+     {"threads", "threads (0 = every core, as ktl train)", "0"},
      {"steps", "timed steps", "5"},
      {"warmup", "untimed steps first", "2"},
      {"gradient-checkpointing", "recompute blocks in backward", "", true},

@@ -10,6 +10,7 @@
 #include "core/data/chat_data.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
+#include "core/model/thread_policy.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/console_metrics_sink.h"
@@ -38,8 +39,7 @@ int run_dpo(const Args& args) {
     throw UsageError("--batch-size, --log-steps must be >= 1, --max-steps >= 0");
   const double val_fraction = args.get_double("val-fraction", 0.1);
   if (val_fraction < 0 || val_fraction >= 1) throw UsageError("--val-fraction must be in [0, 1)");
-  const int threads = int(args.get_int("num-threads", 0));
-  if (threads > 0) torch::set_num_threads(threads);
+  std::cout << ktl::describe(ktl::apply_thread_policy(int(args.get_int("num-threads", 0)))) << "\n";
   const torch::Device device = ktl::resolve_device(args.get("device", "auto"));
 
   ktl::ConsoleMetricsSink console;
@@ -110,7 +110,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"val-fraction", "held-out share of prompts (hash split)", "0.1"},
      {"seed", "batch order and split", "1234"},
      {"device", "auto, cpu, cuda or mps", "auto"},
-     {"num-threads", "intra-op threads (0 = default)", "0"},
+     {"num-threads", "threads (0 = every core)", "0"},
      {"job-db", "job database (set by the training daemon)"},
      {"job-id", "job id in --job-db"}},
     run_dpo});

@@ -1,6 +1,7 @@
 // ktl eval: loss, perplexity and bits per character of a checkpoint on a data split.
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -11,6 +12,8 @@
 #include "core/data/token_shard.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
+#include "core/model/thread_policy.h"
+#include "core/task_eval/likelihood_scorer.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/chat_evaluation.h"
@@ -72,10 +75,58 @@ int run_chat_eval(const Args& args, const torch::Device& device) {
   return 0;
 }
 
+// --task: multiple-choice accuracy by likelihood (core/task_eval/mc_task.h).
+int run_task_eval(const Args& args, const torch::Device& device) {
+  const std::string name = args.get("task");
+  std::string path = args.get("task-data", "");
+  if (path.empty()) path = ktl::default_task_path(name);
+  if (path.empty()) throw UsageError("--task mc needs --task-data FILE.jsonl");
+  const int shots = int(args.get_int("shots", 0));
+  const int max_examples = int(args.get_int("max-examples", 0));
+  if (shots < 0 || shots > 32) throw UsageError("--shots must be in [0, 32]");
+  if (max_examples < 0) throw UsageError("--max-examples must be >= 0 (0 = all)");
+  ktl::McTask task;
+  try {
+    task = ktl::load_mc_task(name, path, max_examples);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  auto ck = ktl::load_checkpoint(args.get("model"), device);
+  ktl::McEvalOptions o;
+  o.shots = shots;
+  o.seed = uint64_t(args.get_int("seed", 1234));
+  o.batch_size = int(args.get_int("batch-size", 16));
+  if (o.batch_size <= 0) throw UsageError("--batch-size must be positive");
+  const auto t0 = std::chrono::steady_clock::now();
+  const ktl::McScore r = ktl::evaluate_mc_task(ck.model, *ck.tokenizer, task, o, device);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (args.has("job-db")) {
+    auto sink = ktl::jobs::make_job_sink(args.get("job-db"), args.get_int("job-id", 0));
+    sink->metric("task/" + r.task + "/acc", ck.meta.step, r.acc);
+    sink->metric("task/" + r.task + "/acc_norm", ck.meta.step, r.acc_norm);
+    sink->flush();
+  }
+  if (args.get_bool("json")) {
+    std::printf("{\"task\": \"%s\", \"n\": %d, \"acc\": %.6f, \"acc_norm\": %.6f, \"shots\": %d}\n",
+                r.task.c_str(), r.n, r.acc, r.acc_norm, r.shots);
+  } else {
+    std::printf(
+        "checkpoint: %s (step %lld)\ntask: %s (%s), %d examples, %d-shot\n"
+        "acc: %.4f\nacc_norm: %.4f\ntime: %.1f s\n",
+        args.get("model").c_str(), (long long)ck.meta.step, r.task.c_str(), path.c_str(), r.n,
+        r.shots, r.acc, r.acc_norm, secs);
+  }
+  return 0;
+}
+
 int run_eval(const Args& args) {
+  if (args.has("task")) {
+    ktl::apply_thread_policy(int(args.get_int("num-threads", 0)));
+    return run_task_eval(args, ktl::resolve_device(args.get("device", "auto")));
+  }
+  if (!args.has("data")) throw UsageError("missing required flag --data (or give --task)");
   if (args.get_bool("chat")) {
-    const int threads = int(args.get_int("num-threads", 0));
-    if (threads > 0) torch::set_num_threads(threads);
+    ktl::apply_thread_policy(int(args.get_int("num-threads", 0)));
     return run_chat_eval(args, ktl::resolve_device(args.get("device", "auto")));
   }
   const std::string split = args.get("split", "test");
@@ -83,8 +134,7 @@ int run_eval(const Args& args) {
     throw UsageError("--split must be test, val or train, got '" + split + "'");
   const fs::path shard = fs::path(args.get("data")) / (split + ".bin");
   if (!fs::exists(shard)) throw std::runtime_error(shard.string() + " not found");
-  const int threads = int(args.get_int("num-threads", 0));
-  if (threads > 0) torch::set_num_threads(threads);
+  ktl::apply_thread_policy(int(args.get_int("num-threads", 0)));
   const torch::Device device = ktl::resolve_device(args.get("device", "auto"));
 
   auto ck = ktl::load_checkpoint(args.get("model"), device);
@@ -133,22 +183,29 @@ KTL_COMMAND(ktl::cli::Command{
     "Evaluate a checkpoint: loss, perplexity and bits per character on a data split (--chat: "
     "assistant loss, chrF, ROUGE-L).",
     {{"model", "checkpoint directory", "", false, true},
-     {"data", "data directory with <split>.bin (--chat: a chat .jsonl or Q/A .tsv)", "", false,
-      true},
+     {"data", "data directory with <split>.bin (--chat: a chat .jsonl or Q/A .tsv)", ""},
+     {"task", "instead: multiple-choice accuracy by likelihood: nsmc-sentiment, kornli or mc", ""},
+     {"task-data",
+      "--task: its JSONL (default for the built-in tasks: $KTL_TASK_DATA, else "
+      "../shared/data/ko)",
+      ""},
+     {"shots", "--task: solved examples before each one", "0"},
+     {"max-examples", "--task: the first N examples (0 = all)", "0"},
+     {"json", "--task: one JSON line {task, n, acc, acc_norm, shots}", "", true},
      {"chat", "chat evaluation: assistant loss, chrF and ROUGE-L on held-out conversations", "",
       true},
      {"val-fraction", "--chat: held-out share as in ktl sft (1 = every conversation)", "0.1"},
-     {"seed", "--chat: split seed (as ktl sft --seed)", "1234"},
+     {"seed", "--chat: split seed (as ktl sft --seed); --task: which solved examples", "1234"},
      {"answers", "--chat: held-out prompts answered greedily and scored", "50"},
      {"show", "--chat: answers printed", "5"},
      {"max-new-tokens", "--chat: answer length limit", "64"},
      {"split", "test, val or train", "test"},
      {"max-batches", "batches of the fixed subset (from the start of the split)", "50"},
-     {"batch-size", "sequences per batch", "8"},
+     {"batch-size", "sequences per batch (--task: 16)", "8"},
      {"max-seq-length", "tokens per sequence", "min(256, model)"},
      {"bf16", "auto, true or false", "auto"},
      {"device", "auto, cpu, cuda or mps", "auto"},
-     {"num-threads", "intra-op threads (0 = default)", "0"},
+     {"num-threads", "threads (0 = every core)", "0"},
      {"job-db", "job database (set by the training daemon)"},
      {"job-id", "job id in --job-db"}},
     run_eval});

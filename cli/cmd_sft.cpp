@@ -13,6 +13,7 @@
 #include "core/data/chat_data.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
+#include "core/model/thread_policy.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/console_metrics_sink.h"
@@ -73,7 +74,7 @@ int run_sft(const Args& args) {
   if (val_fraction < 0 || val_fraction >= 1) throw UsageError("--val-fraction must be in [0, 1)");
   const int n_samples = int(args.get_int("samples", 5));
   const bool pack = !args.get_bool("no-pack");
-  if (c.num_threads > 0) torch::set_num_threads(c.num_threads);
+  std::cout << ktl::describe(ktl::apply_thread_policy(c.num_threads)) << "\n";
   const torch::Device device = ktl::resolve_device(c.device);
 
   ktl::ConsoleMetricsSink console;

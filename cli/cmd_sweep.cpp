@@ -11,6 +11,7 @@
 #include "cli/stop_on_signal.h"
 #include "core/model/device.h"
 #include "core/model/model_config.h"
+#include "core/model/thread_policy.h"
 #include "core/train/sweep_runner.h"
 #include "core/train/sweep_space.h"
 #include "core/train/training_config.h"
@@ -38,7 +39,7 @@ int run_sweep(const Args& args) {
   o.data_dir = args.get("data");
   o.output_dir = args.get("output-dir");
   o.device = ktl::resolve_device(o.base.device);
-  if (o.base.num_threads > 0) torch::set_num_threads(o.base.num_threads);
+  std::cout << ktl::describe(ktl::apply_thread_policy(o.base.num_threads)) << "\n";
 
   ktl::jobs::ChildSinks sinks(args.get("job-db"), args.get_int("job-id", 0));
   ktl::SweepRunner runner(space, o, sinks.sink());

@@ -21,6 +21,7 @@
 #include "core/model/device.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
+#include "core/model/thread_policy.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/trainer.h"
 #include "core/train/training_config.h"
@@ -188,13 +189,8 @@ int run_train(const Args& args) {
   if (output_dir.empty() && args.has("resume-from"))
     output_dir = fs::absolute(args.get("resume-from")).parent_path().string();
   if (output_dir.empty()) throw UsageError("missing required flag --output-dir");
-  if (c.num_threads > 0) {
-    torch::set_num_threads(c.num_threads);
-  } else if (dc.local_world_size > 1) {
-    // Ranks on one machine share its cores instead of each taking all of them.
-    const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-    torch::set_num_threads(std::max(1, cores / dc.local_world_size));
-  }
+  // 0 = every core; ranks on one machine share them instead of each taking all of them.
+  ktl::apply_thread_policy(c.num_threads, dc.local_world_size);
   torch::Device device = ktl::resolve_device(c.device);
   // One GPU per local rank.
   if (dc.enabled() && device.is_cuda()) device = torch::Device(torch::kCUDA, dc.local_rank);
@@ -240,8 +236,8 @@ void print_run_header(const ktl::TrainingConfig& c, const ModelAndTokenizer& m,
   std::cout << "resolved training config:\n" << c.to_yaml();
   std::cout << "model: " << m.model->config().num_parameters() << " parameters, "
             << m.model->config().num_layers << " layers, hidden " << m.model->config().hidden_size
-            << ", vocab " << m.model->config().vocab_size << "; device " << device.str()
-            << ", threads " << torch::get_num_threads() << "\n";
+            << ", vocab " << m.model->config().vocab_size << "; device " << device.str() << "\n"
+            << ktl::describe(ktl::current_thread_pools()) << "\n";
   std::cout << "effective batch: " << c.batch_size << " x " << c.gradient_accumulation_steps
             << " x " << c.max_seq_length << " = "
             << int64_t(c.batch_size) * c.gradient_accumulation_steps * c.max_seq_length

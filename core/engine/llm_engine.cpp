@@ -14,6 +14,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "core/base/thread_policy.h"
 #include "core/engine/engine_checkpoint.h"
 #include "core/engine/kernel_threads.h"
 #include "core/engine/kv_budget.h"
@@ -153,8 +154,7 @@ LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokeniz
       return id < 256 ? std::string(1, static_cast<char>(id)) : "<" + std::to_string(id) + ">";
     };
   }
-  const int threads =
-      cfg_.num_threads > 0 ? cfg_.num_threads : std::max(1u, std::thread::hardware_concurrency());
+  const int threads = resolve_threads(cfg_.num_threads);  // 0: every (physical) core
   num_threads_ = threads;
   profile_ = std::getenv("KTL_ENGINE_PROFILE") != nullptr;
   torch::set_num_threads(threads);

@@ -14,6 +14,7 @@
 #include "core/distributed/gradient_reducer.h"
 #include "core/distributed/process_group.h"
 #include "core/model/checkpoint.h"
+#include "core/task_eval/likelihood_scorer.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/chat_evaluation.h"
@@ -114,6 +115,12 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
   if (data_.val && !data_.sft_train)
     eval_batches_ = std::make_unique<EvalBatches>(data_.val, config_.batch_size,
                                                   config_.max_seq_length, config_.eval_batches);
+  // Task files are read now, so a missing one fails the run before its first step.
+  for (const auto& [name, file] : parse_task_eval(config_)) {
+    if (!tokenizer_) throw std::invalid_argument("task_eval needs the model's tokenizer");
+    const std::string path = file.empty() ? default_task_path(name) : file;
+    tasks_.push_back(load_mc_task(name, path, config_.task_eval_examples));
+  }
   model_->train();
   std::string why;
   if (config_.bf16 == "auto" && !config_.fp16 && device_.is_cpu())
@@ -327,6 +334,7 @@ void Trainer::maybe_eval(bool force, bool* early_stop) {
   sink_.metric("val/loss", step_, r.loss);
   sink_.metric("val/ppl", step_, r.ppl);
   if (r.chars > 0) sink_.metric("val/bpc", step_, r.bpc);
+  run_task_evals();
   const bool improved = best_step_ < 0 || r.loss < best_val_loss_;
   if (improved) {
     best_val_loss_ = r.loss;
@@ -348,6 +356,24 @@ void Trainer::maybe_eval(bool force, bool* early_stop) {
     log("early stopping: val loss has not improved for " +
         std::to_string(evals_without_improvement_) + " evaluations (best " +
         std::to_string(best_val_loss_) + " at step " + std::to_string(best_step_) + ")");
+  }
+}
+
+void Trainer::run_task_evals() {
+  for (const McTask& t : tasks_) {
+    const auto t0 = std::chrono::steady_clock::now();
+    McEvalOptions o;
+    o.shots = config_.task_eval_shots;
+    o.seed = uint64_t(config_.seed);
+    o.batch_size = config_.batch_size * 2;
+    const McScore s = evaluate_mc_task(model_, *tokenizer_, t, o, device_);
+    sink_.metric("task/" + t.name + "/acc", step_, s.acc);
+    sink_.metric("task/" + t.name + "/acc_norm", step_, s.acc_norm);
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "task %s | %d examples, %d-shot | acc %.4f | acc_norm %.4f | %.1fs",
+                  t.name.c_str(), s.n, s.shots, s.acc, s.acc_norm, seconds_since(t0));
+    log(buf);
   }
 }
 

@@ -39,6 +39,7 @@
 
 #include "core/data/chat_data.h"
 #include "core/model/model.h"
+#include "core/task_eval/mc_task.h"
 #include "core/train/adamw.h"
 #include "core/train/data_loader.h"
 #include "core/train/evaluation.h"
@@ -138,6 +139,7 @@ class Trainer {
   void report_interval(LogInterval& iv, double lr);
   std::string divergence_message(double loss, double grad_norm) const;
   void maybe_eval(bool force, bool* early_stop);
+  void run_task_evals();  // task_eval: accuracy by likelihood, logged as task/<name>/acc
   void write_samples();
   void write_chat_samples();
   void rotate_checkpoints();
@@ -160,7 +162,8 @@ class Trainer {
   GradScaler scaler_;
   std::unique_ptr<TrainBatchSampler> sampler_;
   std::unique_ptr<EvalBatches> eval_batches_;
-  int64_t eval_chars_ = -1;  // computed on first evaluation
+  int64_t eval_chars_ = -1;    // computed on first evaluation
+  std::vector<McTask> tasks_;  // task_eval, loaded once at construction (main rank)
 
   int64_t step_ = 0;  // optimizer steps completed
   double best_val_loss_ = 0;

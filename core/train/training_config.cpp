@@ -55,6 +55,23 @@ std::string fmt_double(double v) {
         [](const TrainingConfig& c) { return std::string(c.field ? "true" : "false"); } \
   }
 
+// Strings are written quoted, so "" and paths with ':' read back as written.
+std::string quote(const std::string& v) {
+  std::string out = "\"";
+  for (char ch : v) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
+
+#define KTL_STRING(field)                                                                      \
+  KeyDef {                                                                                     \
+#field, [](TrainingConfig & c,                                                             \
+               const std::string&                                                              \
+                   v) { c.field = v; }, [](const TrainingConfig& c) { return quote(c.field); } \
+  }
+
 const std::vector<KeyDef>& key_defs() {
   static const std::vector<KeyDef> defs = {
       KTL_INT(batch_size),
@@ -98,6 +115,10 @@ const std::vector<KeyDef>& key_defs() {
              [](const TrainingConfig& c) { return c.device; }},
       KTL_INT(num_threads),
       KTL_INT(overfit_batches),
+      KTL_STRING(task_eval),
+      KTL_STRING(task_data_dir),
+      KTL_INT(task_eval_examples),
+      KTL_INT(task_eval_shots),
   };
   return defs;
 }
@@ -106,6 +127,7 @@ const std::vector<KeyDef>& key_defs() {
 #undef KTL_INT64
 #undef KTL_DOUBLE
 #undef KTL_BOOL
+#undef KTL_STRING
 
 }  // namespace
 
@@ -183,8 +205,37 @@ void TrainingConfig::validate() const {
   req(keep_last_checkpoints > 0, "keep_last_checkpoints", "must be positive");
   req(early_stopping_patience >= 0, "early_stopping_patience", "must be >= 0");
   req(!(fp16 && bf16 == "true"), "fp16", "fp16 and bf16 cannot both be true");
-  req(num_threads >= 0, "num_threads", "must be >= 0 (0 = default)");
+  req(num_threads >= 0, "num_threads", "must be >= 0 (0 = every core)");
   req(overfit_batches >= 0, "overfit_batches", "must be >= 0");
+  req(task_eval_examples >= 0, "task_eval_examples", "must be >= 0 (0 = all)");
+  req(task_eval_shots >= 0 && task_eval_shots <= 32, "task_eval_shots", "must be in [0, 32]");
+  try {
+    parse_task_eval(*this);
+  } catch (const std::invalid_argument& e) {
+    req(false, "task_eval", e.what());
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> parse_task_eval(const TrainingConfig& c) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::stringstream ss(c.task_eval);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    const size_t a = item.find_first_not_of(" \t"), b = item.find_last_not_of(" \t");
+    if (a == std::string::npos) continue;
+    item = item.substr(a, b - a + 1);
+    if (item.rfind("mc:", 0) == 0) {
+      if (item.size() == 3) throw std::invalid_argument("'mc:' needs a file (mc:tasks.jsonl)");
+      out.emplace_back("mc", item.substr(3));
+    } else if (item == "nsmc-sentiment" || item == "kornli") {
+      const char* file = item == "kornli" ? "kornli-dev.jsonl" : "nsmc-sentiment-dev.jsonl";
+      out.emplace_back(item, c.task_data_dir.empty() ? "" : c.task_data_dir + "/" + file);
+    } else {
+      throw std::invalid_argument("unknown task '" + item +
+                                  "' (nsmc-sentiment, kornli or mc:FILE.jsonl)");
+    }
+  }
+  return out;
 }
 
 std::string training_key_from_flag(const std::string& flag) {

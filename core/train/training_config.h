@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ktl {
@@ -40,8 +41,14 @@ struct TrainingConfig {
   bool gradient_checkpointing = false;  // recompute each block in backward: less memory
   int64_t seed = 1234;                  // model init, data order and sampling
   std::string device = "auto";          // auto|cpu|cuda|mps
-  int num_threads = 0;                  // intra-op threads; 0 = LibTorch's default
+  int num_threads = 0;                  // threads (LibTorch and OpenBLAS); 0 = every core
   int overfit_batches = 0;              // >0: train on these N fixed batches only (sanity check)
+  // Task accuracy by likelihood at every evaluation (core/task_eval/mc_task.h): a comma list of
+  // nsmc-sentiment, kornli and mc:FILE.jsonl; "" = off.
+  std::string task_eval;
+  std::string task_data_dir;     // where nsmc-sentiment-dev.jsonl etc. are; "" = the default
+  int task_eval_examples = 200;  // the first N examples of each task; 0 = all
+  int task_eval_shots = 0;       // solved examples before each one
 
   // Throws std::invalid_argument naming the bad key.
   void validate() const;
@@ -52,6 +59,12 @@ struct TrainingConfig {
 // The defaults of `ktl sft`: a short, gentle run over a pretrained model (learning rate 1e-4
 // to 1e-5, warmup 20, 300 steps, no weight decay, eval every 50, samples/saves every 100).
 TrainingConfig sft_training_defaults();
+
+// task_eval as (task name, file): "mc:x.jsonl" -> ("mc", "x.jsonl"); built-in tasks get their
+// file in task_data_dir, or the default (core/task_eval/mc_task.h) when that is empty. The
+// file is "" for a built-in task without task_data_dir. Throws std::invalid_argument naming a
+// bad entry.
+std::vector<std::pair<std::string, std::string>> parse_task_eval(const TrainingConfig& c);
 
 // Every key, in file order (for --help and CLI validation).
 const std::vector<std::string>& training_config_keys();

@@ -66,6 +66,11 @@ if (missing) {
       await page.waitForTimeout(400);
       assert.ok(Number(await page.getAttribute('[data-chart="chart-loss"]', 'data-points')) > first);
       await page.waitForSelector('#curves-stats .stat-ppl .mono:not(:text("–"))');
+      // Task accuracy appears beside the loss once the job reports it.
+      await page.waitForFunction(() => Number(document.querySelector('[data-chart="chart-task"]').dataset.points) > 0, null, { timeout: 10000 });
+      assert.equal(await page.$eval('[data-chart="chart-task"]', (el) => el.hidden), false);
+      await page.waitForSelector('#curves-stats .stat-task .mono:not(:text("–"))');
+      await screenshot(page, 'mock-curves.png');
 
       const samples = await waitForSamples(page, id);
       assert.ok(samples.some((s) => /[가-힣]/.test(s)), `Korean sample text expected: ${samples}`);

@@ -103,6 +103,9 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
       metric(job, 'val/loss', step, val);
       metric(job, 'val/ppl', step, Math.exp(val));
       metric(job, 'val/bpc', step, val / Math.LN2 / 1.6);
+      // task_eval: accuracy by likelihood at each evaluation.
+      metric(job, 'task/nsmc-sentiment/acc', step, Math.min(0.9, 0.5 + step / 400));
+      metric(job, 'task/nsmc-sentiment/acc_norm', step, Math.min(0.9, 0.48 + step / 400));
     }
     if (step % job.saveEvery === 0 || step === total) {
       const c = { step, path: `/tmp/mock/jobs/${job.id}/checkpoints/step-${step}`, metrics: { 'train/loss': loss }, time: Date.now() / 1000 };

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readSse } from '../../web/src/sse.js';
-import { buildSftJobSpec, buildTrainJobSpec, normalizeJob } from '../../web/src/api.js';
+import { buildSftJobSpec, buildTrainJobSpec, normalizeJob, taskNames, taskMetric } from '../../web/src/api.js';
 import { ema } from '../../web/src/util.js';
 
 /** A Response whose body arrives in the given byte chunks. */
@@ -146,4 +146,10 @@ test('SFT job spec from the form: kind sft, checkpoint and chat data, empty fiel
     options: { init_from: 'jobs/1/checkpoints/final', data: 'chatbot-qa.tsv', max_steps: 300, batch_size: 8, learning_rate: 0.0001, eval_steps: 50 },
   });
   assert.equal(buildSftJobSpec({ name: 'p', initFrom: 'a', data: 'b', noPack: true }).options.no_pack, true);
+});
+
+test('task metrics: the task names of task/<name>/acc keys', () => {
+  assert.deepEqual(taskNames(['train/loss', 'task/kornli/acc', 'task/kornli/acc_norm', 'task/nsmc-sentiment/acc', 'task/x/acc_norm']), ['kornli', 'nsmc-sentiment']);
+  assert.equal(taskMetric('kornli'), 'task/kornli/acc');
+  assert.equal(taskMetric('kornli', 'acc_norm'), 'task/kornli/acc_norm');
 });

@@ -17,6 +17,7 @@
 #include <valijson/validator.hpp>
 
 #include "core/model/checkpoint.h"
+#include "core/task_eval/likelihood_scorer.h"
 #include "tests/support/server_test_util.h"
 
 namespace {
@@ -246,6 +247,57 @@ TEST_F(StructuredE2E, NChoicesShareThePromptAndCountItOnce) {
   EXPECT_EQ(out["choices"].size(), 4u);
   EXPECT_EQ(out["usage"]["prompt_tokens"], o1["usage"]["prompt_tokens"]);
   EXPECT_EQ(out["usage"]["completion_tokens"], 20);
+}
+
+// Task accuracy by likelihood two ways: the in-process scorer (ktl eval --task, the trainer's
+// task_eval) and /v1/completions with echo + logprobs over the same token ids.
+TEST_F(StructuredE2E, TaskScoresOverHttpEqualTheInProcessScorer) {
+  ktl::LoadedCheckpoint ck = ktl::load_checkpoint(*model_);
+  const std::string path = *dir_ + "/tasks.jsonl";
+  {
+    std::ofstream f(path);
+    const char* rows[] = {
+        R"({"context": "나는 학교에서", "choices": [" 책을 읽었다.", " 고양이가"], "gold": 0})",
+        R"({"context": "우리는 카페에서", "choices": [" 커피를", " 노래를 불렀습니다.", " 편지를"], "gold": 0})",
+        R"({"context": "고양이가 공원에서", "choices": [" 사진을 찍었다.", " 밥을"], "gold": 1})",
+        R"({"context": "어머니는 시장에서", "choices": [" 영화를", " 숙제를 썼어요."], "gold": 0})"};
+    for (const char* r : rows) f << r << "\n";
+  }
+  const ktl::McTask task = ktl::load_mc_task("mc", path);
+  ktl::McEvalOptions o;
+  o.shots = 1;
+  const ktl::McScore direct = ktl::evaluate_mc_task(ck.model, *ck.tokenizer, task, o, torch::kCPU);
+  std::vector<ktl::ScoredSequence> seqs;
+  for (size_t i = 0; i < task.examples.size(); ++i)
+    for (const auto& c : task.examples[i].choices)
+      seqs.push_back(ktl::mc_sequence(*ck.tokenizer, ktl::few_shot_context(task, i, 1, o.seed), c,
+                                      ck.config.max_seq_length));
+  const auto in_process = ktl::continuation_logliks(ck.model, seqs, 4, torch::kCPU);
+  json prompts = json::array();
+  for (const auto& q : seqs) prompts.push_back(q.ids);
+  auto r = post("/v1/completions",
+                {{"prompt", prompts}, {"echo", true}, {"logprobs", 0}, {"max_tokens", 0}});
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json out = json::parse(r->body);
+  std::vector<double> http(seqs.size());
+  for (const auto& c : out["choices"]) {
+    const size_t i = c["index"].get<size_t>();
+    const auto& lps = c["logprobs"]["token_logprobs"];
+    for (size_t t = lps.size() - seqs[i].n_cont; t < lps.size(); ++t)
+      http[i] += lps[t].get<double>();
+  }
+  std::vector<std::vector<double>> per_example;
+  size_t k = 0;
+  for (const auto& e : task.examples) {
+    per_example.emplace_back();
+    for (size_t c = 0; c < e.choices.size(); ++c, ++k) {
+      EXPECT_NEAR(http[k], in_process[k], 1e-4) << k;
+      per_example.back().push_back(http[k]);
+    }
+  }
+  const ktl::McScore over_http = ktl::score_mc(task, per_example, 1);
+  EXPECT_EQ(over_http.acc, direct.acc);
+  EXPECT_EQ(over_http.acc_norm, direct.acc_norm);
 }
 
 }  // namespace

@@ -12,12 +12,15 @@
 #include <vector>
 
 #include "core/model/checkpoint.h"
+#include "core/task_eval/likelihood_scorer.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/adamw.h"
 #include "core/train/checkpointed_forward.h"
 #include "core/train/data_loader.h"
 #include "core/train/lr_schedule.h"
 #include "core/train/trainer.h"
+#include "jobs/job_store.h"
+#include "jobs/sqlite_metrics_sink.h"
 #include "tests/support/tiny_checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -575,6 +578,56 @@ TEST(ChoosePrecision, PicksBf16OnlyWhenItsMedianStepIsTenPercentShorter) {
   EXPECT_EQ(slow_bf16, ktl::Precision::kFp32);
   EXPECT_GT(t1.bf16_s, t1.fp32_s);
   EXPECT_EQ(pick(40, 10).first, ktl::Precision::kBf16);
+}
+
+// task_eval: accuracy by likelihood at each evaluation, through the sink into the job store,
+// equal to scoring the final model directly.
+TEST_F(TrainerTest, TaskEvalMetricsReachTheJobStore) {
+  TempDir out("ktl-task-eval");
+  const std::string tasks = out.path() + "/tasks.jsonl";
+  {
+    std::ofstream f(tasks);
+    f << R"({"context": "나는 학교에서", "choices": [" 책을", " 고양이가"], "gold": 0})"
+      << "\n"
+      << R"({"context": "우리는", "choices": [" 밥을", " 도서관에서", " 어제"], "gold": 1})"
+      << "\n"
+      << R"({"context": "고양이가 공원에서", "choices": [" 잤다", " 노래를"], "gold": 1})"
+      << "\n";
+  }
+  const std::string db = out.path() + "/jobs.db";
+  int64_t job = 0;
+  {
+    ktl::jobs::JobStore store(db);
+    job = store.create_job({ktl::jobs::JobKind::kTrain, "t", "{}", {}, nullptr}).id;
+  }
+  auto c = small_config();
+  c.max_steps = 10;
+  c.eval_steps = 5;
+  c.task_eval = "mc:" + tasks;
+  ktl::Transformer m = make_model();
+  {
+    ktl::jobs::SqliteMetricsSink sink(db, job);
+    ktl::TrainerData data;
+    data.train = train_;
+    data.val = val_;
+    ktl::Trainer t(c, m, tok_, data, out.path() + "/run", sink, torch::kCPU);
+    t.run();
+  }
+  ktl::jobs::JobStore store(db);
+  const auto acc = store.metrics(job, "task/mc/acc");
+  const auto norm = store.metrics(job, "task/mc/acc_norm");
+  ASSERT_EQ(acc.size(), 2u);
+  ASSERT_EQ(norm.size(), 2u);
+  EXPECT_EQ(acc[0].step, 5);
+  EXPECT_EQ(acc[1].step, 10);
+  const auto task = ktl::load_mc_task("mc", tasks);
+  const auto direct = ktl::evaluate_mc_task(m, *tok_, task, {}, torch::kCPU);
+  EXPECT_DOUBLE_EQ(acc[1].value, direct.acc);
+  EXPECT_DOUBLE_EQ(norm[1].value, direct.acc_norm);
+  // A bad entry stops the run before its first step.
+  c.task_eval = "mc:" + out.path() + "/missing.jsonl";
+  RecordingSink rs;
+  EXPECT_THROW(make_trainer(c, make_model(), out.path() + "/run2", rs), std::runtime_error);
 }
 
 }  // namespace

@@ -36,6 +36,18 @@ export const METRIC = {
   valChrf: 'val/chrf',
   valRougeL: 'val/rouge_l',
 };
+
+// Task accuracy by likelihood (training config task_eval): task/<name>/acc and .../acc_norm.
+export const TASK_PREFIX = 'task/';
+/** The task names among metric keys that have an accuracy series, sorted. */
+export function taskNames(keys) {
+  const names = new Set();
+  for (const k of keys) {
+    if (k.startsWith(TASK_PREFIX) && k.endsWith('/acc')) names.add(k.slice(TASK_PREFIX.length, -'/acc'.length));
+  }
+  return [...names].sort();
+}
+export const taskMetric = (name, what = 'acc') => `${TASK_PREFIX}${name}/${what}`;
 export const ALL_METRICS = Object.values(METRIC);
 
 // Job lifecycle: queued -> running -> succeeded | failed | cancelled, plus interrupted (crash).

@@ -75,22 +75,24 @@ export class CurvesView {
     const lr = chartCard('chart-lr', 'Learning rate');
     const tps = chartCard('chart-tps', 'Tokens / s', 'training throughput');
     const grad = chartCard('chart-grad', 'Gradient norm', 'before clipping');
+    const task = chartCard('chart-task', 'Task accuracy', 'acc solid · acc_norm dashed');
     this.stats = h('div', { class: 'stats', id: 'curves-stats' });
     this.noJobs = h('div', { class: 'empty', id: 'curves-empty' }, 'No jobs to plot yet. Submit a training job in ', h('a', { href: '#jobs' }, 'Jobs'), '; its curves fill in live while it trains.');
     this.root.append(
       h('div', { class: 'card' }, h('div', { class: 'card-head' }, h('h2', {}, 'Curves'), controls), this.picker, this.noJobs),
       h('div', { class: 'loss-row' }, loss.card, h('div', { class: 'card stats-card' }, h('h3', {}, 'Latest'), this.stats)),
-      h('div', { class: 'chart-grid' }, lr.card, tps.card, grad.card),
+      h('div', { class: 'chart-grid' }, lr.card, tps.card, grad.card, task.card),
     );
     this.sweepRoot = h('div', { class: 'sweeps', id: 'curves-sweeps' });
     this.root.append(this.sweepRoot);
     this.sweeps = new SweepPanel(this.sweepRoot);
-    this.cards = { loss: loss.card, lr: lr.card, tps: tps.card, grad: grad.card };
+    this.cards = { loss: loss.card, lr: lr.card, tps: tps.card, grad: grad.card, task: task.card };
     this.charts = {
       loss: new StepChart(loss.box, { height: 280 }),
       lr: new StepChart(lr.box, { height: 180, yFormat: (v) => (v === 0 ? '0' : v.toExponential(0)) }),
       tps: new StepChart(tps.box, { height: 180 }),
       grad: new StepChart(grad.box, { height: 180 }),
+      task: new StepChart(task.box, { height: 180 }),
     };
   }
 
@@ -158,7 +160,7 @@ export class CurvesView {
     const jobs = this.plotted();
     const w = this.smoothing;
     const loss = [];
-    const simple = { lr: [], tps: [], grad: [] };
+    const simple = { lr: [], tps: [], grad: [], task: [] };
     for (const job of jobs) {
       const id = String(job.id);
       const color = jobColor(id);
@@ -177,11 +179,19 @@ export class CurvesView {
       one(api.METRIC.lr, simple.lr, false);
       one(api.METRIC.tokensPerS, simple.tps, true);
       one(api.METRIC.gradNorm, simple.grad, true);
+      for (const name of api.taskNames(feed.keys(id))) {
+        const acc = feed.series(id, api.taskMetric(name));
+        const norm = feed.series(id, api.taskMetric(name, 'acc_norm'));
+        simple.task.push({ label: `${tag} ${name}`, color, width: 1.75, points: true, steps: acc.steps, values: acc.values });
+        simple.task.push({ label: `${tag} ${name} norm`, color, width: 1, dash: [4, 3], steps: norm.steps, values: norm.values, hideLegend: true });
+      }
     }
     this.setPoints('loss', this.charts.loss.update(loss, { log: this.log }));
     this.setPoints('lr', this.charts.lr.update(simple.lr));
     this.setPoints('tps', this.charts.tps.update(simple.tps));
     this.setPoints('grad', this.charts.grad.update(simple.grad, { log: this.log }));
+    this.cards.task.hidden = simple.task.length === 0;  // only jobs with task_eval have it
+    this.setPoints('task', this.charts.task.update(simple.task));
     this.renderStats(jobs);
     this.sweeps.update(jobs, { log: this.log });
   }
@@ -221,6 +231,7 @@ export class CurvesView {
           // SFT jobs: the held-out answers' scores next to the loss curves.
           chrf ? row('val chrF', chrf, 4, 'stat-chrf') : null,
           rougeL ? row('val ROUGE-L', rougeL, 4, 'stat-rouge') : null,
+          ...api.taskNames(feed.keys(id)).map((name) => row(`${name} acc`, latest(api.taskMetric(name)), 4, 'stat-task')),
         ),
       );
     }

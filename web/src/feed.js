@@ -59,6 +59,12 @@ class JobFeed {
     return { steps, values: steps.map((s) => m.get(s)) };
   }
 
+  /** Metric keys loaded for a job. */
+  keys(id) {
+    const e = this.jobs.get(String(id));
+    return e ? [...e.series.keys()] : [];
+  }
+
   latest(id, key) {
     const { steps, values } = this.series(id, key);
     return steps.length ? { step: steps[steps.length - 1], value: values[values.length - 1] } : null;
