@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/base/thread_policy.h"
 #include "core/data/token_shard.h"
 #include "core/tokenizer/tokenizer.h"
 #include "tests/support/korean_fixture.h"
@@ -163,15 +164,23 @@ TEST_F(TrainCliTest, TrainsResumesAndEvaluates) {
   EXPECT_NE(text.find("max_steps: 4"), std::string::npos);  // resolved config printed
   EXPECT_NE(text.find("step 4/4"), std::string::npos) << text;
   EXPECT_NE(text.find("val loss"), std::string::npos);
+  // Each pool named and sized (core/base/thread_policy.h); base_args ask for one thread.
+  EXPECT_NE(text.find("threads: LibTorch intra-op 1, OpenMP 1, OpenBLAS 1"), std::string::npos)
+      << text;
   EXPECT_EQ(
       slurp(out + "/checkpoint-4/training_config.yaml").find("max_steps: 4") != std::string::npos,
       true);
   // Resume from step 2 and extend to 6 with an override.
   const std::string log2 = dir_->path() + "/resume.log";
   ASSERT_EQ(wait_exit(spawn({"train", "--resume-from", out + "/checkpoint-2", "--data", data_,
-                             "--max-steps", "6"},
+                             "--max-steps", "6", "--num-threads", "0"},
                             log2)),
             0)
+      << slurp(log2);
+  // 0 = every physical core.
+  const std::string n = std::to_string(ktl::physical_cores());
+  EXPECT_NE(slurp(log2).find("threads: LibTorch intra-op " + n + ", OpenMP " + n + ", OpenBLAS " + n),
+            std::string::npos)
       << slurp(log2);
   EXPECT_NE(slurp(log2).find("resumed from"), std::string::npos);
   EXPECT_NE(slurp(log2).find("step 6/6"), std::string::npos) << slurp(log2);
@@ -183,6 +192,21 @@ TEST_F(TrainCliTest, TrainsResumesAndEvaluates) {
             0)
       << slurp(log3);
   EXPECT_NE(slurp(log3).find("bits per character:"), std::string::npos);
+  // Task accuracy by likelihood on a multiple-choice file: one JSON line.
+  const std::string tasks = dir_->path() + "/tasks.jsonl", log4 = dir_->path() + "/task.log";
+  std::ofstream(tasks) << R"({"context": "나는 학교에서", "choices": [" 책을", " 밥을"], "gold": 0})"
+                       << "\n"
+                       << R"({"context": "우리는", "choices": [" 커피를", " 영화를"], "gold": 1})"
+                       << "\n";
+  ASSERT_EQ(wait_exit(spawn({"eval", "--model", out + "/latest", "--task", "mc", "--task-data",
+                             tasks, "--json"},
+                            log4)),
+            0)
+      << slurp(log4);
+  EXPECT_NE(slurp(log4).find(R"({"task": "mc", "n": 2, "acc": )"), std::string::npos)
+      << slurp(log4);
+  EXPECT_NE(wait_exit(spawn({"eval", "--model", out + "/latest", "--task", "mc"}, log4)), 0);
+  EXPECT_NE(slurp(log4).find("--task mc needs --task-data"), std::string::npos) << slurp(log4);
 }
 
 TEST_F(TrainCliTest, SigtermSavesACheckpointAndExitsZero) {
