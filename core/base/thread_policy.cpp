@@ -1,6 +1,7 @@
 #include "core/base/thread_policy.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <string>
@@ -61,6 +62,8 @@ int resolve_threads(int requested, int local_world_size) {
 }
 
 void set_blas_threads(int n) {
+  // A count the user set for OpenBLAS itself wins.
+  if (std::getenv("OPENBLAS_NUM_THREADS") || std::getenv("GOTO_NUM_THREADS")) return;
   if (auto fn = find_symbol<void (*)(int)>("openblas_set_num_threads")) fn(n);
 }
 

@@ -21,7 +21,8 @@ int physical_cores();
 // `requested` > 0: itself; 0: physical_cores() / local_world_size (at least 1).
 int resolve_threads(int requested, int local_world_size = 1);
 
-// OpenBLAS's thread count: set (no-op when the BLAS is not OpenBLAS) and read (-1 then).
+// OpenBLAS's thread count: set (no-op when the BLAS is not OpenBLAS, or when the user set
+// OPENBLAS_NUM_THREADS) and read (-1 when not OpenBLAS).
 void set_blas_threads(int n);
 int blas_threads();
 // OpenMP's default team size for the calling thread; -1 when no OpenMP runtime is loaded.
