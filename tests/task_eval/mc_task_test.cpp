@@ -39,8 +39,8 @@ TEST(McTask, ReadsTheBuiltInFormatsAndNamesBadRows) {
                                   "\n");
   McTask a = load_mc_task("nsmc-sentiment", nsmc);
   ASSERT_EQ(a.examples.size(), 2u);
-  EXPECT_EQ(a.examples[0].context, "다음 영화 리뷰의 감정은?\n리뷰: 재밌다\n감정:");
-  EXPECT_EQ(a.examples[0].choices, (std::vector<std::string>{" 부정", " 긍정"}));
+  EXPECT_EQ(a.examples[0].context, "재밌다 한마디로");
+  EXPECT_EQ(a.examples[0].choices, (std::vector<std::string>{" 노잼", " 꿀잼"}));
   EXPECT_EQ(a.examples[0].gold, 1);
   EXPECT_EQ(load_mc_task("nsmc-sentiment", nsmc, 1).examples.size(), 1u);
   const auto nli = write(
@@ -48,7 +48,10 @@ TEST(McTask, ReadsTheBuiltInFormatsAndNamesBadRows) {
              "\n");
   McTask b = load_mc_task("kornli", nli);
   EXPECT_EQ(b.examples[0].gold, 2);
-  EXPECT_EQ(b.examples[0].choices.size(), 3u);
+  EXPECT_EQ(b.examples[0].context, "비가 온다, 맞죠?");
+  EXPECT_EQ(b.examples[0].choices,
+            (std::vector<std::string>{" 네, 날씨가 맑다.", " 그리고, 날씨가 맑다.",
+                                      " 아니요, 날씨가 맑다."}));
   const auto mc = write("mc", R"({"context": "1+1=", "choices": ["2", "3"], "gold": 0})"
                               "\n\n");
   EXPECT_EQ(load_mc_task("mc", mc).examples[0].choices[1], "3");
