@@ -7,6 +7,7 @@
 #include "core/data/chat_metrics.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/train/checkpointed_forward.h"
 
 namespace ktl {
 namespace {
@@ -21,10 +22,13 @@ struct EvalModeScope {
 }  // namespace
 
 torch::Tensor sft_loss_sum(TransformerImpl& model, const SftBatch& b, bool packed,
-                           int64_t* n_targets, const torch::Device& device) {
+                           int64_t* n_targets, const torch::Device& device,
+                           bool checkpoint_blocks) {
+  if (packed && checkpoint_blocks)
+    throw std::invalid_argument("gradient checkpointing is not supported with packed SFT rows");
   auto inputs = b.inputs.to(device), targets = b.targets.to(device);  // [B, T]
   auto logits = packed ? model.forward_packed(inputs, b.segments.to(device))
-                       : model.forward(inputs);  // [B, T, V]
+                       : training_forward(model, inputs, checkpoint_blocks);  // [B, T, V]
   if (n_targets) *n_targets = (b.targets != kIgnoreIndex).sum().item<int64_t>();
   return torch::nn::functional::cross_entropy(
       logits.to(torch::kFloat32).reshape({-1, logits.size(-1)}), targets.reshape({-1}),

@@ -21,9 +21,11 @@ class Tokenizer;
 
 // Cross-entropy summed over the non-ignored targets of `b`, and their count. Packed batches go
 // through forward_packed, unpacked ones through forward (padding is after each conversation, so
-// a causal mask alone keeps it invisible).
+// a causal mask alone keeps it invisible), with per-block gradient checkpointing when
+// `checkpoint_blocks` (unpacked only: std::invalid_argument for packed rows).
 torch::Tensor sft_loss_sum(TransformerImpl& model, const SftBatch& b, bool packed,
-                           int64_t* n_targets, const torch::Device& device);
+                           int64_t* n_targets, const torch::Device& device,
+                           bool checkpoint_blocks = false);
 
 // Mean assistant-token loss (and perplexity) over every row of `batches`; bpc stays 0.
 EvalResult evaluate_sft(TransformerImpl& model, const SftBatches& batches, int batch_size,

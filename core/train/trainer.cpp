@@ -106,7 +106,9 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
     if (data_.sft_train->seq_len() != config_.max_seq_length)
       throw std::invalid_argument("SFT rows must be max_seq_length long");
     if (config_.gradient_checkpointing && data_.sft_train->packed())
-      throw std::invalid_argument("gradient_checkpointing is not supported with packed SFT rows");
+      throw std::invalid_argument(
+          "gradient_checkpointing is not supported with packed SFT rows: pack: false (--no-pack) "
+          "checkpoints each block");
   } else {
     sampler_ = std::make_unique<TrainBatchSampler>(
         data_.train, config_.batch_size, config_.max_seq_length, uint64_t(config_.seed),
@@ -272,7 +274,7 @@ double Trainer::accumulate_sft_gradients(const std::vector<SftBatch>& micro_batc
     torch::Tensor sum;
     {
       AutocastScope autocast(precision_, device_);
-      sum = sft_loss_sum(*model_, mb, packed, nullptr, device_);
+      sum = sft_loss_sum(*model_, mb, packed, nullptr, device_, config_.gradient_checkpointing);
     }
     auto loss = sum / double(total);  // mean over every assistant target of the step
     (loss * scaler_.scale()).backward();

@@ -118,6 +118,29 @@ TEST(SftBatches, PackedLogitsEqualPerConversationLogits) {
   EXPECT_FALSE(torch::allclose(leaky.narrow(1, first, 4), logits.narrow(1, first, 4), 1e-4, 1e-5));
 }
 
+// Unpacked SFT rows honour gradient_checkpointing (the same gradients, each block recomputed);
+// packed rows refuse it with a clear error instead of ignoring it.
+TEST(SftBatches, UnpackedRowsCheckpointWithTheSameGradientsPackedOnesRefuse) {
+  auto& f = fx();
+  const auto chats = ktl::tokenize_conversations(*f.tmpl, conversations(), 1000);
+  ktl::SftBatches rows(chats, 64, false);
+  const auto b = rows.range(0, rows.num_rows());
+  std::vector<std::vector<torch::Tensor>> grads;
+  for (bool ckpt : {false, true}) {
+    auto model = tiny_model(f.tok->vocab_size(), 5);
+    model->train();
+    ktl::sft_loss_sum(*model, b, false, nullptr, torch::kCPU, ckpt).backward();
+    grads.emplace_back();
+    for (auto& p : model->parameters()) grads.back().push_back(p.grad().clone());
+  }
+  for (size_t i = 0; i < grads[0].size(); ++i)
+    EXPECT_TRUE(torch::allclose(grads[0][i], grads[1][i], 1e-5, 1e-6)) << i;
+  ktl::SftBatches packed(chats, 128, true);
+  auto model = tiny_model(f.tok->vocab_size(), 5);
+  EXPECT_THROW(ktl::sft_loss_sum(*model, packed.range(0, 1), true, nullptr, torch::kCPU, true),
+               std::invalid_argument);
+}
+
 TEST(VocabGrowth, OldTokensKeepTheirLogitsAndTheHeadStaysTied) {
   for (bool tied : {true, false}) {
     auto model = tiny_model(300, 5, tied);
