@@ -90,6 +90,18 @@ bool has_chat_markers(const std::string& tokenizer_model_bytes) {
   return true;
 }
 
+std::string generation_config_json(const std::string& tokenizer_model_bytes) {
+  // Hugging Face's generate() stops at any of these: </s>, and <|end|> for chat checkpoints.
+  std::string eos = std::to_string(SpecialIds::kEos);
+  const auto pieces = read_spm_pieces(tokenizer_model_bytes);
+  for (size_t i = 0; i < pieces.size(); ++i)
+    if (pieces[i].piece == ChatTemplate::kEndOfTurn && pieces[i].type == 4)
+      eos = "[" + eos + ", " + std::to_string(i) + "]";
+  return "{\n  \"bos_token_id\": " + std::to_string(SpecialIds::kBos) +
+         ",\n  \"eos_token_id\": " + eos +
+         ",\n  \"pad_token_id\": " + std::to_string(SpecialIds::kPad) + "\n}\n";
+}
+
 bool add_chat_markers(LoadedCheckpoint& ck) {
   if (has_chat_markers(ck.tokenizer->model_bytes())) return false;
   ck.tokenizer = Tokenizer::from_bytes(
@@ -155,6 +167,8 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
     write_file_atomic(tmp / "tokenizer.model", tokenizer_model_bytes);
     if (has_chat_markers(tokenizer_model_bytes))  // chat_template + special tokens for HF tools
       write_file_atomic(tmp / "tokenizer_config.json", ChatTemplate::tokenizer_config_json());
+    write_file_atomic(tmp / "generation_config.json",
+                      generation_config_json(tokenizer_model_bytes));
     save_weights_safetensors(model, (tmp / "model.safetensors").string());
     if (write_extra) write_extra(tmp.string());
   });

@@ -48,6 +48,10 @@ LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& de
 // True when the SentencePiece model holds the chat markers of core/tokenizer/chat_template.h as
 // user-defined pieces. Such checkpoints also get a tokenizer_config.json with chat_template.
 bool has_chat_markers(const std::string& tokenizer_model_bytes);
+// generation_config.json for Hugging Face (written in every checkpoint): BOS, PAD, and as
+// end-of-sequence </s> plus <|end|> when the tokenizer has the chat markers, so generate()
+// and pipelines stop at the end of an assistant turn.
+std::string generation_config_json(const std::string& tokenizer_model_bytes);
 // Gives an older checkpoint the chat markers: appends them to the tokenizer as user-defined
 // pieces (ids old_vocab ...) and grows the model's vocabulary (Transformer::grow_vocab; a tied
 // head stays tied). Returns false when they were already there.

@@ -4,7 +4,9 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <fstream>
 
+#include "core/base/file_util.h"
 #include "core/data/chat_data.h"
 #include "core/model/checkpoint.h"
 #include "core/tokenizer/chat_template.h"
@@ -191,6 +193,13 @@ TEST(VocabGrowth, OlderCheckpointGetsTheMarkersAndSavesAndLoads) {
   EXPECT_TRUE(torch::allclose(ck.model->forward(tokens).narrow(2, 0, 600), before, 1e-5, 1e-6));
   ktl::save_checkpoint(dir / "grown", *ck.model, ck.tokenizer->model_bytes(), ck.meta);
   EXPECT_TRUE(std::filesystem::exists(dir / "grown/tokenizer_config.json"));
+  // Hugging Face's generate() stops at </s> and at the grown vocabulary's <|end|> (id 603).
+  std::ifstream gen(dir / "grown/generation_config.json");
+  const std::string gen_text((std::istreambuf_iterator<char>(gen)), {});
+  EXPECT_NE(gen_text.find("\"eos_token_id\": [3, 603]"), std::string::npos) << gen_text;
+  EXPECT_NE(
+      ktl::generation_config_json(ktl::read_file(dir / "old.model")).find("\"eos_token_id\": 3,"),
+      std::string::npos);
   auto back = ktl::load_checkpoint(dir / "grown");
   EXPECT_EQ(back.config.vocab_size, 604);
   EXPECT_TRUE(ktl::ChatTemplate::for_tokenizer(back.tokenizer).has_value());
