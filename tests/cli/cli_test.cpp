@@ -1,9 +1,13 @@
 // The ktl binary's command-line contract: help lists commands, bad usage exits 2 with one line.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -173,6 +177,127 @@ TEST(Cli, GenerateJsonPrintsTheGreedyTokenIds) {
   RecordProperty("greedy_ids_compared", static_cast<int>(compared));
   EXPECT_EQ(last_json_line(run(args).out).at("ids").get<std::vector<int>>(), ids)
       << "greedy output should repeat exactly";
+}
+
+// `ktl chat` as a person uses it: a reply streams, Ctrl-C stops that reply and not the program
+// (at the prompt it only prints a hint), /reset and /exit work, the exit code is 0.
+class ChatProcess {
+ public:
+  explicit ChatProcess(const std::vector<std::string>& args) {
+    int in[2], out[2];
+    if (pipe(in) != 0 || pipe(out) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      dup2(out[1], 2);
+      close(in[1]);
+      close(out[0]);
+      const char* bin = std::getenv("KTL_BIN");
+      std::vector<std::string> argv_s{bin ? bin : KTL_BINARY_DIR "/ktl"};
+      argv_s.insert(argv_s.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : argv_s) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    to_ = in[1];
+    from_ = out[0];
+  }
+  ~ChatProcess() {
+    if (pid_ > 0 && !exited_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    close(to_);
+    close(from_);
+  }
+  void send(const std::string& line) {
+    ASSERT_EQ(write(to_, line.data(), line.size()), ssize_t(line.size()));
+  }
+  // Reads until `pred(output)` holds or `ms` pass; returns whether it held.
+  template <class Pred>
+  bool read_until(Pred pred, int ms = 60000) {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    while (!pred(out_)) {
+      const int left = int(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               end - std::chrono::steady_clock::now())
+                               .count());
+      if (left <= 0) return false;
+      pollfd p{from_, POLLIN, 0};
+      if (poll(&p, 1, left) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = read(from_, buf, sizeof buf);
+      if (n <= 0) return pred(out_);
+      out_.append(buf, size_t(n));
+    }
+    return true;
+  }
+  int wait_exit() {
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    exited_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  pid_t pid() const { return pid_; }
+  const std::string& out() const { return out_; }
+
+ private:
+  pid_t pid_ = -1;
+  int to_ = -1, from_ = -1;
+  bool exited_ = false;
+  std::string out_;
+};
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(Cli, ChatStreamsKeepsGoingAfterCtrlCAndExitsCleanly) {
+  ktl::testing::TempDir d;
+  const auto tok = ktl::testing::make_tiny_tokenizer(d / "tok");
+  std::ofstream(d / "m.yaml") << "vocab_size: 512\nhidden_size: 32\nnum_layers: 1\nnum_heads: 2\n"
+                                 "num_kv_heads: 1\nintermediate_size: 48\nmax_seq_length: 4096\n";
+  ASSERT_EQ(run("init-model --model-config " + d / "m.yaml" + " --tokenizer " + d / "tok" +
+                " --out " + d / "ck")
+                .code,
+            0);
+  ChatProcess chat({"chat", "--model", d / "ck", "--max-tokens", "3800", "--temperature", "1.0",
+                    "--seed", "3", "--threads", "1", "--kv-cache-mb", "16", "--dtype", "fp32"});
+  ASSERT_GT(chat.pid(), 0);
+  ASSERT_TRUE(chat.read_until([](const std::string& o) { return count(o, "> ") >= 1; }))
+      << chat.out();
+  // A long reply is under way once text follows the prompt; Ctrl-C stops it. A reply that ends
+  // by itself first (the random model wrote <|end|>) is simply retried.
+  bool stopped = false;
+  for (int attempt = 0; attempt < 6 && !stopped; ++attempt) {
+    const size_t prompts = count(chat.out(), "> ");
+    const size_t before = chat.out().size();
+    chat.send("안녕하세요 " + std::to_string(attempt) + "\n");
+    ASSERT_TRUE(chat.read_until([&](const std::string& o) { return o.size() > before + 40; }))
+        << chat.out();
+    kill(chat.pid(), SIGINT);
+    ASSERT_TRUE(chat.read_until([&](const std::string& o) { return count(o, "> ") > prompts; }))
+        << chat.out();
+    stopped = chat.out().find("[stopped]") != std::string::npos;
+  }
+  EXPECT_TRUE(stopped) << chat.out();
+  // Ctrl-C at the prompt: a hint, and the program goes on.
+  kill(chat.pid(), SIGINT);
+  EXPECT_TRUE(chat.read_until([](const std::string& o) {
+    return o.find("Ctrl-D to quit") != std::string::npos;
+  })) << chat.out();
+  chat.send("/reset\n");
+  EXPECT_TRUE(chat.read_until([](const std::string& o) {
+    return o.find("(history cleared)") != std::string::npos;
+  })) << chat.out();
+  chat.send("/exit\n");
+  EXPECT_EQ(chat.wait_exit(), 0) << chat.out();
 }
 
 }  // namespace
