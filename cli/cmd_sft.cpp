@@ -118,7 +118,7 @@ int run_sft(const Args& args) {
             << (pack ? "packed" : "one per row") << " into " << tr.num_rows() << " rows of "
             << c.max_seq_length << " (" << tr.num_target_tokens() << " assistant tokens, "
             << 100.0 * double(tr.num_target_tokens()) / double(tr.num_rows() * c.max_seq_length)
-            << "% of positions); truncated " << cut_train << " + " << cut_val << "\n"
+            << "% of positions); shortened " << cut_train << " + " << cut_val << "\n"
             << std::flush;
   ck.model->train();
   ktl::Trainer trainer(c, ck.model, ck.tokenizer, std::move(data), output_dir, *sink, device);

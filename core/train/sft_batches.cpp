@@ -1,5 +1,7 @@
 #include "core/train/sft_batches.h"
 
+#include <cstddef>
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -18,15 +20,24 @@ std::vector<TokenizedChat> tokenize_conversations(const ChatTemplate& tmpl,
   out.reserve(convs.size());
   int64_t cut = 0;
   for (const auto& c : convs) {
-    RenderedChat r = tmpl.render(c.messages, false);
+    std::vector<ChatMessage> msgs = c.messages;
+    RenderedChat r = tmpl.render(msgs, false);
+    const size_t first = !msgs.empty() && msgs[0].role == "system" ? 1 : 0;
+    // Too long: the oldest exchange (a user turn and its answer) goes first, the system
+    // message and the last exchange stay, so what is trained on is the conversation's end.
+    while (int64_t(r.ids.size()) > max_tokens && msgs.size() > first + 2) {
+      msgs.erase(msgs.begin() + static_cast<std::ptrdiff_t>(first),
+                 msgs.begin() + static_cast<std::ptrdiff_t>(first + 2));
+      r = tmpl.render(msgs, false);
+    }
     TokenizedChat t;
     t.ids.assign(r.ids.begin(), r.ids.end());
     t.mask = std::move(r.assistant_mask);
-    if (int64_t(t.ids.size()) > max_tokens) {
+    if (int64_t(t.ids.size()) > max_tokens) {  // one exchange alone is too long: cut its end
       t.ids.resize(size_t(max_tokens));
       t.mask.resize(size_t(max_tokens));
-      ++cut;
     }
+    if (msgs.size() != c.messages.size() || int64_t(r.ids.size()) > max_tokens) ++cut;
     out.push_back(std::move(t));
   }
   if (truncated) *truncated = cut;

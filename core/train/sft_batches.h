@@ -31,7 +31,9 @@ struct SftBatch {
 
 constexpr int64_t kIgnoreIndex = -100;
 
-// Renders every conversation; ones longer than max_tokens are cut to it (counted in *truncated).
+// Renders every conversation. One longer than max_tokens loses its oldest exchanges (user turn
+// and answer; the system message and the last exchange stay); a last exchange that is still too
+// long is cut at its end. *truncated counts the conversations that lost anything.
 std::vector<TokenizedChat> tokenize_conversations(const ChatTemplate& tmpl,
                                                   const std::vector<ChatConversation>& convs,
                                                   int64_t max_tokens, int64_t* truncated = nullptr);

@@ -143,6 +143,36 @@ TEST(SftBatches, UnpackedRowsCheckpointWithTheSameGradientsPackedOnesRefuse) {
                std::invalid_argument);
 }
 
+// A conversation longer than the row loses its oldest exchanges, not its end; the system
+// message stays. One exchange that alone is too long is still cut at its end.
+TEST(SftBatches, LongConversationsDropTheirOldestExchanges) {
+  auto& f = fx();
+  ktl::ChatConversation c{{{"system", "짧게"},
+                           {"user", "첫 질문 하나 둘 셋 넷 다섯"},
+                           {"assistant", "첫 답 하나 둘 셋 넷 다섯"},
+                           {"user", "두 번째 질문"},
+                           {"assistant", "두 번째 답"},
+                           {"user", "마지막 질문"},
+                           {"assistant", "마지막 답"}},
+                          1};
+  ktl::ChatConversation tail{{c.messages[0], c.messages[5], c.messages[6]}, 1};
+  const auto last = f.tmpl->render(tail.messages, false);
+  int64_t cut = 0;
+  const auto t = ktl::tokenize_conversations(*f.tmpl, {c}, int64_t(last.ids.size()), &cut);
+  EXPECT_EQ(cut, 1);
+  EXPECT_EQ(t[0].ids, std::vector<int64_t>(last.ids.begin(), last.ids.end()));
+  EXPECT_EQ(t[0].mask, last.assistant_mask);
+  // Room for everything: nothing dropped.
+  const auto whole = ktl::tokenize_conversations(*f.tmpl, {c}, 10000, &cut);
+  EXPECT_EQ(cut, 0);
+  EXPECT_EQ(whole[0].ids.size(), f.tmpl->render(c.messages, false).ids.size());
+  // Not even the last exchange fits: its end is cut.
+  const auto small = ktl::tokenize_conversations(*f.tmpl, {c}, 6, &cut);
+  EXPECT_EQ(cut, 1);
+  ASSERT_EQ(small[0].ids.size(), 6u);
+  EXPECT_EQ(small[0].ids[1], f.tmpl->role_id("system"));
+}
+
 TEST(VocabGrowth, OldTokensKeepTheirLogitsAndTheHeadStaysTied) {
   for (bool tied : {true, false}) {
     auto model = tiny_model(300, 5, tied);
