@@ -8,36 +8,14 @@ difference (mean, p99, max) and the difference of each text's summed log-likelih
   python3 bench/logprob_dtypes.py --model var/runs/tiny/latest \
       --texts ../shared/data/ko/nsmc-sentiment-dev.jsonl --n 100
 """
-import argparse, json, os, re, signal, subprocess, sys, time, urllib.request
+import argparse, json, os
 
-def post(port, path, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        return json.load(r)
+from ktl_serve import KtlServer
 
-def serve(ktl, model, dtype):
-    p = subprocess.Popen([ktl, "serve", "--host", "127.0.0.1", "--port", "0", "--model", model,
-                          "--dtype", dtype, "--data-dir", f"/tmp/ktl-lp-{os.getpid()}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in p.stdout:
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    for _ in range(600):
-        try:
-            if json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/health"))["status"] == "ok":
-                return p, port
-        except Exception:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"ktl serve --dtype {dtype} never became healthy")
-
-def score(port, texts):
+def score(srv, texts):
     out = []
     for i in range(0, len(texts), 16):
-        r = post(port, "/v1/completions", {"prompt": texts[i:i + 16], "echo": True, "logprobs": 0,
+        r = srv.post("/v1/completions", {"prompt": texts[i:i + 16], "echo": True, "logprobs": 0,
                                            "max_tokens": 0})
         for c in sorted(r["choices"], key=lambda c: c["index"]):
             out.append(c["logprobs"]["token_logprobs"][1:])
@@ -60,12 +38,8 @@ def main():
             break
     scores = {}
     for dtype in ["fp32", "bf16", "int8"]:
-        p, port = serve(a.ktl, a.model, dtype)
-        try:
-            scores[dtype] = score(port, texts)
-        finally:
-            p.send_signal(signal.SIGTERM)
-            p.wait()
+        with KtlServer(a.ktl, a.model, ["--dtype", dtype]) as srv:
+            scores[dtype] = score(srv, texts)
     ref = scores["fp32"]
     for dtype in ["bf16", "int8"]:
         d = sorted(abs(x - y) for r, s in zip(ref, scores[dtype]) for x, y in zip(r, s))

@@ -9,14 +9,10 @@ some run of 1-8 words repeated at least 3 times back to back ("100%가 100%가 1
   python3 bench/repetition_share.py --model var/runs/tiny/latest \\
       --texts ../shared/data/ko/nsmc-sentiment-dev.jsonl --n 100 --penalties 1.0,1.1,1.2
 """
-import argparse, json, os, re, signal, subprocess, sys, time, urllib.request
+import argparse, json, os, re
 from collections import Counter
 
-def post(port, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=600) as r:
-        return json.load(r)
+from ktl_serve import KtlServer
 
 def loops(text):
     if re.search(r"(.{1,12}?)\1{5,}", text):  # "000000", "ㅋㅋㅋㅋㅋㅋ" or "좋다 좋다 ..." back to back
@@ -50,36 +46,19 @@ def main():
             prompts.append(" ".join(words[:a.words]))
         if len(prompts) == a.n:
             break
-    p = subprocess.Popen([a.ktl, "serve", "--host", "127.0.0.1", "--port", "0", "--model", a.model,
-                          "--data-dir", f"/tmp/ktl-rep-{os.getpid()}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    port = None
-    for line in p.stdout:
-        m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
-    try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health")
-                break
-            except Exception:
-                time.sleep(0.1)
+    with KtlServer(a.ktl, a.model) as srv:
         settings = [("repetition_penalty", float(x)) for x in a.penalties.split(",") if x]
         settings += [("frequency_penalty", float(x)) for x in a.frequency_penalties.split(",") if x]
         for key, pen in settings:
             texts = []
             for i in range(0, len(prompts), 16):
-                r = post(port, {"prompt": prompts[i:i + 16], "max_tokens": 64, "temperature": 0,
-                                "ignore_eos": True, key: pen})
+                r = srv.post("/v1/completions", {"prompt": prompts[i:i + 16], "max_tokens": 64,
+                                                 "temperature": 0, "ignore_eos": True, key: pen})
                 texts += [c["text"] for c in sorted(r["choices"], key=lambda c: c["index"])]
             share = sum(loops(t) for t in texts) / len(texts)
             print(f"{key} {pen}: {share:.0%} of {len(texts)} greedy continuations loop; "
                   f"e.g. {prompts[0]!r} -> {texts[0][:80]!r}")
-    finally:
-        p.send_signal(signal.SIGTERM)
-        p.wait()
+
 
 if __name__ == "__main__":
     main()

@@ -65,25 +65,26 @@ std::vector<int> random_prompt(int n, int vocab, uint64_t seed) {
   return v;
 }
 
-// Runs `streams` concurrent requests; one consumer thread per stream records token times.
-// Structured output for the streams (--json-schema): every request generates under it.
-std::shared_ptr<const ktl::grammar::CompiledGrammar> g_bench_grammar;
-// Sample at temperature 1 (both runs of --json-schema: greedy on a random model loops).
-bool g_bench_sampled = false;
+// How every stream samples: greedy by default; --json-schema samples at temperature 1 (greedy on
+// a random model loops in whitespace) with the schema's grammar on the constrained runs.
+struct StreamSampling {
+  float temperature = 0;
+  std::shared_ptr<const ktl::grammar::CompiledGrammar> grammar;
+};
 
+// Runs `streams` concurrent requests; one consumer thread per stream records token times.
 std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tokens, int gen_tokens,
-                                     int vocab, uint64_t seed) {
+                                     int vocab, uint64_t seed, const StreamSampling& how = {}) {
   std::vector<StreamTrace> traces(streams);
   std::vector<std::shared_ptr<ktl::RequestHandle>> hs;
   for (int s = 0; s < streams; ++s) {
     ktl::GenerationRequest r;
     r.prompt_tokens = random_prompt(prompt_tokens, vocab, seed + s);
-    r.sampling.temperature = 0;
+    r.sampling.temperature = how.temperature;
     r.sampling.max_tokens = gen_tokens;
     r.sampling.ignore_eos = true;
-    r.grammar = g_bench_grammar;
-    if (g_bench_sampled) r.sampling.temperature = 1.0f;
     r.sampling.seed = seed + s;
+    r.grammar = how.grammar;
     hs.push_back(e.submit(std::move(r)));
   }
   std::vector<std::thread> ts;
@@ -107,13 +108,14 @@ std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tok
   return traces;
 }
 
-nlohmann::json bench_once(ktl::Engine& e, int streams, int P, int G, int vocab) {
+nlohmann::json bench_once(ktl::Engine& e, int streams, int P, int G, int vocab,
+                          const StreamSampling& how) {
   static uint64_t seed = 1000;
   // Prefill speed: one request, one new token.
   auto pre = run_streams(e, 1, P, 1, vocab, seed += 100);
   const double prefill_tok_s = P / (pre[0].ttft_ms / 1000.0);
   const auto t0 = Clock::now();
-  auto traces = run_streams(e, streams, P, G, vocab, seed += 100);
+  auto traces = run_streams(e, streams, P, G, vocab, seed += 100, how);
   const auto t_end = Clock::now();
   std::vector<double> itl, ttft, per_stream;
   Clock::time_point first_decode = t_end, last_token = t0;
@@ -269,6 +271,7 @@ int run_bench(const Args& a) {
   ktl::place_engine_model(*model, cfg);  // off the CPU: weights moved there, torch ops
   const std::string device = model->device().str();
   ktl::LlmEngine engine(model, tok, cfg, name);
+  StreamSampling sampling;  // unconstrained
   std::shared_ptr<const ktl::grammar::CompiledGrammar> grammar;
   double compile_ms = 0;
   if (a.has("json-schema")) {
@@ -282,7 +285,7 @@ int run_bench(const Args& a) {
       throw UsageError(std::string("--json-schema: ") + e.what());
     }
     compile_ms = ms_since(t0, Clock::now());
-    g_bench_sampled = true;
+    sampling.temperature = 1.0f;
   }
   run_streams(engine, 1, 16, 4, model->config().vocab_size, 1);  // warm-up
   // With --json-schema every stream count runs twice, unconstrained then constrained.
@@ -292,8 +295,8 @@ int run_bench(const Args& a) {
     if (grammar) runs.emplace_back(n, true);
   }
   for (auto [n, constrained] : runs) {
-    g_bench_grammar = constrained ? grammar : nullptr;
-    nlohmann::json j = bench_once(engine, n, P, G, model->config().vocab_size);
+    sampling.grammar = constrained ? grammar : nullptr;
+    nlohmann::json j = bench_once(engine, n, P, G, model->config().vocab_size, sampling);
     j["json_schema"] = constrained;
     if (constrained) j["grammar_compile_ms"] = compile_ms;
     j["model"] = name;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <utility>
 
+#include "core/base/utf8_util.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/chat_tools.h"
 #include "core/tokenizer/tokenizer.h"
@@ -217,17 +218,6 @@ void GenerationSession::note_first_token() {
   if (ttft_s_ < 0) ttft_s_ = seconds_since(t0_);
 }
 
-namespace {
-
-// Code points in UTF-8 text (continuation bytes do not count).
-int char_count(std::string_view b) {
-  int n = 0;
-  for (unsigned char c : b) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
-}  // namespace
-
 LogprobEntry GenerationSession::entry(const TokenLogprob& lp) const {
   const Tokenizer& tok = engine_->tokenizer();
   auto show = [&](int id, std::vector<uint8_t>* bytes) {
@@ -256,27 +246,18 @@ std::vector<LogprobEntry> GenerationSession::logprob_entries(SubRequest& s,
                                                              const std::string& echo_text) {
   std::vector<LogprobEntry> out;
   if (req_.logprobs < 0) return out;
-  const Tokenizer& tok = engine_->tokenizer();
   // Offsets count the token's characters; the one leading space decode() strips is not there.
-  auto place = [&](LogprobEntry& e, int id) {
-    const std::string b = tok.token_bytes(id);
-    int n = char_count(b);
-    if (s.chars == 0 && !b.empty() && b[0] == ' ' && n > 0) n -= 1;
+  auto add = [&](const TokenLogprob& lp) {
+    LogprobEntry& e = out.emplace_back(entry(lp));
+    const std::string_view b(reinterpret_cast<const char*>(e.bytes.data()), e.bytes.size());
+    const int n = static_cast<int>(utf8::count_chars(b));
     e.text_offset = s.chars;
-    s.chars += n;
+    s.chars += s.chars == 0 && !b.empty() && b[0] == ' ' ? n - 1 : n;
   };
-  for (const auto& lp : ev.prompt_logprobs) {
-    out.push_back(entry(lp));
-    place(out.back(), lp.token);
-  }
-  if (!ev.prompt_logprobs.empty())
-    s.chars = char_count(echo_text);
-  else if (s.chars == 0 && !echo_text.empty())
-    s.chars = char_count(echo_text);
-  for (const auto& lp : ev.logprobs) {
-    out.push_back(entry(lp));
-    place(out.back(), lp.token);
-  }
+  for (const auto& lp : ev.prompt_logprobs) add(lp);
+  // The generated text follows the echoed prompt as decode() wrote it.
+  if (!echo_text.empty()) s.chars = static_cast<int>(utf8::count_chars(echo_text));
+  for (const auto& lp : ev.logprobs) add(lp);
   return out;
 }
 

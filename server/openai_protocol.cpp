@@ -11,7 +11,9 @@
 namespace ktl::server {
 namespace {
 
-using nlohmann::json;
+// Keys keep the client's order: a JSON schema's properties and a tool's parameters are
+// generated and rendered in the order given (OpenAI's structured output does the same).
+using json = nlohmann::ordered_json;
 
 [[noreturn]] void bad(const std::string& param, const std::string& message,
                       const std::string& code = "invalid_request") {
@@ -29,13 +31,14 @@ auto client_json_errors(F&& f) -> decltype(f()) {
   }
 }
 
-json parse_object(std::string_view body) {
+template <class J = json>
+J parse_object(std::string_view body) {
   // nlohmann stops at a NUL as if the input ended there: the body must be one JSON value.
   if (body.find('\0') != std::string_view::npos)
     bad("", "request body contains a NUL byte", "invalid_json");
-  json j;
+  J j;
   try {
-    j = json::parse(body.begin(), body.end());
+    j = J::parse(body.begin(), body.end());
   } catch (const json::exception& e) {  // parse_error, or out_of_range for e.g. 1e309
     if (!is_valid_utf8(body)) bad("", "request body is not valid UTF-8", "invalid_utf8");
     bad("", std::string("invalid JSON: ") + e.what(), "invalid_json");
@@ -308,8 +311,7 @@ void parse_response_format(const json& j, CompletionRequest* r) {
     const json* js = field(*rf, "json_schema");
     if (!js || !js->is_object())
       bad("response_format.json_schema", "'json_schema' must be an object with a 'schema'");
-    if (const json* n = field(*js, "name"))
-      r->format.name = checked_text(*n, "response_format", "'name'");
+    if (const json* n = field(*js, "name")) checked_text(*n, "response_format", "'name'");
     const json* schema = field(*js, "schema");
     if (schema && !schema->is_object() && !schema->is_boolean())
       bad("response_format.json_schema.schema", "'schema' must be a JSON schema object");
@@ -437,7 +439,7 @@ bool is_valid_utf8(std::string_view s) {
 }
 
 nlohmann::json parse_json_object(std::string_view body) {
-  return parse_object(body);
+  return parse_object<nlohmann::json>(body);
 }
 
 namespace {

@@ -54,7 +54,6 @@ struct ResponseFormat {
   enum class Kind { kText, kJsonObject, kJsonSchema, kGrammar };
   Kind kind = Kind::kText;
   std::string schema;   // kJsonSchema: the schema as JSON text
-  std::string name;     // kJsonSchema: json_schema.name
   std::string grammar;  // kGrammar: GBNF text
 };
 
@@ -160,8 +159,7 @@ std::string stream_chunk_json(const ResponseMeta& meta, int index, const std::st
 // empty arguments, the second its arguments (as OpenAI streams them).
 std::string tool_call_chunk_json(const ResponseMeta& meta, int index, int call_index,
                                  const ToolCall& call, bool header, bool with_usage_null);
-// "tool_calls" for a reply that was a call, else finish_reason_name(r).
-const char* chat_finish_name(FinishReason r, bool tool_calls);
+
 // The final usage chunk (choices: []) sent when stream_options.include_usage is true.
 std::string usage_chunk_json(const ResponseMeta& meta, const Usage& usage);
 

@@ -25,8 +25,10 @@ const char* finish_reason_name(FinishReason r) {
 
 namespace {
 
-json finish_json(FinishReason r) {
-  return r == FinishReason::kNone ? json(nullptr) : json(finish_reason_name(r));
+// "tool_calls" for a chat reply that was a call, null while unfinished.
+json finish_json(FinishReason r, bool tool_calls) {
+  if (r == FinishReason::kNone) return nullptr;
+  return tool_calls && r == FinishReason::kStop ? "tool_calls" : finish_reason_name(r);
 }
 
 json usage_json(const Usage& u) {
@@ -101,6 +103,10 @@ json chat_logprobs_json(const std::vector<LogprobEntry>& es) {
   return {{"content", std::move(content)}, {"refusal", nullptr}};
 }
 
+json logprobs_json(const ResponseMeta& meta, const std::vector<LogprobEntry>& es) {
+  return meta.chat ? chat_logprobs_json(es) : completion_logprobs_json(es);
+}
+
 json tool_calls_json(const std::vector<ToolCall>& calls) {
   json a = json::array();
   for (const auto& c : calls)
@@ -112,25 +118,15 @@ json tool_calls_json(const std::vector<ToolCall>& calls) {
 
 }  // namespace
 
-const char* chat_finish_name(FinishReason r, bool tool_calls) {
-  if (tool_calls && r == FinishReason::kStop) return "tool_calls";
-  return finish_reason_name(r);
-}
-
 std::string completion_response_json(const ResponseMeta& meta,
                                      const std::vector<ChoiceResult>& choices, const Usage& usage) {
   json j = base_json(meta, false);
   json arr = json::array();
   for (const auto& c : choices) {
     const bool calls = !c.tool_calls.empty();
-    json cj = {
-        {"index", c.index},
-        {"finish_reason",
-         c.finish == FinishReason::kNone ? json(nullptr) : json(chat_finish_name(c.finish, calls))},
-        {"logprobs", nullptr}};
-    if (c.want_logprobs)
-      cj["logprobs"] =
-          meta.chat ? chat_logprobs_json(c.logprobs) : completion_logprobs_json(c.logprobs);
+    json cj = {{"index", c.index},
+               {"finish_reason", finish_json(c.finish, calls)},
+               {"logprobs", c.want_logprobs ? logprobs_json(meta, c.logprobs) : json(nullptr)}};
     if (meta.chat) {
       json msg = {{"role", "assistant"}, {"content", calls ? json(nullptr) : json(c.text)}};
       if (calls) msg["tool_calls"] = tool_calls_json(c.tool_calls);
@@ -149,11 +145,10 @@ std::string stream_chunk_json(const ResponseMeta& meta, int index, const std::st
                               FinishReason finish, bool role_delta, bool with_usage_null,
                               const std::vector<LogprobEntry>* logprobs, bool tool_calls) {
   json j = base_json(meta, true);
-  json fin =
-      finish == FinishReason::kNone ? json(nullptr) : json(chat_finish_name(finish, tool_calls));
-  json c = {{"index", index}, {"finish_reason", fin}, {"logprobs", nullptr}};
-  if (logprobs && !logprobs->empty())
-    c["logprobs"] = meta.chat ? chat_logprobs_json(*logprobs) : completion_logprobs_json(*logprobs);
+  const bool lp = logprobs && !logprobs->empty();
+  json c = {{"index", index},
+            {"finish_reason", finish_json(finish, tool_calls)},
+            {"logprobs", lp ? logprobs_json(meta, *logprobs) : json(nullptr)}};
   if (meta.chat) {
     json delta = json::object();
     if (role_delta) delta["role"] = "assistant";

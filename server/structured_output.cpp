@@ -1,6 +1,7 @@
 #include "server/structured_output.h"
 
 #include <cctype>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "core/grammar/compiled_grammar.h"
@@ -21,7 +22,7 @@ bool ident_char(char c) {
 
 // Moves `$defs`/`definitions` of a tool's parameters up to the wrapper, where its local
 // $refs ("#/$defs/x") resolve once the parameters sit inside the wrapper.
-void hoist_defs(ojson& params, ojson& root, const std::string& tool) {
+void hoist_defs(ojson& params, ojson& root) {
   for (const char* key : {"$defs", "definitions"}) {
     if (!params.is_object() || !params.contains(key)) continue;
     for (auto& [name, def] : params[key].items()) {
@@ -32,7 +33,6 @@ void hoist_defs(ojson& params, ojson& root, const std::string& tool) {
       root[key][name] = def;
     }
     params.erase(key);
-    (void)tool;
   }
 }
 
@@ -43,7 +43,7 @@ std::string tool_call_schema(const CompletionRequest& req) {
   for (const auto& t : req.tools) {
     if (req.tool_choice == ToolChoice::kNamed && t.name != req.tool_choice_name) continue;
     ojson params = ojson::parse(t.parameters);
-    hoist_defs(params, root, t.name);
+    hoist_defs(params, root);
     ojson call = {{"type", "object"},
                   {"properties", {{"name", {{"const", t.name}}}, {"arguments", params}}},
                   {"required", {"name", "arguments"}},
@@ -113,21 +113,19 @@ std::string rename_gbnf_rule(const std::string& g, const std::string& from, cons
 
 std::string request_gbnf(const CompletionRequest& req) {
   if (req.chat && req.tools_active()) return tools_gbnf(req);
-  std::string g;
-  const char* param = "response_format";
   switch (req.format.kind) {
     case ResponseFormat::Kind::kText:
       return "";
-    case ResponseFormat::Kind::kJsonObject:
-      g = grammar::json_object_gbnf();
-      break;
+    case ResponseFormat::Kind::kJsonObject:  // JSON grammars allow leading whitespace already
+      return grammar::json_object_gbnf();
     case ResponseFormat::Kind::kJsonSchema:
-      g = compile_schema(req.format.schema, param);
-      break;
+      return compile_schema(req.format.schema, "response_format");
     case ResponseFormat::Kind::kGrammar:
-      g = req.format.grammar;
       break;
   }
+  // A raw grammar on the chat endpoint gets the reply's word-start space (the server strips it)
+  // in front of its root.
+  const std::string& g = req.format.grammar;
   if (!req.chat) return g;
   return "root ::= \" \"? ktl-chat-root\n" + rename_gbnf_rule(g, "root", "ktl-chat-root");
 }
@@ -150,7 +148,6 @@ std::shared_ptr<const grammar::TokenVocab> GrammarProvider::vocab_for(
   if (vocab_ && vocab_engine_.lock() == engine) return vocab_;
   vocab_ = token_vocab_for(engine->tokenizer());
   vocab_engine_ = engine;
-  ++vocab_generation_;
   return vocab_;
 }
 
@@ -159,16 +156,13 @@ std::shared_ptr<const grammar::CompiledGrammar> GrammarProvider::for_request(
   const std::string gbnf = request_gbnf(req);
   if (gbnf.empty()) return nullptr;
   auto vocab = vocab_for(engine);
-  uint64_t gen;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    gen = vocab_generation_;
-  }
   const char* param = req.chat && req.tools_active()                      ? "tools"
                       : req.format.kind == ResponseFormat::Kind::kGrammar ? "grammar"
                                                                           : "response_format";
   try {
-    return cache_.get_or_compile(std::to_string(gen) + "\n" + gbnf,
+    // Cached grammars hold their vocabulary, so its address names it while any of them lives.
+    const std::string key = std::to_string(reinterpret_cast<uintptr_t>(vocab.get())) + "\n" + gbnf;
+    return cache_.get_or_compile(key,
                                  [&] { return grammar::CompiledGrammar::compile(gbnf, vocab); });
   } catch (const grammar::GrammarError& e) {
     throw ApiError(400, std::string(param) + ": " + e.what(), "invalid_grammar", param);

@@ -56,7 +56,6 @@ class GrammarProvider {
   std::mutex mu_;
   std::weak_ptr<Engine> vocab_engine_;
   std::shared_ptr<const grammar::TokenVocab> vocab_;
-  uint64_t vocab_generation_ = 0;  // part of the cache key: grammars of an older model never match
   grammar::GrammarCache cache_;
 };
 

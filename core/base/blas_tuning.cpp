@@ -8,9 +8,7 @@
 #include <cstdlib>
 #include <vector>
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <dlfcn.h>
-#endif
+#include "core/base/dynamic_symbol.h"
 
 namespace ktl {
 
@@ -34,16 +32,6 @@ std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
-}
-
-template <typename Fn>
-Fn find_symbol(const char* name) {
-#if defined(__unix__) || defined(__APPLE__)
-  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
-#else
-  (void)name;
-  return nullptr;
-#endif
 }
 
 std::string call_string_fn(const char* name) {

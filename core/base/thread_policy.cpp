@@ -10,24 +10,9 @@
 #if defined(__linux__)
 #include <sched.h>
 #endif
-#if defined(__unix__) || defined(__APPLE__)
-#include <dlfcn.h>
-#endif
+#include "core/base/dynamic_symbol.h"
 
 namespace ktl {
-namespace {
-
-template <typename Fn>
-Fn find_symbol(const char* name) {
-#if defined(__unix__) || defined(__APPLE__)
-  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
-#else
-  (void)name;
-  return nullptr;
-#endif
-}
-
-}  // namespace
 
 int physical_cores() {
 #if defined(__linux__)

@@ -284,7 +284,7 @@ void LlmEngine::attach_prompt_logprobs(ActiveRequest& r, GenerationEvent& ev) {
 }
 
 void LlmEngine::finish(ActiveRequest& r, FinishReason why, std::string text,
-                       const std::string& error, int last_token, TokenLogprob* lp) {
+                       const std::string& error, std::optional<TokenLogprob> lp, int last_token) {
   GenerationEvent ev;
   ev.text = std::move(text);
   if (last_token >= 0) ev.token_ids = {last_token};
@@ -315,11 +315,11 @@ int LlmEngine::sample_token(ActiveRequest& r, const float* logits_row) {
   // The mask (cached per automaton state, so usually a lookup), then a draw among the allowed
   // tokens only: exact for every sampler setting, and cheap where few tokens are allowed.
   grammar::GrammarMatcher& m = *r.matcher;
-  m.fill_allowed_mask(&mask_scratch_);
+  const auto& mask = m.allowed_mask();
   std::vector<int>& allowed = allowed_scratch_;
   allowed.clear();
-  for (size_t w = 0; w < mask_scratch_.size(); ++w) {
-    for (uint32_t bits = mask_scratch_[w]; bits != 0; bits &= bits - 1) {
+  for (size_t w = 0; w < mask.size(); ++w) {
+    for (uint32_t bits = mask[w]; bits != 0; bits &= bits - 1) {
       const int t = static_cast<int>(w * 32) + __builtin_ctz(bits);
       if (t < V) allowed.push_back(t);
     }
@@ -348,7 +348,7 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
            "the grammar here");
     return;
   }
-  std::optional<TokenLogprob> lp;
+  std::optional<TokenLogprob> lp;  // the raw distribution's, before penalties and the mask
   if (r.params.logprobs >= 0) lp = token_logprob(logits_row, V, tok, r.params.logprobs);
   r.sampler.accept(tok);
   ++r.generated;
@@ -359,28 +359,28 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
     std::lock_guard<std::mutex> lk(stats_mu_);
     ++stats_.generated_tokens_total;
   }
-  TokenLogprob* lpp = lp ? &*lp : nullptr;
   if (is_end_token(r, tok) && (!r.params.ignore_eos || r.matcher)) {
     std::string tail = r.stop.push(r.detok.flush());
     if (!r.stop.stopped()) tail += r.stop.flush();
-    finish(r, FinishReason::kStop, tail, "", tok, lpp);
+    finish(r, FinishReason::kStop, tail, "", std::move(lp), tok);
     return;
   }
   if (r.matcher) r.matcher->accept_token(tok);
   scheduler_->append_token(r.id, tok);
   std::string text = r.stop.push(r.detok.push(tok));
   if (r.stop.stopped()) {
-    finish(r, FinishReason::kStop, text, "", tok, lpp);
-  } else if (r.generated >= r.max_new || (r.matcher && r.matcher->is_terminated())) {
+    finish(r, FinishReason::kStop, text, "", std::move(lp), tok);
+  } else if (const bool sentence_done = r.matcher && r.matcher->is_terminated();
+             sentence_done || r.generated >= r.max_new) {
     text += r.stop.push(r.detok.flush());
-    const bool stopped = r.stop.stopped() || r.matcher != nullptr && r.matcher->is_terminated();
+    const bool stopped = r.stop.stopped() || sentence_done;
     if (!r.stop.stopped()) text += r.stop.flush();
-    finish(r, stopped ? FinishReason::kStop : FinishReason::kLength, text, "", tok, lpp);
+    finish(r, stopped ? FinishReason::kStop : FinishReason::kLength, text, "", std::move(lp), tok);
   } else {
     GenerationEvent ev;
     ev.text = std::move(text);
     ev.token_ids = {tok};
-    if (lpp) ev.logprobs = {std::move(*lpp)};
+    if (lp) ev.logprobs = {std::move(*lp)};
     attach_prompt_logprobs(r, ev);
     r.q->push(std::move(ev));
   }

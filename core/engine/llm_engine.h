@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -78,7 +79,7 @@ class LlmEngine : public Engine {
   // Pushes the final event (with `last_token` and its log-probability when given) and forgets
   // the request.
   void finish(ActiveRequest& r, FinishReason why, std::string text, const std::string& error = "",
-              int last_token = -1, TokenLogprob* lp = nullptr);
+              std::optional<TokenLogprob> lp = std::nullopt, int last_token = -1);
   // Moves the prompt's log-probabilities into `ev` once they are all known (echo).
   void attach_prompt_logprobs(ActiveRequest& r, GenerationEvent& ev);
   void publish_stats();
@@ -105,9 +106,8 @@ class LlmEngine : public Engine {
   EngineStats stats_;
   std::thread thread_;
   uint64_t next_seed_ = 0;
-  std::vector<float> row_scratch_;      // one logits row, masked and penalised
-  std::vector<uint32_t> mask_scratch_;  // grammar mask, a bit per token
-  std::vector<int> allowed_scratch_;    // the tokens it allows
+  std::vector<float> row_scratch_;    // one logits row, penalised
+  std::vector<int> allowed_scratch_;  // the tokens a request's grammar allows this step
 };
 
 }  // namespace ktl

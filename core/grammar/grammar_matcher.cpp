@@ -54,19 +54,15 @@ bool GrammarMatcher::is_complete() const {
 bool GrammarMatcher::is_terminated() const {
   if (!a_->complete(state_)) return false;
   if (a_->only_complete(state_)) return true;
-  for (uint32_t w : mask()) {
+  for (uint32_t w : allowed_mask()) {
     if (w) return false;
   }
   return true;
 }
 
-void GrammarMatcher::fill_allowed_mask(std::vector<uint32_t>* out) const {
-  *out = mask();
-}
-
 // The DFS over the vocabulary trie in preorder: st[d] is the automaton state after the first d
 // bytes of the current node's path; a dead transition skips the node's whole subtree.
-const CompiledGrammar::Mask& GrammarMatcher::mask() const {
+const CompiledGrammar::Mask& GrammarMatcher::allowed_mask() const {
   auto& slot = a_->mask_slot(state_);
   if (slot) return *slot;
   const std::string key = a_->canonical_key(state_);

@@ -3,7 +3,7 @@
 //
 // Works on bytes (see stack_automaton.h): a token is the bytes it adds, so byte-fallback tokens
 // (a lone 0xEB) and pieces that split a Hangul syllable are matched exactly, and only valid
-// UTF-8 is ever accepted. fill_allowed_mask() walks the vocabulary's byte trie once, pruning
+// UTF-8 is ever accepted. allowed_mask() walks the vocabulary's byte trie once, pruning
 // every subtree whose prefix the grammar rejects; the mask of a state is then cached in this
 // matcher and in the grammar's shared LRU (keyed by the canonical stack set), so the states a
 // JSON generation keeps returning to (inside a string, between members) cost a copy.
@@ -32,8 +32,9 @@ class GrammarMatcher {
 
   bool accepts_token(int id) const;  // would accept_token succeed?
   bool accept_token(int id);         // advances; false (state unchanged) if not allowed
-  // bit i of mask[i/32] set <=> token i allowed now. mask is resized to (vocab+31)/32 words.
-  void fill_allowed_mask(std::vector<uint32_t>* mask) const;
+  // Bit i of word i/32 set <=> token i allowed now ((vocab+31)/32 words). The reference is to
+  // the cached mask of this state: valid until the next accept or reset.
+  const CompiledGrammar::Mask& allowed_mask() const;
   bool is_complete() const;    // the text so far is a whole sentence of the grammar (EOS may come)
   bool is_terminated() const;  // complete, and no token can extend it
 
@@ -44,7 +45,6 @@ class GrammarMatcher {
 
  private:
   int32_t walk(std::string_view bytes) const;  // the state after `bytes`, or kDead
-  const CompiledGrammar::Mask& mask() const;
 
   std::shared_ptr<const CompiledGrammar> g_;
   std::unique_ptr<StackAutomaton> a_;  // mutable cache behind const methods (one thread)

@@ -104,6 +104,33 @@ const std::set<std::string> kNumberWords = {"minimum", "maximum", "exclusiveMini
   throw GrammarError(keyword, "json_schema: " + msg);
 }
 
+// A trie of texts by code point (node 0 is the root), for literal alternatives factored by
+// their common prefixes. Invalid UTF-8 fails naming `keyword`.
+struct TrieNode {
+  std::map<uint32_t, int> kids;
+  bool end = false;  // a text ends here
+};
+
+std::vector<TrieNode> codepoint_trie(const std::vector<std::string>& texts, const char* keyword) {
+  std::vector<TrieNode> nodes(1);
+  for (const auto& t : texts) {
+    int n = 0;
+    for (size_t i = 0; i < t.size();) {
+      uint32_t cp;
+      if (!decode_utf8(t, &i, &cp))
+        fail(keyword, std::string(keyword) + ": text is not valid UTF-8");
+      auto it = nodes[n].kids.find(cp);
+      if (it == nodes[n].kids.end()) {
+        nodes.emplace_back();
+        it = nodes[n].kids.emplace(cp, static_cast<int>(nodes.size()) - 1).first;
+      }
+      n = it->second;
+    }
+    nodes[n].end = true;
+  }
+  return nodes;
+}
+
 bool has_any(const json& s, const std::set<std::string>& words) {
   for (const auto& w : words) {
     if (s.contains(w)) return true;
@@ -297,25 +324,7 @@ class SchemaConverter {
   // Literal alternatives factored by common prefixes (code points): one rule per branching
   // trie node, so 10,000 values never give 10,000 parse stacks at once. Iterative.
   std::string trie_alternatives(const std::vector<std::string>& texts, const std::string& name) {
-    struct Node {
-      std::map<uint32_t, int> kids;
-      bool end = false;
-    };
-    std::vector<Node> nodes(1);
-    for (const auto& t : texts) {
-      int n = 0;
-      for (size_t i = 0; i < t.size();) {
-        uint32_t cp;
-        if (!decode_utf8(t, &i, &cp)) fail("enum", "value is not valid UTF-8");
-        auto it = nodes[n].kids.find(cp);
-        if (it == nodes[n].kids.end()) {
-          nodes.emplace_back();
-          it = nodes[n].kids.emplace(cp, static_cast<int>(nodes.size()) - 1).first;
-        }
-        n = it->second;
-      }
-      nodes[n].end = true;
-    }
+    const std::vector<TrieNode> nodes = codepoint_trie(texts, "enum");
     std::map<int, std::string> rule_of;
     std::vector<int> todo{0};
     std::string root_body;
@@ -492,25 +501,7 @@ std::string SchemaConverter::not_strings(const std::vector<std::string>& keys,
                                          const std::string& name) {
   use("string");
   if (keys.empty()) return "string";
-  struct Node {
-    std::map<uint32_t, int> kids;
-    bool end = false;
-  };
-  std::vector<Node> nodes(1);
-  for (const auto& k : keys) {
-    int n = 0;
-    for (size_t i = 0; i < k.size();) {
-      uint32_t cp;
-      if (!decode_utf8(k, &i, &cp)) fail("properties", "property name is not valid UTF-8");
-      auto it = nodes[n].kids.find(cp);
-      if (it == nodes[n].kids.end()) {
-        nodes.emplace_back();
-        it = nodes[n].kids.emplace(cp, static_cast<int>(nodes.size()) - 1).first;
-      }
-      n = it->second;
-    }
-    nodes[n].end = true;
-  }
+  const std::vector<TrieNode> nodes = codepoint_trie(keys, "properties");
   std::vector<std::string> rule(nodes.size());
   for (auto& r : rule) r = fresh_name(name + "-key");
   char buf[16];

@@ -8,6 +8,18 @@
 
 namespace ktl {
 
+namespace {
+
+// Higher logit first, lower id on ties: the one order for top-k and the rivals of a logprob.
+struct LogitGreater {
+  const float* logits;
+  bool operator()(int a, int b) const {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  }
+};
+
+}  // namespace
+
 int argmax(const float* v, int n) {
   int best = 0;
   for (int i = 1; i < n; ++i) {
@@ -96,9 +108,7 @@ int Sampler::sample(float* logits, int vocab, const std::vector<int>* candidates
     ids_.resize(vocab);
     for (int i = 0; i < vocab; ++i) ids_[i] = i;
   }
-  auto by_logit = [logits](int a, int b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
+  const LogitGreater by_logit{logits};
   if (p_.top_k > 0 && p_.top_k < static_cast<int>(ids_.size())) {
     std::nth_element(ids_.begin(), ids_.begin() + p_.top_k, ids_.end(), by_logit);
     ids_.resize(p_.top_k);
@@ -159,10 +169,6 @@ int Sampler::sample(float* logits, int vocab, const std::vector<int>* candidates
   return draw(ids_, probs_, total);
 }
 
-}  // namespace ktl
-
-namespace ktl {
-
 TokenLogprob token_logprob(const float* logits, int vocab, int token, int top) {
   float mx = -std::numeric_limits<float>::infinity();
   for (int i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
@@ -175,9 +181,7 @@ TokenLogprob token_logprob(const float* logits, int vocab, int token, int top) {
   top = std::min(top, vocab);
   if (top <= 0) return out;
   // A min-heap of the best `top` so far: O(V log k), no V-sized scratch.
-  auto better = [logits](int a, int b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
-  };
+  const LogitGreater better{logits};
   std::vector<int> heap;
   heap.reserve(top + 1);
   for (int i = 0; i < vocab; ++i) {

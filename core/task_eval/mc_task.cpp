@@ -8,6 +8,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "core/base/utf8_util.h"
+
 namespace ktl {
 namespace {
 
@@ -139,12 +141,6 @@ std::string few_shot_context(const McTask& task, size_t index, int shots, uint64
   return out + e.context;
 }
 
-int utf8_chars(const std::string& s) {
-  int n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
-}
-
 McScore score_mc(const McTask& task, const std::vector<std::vector<double>>& loglik, int shots) {
   if (loglik.size() != task.examples.size())
     throw std::invalid_argument("score_mc: one log-likelihood list per example");
@@ -160,8 +156,10 @@ McScore score_mc(const McTask& task, const std::vector<std::vector<double>>& log
     size_t best = 0, best_norm = 0;
     for (size_t c = 1; c < e.choices.size(); ++c) {
       if (loglik[i][c] > loglik[i][best]) best = c;
-      const double a = loglik[i][c] / std::max(1, utf8_chars(e.choices[c]));
-      const double b = loglik[i][best_norm] / std::max(1, utf8_chars(e.choices[best_norm]));
+      const double a =
+          loglik[i][c] / std::max(1, static_cast<int>(utf8::count_chars(e.choices[c])));
+      const double b = loglik[i][best_norm] /
+                       std::max(1, static_cast<int>(utf8::count_chars(e.choices[best_norm])));
       if (a > b) best_norm = c;
     }
     right += static_cast<int>(best) == e.gold;

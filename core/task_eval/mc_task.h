@@ -57,7 +57,4 @@ struct McScore {
 // acc and acc_norm from each example's per-choice summed log-likelihoods (ties: first choice).
 McScore score_mc(const McTask& task, const std::vector<std::vector<double>>& loglik, int shots);
 
-// Characters (code points) of UTF-8 text.
-int utf8_chars(const std::string& s);
-
 }  // namespace ktl

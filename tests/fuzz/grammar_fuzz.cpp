@@ -39,9 +39,8 @@ std::shared_ptr<const TokenVocab> small_vocab() {
 void run_matcher(const std::shared_ptr<const CompiledGrammar>& g, const uint8_t* data,
                  size_t size) {
   GrammarMatcher m(g);
-  std::vector<uint32_t> mask;
   for (size_t step = 0; step < 16; ++step) {
-    m.fill_allowed_mask(&mask);
+    const auto& mask = m.allowed_mask();
     std::vector<int> allowed;
     for (size_t w = 0; w < mask.size(); ++w) {
       for (uint32_t b = mask[w]; b; b &= b - 1)

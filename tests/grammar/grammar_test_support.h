@@ -45,8 +45,7 @@ inline std::shared_ptr<const TokenVocab> synthetic_vocab(std::vector<bool>* spec
 }
 
 inline std::vector<int> allowed_tokens(const GrammarMatcher& m) {
-  std::vector<uint32_t> mask;
-  m.fill_allowed_mask(&mask);
+  const auto& mask = m.allowed_mask();
   std::vector<int> out;
   for (size_t w = 0; w < mask.size(); ++w) {
     for (uint32_t bits = mask[w]; bits; bits &= bits - 1) {

@@ -89,6 +89,16 @@ TEST(StructuredOutput, ResponseFormatsAndRawGrammars) {
   }
 }
 
+// Properties come in the order the client wrote them (the body is not re-sorted on parsing).
+TEST(StructuredOutput, PropertiesKeepTheClientsOrder) {
+  const std::string g = request_gbnf(parse(
+      R"({"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema",
+          "json_schema":{"name":"n","schema":{"type":"object","properties":{"title":{"type":"string"},
+          "rating":{"type":"integer"}},"required":["title","rating"],"additionalProperties":false}}}})"));
+  EXPECT_TRUE(accepts(g, R"({"title": "명작", "rating": 9})"));
+  EXPECT_FALSE(accepts(g, R"({"rating": 9, "title": "명작"})"));
+}
+
 TEST(StructuredOutput, RenamesRulesOutsideLiteralsClassesAndComments) {
   EXPECT_EQ(rename_gbnf_rule("root ::= \"root\" [root] root-x x-root root # root\n", "root", "r2"),
             "r2 ::= \"root\" [root] root-x x-root r2 # root\n");
