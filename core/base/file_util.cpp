@@ -1,6 +1,7 @@
 #include "core/base/file_util.h"
 
 #include "core/base/atomic_file_writer.h"
+#include "core/base/sha256.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,12 +10,12 @@
 #include <mach-o/dyld.h>
 #endif
 
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace ktl {
 
@@ -56,96 +57,30 @@ void write_file_atomic(const fs::path& path, std::string_view data) {
   w.commit();
 }
 
-// --- SHA-256 (FIPS 180-4), small and dependency-free ---
-namespace {
-
-struct Sha256 {
-  uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  uint8_t buf[64];
-  size_t buf_len = 0;
-  uint64_t total = 0;
-
-  static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-  void block(const uint8_t* p) {
-    static const uint32_t k[64] = {
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2};
-    uint32_t w[64];
-    for (int i = 0; i < 16; ++i)
-      w[i] = uint32_t(p[4 * i]) << 24 | uint32_t(p[4 * i + 1]) << 16 | uint32_t(p[4 * i + 2]) << 8 |
-             uint32_t(p[4 * i + 3]);
-    for (int i = 16; i < 64; ++i) {
-      uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-      uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-    for (int i = 0; i < 64; ++i) {
-      uint32_t t1 =
-          hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
-      uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-      hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
-    }
-    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += hh;
-  }
-
-  void update(const uint8_t* p, size_t n) {
-    total += n;
-    if (buf_len) {
-      size_t take = std::min(n, 64 - buf_len);
-      std::memcpy(buf + buf_len, p, take);
-      buf_len += take, p += take, n -= take;
-      if (buf_len == 64) block(buf), buf_len = 0;
-    }
-    for (; n >= 64; p += 64, n -= 64) block(p);
-    std::memcpy(buf, p, n);
-    buf_len += n;
-  }
-
-  std::string hex() {
-    uint64_t bits = total * 8;
-    uint8_t pad = 0x80, zero = 0;
-    update(&pad, 1);
-    while (buf_len != 56) update(&zero, 1);
-    uint8_t len[8];
-    for (int i = 0; i < 8; ++i) len[i] = uint8_t(bits >> (56 - 8 * i));
-    update(len, 8);
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (uint32_t v : h)
-      for (int s = 28; s >= 0; s -= 4) out += digits[(v >> s) & 0xf];
-    return out;
-  }
-};
-
-}  // namespace
-
 std::string sha256_hex(std::string_view data) {
   Sha256 s;
-  s.update(reinterpret_cast<const uint8_t*>(data.data()), data.size());
-  return s.hex();
+  s.update(data.data(), data.size());
+  return s.hex_digest();
 }
 
 std::string sha256_file_hex(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open " + path.string());
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + path.string() + ": " + std::strerror(errno));
   Sha256 s;
-  std::array<char, 1 << 16> buf;
-  while (in) {
-    in.read(buf.data(), buf.size());
-    s.update(reinterpret_cast<const uint8_t*>(buf.data()), static_cast<size_t>(in.gcount()));
+  std::vector<char> buf(1 << 20);  // 1 MiB reads: fewer syscalls, stays in L2
+  while (true) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n == 0) break;
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw std::runtime_error("cannot read " + path.string() + ": " + std::strerror(err));
+    }
+    s.update(buf.data(), static_cast<size_t>(n));
   }
-  return s.hex();
+  ::close(fd);
+  return s.hex_digest();
 }
 
 }  // namespace ktl

@@ -136,11 +136,17 @@ void publish_checkpoint_dir(const std::string& dir, CheckpointMeta meta,
   fs::create_directories(tmp);
   try {
     fill(tmp);
-    meta.weights_sha256 = sha256_file_hex(tmp / "model.safetensors");
+    // Every file the fillers wrote, so a load can tell which one the disk damaged.
+    meta.file_sha256 = hash_checkpoint_files(tmp.string());
+    auto weights = meta.file_sha256.find("model.safetensors");
+    if (weights == meta.file_sha256.end())
+      throw std::runtime_error(tmp.string() + ": model.safetensors was not written");
+    meta.weights_sha256 = weights->second;
     json m = {{"step", meta.step},
               {"metrics", meta.metrics},
               {"extra", meta.extra},
               {"weights_sha256", meta.weights_sha256},
+              {"files", meta.file_sha256},
               {"created_at", std::chrono::duration_cast<std::chrono::seconds>(
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count()},
@@ -176,14 +182,13 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
 
 CheckpointFiles open_checkpoint_files(const std::string& dir, bool verify_sha256) {
   if (!fs::is_directory(dir)) throw std::runtime_error("checkpoint directory not found: " + dir);
+  // Every file of the manifest present (and, when verifying, unchanged) before any is parsed.
+  const std::vector<std::string> problems = verify_checkpoint_files(dir, verify_sha256);
+  if (!problems.empty()) throw std::runtime_error(problems.front());
   CheckpointFiles f;
   f.meta = read_checkpoint_meta(dir);
   f.config = read_model_config_json((fs::path(dir) / "config.json").string());
   f.weights = (fs::path(dir) / "model.safetensors").string();
-  if (!fs::exists(f.weights)) throw std::runtime_error(dir + ": model.safetensors missing");
-  if (verify_sha256 && !f.meta.weights_sha256.empty() &&
-      sha256_file_hex(f.weights) != f.meta.weights_sha256)
-    throw std::runtime_error(f.weights + ": checksum mismatch (corrupt or modified checkpoint)");
   const std::string tok = (fs::path(dir) / "tokenizer.model").string();
   if (!fs::exists(tok)) throw std::runtime_error(dir + ": tokenizer.model missing");
   f.tokenizer = Tokenizer::load(tok);

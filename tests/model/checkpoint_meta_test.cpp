@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <vector>
 
 #include "tests/support/tiny_checkpoint.h"
 
@@ -46,6 +47,37 @@ TEST(CheckpointMeta, StepMustBeANonNegativeInt64) {
 TEST(CheckpointMeta, MissingFileIsIncomplete) {
   testing::TempDir d;
   EXPECT_THROW(read_checkpoint_meta(d.path()), std::runtime_error);
+}
+
+
+TEST(CheckpointMeta, ReadsTheFileManifest) {
+  testing::TempDir d;
+  const std::string sha(64, 'a');
+  auto m = read_meta(d, R"({"step":1,"files":{"config.json":")" + sha + R"(","sub/x.bin":")" +
+                            sha + R"("}})");
+  ASSERT_EQ(m.file_sha256.size(), 2u);
+  EXPECT_EQ(m.file_sha256.at("sub/x.bin"), sha);
+}
+
+// A manifest may only name files inside the checkpoint, with a real sha256.
+TEST(CheckpointMeta, RefusesABadManifest) {
+  const std::string sha(64, 'b');
+  const std::vector<std::string> entries = {"\"../x\":\"" + sha + "\"",
+                                            "\"/etc/passwd\":\"" + sha + "\"",
+                                            "\"meta.json\":\"" + sha + "\"", "\"a\":\"xyz\"",
+                                            "\"a\":1"};
+  for (const std::string& entry : entries) {
+    testing::TempDir d;
+    EXPECT_THROW(read_meta(d, R"({"step":1,"files":{)" + entry + "}}"), std::runtime_error)
+        << entry;
+  }
+}
+
+TEST(CheckpointMeta, VerifyReportsAMissingMetaJson) {
+  testing::TempDir d;
+  const auto problems = verify_checkpoint_files(d.path());
+  ASSERT_EQ(problems.size(), 1u);
+  EXPECT_NE(problems[0].find("meta.json missing"), std::string::npos) << problems[0];
 }
 
 }  // namespace

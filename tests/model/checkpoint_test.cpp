@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/base/file_util.h"
 #include "core/model/checkpoint.h"
@@ -104,6 +106,122 @@ TEST_F(CheckpointTest, OverwriteKeepsAValidCheckpoint) {
   EXPECT_TRUE(torch::equal(ref->embed_tokens->weight, ck.model->embed_tokens->weight));
   for (auto& e : std::filesystem::directory_iterator(tmp_->path()))
     EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+}
+
+
+// --- The file manifest: every file is checksummed, any damaged one is named. ---
+
+namespace fs = std::filesystem;
+
+// A checkpoint with the trainer's kind of extras (and one in a subdirectory).
+void make_full_checkpoint(const std::string& dir, const std::string& tok) {
+  auto t = Tokenizer::load(tok);
+  Transformer model(testing::tiny_model_config(t->vocab_size()));
+  model->init_weights(3);
+  save_checkpoint(dir, *model, t->model_bytes(), CheckpointMeta{}, [](const std::string& tmp) {
+    write_file_atomic(fs::path(tmp) / "optimizer.safetensors", std::string(4096, '\x01'));
+    write_file_atomic(fs::path(tmp) / "trainer_state.json", "{\"step\": 0}\n");
+    write_file_atomic(fs::path(tmp) / "training_config.yaml", "lr: 0.001\n");
+    fs::create_directories(fs::path(tmp) / "extra");
+    write_file_atomic(fs::path(tmp) / "extra" / "notes.txt", "hello\n");
+  });
+}
+
+std::set<std::string> files_below(const std::string& dir) {
+  std::set<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) out.insert(fs::relative(e.path(), dir).generic_string());
+  return out;
+}
+
+void flip_byte(const fs::path& file, std::streamoff at) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  const char c = static_cast<char>(f.get());
+  f.seekp(at);
+  f.put(static_cast<char>(c ^ 0x20));
+}
+
+std::string load_error(const std::string& dir, bool verify = true) {
+  try {
+    load_checkpoint(dir, torch::kCPU, verify);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_F(CheckpointTest, ManifestCoversEveryFile) {
+  const std::string dir = tmp_->path() + "/manifest";
+  make_full_checkpoint(dir, tok_);
+  const CheckpointMeta meta = read_checkpoint_meta(dir);
+  std::set<std::string> listed;
+  for (const auto& [name, sha] : meta.file_sha256) {
+    listed.insert(name);
+    EXPECT_EQ(sha, sha256_file_hex(fs::path(dir) / name)) << name;
+  }
+  std::set<std::string> want = files_below(dir);
+  want.erase("meta.json");
+  EXPECT_EQ(listed, want);
+  for (const char* f : {"config.json", "tokenizer.model", "generation_config.json",
+                        "model.safetensors", "optimizer.safetensors", "trainer_state.json",
+                        "training_config.yaml", "extra/notes.txt"})
+    EXPECT_EQ(listed.count(f), 1u) << f;
+  EXPECT_EQ(meta.weights_sha256, meta.file_sha256.at("model.safetensors"));  // older readers
+  EXPECT_TRUE(verify_checkpoint_files(dir).empty());
+}
+
+TEST_F(CheckpointTest, AFlippedByteInAnyFileIsNamed) {
+  const std::string src = tmp_->path() + "/flip-src";
+  make_full_checkpoint(src, tok_);
+  for (const auto& [name, sha] : read_checkpoint_meta(src).file_sha256) {
+    const std::string dir = tmp_->path() + "/flip-one";
+    fs::remove_all(dir);
+    fs::copy(src, dir, fs::copy_options::recursive);
+    const fs::path file = fs::path(dir) / name;
+    flip_byte(file, static_cast<std::streamoff>(fs::file_size(file) / 2));
+    const std::string err = load_error(dir);
+    EXPECT_NE(err.find(file.string()), std::string::npos) << name << ": " << err;
+    EXPECT_NE(err.find("checksum mismatch"), std::string::npos) << name << ": " << err;
+    const auto problems = verify_checkpoint_files(dir);
+    ASSERT_EQ(problems.size(), 1u) << name;
+    EXPECT_NE(problems[0].find(file.string()), std::string::npos) << problems[0];
+  }
+}
+
+TEST_F(CheckpointTest, AMissingListedFileIsNamed) {
+  const std::string dir = tmp_->path() + "/missing-file";
+  make_full_checkpoint(dir, tok_);
+  fs::remove(fs::path(dir) / "generation_config.json");
+  const std::string err = load_error(dir, /*verify=*/false);  // presence is checked either way
+  EXPECT_NE(err.find("generation_config.json: missing"), std::string::npos) << err;
+}
+
+TEST_F(CheckpointTest, NoVerifySkipsTheChecksums) {
+  const std::string dir = tmp_->path() + "/no-verify";
+  make_full_checkpoint(dir, tok_);
+  const fs::path w = fs::path(dir) / "model.safetensors";
+  flip_byte(w, static_cast<std::streamoff>(fs::file_size(w) - 3));  // inside a float
+  EXPECT_NE(load_error(dir).find("checksum mismatch"), std::string::npos);
+  EXPECT_EQ(load_error(dir, /*verify=*/false), "");
+  EXPECT_EQ(verify_checkpoint_files(dir, /*check_hashes=*/false).size(), 0u);
+}
+
+// Checkpoints written before the manifest: the weights' checksum alone is checked.
+TEST_F(CheckpointTest, OldCheckpointWithoutManifestLoads) {
+  const std::string dir = tmp_->path() + "/old-format";
+  make_full_checkpoint(dir, tok_);
+  const fs::path meta = fs::path(dir) / "meta.json";
+  auto j = nlohmann::json::parse(read_file(meta));
+  j.erase("files");
+  write_file_atomic(meta, j.dump(2));
+  EXPECT_TRUE(read_checkpoint_meta(dir).file_sha256.empty());
+  EXPECT_EQ(load_error(dir), "");
+  flip_byte(fs::path(dir) / "training_config.yaml", 1);  // not covered without a manifest
+  EXPECT_EQ(load_error(dir), "");
+  const fs::path w = fs::path(dir) / "model.safetensors";
+  flip_byte(w, static_cast<std::streamoff>(fs::file_size(w) - 3));
+  EXPECT_NE(load_error(dir).find(w.string() + ": checksum mismatch"), std::string::npos);
 }
 
 }  // namespace
