@@ -92,6 +92,13 @@ DELETE FROM checkpoints WHERE id NOT IN (
   SELECT MAX(id) FROM checkpoints GROUP BY job_id, path);
 CREATE UNIQUE INDEX checkpoints_job_path ON checkpoints(job_id, path);
 )sql"},
+      // Samples too: a run resumed from an older checkpoint than its last sample regenerates
+      // that sample; it replaces the first instead of showing twice.
+      {3, R"sql(
+DELETE FROM samples WHERE id NOT IN (
+  SELECT MAX(id) FROM samples GROUP BY job_id, step, kind, prompt);
+CREATE UNIQUE INDEX samples_job_step_kind_prompt ON samples(job_id, step, kind, prompt);
+)sql"},
   };
   return kMigrations;
 }
@@ -189,7 +196,9 @@ void db_insert_sample(SqliteDb& db, int64_t job_id, const SampleRecord& s) {
   double t = or_now(s.time);
   db.cached(
         "INSERT INTO samples(job_id, step, prompt, text, kind, time) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+        "ON CONFLICT(job_id, step, kind, prompt) DO UPDATE SET text = excluded.text, "
+        "time = excluded.time")
       .bind_all(job_id, s.step, s.prompt, s.text, s.kind, t)
       .run();
   nlohmann::json ev = {{"step", s.step}, {"prompt", s.prompt}, {"text", s.text}, {"kind", s.kind}};

@@ -252,15 +252,32 @@ void JobRunner::monitor(std::shared_ptr<Running> r, Job job) {
                                : JobStatus::kFailed;
   if (to == JobStatus::kInterrupted) error = "the server stopped while this job ran";
   if (to == JobStatus::kCancelled) error.clear();
-  try {
-    store_.update_status(job.id, to, {error, int64_t{0}, std::nullopt});
-  } catch (const std::exception& e) {
-    spdlog::error("job {}: cannot record status {}: {}", job.id, to_string(to), e.what());
-  }
+  record_outcome(job.id, to, error);
   spdlog::info("job {} ({}) {}{}{}", job.id, job.name, to_string(to), error.empty() ? "" : ": ",
                error);
   r->done = true;
   cv_.notify_all();
+}
+
+void JobRunner::record_outcome(int64_t id, JobStatus to, const std::string& error) {
+  // A job must not stay "running" once its child has ended: retry until the write lands (a
+  // full disk may be freed) or the server stops (its restart marks the job interrupted).
+  for (int attempt = 0;; ++attempt) {
+    try {
+      store_.update_status(id, to, {error, int64_t{0}, std::nullopt});
+      if (attempt > 0) spdlog::info("job {}: status {} recorded after {} retries", id, to_string(to), attempt);
+      return;
+    } catch (const JobStateError& e) {  // not retryable (e.g. deleted meanwhile)
+      spdlog::error("job {}: cannot record status {}: {}", id, to_string(to), e.what());
+      return;
+    } catch (const std::exception& e) {
+      if (attempt % 60 == 0)
+        spdlog::error("job {}: cannot record status {} (retrying every second): {}", id,
+                      to_string(to), e.what());
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; })) return;
+  }
 }
 
 bool JobRunner::run_stage(Running& r, const Job& job, const JobStage& stage, std::string& error) {

@@ -88,6 +88,8 @@ class JobRunner {
   void start_ready_locked();  // with mu_ held
   void reap_done_locked();
   void monitor(std::shared_ptr<Running> r, Job job);
+  // Writes a finished job's status, retrying while the database refuses (a full disk).
+  void record_outcome(int64_t id, JobStatus to, const std::string& error);
   // Runs one stage; returns its exit, or nullopt-like failure via `error`.
   bool run_stage(Running& r, const Job& job, const JobStage& stage, std::string& error);
 

@@ -1,8 +1,15 @@
 #include "jobs/sqlite_metrics_sink.h"
 
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iterator>
+#include <stdexcept>
 
 namespace ktl::jobs {
 
@@ -15,6 +22,20 @@ void prepend(std::vector<T>& dst, std::vector<T>&& front) {
   dst = std::move(front);
 }
 
+// SQLite reopens a file it cannot open for writing read-only, and forgets why; ask the
+// filesystem ourselves, so the message says "No space left on device", not "readonly".
+std::string probe_writable(const std::string& db_path) {
+  for (const std::string& f : {db_path, db_path + "-wal", db_path + "-shm"}) {
+    const int fd = ::open(f.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+      ::close(fd);
+      continue;
+    }
+    if (errno != ENOENT) return f + ": " + std::strerror(errno);
+  }
+  return "";
+}
+
 }  // namespace
 
 SqliteMetricsSink::SqliteMetricsSink(const std::string& db_path, int64_t job_id,
@@ -23,6 +44,11 @@ SqliteMetricsSink::SqliteMetricsSink(const std::string& db_path, int64_t job_id,
   SqliteOptions so;
   so.create = false;  // the server creates the database; a wrong path must not make a new one
   db_ = std::make_unique<SqliteDb>(db_path, so);
+  if (sqlite3_db_readonly(db_->handle(), "main") == 1) {
+    const std::string probe = probe_writable(db_path);
+    throw std::runtime_error("cannot open " + db_path + " for writing" +
+                             (probe.empty() ? std::string() : ": " + probe));
+  }
   require_job_db_schema(*db_);
   if (!db_job_exists(*db_, job_id))
     throw std::runtime_error("job " + std::to_string(job_id) + " not found in " + db_path);
@@ -89,6 +115,10 @@ void SqliteMetricsSink::log(const std::string& line) {
 
 void SqliteMetricsSink::flush() {
   write_pending();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (buf_.size() + in_flight_ > 0 && !last_error_.empty())
+    throw std::runtime_error("job sink: " + std::to_string(buf_.size()) +
+                             " reports not stored: " + last_error_);
 }
 
 size_t SqliteMetricsSink::pending() const {
@@ -129,11 +159,23 @@ void SqliteMetricsSink::write_pending() {
     tx.commit();
     std::lock_guard<std::mutex> lock(mu_);
     in_flight_ = 0;
+    last_error_.clear();
   } catch (const std::exception& e) {
-    // Keep the rows (in order, before newer ones) and retry on the next flush.
-    std::fprintf(stderr, "job sink: write to %s failed (will retry): %s\n", db_->path().c_str(),
-                 e.what());
+    // Keep the rows (in order, before newer ones) and retry on the next flush. The message
+    // names the file and the operating system's errno (ENOSPC, EIO), not only SQLite's words;
+    // SQLite keeps the errno of I/O errors only, and SQLITE_FULL is ENOSPC.
+    const auto* se = dynamic_cast<const SqliteError*>(&e);
+    const int os_errno = se && (se->code & 0xff) == SQLITE_FULL
+                             ? ENOSPC
+                             : sqlite3_system_errno(db_->handle());
+    std::string why = "cannot write " + db_->path() + ": " + e.what();
+    if (os_errno != 0)
+      why += " (" + std::string(std::strerror(os_errno)) + ")";
+    else if (std::string probe = probe_writable(db_->path()); !probe.empty())
+      why += " (" + probe + ")";
+    std::fprintf(stderr, "job sink: %s (will retry)\n", why.c_str());
     std::lock_guard<std::mutex> lock(mu_);
+    last_error_ = why;
     in_flight_ = 0;
     prepend(buf_.metrics, std::move(b.metrics));
     prepend(buf_.samples, std::move(b.samples));

@@ -43,7 +43,9 @@ class SqliteMetricsSink : public MetricsSink {
   void checkpoint_deleted(int64_t step, const std::string& path) override;
   void progress(int64_t step, int64_t total_steps) override;
   void log(const std::string& line) override;
-  // Writes everything buffered now (blocks until it is in the database or the write failed).
+  // Writes everything buffered now and returns once it is committed; throws std::runtime_error
+  // naming the database and the errno when it could not be (the rows stay buffered for a retry).
+  // The trainer calls it before each checkpoint, so no checkpoint is ahead of its metrics.
   void flush() override;
 
   // Reports not yet committed to the database: buffered, being written, or kept after a failed
@@ -77,6 +79,7 @@ class SqliteMetricsSink : public MetricsSink {
   Batch buf_;
   size_t in_flight_ = 0;  // rows taken by the writer, not yet committed
   bool stop_ = false;
+  std::string last_error_;  // of the last failed write; cleared by a successful one
   std::mutex write_mu_;  // serialises writers of db_ (background thread and flush())
   std::unique_ptr<SqliteDb> db_;
   std::thread thread_;

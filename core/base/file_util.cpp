@@ -44,11 +44,25 @@ std::string executable_path() {
 }
 
 void fsync_dir(const fs::path& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
+  const std::string path = dir.empty() ? "." : dir.string();
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open directory " + path + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Some filesystems cannot sync a directory (EINVAL); anything else means the renames in it
+  // may not survive a power cut, so the caller must not report success.
+  if (rc != 0 && err != EINVAL && err != EROFS)
+    throw std::runtime_error("cannot sync directory " + path + ": " + std::strerror(err));
+}
+
+void fsync_file(const fs::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error("cannot open " + path.string() + ": " + std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) throw std::runtime_error("cannot write " + path.string() + ": " + std::strerror(err));
 }
 
 void write_file_atomic(const fs::path& path, std::string_view data) {

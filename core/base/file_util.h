@@ -17,8 +17,12 @@ std::string read_file(const fs::path& path);
 // file or the new one, never half of one. Throws on failure (e.g. a full disk).
 void write_file_atomic(const fs::path& path, std::string_view data);
 
-// fsyncs a directory so a rename inside it survives a crash.
+// fsyncs a directory so a rename inside it survives a crash. Throws std::runtime_error naming
+// the directory and the errno when it cannot (a filesystem that can't sync directories is fine).
 void fsync_dir(const fs::path& dir);
+// fsyncs a file written by someone else (an ofstream, SentencePiece) before it is renamed into
+// place. Throws std::runtime_error naming the file and the errno.
+void fsync_file(const fs::path& path);
 
 // Absolute path of the running program ("" when it cannot be found): /proc/self/exe on Linux,
 // _NSGetExecutablePath on macOS.

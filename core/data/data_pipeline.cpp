@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <stdexcept>
+#include <cstring>
 #include <thread>
 
 #include "core/base/file_util.h"
@@ -67,13 +69,16 @@ struct StopReading {};  // not a std::exception: passes through CorpusReader's e
 // one when the corpus is too small for the hash split to fill them.
 class SplitFiles {
  public:
-  SplitFiles(const fs::path& dir, std::ofstream* tokenizer_input)
-      : dir_(dir), tok_in_(tokenizer_input) {
+  SplitFiles(const fs::path& dir, std::ofstream* tokenizer_input, const fs::path& tokenizer_path)
+      : dir_(dir), tok_in_(tokenizer_input), tok_path_(tokenizer_path) {
     for (int s = 0; s < 3; ++s) {
       tmp_[s] =
           dir / (std::string(split_name(Split(s))) + ".txt.tmp-" + std::to_string(::getpid()));
+      errno = 0;
       out_[s].open(tmp_[s], std::ios::binary | std::ios::trunc);
-      if (!out_[s]) throw std::runtime_error("cannot create " + tmp_[s].string());
+      if (!out_[s])
+        throw std::runtime_error("cannot create " + tmp_[s].string() + ": " +
+                                 (errno ? std::strerror(errno) : "open failed"));
     }
   }
   ~SplitFiles() {
@@ -111,9 +116,11 @@ class SplitFiles {
     for (; next < held_.size(); ++next) write(Split::kTrain, held_[next].text, held_[next].source);
     held_.clear();
     for (int s = 0; s < 3; ++s) {
+      errno = 0;
       out_[s].flush();
-      if (!out_[s]) throw std::runtime_error("cannot write " + tmp_[s].string() + " (disk full?)");
+      if (!out_[s]) fail_write(tmp_[s]);
       out_[s].close();
+      fsync_file(tmp_[s]);
       fs::rename(tmp_[s], dir_ / (std::string(split_name(Split(s))) + ".txt"));
       stats[split_name(Split(s))] = stats_[s];
     }
@@ -121,6 +128,11 @@ class SplitFiles {
   }
 
  private:
+  // A stream keeps no errno; the write() that failed just now left it in errno.
+  [[noreturn]] static void fail_write(const fs::path& path) {
+    throw std::runtime_error("cannot write " + path.string() + ": " +
+                             (errno ? std::strerror(errno) : "write failed (disk full?)"));
+  }
   struct Held {
     double pos;
     std::string text;
@@ -128,9 +140,10 @@ class SplitFiles {
   };
   void write(Split s, const std::string& text, const std::string& source) {
     auto& o = out_[int(s)];
+    errno = 0;
     if (stats_[int(s)].docs > 0) o << '\n';  // blank line between documents
     o << text << '\n';
-    if (!o) throw std::runtime_error("cannot write " + tmp_[int(s)].string() + " (disk full?)");
+    if (!o) fail_write(tmp_[int(s)]);
     stats_[int(s)].docs += 1;
     const uint64_t chars = utf8::count_chars(text);
     stats_[int(s)].chars += chars;
@@ -142,7 +155,9 @@ class SplitFiles {
     if (!tok_in_) return;
     // The cap keeps the first documents of a source (in reading order) up to cap_ characters.
     if (src && cap_ > 0 && src->tokenizer_chars >= cap_) return;
+    errno = 0;
     write_tokenizer_lines(text);
+    if (!*tok_in_) fail_write(tok_path_);
     if (src) src->tokenizer_chars += chars;
   }
   // SentencePiece skips lines over max_sentence_length, so long paragraphs go in as sentences.
@@ -162,6 +177,7 @@ class SplitFiles {
 
   fs::path dir_;
   std::ofstream* tok_in_;
+  fs::path tok_path_;
   fs::path tmp_[3];
   std::ofstream out_[3];
   SplitStats stats_[3];
@@ -206,6 +222,7 @@ int train_tokenizer_into(TokenizerTrainOptions opts, const fs::path& out_dir) {
     opts.vocab_size = fit;
     train_tokenizer(opts);
   }
+  fsync_file(prefix + ".model");
   fs::rename(prefix + ".model", out_dir / "tokenizer.model");
   fs::rename(prefix + ".vocab", out_dir / "tokenizer.vocab");
   fsync_dir(out_dir);
@@ -345,9 +362,14 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
   if (cfg.near_dedup) near = std::make_unique<NearDedup>(cfg.near);
   const DatasetSplit splitter(cfg.split);
   std::ofstream tok_in;
-  if (cfg.tokenize && cfg.tokenizer.empty())
+  if (cfg.tokenize && cfg.tokenizer.empty()) {
+    errno = 0;
     tok_in.open(tok_input, std::ios::binary | std::ios::trunc);
-  SplitFiles files(cfg.output_dir, tok_in.is_open() ? &tok_in : nullptr);
+    if (!tok_in.is_open())
+      throw std::runtime_error("cannot create " + tok_input.string() + ": " +
+                               (errno ? std::strerror(errno) : "open failed"));
+  }
+  SplitFiles files(cfg.output_dir, tok_in.is_open() ? &tok_in : nullptr, tok_input);
   files.set_source_accounting(&st.sources, cfg.tokenizer_source_cap_chars);
   Progress prog("read+clean", 0, cfg.progress);
   uint64_t raw_bytes = 0;
@@ -388,8 +410,11 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
   files.commit(st.splits);
   *val_sources = files.val_sources();
   if (tok_in.is_open()) {
+    errno = 0;
     tok_in.close();
-    if (!tok_in) throw std::runtime_error("cannot write " + tok_input.string() + " (disk full?)");
+    if (!tok_in)
+      throw std::runtime_error("cannot write " + tok_input.string() + ": " +
+                               (errno ? std::strerror(errno) : "write failed (disk full?)"));
   }
 }
 

@@ -154,10 +154,18 @@ void publish_checkpoint_dir(const std::string& dir, CheckpointMeta meta,
     write_file_atomic(tmp / "meta.json", m.dump(2) + "\n");  // last: marks completeness
     fsync_dir(tmp);
     const fs::path old = final_dir.string() + ".old-" + std::to_string(::getpid());
-    if (fs::exists(final_dir)) fs::rename(final_dir, old);
-    fs::rename(tmp, final_dir);
+    const bool replacing = fs::exists(final_dir);
+    if (replacing) fs::rename(final_dir, old);
+    try {
+      fs::rename(tmp, final_dir);
+    } catch (...) {
+      std::error_code ec;  // put the previous checkpoint back where it was
+      if (replacing) fs::rename(old, final_dir, ec);
+      throw;
+    }
     fsync_dir(final_dir.parent_path());
-    fs::remove_all(old);
+    std::error_code ec;
+    fs::remove_all(old, ec);  // a leftover is removed at the next start
   } catch (...) {
     std::error_code ec;
     fs::remove_all(tmp, ec);

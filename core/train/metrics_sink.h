@@ -27,6 +27,8 @@ class MetricsSink {
   virtual void progress(int64_t step, int64_t total_steps) {}
   // A human-readable log line (also printed).
   virtual void log(const std::string& line) = 0;
+  // Makes everything reported so far durable; throws when it cannot (a full disk). The trainer
+  // calls it before each checkpoint, so a resumed run never lacks rows from before its start.
   virtual void flush() {}
 };
 

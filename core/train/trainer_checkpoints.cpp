@@ -83,6 +83,9 @@ void Trainer::write_state_files(const std::string& dir) const {
 
 std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
   if (!is_main()) return "";  // data parallel: rank 0 writes, the weights are the same
+  // Every row reported so far is stored before the checkpoint exists: a run resumed from it
+  // recomputes what came later, so a crash (or a full disk) loses no row. Throws when it can't.
+  sink_.flush();
   if (with_eval_metrics && (eval_batches_ || data_.sft_val) && last_eval_step_ != step_)
     maybe_eval(true, nullptr);
   CheckpointMeta meta;
@@ -133,6 +136,7 @@ void Trainer::point_link(const std::string& name, const std::string& target_dir)
   // Relative target: the output directory stays valid when moved or mounted elsewhere.
   fs::create_directory_symlink(fs::path(target_dir).filename(), tmp);
   fs::rename(tmp, link);  // atomic replace of the old link
+  fsync_dir(output_dir_);
 }
 
 void Trainer::rotate_checkpoints() {
