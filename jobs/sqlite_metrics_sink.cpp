@@ -168,9 +168,13 @@ void SqliteMetricsSink::write_pending() {
     const int os_errno = se && (se->code & 0xff) == SQLITE_FULL
                              ? ENOSPC
                              : sqlite3_system_errno(db_->handle());
-    std::string why = "cannot write " + db_->path() + ": " + e.what();
-    if (os_errno != 0)
-      why += " (" + std::string(std::strerror(os_errno)) + ")";
+    std::string why = std::string(e.what()).find(db_->path()) == std::string::npos
+                          ? "cannot write " + db_->path() + ": " + e.what()
+                          : std::string(e.what());
+    if (os_errno != 0) {
+      if (why.find(std::strerror(os_errno)) == std::string::npos)
+        why += " (" + std::string(std::strerror(os_errno)) + ")";
+    }
     else if (std::string probe = probe_writable(db_->path()); !probe.empty())
       why += " (" + probe + ")";
     std::fprintf(stderr, "job sink: %s (will retry)\n", why.c_str());
