@@ -1,5 +1,7 @@
 #include "jobs/job_runner.h"
 
+#include <algorithm>
+
 #include "core/base/file_util.h"
 
 #include <signal.h>
@@ -66,9 +68,13 @@ JobRunner::~JobRunner() {
 }
 
 void JobRunner::start() {
-  for (const Job& j : store_.mark_running_interrupted()) {
+  for (const Job& j : store_.mark_running_interrupted())
     spdlog::warn("job {} ({}) was running when the server stopped: now interrupted", j.id, j.name);
-    if (!opts_.auto_resume_interrupted) continue;
+  // Interrupted by a crash (just now) or by an orderly stop (before): both carry on.
+  std::vector<Job> interrupted;
+  if (opts_.auto_resume_interrupted) interrupted = store_.list_jobs(JobStatus::kInterrupted);
+  std::reverse(interrupted.begin(), interrupted.end());  // oldest first
+  for (const Job& j : interrupted) {
     // Its orphaned child got SIGTERM and may still be writing its last checkpoint.
     auto deadline = Clock::now() + std::chrono::milliseconds(opts_.stop_grace_ms);
     while (job_process_alive(j.pid, j.id) && Clock::now() < deadline)

@@ -36,7 +36,8 @@ struct JobRunnerOptions {
   int max_concurrent = 1;       // jobs running at once
   int cancel_grace_ms = 60000;  // SIGTERM -> SIGKILL: time to write the final checkpoint
   int stop_grace_ms = 30000;    // same at server shutdown (then the job becomes interrupted)
-  bool auto_resume_interrupted = false;  // at start(): resume jobs a crash left interrupted
+  // at start(): resume interrupted jobs (their server crashed or was stopped while they ran)
+  bool auto_resume_interrupted = false;
   size_t max_log_line = 8192;            // longer output lines are cut (with a marker)
 };
 
@@ -48,7 +49,8 @@ class JobRunner {
   JobRunner& operator=(const JobRunner&) = delete;
 
   // Recovery, then scheduling: jobs the store still shows `running` (their server died) become
-  // interrupted (and are resumed when auto_resume_interrupted), then queued jobs start.
+  // interrupted; with auto_resume_interrupted every interrupted job (a crash's or an orderly
+  // stop's) is resumed; then queued jobs start.
   void start();
   // Stops scheduling; running children get SIGTERM (SIGKILL after stop_grace_ms) and their
   // jobs become interrupted. Idempotent.
