@@ -424,6 +424,9 @@ PipelineStats run_data_pipeline(const PipelineConfig& cfg) {
   if (cfg.inputs.empty()) throw std::runtime_error("no inputs given");
   PipelineStats st;
   fs::create_directories(cfg.output_dir);
+  // stats.json, written last, marks a finished directory: a run that fails midway over an
+  // older one must not leave the old mark beside a mix of new and old files.
+  fs::remove(cfg.output_dir / "stats.json");
   const fs::path tok_input =
       cfg.output_dir / (".tokenizer_input.txt.tmp-" + std::to_string(::getpid()));
   auto t0 = Clock::now();
