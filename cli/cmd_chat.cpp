@@ -15,6 +15,7 @@
 
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/verify_flag.h"
 #include "core/engine/generator.h"
 #include "core/scheduling/sampler.h"
 #include "core/tokenizer/chat_template.h"
@@ -168,6 +169,7 @@ int run_chat(const Args& a) {
   cfg.num_threads = static_cast<int>(a.get_int("threads", 0));
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 128));
   cfg.max_num_seqs = 1;
+  cfg.verify_checksums = !a.get_bool("no-verify");
   auto engine = ktl::Engine::load(a.get("model"), cfg);
   try {
     ChatRepl repl(*engine, p, a.get("system", ""));
@@ -195,7 +197,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"dtype", "fp32 | bf16 | int8 (weight-only)", "int8"},
      {"threads", "CPU threads (0 = every core)", "0"},
      ktl::cli::engine_device_flag(),
-     {"kv-cache-mb", "KV cache budget", "128"}},
+     {"kv-cache-mb", "KV cache budget", "128"},
+     ktl::cli::no_verify_flag()},
     run_chat});
 
 }  // namespace

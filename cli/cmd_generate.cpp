@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/verify_flag.h"
 #include "core/engine/generator.h"
 #include "core/scheduling/sampler.h"
 
@@ -42,6 +43,7 @@ int run_generate(const Args& a) {
   cfg.device = a.get("device", "auto");
   cfg.num_threads = static_cast<int>(a.get_int("threads", 0));
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 256));
+  cfg.verify_checksums = !a.get_bool("no-verify");
   auto gen = ktl::Generator::from_pretrained(a.get("model"), cfg);
   const std::string prompt = a.get("prompt");
   const bool json = a.get_bool("json");
@@ -110,7 +112,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"dtype", "fp32 | bf16 | int8 (weight-only)", "fp32"},
      {"threads", "CPU threads (0 = all cores)", "0"},
      ktl::cli::engine_device_flag(),
-     {"kv-cache-mb", "KV cache budget", "256"}},
+     {"kv-cache-mb", "KV cache budget", "256"},
+     ktl::cli::no_verify_flag()},
     run_generate});
 
 }  // namespace

@@ -13,6 +13,7 @@
 
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/verify_flag.h"
 #include "core/base/file_util.h"
 #include "server/http_server.h"
 
@@ -95,6 +96,7 @@ ktl::server::ServerConfig config_from(const Args& args) {
   c.device = args.get("device", c.device);
   c.max_num_seqs = std::max(1, positive(args, "max-num-seqs", c.max_num_seqs, 1024));
   c.num_threads = positive(args, "threads", c.num_threads, 1024);
+  c.verify_checksums = !args.get_bool("no-verify");
   c.quickstart = args.get_bool("quickstart");
   c.quickstart_steps = std::max(1, positive(args, "quickstart-steps", c.quickstart_steps));
   c.max_jobs = std::max(1, positive(args, "max-jobs", c.max_jobs, 64));
@@ -172,6 +174,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"dtype", "fp32 | bf16 | int8", "fp32"},
      {"max-num-seqs", "sequences batched per engine step", "16"},
      {"threads", "engine threads (0 = all cores)", "0"},
+     ktl::cli::no_verify_flag(),
      ktl::cli::engine_device_flag(),
      {"max-streams", "generation requests in flight before 429", "64"},
      {"max-queue", "engine queue length before 429", "256"},

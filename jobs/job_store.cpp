@@ -4,6 +4,9 @@
 #include <limits>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "jobs/sqlite_checksum_upgrade.h"
 
 namespace ktl::jobs {
 
@@ -45,7 +48,23 @@ std::string status_event(JobStatus from, JobStatus to, const std::string& error)
 
 }  // namespace
 
-JobStore::JobStore(const std::string& db_path) : db_path_(db_path), db_(db_path) {
+namespace {
+
+// A database from before page checksums gets them once, before the store's connection opens;
+// failing that (e.g. a full disk) it keeps working without them, and the next start retries.
+const std::string& with_page_checksums(const std::string& path) {
+  try {
+    if (add_page_checksums(path)) spdlog::info("{}: added page checksums", path);
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: page checksums not added: {}", path, e.what());
+  }
+  return path;
+}
+
+}  // namespace
+
+JobStore::JobStore(const std::string& db_path)
+    : db_path_(db_path), db_(with_page_checksums(db_path)) {
   migrate(db_, job_db_migrations());
 }
 

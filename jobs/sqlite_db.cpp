@@ -2,13 +2,47 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
+#include <cstring>
+
+#include "jobs/sqlite_checksum_vfs.h"
+
 namespace ktl::jobs {
 
 namespace {
 
+bool is_corrupt_code(int rc) {
+  return rc == SQLITE_IOERR_DATA || (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB;
+}
+
+// "<path>: database corrupt (page checksum mismatch) — run `ktl doctor` (<context>)": the file
+// first, so whoever reads it (a log, an API error) knows what to check.
+std::string corrupt_message(sqlite3* db, int rc, std::string_view context) {
+  const char* file = db ? sqlite3_db_filename(db, "main") : nullptr;
+  const std::string why = rc == SQLITE_IOERR_DATA ? "page checksum mismatch" : sqlite3_errstr(rc);
+  return std::string(file && *file ? file : "database") + ": database corrupt (" + why +
+         ") \u2014 run `ktl doctor` (" + std::string(context) + ")";
+}
+
+// "<path>: <context>: <SQLite's words> (<errno's words>)": a failed write names the file and,
+// for I/O errors and a full disk, what the operating system said.
+std::string error_message(sqlite3* db, int rc, std::string_view context, const char* what) {
+  const char* file = db ? sqlite3_db_filename(db, "main") : nullptr;
+  std::string msg = (file && *file ? std::string(file) + ": " : std::string()) +
+                    std::string(context) + ": " + what;
+  const int prim = rc & 0xff;
+  const int os = prim == SQLITE_FULL ? ENOSPC
+                 : prim == SQLITE_IOERR || prim == SQLITE_CANTOPEN
+                     ? (db ? sqlite3_system_errno(db) : 0)
+                     : 0;
+  if (os != 0) msg += " (" + std::string(std::strerror(os)) + ")";
+  return msg;
+}
+
 [[noreturn]] void throw_error(sqlite3* db, int rc, std::string_view context) {
-  std::string msg = std::string(context) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  throw SqliteError(msg, rc);
+  if (is_corrupt_code(rc)) throw SqliteError(corrupt_message(db, rc, context), rc);
+  throw SqliteError(
+      error_message(db, rc, context, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)), rc);
 }
 
 std::string sql_head(std::string_view sql) {
@@ -19,6 +53,10 @@ std::string sql_head(std::string_view sql) {
 }
 
 }  // namespace
+
+bool SqliteError::corrupt() const {
+  return is_corrupt_code(code);
+}
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
   int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()), &stmt_, nullptr);
@@ -95,7 +133,8 @@ std::string Statement::col_text(int col) const {
 
 SqliteDb::SqliteDb(const std::string& path, const SqliteOptions& opts) : path_(path) {
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (opts.create ? SQLITE_OPEN_CREATE : 0);
-  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr);
+  const char* vfs = opts.page_checksums ? checksum_vfs_name() : nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &db_, flags, vfs);
   if (rc != SQLITE_OK) {
     std::string msg =
         "cannot open database " + path + ": " + (db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
@@ -106,6 +145,9 @@ SqliteDb::SqliteDb(const std::string& path, const SqliteOptions& opts) : path_(p
   sqlite3_extended_result_codes(db_, 1);
   sqlite3_busy_timeout(db_, opts.busy_timeout_ms);
   try {
+    // A new file gets the checksum reserve before its first page is written (the WAL switch
+    // below writes page 1); an existing file keeps its layout.
+    if (opts.page_checksums && page_count() == 0) set_reserve_bytes(kPageChecksumBytes);
     if (opts.wal) exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON");
   } catch (...) {
@@ -125,10 +167,32 @@ void SqliteDb::exec(std::string_view sql) {
   char* err = nullptr;
   int rc = sqlite3_exec(db_, s.c_str(), nullptr, nullptr, &err);
   if (rc != SQLITE_OK) {
-    std::string msg = "sqlite exec '" + sql_head(sql) + "': " + (err ? err : sqlite3_errstr(rc));
+    std::string msg = error_message(db_, rc, "sqlite exec '" + sql_head(sql) + "'",
+                                    err ? err : sqlite3_errstr(rc));
     sqlite3_free(err);
+    if (is_corrupt_code(rc)) msg = corrupt_message(db_, rc, "sqlite exec '" + sql_head(sql) + "'");
     throw SqliteError(msg, rc);
   }
+}
+
+int64_t SqliteDb::page_count() {
+  Statement st = prepare("PRAGMA page_count");
+  return st.step() ? st.col_int(0) : 0;
+}
+
+int SqliteDb::reserve_bytes() {
+  int n = -1;  // -1 asks without changing
+  sqlite3_file_control(db_, "main", SQLITE_FCNTL_RESERVE_BYTES, &n);
+  return n;
+}
+
+void SqliteDb::set_reserve_bytes(int n) {
+  const int rc = sqlite3_file_control(db_, "main", SQLITE_FCNTL_RESERVE_BYTES, &n);
+  if (rc != SQLITE_OK) throw_error(db_, rc, "sqlite reserve bytes");
+}
+
+bool SqliteDb::has_page_checksums() {
+  return reserve_bytes() == kPageChecksumBytes;
 }
 
 Statement SqliteDb::prepare(std::string_view sql) {

@@ -1,5 +1,7 @@
-// RAII wrappers for SQLite: a connection (WAL, busy timeout, synchronous=NORMAL), prepared
-// statements and BEGIN IMMEDIATE transactions that roll back unless committed.
+// RAII wrappers for SQLite: a connection (WAL, busy timeout, synchronous=NORMAL, page checksums
+// through jobs/sqlite_checksum_vfs.h), prepared statements and BEGIN IMMEDIATE transactions
+// that roll back unless committed. A damaged database (a page checksum mismatch, SQLITE_CORRUPT)
+// surfaces as a SqliteError whose corrupt() is true and whose message names the file.
 // Not thread-safe: one SqliteDb per thread, or guard it with a mutex (JobStore does). Several
 // processes may open the same file: WAL lets readers run beside the one writer, and the busy
 // timeout makes writers wait for each other instead of failing.
@@ -20,6 +22,9 @@ namespace ktl::jobs {
 struct SqliteError : std::runtime_error {
   SqliteError(const std::string& what, int code) : std::runtime_error(what), code(code) {}
   int code;  // SQLite primary/extended result code
+  // The file is damaged (a page checksum mismatch, SQLITE_CORRUPT, SQLITE_NOTADB): retrying
+  // will not help; `ktl doctor` says what is wrong.
+  bool corrupt() const;
 };
 
 // One prepared statement. Binding indexes start at 1, column indexes at 0.
@@ -68,6 +73,10 @@ struct SqliteOptions {
   int busy_timeout_ms = 10000;  // how long a writer waits for another process's transaction
   bool wal = true;              // journal_mode=WAL: readers never block the writer
   bool create = true;           // create the file when missing
+  // Open through the checksum VFS; a new file gets 8 reserved bytes per page, so its pages are
+  // checksummed. An existing file without them is read and written as before (JobStore adds
+  // them once: jobs/sqlite_checksum_upgrade.h).
+  bool page_checksums = true;
 };
 
 class SqliteDb {
@@ -88,6 +97,13 @@ class SqliteDb {
   int changes() const;
   int user_version();
   void set_user_version(int v);
+  // True when the file has 8 reserved bytes per page, so every page carries a checksum.
+  bool has_page_checksums();
+  int64_t page_count();  // 0: a new, empty file
+  // Reserved bytes at the end of each page: what the file has, or what was asked for a new
+  // file / the next VACUUM (SQLITE_FCNTL_RESERVE_BYTES).
+  int reserve_bytes();
+  void set_reserve_bytes(int n);
   const std::string& path() const { return path_; }
   sqlite3* handle() { return db_; }
 

@@ -4,8 +4,10 @@
 #include <cmath>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <thread>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
@@ -136,6 +138,11 @@ httplib::Server::Handler guarded(
       send_error(res, 404, e.what(), "job_not_found");
     } catch (const JobStateError& e) {
       send_error(res, 409, e.what(), "invalid_job_state");
+    } catch (const SqliteError& e) {
+      spdlog::error("{} {}: {}", req.method, req.path, e.what());
+      // A damaged ktl.db (page checksum mismatch): say so, naming the file, rather than serve
+      // a wrong value; other store errors (e.g. busy) are plain internal errors.
+      send_error(res, 500, e.what(), e.corrupt() ? "database_corrupt" : "internal_error");
     } catch (const std::exception& e) {
       spdlog::error("{} {}: {}", req.method, req.path, e.what());
       send_error(res, 500, std::string("internal error: ") + e.what(), "internal_error");
@@ -173,11 +180,23 @@ void stream_events(httplib::Response& res, JobStore& store, JobRunner& runner,
           state->last_write = Clock::now();
           return sink.write(s.data(), s.size());
         };
-        auto job = store.get_job(id);
+        // The provider runs outside the route's guard: a store error (a corrupt page) ends the
+        // stream with an error event instead of escaping into the HTTP thread (terminate).
+        std::optional<Job> job;
+        std::vector<EventRecord> events;
+        try {
+          job = store.get_job(id);
+          events = store.events_since(id, state->last_id, 500);
+        } catch (const std::exception& e) {
+          spdlog::error("job {} events: {}", id, e.what());
+          const json err = {{"job_id", id}, {"message", e.what()}};
+          write("event: error\ndata: " + dump(err) + "\n\n");
+          sink.done();
+          return true;
+        }
         // Read the status before the events: a terminal status is written after (or with)
         // the job's last events, so "terminal and nothing new" means drained.
         bool terminal = !job || job_status_is_terminal(job->status);
-        auto events = store.events_since(id, state->last_id, 500);
         std::string out;
         for (const auto& e : events) {
           out += sse_event(e);

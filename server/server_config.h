@@ -30,6 +30,7 @@ struct ServerConfig {
   std::string device = "auto";             // auto | cpu | cuda | mps
   int max_num_seqs = 16;                   // engine batch
   int num_threads = 0;                     // engine threads; 0 = all cores
+  bool verify_checksums = true;            // sha256 of every checkpoint file before a load
   bool quickstart = false;                 // train a tiny model when none exists (make run)
   int quickstart_steps = 300;              // training steps of the quickstart job
   std::string configs_dir = "configs";     // model_tiny.yaml and training.yaml for quickstart

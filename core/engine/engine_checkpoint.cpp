@@ -67,8 +67,9 @@ torch::Tensor tensor_from(const std::shared_ptr<SafetensorsFile>& f, const StTen
 
 // Every checkpoint (fp32, bf16 or int8 on disk) loads straight into the engine's form, without
 // building the training module: one tensor at a time, shapes checked against config.json.
-LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype) {
-  CheckpointFiles files = open_checkpoint_files(dir);
+LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype,
+                                    bool verify_sha256) {
+  CheckpointFiles files = open_checkpoint_files(dir, verify_sha256);
   LoadedEngineModel out;
   auto q = files.meta.extra.find("quantization");
   out.quantization = q == files.meta.extra.end() ? "" : q->second;

@@ -31,7 +31,9 @@ bool is_int8_checkpoint(const std::string& dir);
 // engine does not fuse stay in the file's read-only mapping); `dtype` is the compute format (an
 // int8 checkpoint loads as int8 unless fp32/bf16 is asked, then it is dequantized). Throws with
 // the path on missing/corrupt files, a tokenizer/config mismatch or a tensor of the wrong shape.
-LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype);
+// `verify_sha256` false skips hashing the files (open_checkpoint_files).
+LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype,
+                                    bool verify_sha256 = true);
 // Writes `model`'s weights as an int8 checkpoint in `out_dir`, copying config.json and
 // tokenizer.model from `src_dir`. Atomic (temp dir + rename).
 void save_int8_checkpoint(const EngineModel& model, const std::string& src_dir,

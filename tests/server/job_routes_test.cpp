@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "tests/support/job_test_util.h"
@@ -323,6 +324,81 @@ TEST_F(JobRoutesTest, SweepRankingAndRecipe) {
   auto [c3, train] = post("/v1/jobs", spec().dump());
   ASSERT_EQ(c3, 201);
   EXPECT_EQ(get("/v1/jobs/" + std::to_string(train["id"].get<int64_t>()) + "/sweep").first, 409);
+}
+
+
+// Flips one byte inside `needle` in a closed database file (its pages are all in the main file).
+void flip_in_file(const std::string& path, const std::string& needle) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const size_t at = bytes.find(needle);
+  ASSERT_NE(at, std::string::npos) << needle;
+  f.seekp(static_cast<std::streamoff>(at + 3));
+  f.put(static_cast<char>(needle[3] ^ 1));
+}
+
+// Job routes over the store at `db` on a free port; `test` gets a client.
+void with_job_routes(const std::string& db, const std::function<void(httplib::Client&)>& test) {
+  jobs::JobStore store(db);
+  jobs::JobRunnerOptions ro;
+  ro.executable = "/bin/false";
+  jobs::JobRunner runner(store, ro);  // not started: no child touches the store
+  httplib::Server server;
+  JobRoutesOptions opts;
+  opts.sse_poll_ms = 20;
+  register_job_routes(server, store, runner, opts);
+  const int port = server.bind_to_any_port("127.0.0.1");
+  ASSERT_GT(port, 0);
+  std::thread t([&] { server.listen_after_bind(); });
+  ASSERT_TRUE(eventually([&] { return server.is_running(); }));
+  httplib::Client c("127.0.0.1", port);
+  test(c);
+  server.stop();
+  t.join();
+}
+
+// A page of ktl.db that fails its checksum: a route that reads it answers a 500 JSON error
+// naming the file (code database_corrupt), an event stream ends with an error event, and the
+// server keeps serving.
+TEST(JobRoutesCorruptDatabase, Answers500NamingTheFileAndKeepsServing) {
+  TempDir dir;
+  const std::string db = dir.str("ktl.db");
+  {
+    jobs::JobStore store(db);
+    jobs::NewJob j;
+    j.name = "marker-job-0123456789";
+    j.spec_json = "{}";
+    const int64_t id = store.create_job(j).id;
+    store.add_event(id, "note", R"({"text":"marker-event-0123456789"})");
+  }
+  flip_in_file(db, "marker-event-0123456789");  // the events table's page
+  with_job_routes(db, [&](httplib::Client& c) {
+    auto job = c.Get("/v1/jobs/1");  // the job's own page is intact
+    ASSERT_TRUE(job);
+    EXPECT_EQ(job->status, 200) << job->body;
+    auto events = c.Get("/v1/jobs/1/events");
+    ASSERT_TRUE(events);
+    EXPECT_NE(events->body.find("event: error"), std::string::npos) << events->body;
+    EXPECT_NE(events->body.find(db + ": database corrupt (page checksum mismatch)"),
+              std::string::npos)
+        << events->body;
+  });
+  flip_in_file(db, "marker-job-0123456789");  // now the jobs table's page too
+  with_job_routes(db, [&](httplib::Client& c) {
+    for (const char* path : {"/v1/jobs/1", "/v1/jobs", "/v1/jobs/1/events"}) {
+      auto r = c.Get(path);
+      ASSERT_TRUE(r) << path;
+      EXPECT_EQ(r->status, 500) << path;
+      const json body = json::parse(r->body, nullptr, false);
+      EXPECT_EQ(body["error"]["code"], "database_corrupt") << r->body;
+      EXPECT_NE(body["error"]["message"].get<std::string>().find(db + ": database corrupt"),
+                std::string::npos)
+          << r->body;
+    }
+    auto bad = c.Post("/v1/jobs", "{not json", "application/json");  // still serving
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->status, 400);
+  });
 }
 
 }  // namespace
