@@ -110,8 +110,10 @@ ChatEvalResult evaluate_chat(TransformerImpl& model, const ChatTemplate& tmpl, c
     refs.push_back(a.reference);
     r.answers.push_back(std::move(a));
   }
-  r.chrf = chrf(hyps, refs);
-  r.rouge_l = rouge_l(hyps, refs);
+  r.chrf_ci = chrf_interval(hyps, refs);
+  r.rouge_l_ci = rouge_l_interval(hyps, refs);
+  r.chrf = r.chrf_ci.value;
+  r.rouge_l = r.rouge_l_ci.value;
   return r;
 }
 

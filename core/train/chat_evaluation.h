@@ -1,6 +1,7 @@
 // Chat evaluation for SFT/DPO: assistant-token loss (labels -100 elsewhere), greedy chat
 // answers that stop at the end-of-turn token, and chrF / ROUGE-L of those answers against the
-// references (core/data/chat_metrics.h). Thread-safety: as the model's forward.
+// references with bootstrap 95% intervals (core/data/chat_metrics.h).
+// Thread-safety: as the model's forward.
 #pragma once
 
 #include <torch/types.h>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/data/chat_data.h"
+#include "core/data/chat_metrics.h"
 #include "core/model/model.h"
 #include "core/train/evaluation.h"
 #include "core/train/mixed_precision.h"
@@ -45,6 +47,9 @@ struct ChatAnswer {
 struct ChatEvalResult {
   EvalResult loss;  // assistant tokens of the held-out conversations
   double chrf = 0, rouge_l = 0;
+  // The same scores with their 95% percentile-bootstrap intervals over the answers (1000
+  // resamples, seed 1234) and n = the number of answers scored.
+  ScoreInterval chrf_ci, rouge_l_ci;
   std::vector<ChatAnswer> answers;  // the first max_answers held-out conversations
 };
 

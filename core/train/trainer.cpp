@@ -391,13 +391,11 @@ void Trainer::write_chat_samples() {
     refs.push_back(c.messages.back().content);
   }
   if (hyps.empty()) return;
-  const double f = chrf(hyps, refs), r = rouge_l(hyps, refs);
-  sink_.metric("val/chrf", step_, f);
-  sink_.metric("val/rouge_l", step_, r);
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "chat samples step %lld | chrF %.2f | ROUGE-L %.2f (%zu answers)",
-                (long long)step_, f, r, hyps.size());
-  log(buf);
+  const ScoreInterval f = chrf_interval(hyps, refs), r = rouge_l_interval(hyps, refs);
+  sink_.metric("val/chrf", step_, f.value);
+  sink_.metric("val/rouge_l", step_, r.value);
+  log("chat samples step " + std::to_string(step_) + " | chrF " + format_interval(f) +
+      " | ROUGE-L " + format_interval(r));
 }
 
 void Trainer::write_samples() {
