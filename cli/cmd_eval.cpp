@@ -7,8 +7,11 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/chat_split_flags.h"
 #include "cli/command.h"
 #include "core/data/chat_data.h"
+#include "core/data/chat_metrics.h"
+#include "core/data/chat_split.h"
 #include "core/data/token_shard.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
@@ -30,19 +33,30 @@ namespace fs = std::filesystem;
 using ktl::cli::Args;
 using ktl::cli::UsageError;
 
-// --chat: assistant-token loss on held-out conversations, greedy answers scored with chrF and
-// ROUGE-L. A checkpoint without chat markers gets them in memory (mean-initialised rows), so a
-// base model is measured with the same template as its SFT descendant.
+// --chat: assistant-token loss on held-out conversations (--split, default test), greedy answers
+// scored with chrF and ROUGE-L with bootstrap 95% intervals. A checkpoint without chat markers
+// gets them in memory (mean-initialised rows), so a base model is measured with the same
+// template as its SFT descendant.
 int run_chat_eval(const Args& args, const torch::Device& device) {
   auto ck = ktl::load_checkpoint(args.get("model"), device);
   const bool grown = ktl::add_chat_markers(ck);
   const auto tmpl = ktl::ChatTemplate::require(ck.tokenizer);
-  const double val_fraction = args.get_double("val-fraction", 0.1);
-  if (val_fraction <= 0 || val_fraction > 1) throw UsageError("--val-fraction must be in (0, 1]");
-  const uint64_t seed = uint64_t(args.get_int("seed", 1234));
-  auto convs = ktl::read_chat_file(args.get("data"));
-  if (val_fraction < 1) convs = ktl::split_conversations(std::move(convs), val_fraction, seed).val;
-  if (convs.empty()) throw std::runtime_error("no held-out conversations in " + args.get("data"));
+  const std::string which = args.get("split", "test");
+  if (which != "test" && which != "val" && which != "train" && which != "all")
+    throw UsageError("--split must be test, val, train or all, got '" + which + "'");
+  // The one split of chat-data and sft (core/data/chat_split.h).
+  ktl::ChatSplit split = ktl::load_chat_split(args.get("data"), ktl::cli::chat_split_config(args),
+                                              ktl::cli::chat_data_format(args));
+  std::vector<ktl::ChatConversation> convs;
+  if (which == "all") {
+    for (auto* l : {&split.train, &split.val, &split.test})
+      convs.insert(convs.end(), l->begin(), l->end());
+  } else {
+    convs = which == "test" ? split.test : which == "val" ? split.val : split.train;
+  }
+  std::printf("%s\nsplit: %s\n", split.read_report.c_str(), split.summary().c_str());
+  if (convs.empty())
+    throw std::runtime_error("no " + which + " conversations in " + args.get("data"));
   const int seq = int(args.get_int("max-seq-length", std::min(256, ck.config.max_seq_length)));
   const int answers = int(args.get_int("answers", 50));
   const int show = int(args.get_int("show", 5));
@@ -58,17 +72,24 @@ int run_chat_eval(const Args& args, const torch::Device& device) {
     sink->metric("chat/loss", ck.meta.step, r.loss.loss);
     sink->metric("chat/ppl", ck.meta.step, r.loss.ppl);
     sink->metric("chat/chrf", ck.meta.step, r.chrf);
+    sink->metric("chat/chrf_ci_low", ck.meta.step, r.chrf_ci.low);
+    sink->metric("chat/chrf_ci_high", ck.meta.step, r.chrf_ci.high);
     sink->metric("chat/rouge_l", ck.meta.step, r.rouge_l);
+    sink->metric("chat/rouge_l_ci_low", ck.meta.step, r.rouge_l_ci.low);
+    sink->metric("chat/rouge_l_ci_high", ck.meta.step, r.rouge_l_ci.high);
+    sink->metric("chat/answers", ck.meta.step, double(r.chrf_ci.n));
     for (const auto& a : r.answers) sink->sample(ck.meta.step, a.prompt, a.answer, "chat");
     sink->flush();
   }
   std::printf(
-      "checkpoint: %s (step %lld)%s\nconversations: %zu held-out (%lld assistant tokens)\n"
-      "assistant loss: %.4f\nassistant perplexity: %.3f\nchrF (n=6, beta=2): %.2f\n"
-      "ROUGE-L (F1 over characters): %.2f\nanswers scored: %zu\n",
+      "checkpoint: %s (step %lld)%s\nconversations: %zu %s (%lld assistant tokens)\n"
+      "assistant loss: %.4f\nassistant perplexity: %.3f\nchrF (n=6, beta=2): %s\n"
+      "ROUGE-L (F1 over characters): %s\nanswers scored: %zu (intervals: percentile bootstrap "
+      "over the answers, 1000 resamples)\n",
       args.get("model").c_str(), (long long)ck.meta.step,
-      grown ? " [chat markers added in memory: base model]" : "", convs.size(),
-      (long long)r.loss.tokens, r.loss.loss, r.loss.ppl, r.chrf, r.rouge_l, r.answers.size());
+      grown ? " [chat markers added in memory: base model]" : "", convs.size(), which.c_str(),
+      (long long)r.loss.tokens, r.loss.loss, r.loss.ppl, ktl::format_interval(r.chrf_ci).c_str(),
+      ktl::format_interval(r.rouge_l_ci).c_str(), r.answers.size());
   for (int i = 0; i < show && i < int(r.answers.size()); ++i)
     std::printf("--- Q: %s\n    ref: %s\n    answer: %s\n", r.answers[i].prompt.c_str(),
                 r.answers[i].reference.c_str(), r.answers[i].answer.c_str());
@@ -183,7 +204,7 @@ KTL_COMMAND(ktl::cli::Command{
     "Evaluate a checkpoint: loss, perplexity and bits per character on a data split (--chat: "
     "assistant loss, chrF, ROUGE-L).",
     {{"model", "checkpoint directory", "", false, true},
-     {"data", "data directory with <split>.bin (--chat: a chat .jsonl or Q/A .tsv)", ""},
+     {"data", "data directory with <split>.bin (--chat: chat data or a chat split directory)", ""},
      {"task", "instead: multiple-choice accuracy by likelihood: nsmc-sentiment, kornli or mc", ""},
      {"task-data",
       "--task: its JSONL (default for the built-in tasks: $KTL_TASK_DATA, else "
@@ -194,12 +215,15 @@ KTL_COMMAND(ktl::cli::Command{
      {"json", "--task: one JSON line {task, n, acc, acc_norm, shots}", "", true},
      {"chat", "chat evaluation: assistant loss, chrF and ROUGE-L on held-out conversations", "",
       true},
-     {"val-fraction", "--chat: held-out share as in ktl sft (1 = every conversation)", "0.1"},
-     {"seed", "--chat: split seed (as ktl sft --seed); --task: which solved examples", "1234"},
+     {"format", "--chat: chat data format (auto, openai, sharegpt, alpaca, tsv)", "auto"},
+     {"val-fraction", "--chat: validation share of the prompt/answer groups, as in sft", "0.05"},
+     {"test-fraction", "--chat: test share of the prompt/answer groups, as in sft", "0.05"},
+     {"split-seed", "--chat: seed of the train/val/test hash, as in sft and chat-data", "1234"},
+     {"seed", "--task: which solved examples", "1234"},
      {"answers", "--chat: held-out prompts answered greedily and scored", "50"},
      {"show", "--chat: answers printed", "5"},
      {"max-new-tokens", "--chat: answer length limit", "64"},
-     {"split", "test, val or train", "test"},
+     {"split", "test, val or train (--chat: also all)", "test"},
      {"max-batches", "batches of the fixed subset (from the start of the split)", "50"},
      {"batch-size", "sequences per batch (--task: 16)", "8"},
      {"max-seq-length", "tokens per sequence", "min(256, model)"},

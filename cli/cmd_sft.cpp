@@ -9,8 +9,10 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/chat_split_flags.h"
 #include "cli/command.h"
 #include "core/data/chat_data.h"
+#include "core/data/chat_split.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
 #include "core/model/thread_policy.h"
@@ -35,9 +37,10 @@ extern "C" void on_sft_stop_signal(int sig) {
   std::signal(sig, SIG_DFL);
 }
 
-const std::vector<std::string> kOwnFlags = {"config",      "data",    "output-dir",   "init-from",
-                                            "resume-from", "no-pack", "val-fraction", "samples",
-                                            "job-db",      "job-id"};
+const std::vector<std::string> kOwnFlags = {
+    "config",       "data",          "output-dir", "init-from", "resume-from", "no-pack",
+    "val-fraction", "test-fraction", "split-seed", "format",    "samples",     "job-db",
+    "job-id"};
 
 ktl::TrainingConfig resolve_config(const Args& args) {
   ktl::TrainingConfig c = ktl::sft_training_defaults();
@@ -70,8 +73,7 @@ int run_sft(const Args& args) {
   if (output_dir.empty() && args.has("resume-from"))
     output_dir = fs::absolute(args.get("resume-from")).parent_path().string();
   if (output_dir.empty()) throw UsageError("missing required flag --output-dir");
-  const double val_fraction = args.get_double("val-fraction", 0.1);
-  if (val_fraction < 0 || val_fraction >= 1) throw UsageError("--val-fraction must be in [0, 1)");
+  const ktl::ChatSplitConfig split_cfg = ktl::cli::chat_split_config(args);
   const int n_samples = int(args.get_int("samples", 5));
   const bool pack = !args.get_bool("no-pack");
   std::cout << ktl::describe(ktl::apply_thread_policy(c.num_threads)) << "\n";
@@ -95,8 +97,11 @@ int run_sft(const Args& args) {
               << ck.config.vocab_size << " (new embedding rows = mean of the old rows)\n";
   auto tmpl = std::make_shared<ktl::ChatTemplate>(ktl::ChatTemplate::require(ck.tokenizer));
 
-  auto split = ktl::split_conversations(ktl::read_chat_file(args.get("data")), val_fraction,
-                                        uint64_t(c.seed));
+  // The one split of chat-data and eval --chat: train here, val for val/loss and samples, test
+  // left for the final `ktl eval --chat --split test`.
+  const ktl::ChatSplit split =
+      ktl::load_chat_split(args.get("data"), split_cfg, ktl::cli::chat_data_format(args));
+  std::cout << split.read_report << "\nsplit: " << split.summary() << "\n";
   if (split.train.empty()) throw std::runtime_error("no training conversations after the split");
   int64_t cut_train = 0, cut_val = 0;
   ktl::TrainerData data;
@@ -114,7 +119,7 @@ int run_sft(const Args& args) {
   const auto& tr = *data.sft_train;
   std::cout << "resolved training config:\n" << c.to_yaml();
   std::cout << "chat data: " << split.train.size() << " train / " << split.val.size()
-            << " held-out conversations (val fraction " << val_fraction << "); "
+            << " val conversations (" << split.test.size() << " test ones not used); "
             << (pack ? "packed" : "one per row") << " into " << tr.num_rows() << " rows of "
             << c.max_seq_length << " (" << tr.num_target_tokens() << " assistant tokens, "
             << 100.0 * double(tr.num_target_tokens()) / double(tr.num_rows() * c.max_seq_length)
@@ -142,15 +147,18 @@ std::vector<ktl::cli::Flag> sft_flags() {
   std::vector<ktl::cli::Flag> f = {
       {"init-from", "checkpoint to fine-tune (gets the chat markers if it lacks them)"},
       {"resume-from", "SFT checkpoint to continue from"},
-      {"data", "chat data: OpenAI fine-tuning .jsonl or question/answer .tsv", "", false, true},
+      {"data",
+       "chat data (OpenAI messages .jsonl, ShareGPT or Alpaca .json/.jsonl, Q/A .tsv) or a "
+       "split directory from `ktl chat-data --split-out`",
+       "", false, true},
       {"output-dir", "where checkpoint-<step>/, latest, best and final go"},
       {"config", "training YAML over the SFT defaults"},
       {"no-pack", "one conversation per row (padded) instead of packing", "", true},
-      {"val-fraction", "held-out share of conversations (hash split)", "0.1"},
       {"samples", "held-out prompts answered at each sample step", "5"},
       {"job-db", "job database (set by the training daemon)"},
       {"job-id", "job id in --job-db"},
   };
+  for (auto& x : ktl::cli::chat_split_flags()) f.push_back(x);
   for (const auto& key : ktl::training_config_keys()) {
     std::string flag = key;
     for (char& ch : flag)

@@ -364,7 +364,9 @@ json validate_options(const KindDef& def, const json& opts, const std::string& p
   if (def.kind == JobKind::kSft) {
     if (!out.contains("init_from") && !out.contains("resume_from"))
       fail(prefix + ".init_from", "is required (the checkpoint to fine-tune)");
-    validate_training_overrides(def, out, prefix, {"no_pack", "val_fraction", "samples"});
+    validate_training_overrides(def, out, prefix,
+                                {"no_pack", "val_fraction", "test_fraction", "split_seed", "format",
+                                 "samples"});
   }
   return out;
 }

@@ -19,15 +19,19 @@ TEST(ChatData, ReadsMultiTurnJsonl) {
       "\n\n"
       R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]})"
       "\n";
-  const auto c = ktl::parse_chat_jsonl(text, "chat.jsonl");
+  const auto f = ktl::parse_chat_data(text, "chat.jsonl");
+  EXPECT_EQ(f.format, ktl::ChatDataFormat::kOpenAi);
+  const auto& c = f.conversations;
   ASSERT_EQ(c.size(), 2u);
   EXPECT_EQ(c[0].messages.size(), 5u);
+  EXPECT_EQ(c[0].messages[0].role, "system");  // system prompts stay in the training data
   EXPECT_EQ(c[0].messages[4].content, "또 봐요");
   EXPECT_EQ(c[0].line, 1);
   EXPECT_EQ(c[1].line, 3);
 }
 
-TEST(ChatData, ReportsEveryBadRecordWithItsLineNumber) {
+// Bad records are skipped and counted with their line numbers, as the corpus reader does.
+TEST(ChatData, SkipsAndCountsBadRecordsWithTheirLineNumbers) {
   const std::string text =
       R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]})"
       "\nnot json\n"
@@ -37,17 +41,23 @@ TEST(ChatData, ReportsEveryBadRecordWithItsLineNumber) {
       "\n"
       R"({"messages":[{"role":"user","content":3}]})"
       "\n";
+  const auto f = ktl::parse_chat_data(text, "bad.jsonl");
+  ASSERT_EQ(f.conversations.size(), 1u);
+  EXPECT_EQ(f.error_count, 4u);
+  const std::string m = f.error_report();
+  EXPECT_NE(m.find("4 bad records skipped in bad.jsonl"), std::string::npos) << m;
+  EXPECT_NE(m.find("bad.jsonl:2: invalid JSON"), std::string::npos) << m;
+  EXPECT_NE(m.find("bad.jsonl:3: message 1: unknown role 'bot'"), std::string::npos) << m;
+  EXPECT_NE(m.find("bad.jsonl:4: no assistant reply"), std::string::npos) << m;
+  EXPECT_NE(m.find("bad.jsonl:5: message 1: \"content\" must be a string"), std::string::npos) << m;
+  // Nothing usable at all is an error that carries the report.
   try {
-    ktl::parse_chat_jsonl(text, "bad.jsonl");
+    ktl::parse_chat_data("not json\n{\"messages\": 3}\n", "x.jsonl", ktl::ChatDataFormat::kOpenAi);
     FAIL() << "expected an error";
   } catch (const std::runtime_error& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("4 bad records"), std::string::npos) << m;
-    EXPECT_NE(m.find("bad.jsonl:2: invalid JSON"), std::string::npos) << m;
-    EXPECT_NE(m.find("bad.jsonl:3: message 1: unknown role 'bot'"), std::string::npos) << m;
-    EXPECT_NE(m.find("bad.jsonl:4: no assistant reply"), std::string::npos) << m;
-    EXPECT_NE(m.find("bad.jsonl:5: message 1: \"content\" must be a string"), std::string::npos)
-        << m;
+    EXPECT_NE(std::string(e.what()).find("x.jsonl: no usable conversations; 2 bad records"),
+              std::string::npos)
+        << e.what();
   }
 }
 
@@ -55,38 +65,20 @@ TEST(ChatData, ReadsQuestionAnswerTsvWithHeader) {
   const std::string text =
       "question\tanswer\tlabel\n12시 땡!\t하루가 또 가네요.\t0\n"
       "질문만\n\t빈 질문\t0\n가\t나\n";
-  try {
-    ktl::parse_chat_tsv(text, "qa.tsv");
-    FAIL();
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("qa.tsv:3: expected question<TAB>answer"),
-              std::string::npos);
-    EXPECT_NE(std::string(e.what()).find("qa.tsv:4: empty question"), std::string::npos);
-  }
-  const auto c = ktl::parse_chat_tsv("q\ta\tlabel\n12시 땡!\t하루가 또 가네요.\t0\n가\t나\n", "qa");
+  const auto bad = ktl::parse_chat_data(text, "qa.tsv");
+  EXPECT_EQ(bad.format, ktl::ChatDataFormat::kTsv);
+  EXPECT_EQ(bad.conversations.size(), 2u);
+  EXPECT_EQ(bad.error_count, 2u);
+  EXPECT_NE(bad.error_report().find("qa.tsv:3: expected question<TAB>answer"), std::string::npos);
+  EXPECT_NE(bad.error_report().find("qa.tsv:4: empty question"), std::string::npos);
+  const auto c = ktl::parse_chat_data("q\ta\tlabel\n12시 땡!\t하루가 또 가네요.\t0\n가\t나\n", "qa")
+                     .conversations;
   ASSERT_EQ(c.size(), 2u);
   EXPECT_EQ(c[0].messages[0].role, "user");
   EXPECT_EQ(c[0].messages[0].content, "12시 땡!");
   EXPECT_EQ(c[0].messages[1].content, "하루가 또 가네요.");
   EXPECT_EQ(c[1].messages[1].content, "나");
   EXPECT_EQ(c[1].line, 3);
-}
-
-TEST(ChatData, HeldOutSplitIsDeterministicAndAboutTheFraction) {
-  std::vector<ktl::ChatConversation> all;
-  for (int i = 0; i < 2000; ++i)
-    all.push_back(
-        {{{"user", "질문 " + std::to_string(i)}, {"assistant", "답 " + std::to_string(i)}}, i + 1});
-  const auto a = ktl::split_conversations(all, 0.1, 1234);
-  EXPECT_EQ(a.train.size() + a.val.size(), all.size());
-  EXPECT_NEAR(double(a.val.size()) / all.size(), 0.1, 0.03);
-  // Order-independent: reversing the input holds out the same conversations.
-  std::vector<ktl::ChatConversation> rev(all.rbegin(), all.rend());
-  const auto b = ktl::split_conversations(rev, 0.1, 1234);
-  std::set<std::string> va, vb;
-  for (const auto& c : a.val) va.insert(c.messages[0].content);
-  for (const auto& c : b.val) vb.insert(c.messages[0].content);
-  EXPECT_EQ(va, vb);
 }
 
 TEST(ChatData, PreferencesParseAndBuildFromQaPairs) {

@@ -103,7 +103,7 @@ TEST(SftChatE2E, TrainServeGenerateEvalExport) {
 
   const std::string eval_log = dir + "/eval.log";
   ASSERT_EQ(run(ktl_bin() + " eval --chat --model " + ckpt + " --data " + dir +
-                    "/chat.jsonl --val-fraction 1 --bf16 false --device cpu",
+                    "/chat.jsonl --split all --bf16 false --device cpu",
                 eval_log),
             0)
       << slurp(eval_log);
