@@ -67,6 +67,11 @@ Args parse_args(const Command& c, int argc, char** argv) {
   Args args;
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
+    if ((a.rfind("--", 0) != 0 || a.size() == 2) && !c.positional.empty() &&
+        !args.has(c.positional)) {  // `ktl doctor DIR`: the bare argument fills its flag
+      args.add(c.positional, a);
+      continue;
+    }
     if (a.rfind("--", 0) != 0 || a.size() == 2)
       throw UsageError("unexpected argument '" + a + "' (flags start with --)");
     std::string name = a.substr(2), value;
@@ -100,7 +105,9 @@ Args parse_args(const Command& c, int argc, char** argv) {
 
 std::string command_help(const Command& c) {
   std::ostringstream os;
-  os << "usage: ktl " << c.name << " [flags]\n\n" << c.summary << "\n";
+  os << "usage: ktl " << c.name << (c.positional.empty() ? "" : " [" + c.positional + "]")
+     << " [flags]\n\n"
+     << c.summary << "\n";
   if (!c.flags.empty()) os << "\nflags:\n";
   for (const auto& f : c.flags) {
     std::string left = "  --" + f.name + (f.is_bool ? "" : " VALUE");

@@ -43,6 +43,8 @@ struct Command {
   std::vector<Flag> flags;
   std::function<int(const Args&)> run;
   bool accepts_unknown_flags = false;  // e.g. train: any training.yaml key is a flag
+  // A flag one bare argument may give instead (`ktl doctor DIR` = `--data-dir DIR`); "" = none.
+  std::string positional = "";
 };
 
 // A wrong invocation: main prints "ktl <cmd>: <message>" and exits with code 2.

@@ -105,12 +105,20 @@ TEST(EngineMemory, CheckpointLoadsDirectlyAndMatchesTheTrainingLoader) {
     auto got = m.model->forward(toks, {a}, p1, rows), want = ref.forward(toks, {a}, p2, rows);
     EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5)) << to_string(dt);
   }
-  // A tensor of the wrong shape is refused with its name.
+  // A tensor of the wrong shape is refused with its name (past the checksums, which refuse the
+  // edited config.json first).
   auto cfg = ck.config;
   cfg.intermediate_size = 64;
   write_file_atomic(d / "ck/config.json", model_config_to_json(cfg));
   try {
     load_engine_model(d / "ck", WeightDtype::kFp32);
+    ADD_FAILURE() << "loaded a checkpoint whose config.json changed";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("config.json: checksum mismatch"), std::string::npos)
+        << e.what();
+  }
+  try {
+    load_engine_model(d / "ck", WeightDtype::kFp32, /*verify_sha256=*/false);
     ADD_FAILURE() << "loaded a checkpoint whose config does not match its tensors";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("wrong shape"), std::string::npos) << e.what();
