@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -81,7 +82,19 @@ std::vector<int> GenerationSession::tokenize_prompt(const std::string& text) con
 }
 
 std::vector<int> GenerationSession::chat_prompt() {
-  // Tools, calls and tool results in the template's three roles (core/tokenizer/chat_tools.h).
+  // The checkpoint's own chat format (core/tokenizer/chat_format.h), never another: a template
+  // ktl cannot render is refused. The aliasing pointer keeps the engine (which owns the
+  // tokenizer) alive with the template.
+  std::shared_ptr<const Tokenizer> tok(engine_, &engine_->tokenizer());
+  std::optional<ChatTemplate> tmpl;
+  try {
+    tmpl = ChatTemplate::for_tokenizer(tok);
+  } catch (const ChatFormatError& e) {
+    throw ApiError(400, "model '" + engine_->model_name() + "' cannot chat: " + e.what(),
+                   "unsupported_chat_template", "messages");
+  }
+  const ChatFormat format = tmpl ? tmpl->format() : ChatFormat::kLegacy;
+  // Tools, calls and tool results in the template's roles (core/tokenizer/chat_tools.h).
   std::vector<ChatApiMessage> api;
   for (const auto& m : req_.messages) {
     ChatApiMessage a{m.role, m.content, {}};
@@ -94,17 +107,14 @@ std::vector<int> GenerationSession::chat_prompt() {
   for (const auto& t : req_.tools) tools.push_back({t.name, t.description, t.parameters});
   std::vector<ktl::ChatMessage> msgs;
   try {
-    msgs = render_tool_messages(api, tools);
+    msgs = render_tool_messages(api, tools, format);
   } catch (const std::invalid_argument& e) {
     throw ApiError(400, e.what(), "invalid_request", "messages");
   }
-  // The aliasing pointer keeps the engine (which owns the tokenizer) alive with the template.
-  std::shared_ptr<const Tokenizer> tok(engine_, &engine_->tokenizer());
-  const auto tmpl = ChatTemplate::for_tokenizer(tok);
-  if (!tmpl) {  // a model never tuned
-    std::vector<ChatMessage> legacy;
-    for (const auto& m : msgs) legacy.push_back({m.role, m.content, {}, {}});
-    return tokenize_prompt(apply_chat_template(legacy));
+  if (!tmpl) {  // a base model: no chat markers, no template
+    std::vector<ChatMessage> plain;
+    for (const auto& m : msgs) plain.push_back({m.role, m.content, {}, {}});
+    return tokenize_prompt(apply_chat_template(plain));
   }
   RenderedChat r;
   try {
@@ -112,10 +122,11 @@ std::vector<int> GenerationSession::chat_prompt() {
   } catch (const std::invalid_argument& e) {
     throw ApiError(400, e.what(), "invalid_request", "messages");
   }
-  // The model ends its turn with <|end|>; the text stops of the legacy format do not apply.
+  // The model ends its turn with its end-of-turn token; the text stops of the plain format do
+  // not apply.
   auto& stops = req_.sampling.stop;
-  for (const auto& legacy : chat_template_stops())
-    stops.erase(std::remove(stops.begin(), stops.end(), legacy), stops.end());
+  for (const auto& plain : chat_template_stops())
+    stops.erase(std::remove(stops.begin(), stops.end(), plain), stops.end());
   req_.sampling.stop_token_ids.push_back(tmpl->end_of_turn_id());
   templated_chat_ = true;
   return r.ids;
@@ -223,7 +234,7 @@ LogprobEntry GenerationSession::entry(const TokenLogprob& lp) const {
   auto show = [&](int id, std::vector<uint8_t>* bytes) {
     const std::string b = tok.token_bytes(id);
     if (bytes) bytes->assign(b.begin(), b.end());
-    if (b.empty()) return tok.id_to_piece(id);  // </s>, <|end|>: no text of their own
+    if (b.empty()) return tok.id_to_piece(id);  // </s>: no text of its own
     if (is_valid_utf8(b)) return b;
     static const char* hex = "0123456789abcdef";
     std::string out = "bytes:";

@@ -119,6 +119,9 @@ void save_int8_checkpoint(const EngineModel& model, const std::string& src_dir,
     }
     write_safetensors((tmp / "model.safetensors").string(), views, {{"quantization", "int8"}});
     fs::copy_file(fs::path(src_dir) / "tokenizer.model", tmp / "tokenizer.model");
+    // The chat format and end tokens travel with the tokenizer, whatever they are.
+    for (const char* f : {"tokenizer_config.json", "generation_config.json"})
+      if (fs::exists(fs::path(src_dir) / f)) fs::copy_file(fs::path(src_dir) / f, tmp / f);
     write_file_atomic(tmp / "config.json", model_config_to_json(model.config()));
   });
 }

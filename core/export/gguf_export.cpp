@@ -253,17 +253,16 @@ int set_vocab_metadata(GgufWriter& w, const Tokenizer& tok, const ModelConfig& c
   w.set("tokenizer.ggml.add_bos_token", GgufValue::boolean(true));
   w.set("tokenizer.ggml.add_eos_token", GgufValue::boolean(false));
   w.set("tokenizer.ggml.add_space_prefix", GgufValue::boolean(space_prefix));
-  // A chat-tuned tokenizer: llama.cpp and Ollama format chats with the template ktl trained on
-  // and stop at <|end|> (end of turn).
-  bool chat = true;
-  for (const auto& marker : ChatTemplate::marker_pieces()) {
-    const int id = tok.piece_to_id(marker);
-    chat = chat && id != tok.unk_id() && tok.type(id) == PieceType::kUserDefined;
-  }
-  if (chat) {
-    w.set("tokenizer.chat_template", GgufValue::str(ChatTemplate::jinja()));
+  // A chat checkpoint: llama.cpp and Ollama format chats with the template ktl trained on and
+  // stop at its end of turn (eot, besides eos </s>). A template ktl cannot render is passed on
+  // as it is: llama.cpp renders Jinja itself.
+  const ChatFormatDetection chat = detect_chat_format(tok);
+  if (chat.format == ChatFormat::kChatML || chat.format == ChatFormat::kLegacy) {
+    w.set("tokenizer.chat_template", GgufValue::str(ChatTemplate::jinja(chat.format)));
     w.set("tokenizer.ggml.eot_token_id",
-          GgufValue::u32(uint32_t(tok.piece_to_id(ChatTemplate::kEndOfTurn))));
+          GgufValue::u32(uint32_t(tok.piece_to_id(ChatTemplate::end_of_turn_piece(chat.format)))));
+  } else if (tok.stored_chat_template() && !tok.stored_chat_template()->empty()) {
+    w.set("tokenizer.chat_template", GgufValue::str(*tok.stored_chat_template()));
   }
   return n;
 }

@@ -81,31 +81,40 @@ void load_weights_safetensors(TransformerImpl& model, const std::string& path) {
 }
 
 bool has_chat_markers(const std::string& tokenizer_model_bytes) {
-  const auto pieces = read_spm_pieces(tokenizer_model_bytes);
-  for (const auto& marker : ChatTemplate::marker_pieces()) {
-    bool found = false;
-    for (const auto& p : pieces) found = found || (p.piece == marker && p.type == 4);
-    if (!found) return false;
-  }
-  return true;
+  return chat_format_of_pieces(read_spm_pieces(tokenizer_model_bytes)) != ChatFormat::kNone;
 }
 
 std::string generation_config_json(const std::string& tokenizer_model_bytes) {
-  // Hugging Face's generate() stops at any of these: </s>, and <|end|> for chat checkpoints.
+  // Hugging Face's generate() stops at any of these: </s>, and the end of a turn
+  // (<|im_end|>, or <|end|> in the legacy format) for chat checkpoints.
   std::string eos = std::to_string(SpecialIds::kEos);
   const auto pieces = read_spm_pieces(tokenizer_model_bytes);
-  for (size_t i = 0; i < pieces.size(); ++i)
-    if (pieces[i].piece == ChatTemplate::kEndOfTurn && pieces[i].type == 4)
-      eos = "[" + eos + ", " + std::to_string(i) + "]";
+  const ChatFormat f = chat_format_of_pieces(pieces);
+  if (f != ChatFormat::kNone) {
+    for (size_t i = 0; i < pieces.size(); ++i)
+      if (pieces[i].piece == ChatTemplate::end_of_turn_piece(f) && pieces[i].type == 4)
+        eos = "[" + eos + ", " + std::to_string(i) + "]";
+  }
   return "{\n  \"bos_token_id\": " + std::to_string(SpecialIds::kBos) +
          ",\n  \"eos_token_id\": " + eos +
          ",\n  \"pad_token_id\": " + std::to_string(SpecialIds::kPad) + "\n}\n";
 }
 
-bool add_chat_markers(LoadedCheckpoint& ck) {
-  if (has_chat_markers(ck.tokenizer->model_bytes())) return false;
-  ck.tokenizer = Tokenizer::from_bytes(
-      append_spm_user_pieces(ck.tokenizer->model_bytes(), ChatTemplate::marker_pieces()));
+std::string tokenizer_config_for(const std::string& tokenizer_model_bytes) {
+  const auto pieces = read_spm_pieces(tokenizer_model_bytes);
+  const ChatFormat f = chat_format_of_pieces(pieces);
+  if (f == ChatFormat::kNone) return "";
+  return ChatTemplate::tokenizer_config_json(f, pieces);
+}
+
+bool add_chat_markers(LoadedCheckpoint& ck, ChatFormat want) {
+  const ChatFormatDetection d = detect_chat_format(*ck.tokenizer);
+  if (d.format == ChatFormat::kUnknown) throw ChatFormatError(d.problem);
+  if (d.format == ChatFormat::kChatML ||
+      (d.format == ChatFormat::kLegacy && want != ChatFormat::kChatML))
+    return false;
+  ck.tokenizer = Tokenizer::from_bytes(append_spm_user_pieces(
+      ck.tokenizer->model_bytes(), ChatTemplate::marker_pieces(ChatFormat::kChatML)));
   ck.model->grow_vocab(ck.tokenizer->vocab_size());
   ck.config.vocab_size = ck.tokenizer->vocab_size();
   return true;
@@ -179,8 +188,9 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
   publish_checkpoint_dir(dir, std::move(meta), [&](const fs::path& tmp) {
     write_file_atomic(tmp / "config.json", model_config_to_json(model.config()));
     write_file_atomic(tmp / "tokenizer.model", tokenizer_model_bytes);
-    if (has_chat_markers(tokenizer_model_bytes))  // chat_template + special tokens for HF tools
-      write_file_atomic(tmp / "tokenizer_config.json", ChatTemplate::tokenizer_config_json());
+    // chat_template, special tokens and their ids for Hugging Face tools
+    const std::string tok_cfg = tokenizer_config_for(tokenizer_model_bytes);
+    if (!tok_cfg.empty()) write_file_atomic(tmp / "tokenizer_config.json", tok_cfg);
     write_file_atomic(tmp / "generation_config.json",
                       generation_config_json(tokenizer_model_bytes));
     save_weights_safetensors(model, (tmp / "model.safetensors").string());

@@ -22,6 +22,7 @@
 #include "core/model/model.h"
 #include "core/model/model_config.h"
 #include "core/safetensors/safetensors.h"
+#include "core/tokenizer/chat_format.h"
 
 namespace ktl {
 
@@ -47,17 +48,23 @@ void save_checkpoint(const std::string& dir, TransformerImpl& model,
 LoadedCheckpoint load_checkpoint(const std::string& dir, const torch::Device& device = torch::kCPU,
                                  bool verify_sha256 = true);
 
-// True when the SentencePiece model holds the chat markers of core/tokenizer/chat_template.h as
-// user-defined pieces. Such checkpoints also get a tokenizer_config.json with chat_template.
+// True when the SentencePiece model holds the markers of a chat format
+// (core/tokenizer/chat_format.h: ChatML, or the legacy ones) as user-defined pieces. Such
+// checkpoints also get a tokenizer_config.json with that format's chat_template.
 bool has_chat_markers(const std::string& tokenizer_model_bytes);
 // generation_config.json for Hugging Face (written in every checkpoint): BOS, PAD, and as
-// end-of-sequence </s> plus <|end|> when the tokenizer has the chat markers, so generate()
-// and pipelines stop at the end of an assistant turn.
+// end-of-sequence </s> plus the format's end of turn (<|im_end|>, legacy <|end|>) when the
+// tokenizer has chat markers, so generate() and pipelines stop at the end of an assistant turn.
 std::string generation_config_json(const std::string& tokenizer_model_bytes);
-// Gives an older checkpoint the chat markers: appends them to the tokenizer as user-defined
-// pieces (ids old_vocab ...) and grows the model's vocabulary (Transformer::grow_vocab; a tied
-// head stays tied). Returns false when they were already there.
-bool add_chat_markers(LoadedCheckpoint& ck);
+// tokenizer_config.json for the tokenizer's pieces ("" when it has no chat markers).
+std::string tokenizer_config_for(const std::string& tokenizer_model_bytes);
+// Readies a checkpoint for chat training: one without a chat format (or a legacy one, when
+// `want` is kChatML) gets the ChatML pieces <|im_start|> <|im_end|> appended to its tokenizer
+// as user-defined pieces (ids old_vocab, old_vocab + 1) and its vocabulary grown
+// (Transformer::grow_vocab; a tied head stays tied). Returns true when it grew the vocabulary,
+// false when the checkpoint keeps its own format (ChatML, or legacy unless `want` is
+// kChatML). Throws ChatFormatError (chat_template.h) for a template ktl cannot render.
+bool add_chat_markers(LoadedCheckpoint& ck, ChatFormat want = ChatFormat::kNone);
 
 std::string model_config_to_json(const ModelConfig& c);  // Hugging Face LlamaConfig keys
 

@@ -73,7 +73,8 @@ std::string render_tool_call(const ChatToolCall& call) {
 }
 
 std::vector<ChatMessage> render_tool_messages(const std::vector<ChatApiMessage>& messages,
-                                              const std::vector<ChatToolSpec>& tools) {
+                                              const std::vector<ChatToolSpec>& tools,
+                                              ChatFormat format) {
   std::vector<ChatMessage> out;
   size_t i = 0;
   if (!tools.empty()) {
@@ -85,7 +86,8 @@ std::vector<ChatMessage> render_tool_messages(const std::vector<ChatApiMessage>&
   for (; i < messages.size(); ++i) {
     const ChatApiMessage& m = messages[i];
     if (m.role == "tool") {
-      out.push_back({"user", "<tool_response>\n" + m.content + "\n</tool_response>"});
+      out.push_back({format == ChatFormat::kLegacy ? "user" : "tool",
+                     "<tool_response>\n" + m.content + "\n</tool_response>"});
     } else if (m.role == "assistant" && !m.tool_calls.empty()) {
       std::string c = m.content;
       for (const auto& call : m.tool_calls) c += render_tool_call(call);

@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "core/base/file_util.h"
 #include "core/tokenizer/spm_model_proto.h"
 #include "core/tokenizer/spm_shim.h"
@@ -60,6 +62,25 @@ std::vector<std::string> candidate_paths() {
   return out;
 }
 
+#if defined(RTLD_DEEPBIND)
+// ThreadSanitizer builds (make tsan): the sanitizer's dlopen interceptor stops the program on
+// RTLD_DEEPBIND, yet deep binding is what keeps the two protobufs apart. So those builds call the
+// C library's own dlopen, past the interceptor. Nothing allocated on one side of the shim is
+// freed on the other (ktl_spm_free), so the allocator each side binds to does not matter.
+void* dlopen_deepbind(const char* path) {
+  constexpr int kFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#if defined(__SANITIZE_THREAD__)
+  using DlopenFn = void* (*)(const char*, int);
+  static const DlopenFn libc_dlopen = [] {
+    void* libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    return libc ? reinterpret_cast<DlopenFn>(dlsym(libc, "dlopen")) : nullptr;
+  }();
+  if (libc_dlopen) return libc_dlopen(path, kFlags);
+#endif
+  return dlopen(path, kFlags);
+}
+#endif
+
 void* open_library(std::string* tried) {
   for (const auto& path : candidate_paths()) {
     if (!fs::exists(path)) {
@@ -67,7 +88,7 @@ void* open_library(std::string* tried) {
       continue;
     }
 #if defined(RTLD_DEEPBIND)
-    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    void* h = dlopen_deepbind(path.c_str());
 #else
     void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
 #endif
@@ -154,7 +175,22 @@ std::shared_ptr<Tokenizer> Tokenizer::load(const std::string& model_path) {
   fs::path p = model_path;
   if (fs::is_directory(p)) p /= "tokenizer.model";
   if (!fs::exists(p)) throw std::runtime_error("tokenizer model not found: " + p.string());
-  return from_bytes(read_file(p));
+  auto t = from_bytes(read_file(p));
+  const fs::path cfg = p.parent_path() / "tokenizer_config.json";
+  if (fs::exists(cfg)) {
+    try {
+      const auto j = nlohmann::json::parse(read_file(cfg));
+      if (!j.is_object()) throw std::runtime_error("not a JSON object");
+      if (j.contains("chat_template")) {
+        if (!j["chat_template"].is_string())
+          throw std::runtime_error("chat_template is not a string (ktl renders one template)");
+        t->chat_template_ = j["chat_template"].get<std::string>();
+      }
+    } catch (const std::exception& e) {
+      t->chat_config_problem_ = cfg.string() + ": " + e.what();
+    }
+  }
+  return t;
 }
 
 std::shared_ptr<Tokenizer> Tokenizer::from_bytes(const std::string& model_bytes) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,16 +49,18 @@ struct TokenizerTrainOptions {
   int max_sentence_length = 8192;  // bytes
   int seed = 1234;
   // Pieces never split and never merged into others (SentencePiece user_defined_symbols);
-  // the chat markers of core/tokenizer/chat_template.h by default, so ids 4..7.
-  std::vector<std::string> user_defined_symbols = {"<|system|>", "<|user|>", "<|assistant|>",
-                                                   "<|end|>"};
+  // the ChatML markers of core/tokenizer/chat_template.h by default, so ids 4 and 5.
+  std::vector<std::string> user_defined_symbols = {"<|im_start|>", "<|im_end|>"};
 };
 
 class Tokenizer {
  public:
   // Loads a SentencePiece model file (e.g. checkpoint/tokenizer.model). Throws on failure.
+  // Like Hugging Face's tokenizers it also reads the tokenizer_config.json beside the file,
+  // when there is one, for its chat_template (stored_chat_template()); a file that cannot be
+  // read is not an error here, but chat_config_problem() says why and chat refuses the model.
   static std::shared_ptr<Tokenizer> load(const std::string& model_path);
-  // Loads from the serialized model bytes.
+  // Loads from the serialized model bytes (no stored chat template).
   static std::shared_ptr<Tokenizer> from_bytes(const std::string& model_bytes);
   ~Tokenizer();
 
@@ -82,12 +85,19 @@ class Tokenizer {
 
   const std::string& model_bytes() const { return model_bytes_; }
 
+  // tokenizer_config.json's "chat_template" (nullopt: no file, or no such key).
+  const std::optional<std::string>& stored_chat_template() const { return chat_template_; }
+  // Why tokenizer_config.json could not be used ("" when it could or is absent).
+  const std::string& chat_config_problem() const { return chat_config_problem_; }
+
  private:
   Tokenizer() = default;
   void* handle_ = nullptr;  // opaque processor from the shim
   std::string model_bytes_;
   std::vector<std::string> token_bytes_;  // precomputed per id
   std::vector<PieceType> types_;  // from the model proto (the shim cannot tell user-defined)
+  std::optional<std::string> chat_template_;
+  std::string chat_config_problem_;
 };
 
 // Trains a SentencePiece model with the fixed special ids. Throws on failure.

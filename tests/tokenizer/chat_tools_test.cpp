@@ -1,7 +1,9 @@
-// Function calling in the chat format: tools into the system turn, calls into the assistant's
-// turn, results into user turns; the reply parser; and the Jinja template (what Hugging Face and
-// llama.cpp render from tokenizer_config.json / GGUF) producing exactly the same text, checked
-// with Python's jinja2 as transformers configures it (skipped where it is not installed).
+// Function calling in the chat formats: tools into the system turn, calls into the assistant's
+// turn, results into tool turns (ChatML) or user turns (legacy); the reply parser; and the
+// legacy Jinja template (what Hugging Face and llama.cpp render from an older checkpoint's
+// tokenizer_config.json / GGUF) producing exactly the same text, checked with Python's jinja2 as
+// transformers configures it (tests/tokenizer/render_chat_template.py; skipped where it is not
+// installed). ChatML's golden parity is tests/tokenizer/chat_template_jinja_test.cpp.
 #include "core/tokenizer/chat_tools.h"
 
 #include <gtest/gtest.h>
@@ -28,7 +30,7 @@ std::vector<ChatApiMessage> conversation() {
           {"assistant", "서울은 3도예요.", {}}};
 }
 
-TEST(ChatTools, RendersToolsCallsAndResultsInTheThreeRoles) {
+TEST(ChatTools, RendersToolsCallsAndResultsInTheTemplateRoles) {
   const auto msgs = render_tool_messages(conversation(), kTools);
   ASSERT_EQ(msgs.size(), 5u);
   EXPECT_EQ(msgs[0].role, "system");
@@ -41,9 +43,14 @@ TEST(ChatTools, RendersToolsCallsAndResultsInTheThreeRoles) {
   EXPECT_EQ(msgs[2].content,
             "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
             "\"서울\"}}\n</tool_call>");
-  EXPECT_EQ(msgs[3].role, "user");
+  EXPECT_EQ(msgs[3].role, "tool");  // ChatML: a tool turn (Hermes 2 Pro's layout)
   EXPECT_EQ(msgs[3].content, "<tool_response>\n{\"temp\": 3}\n</tool_response>");
-  validate_chat_messages(msgs);  // the template's rules hold
+  validate_chat_messages(msgs, /*allow_tool=*/true);  // the template's rules hold
+  // The legacy format has no tool role: the result is a user turn.
+  const auto legacy = render_tool_messages(conversation(), kTools, ChatFormat::kLegacy);
+  EXPECT_EQ(legacy[3].role, "user");
+  EXPECT_EQ(legacy[3].content, msgs[3].content);
+  validate_chat_messages(legacy);
   // No system message: the tools make one.
   const auto bare = render_tool_messages({{"user", "hi", {}}}, kTools);
   ASSERT_EQ(bare.size(), 2u);
@@ -69,7 +76,7 @@ TEST(ChatTools, ParsesRepliesThatAreCallsAndNothingElse) {
   EXPECT_EQ(python_json(R"({"b":1,"a":[1,{"c":"한"}]})"), R"({"b": 1, "a": [1, {"c": "한"}]})");
 }
 
-TEST(ChatTools, TheJinjaTemplateRendersTheSameText) {
+TEST(ChatTools, TheLegacyJinjaTemplateRendersTheSameText) {
   const char* py = "/usr/bin/python3";
   if (!std::filesystem::exists(py) ||
       std::system((std::string(py) + " -c 'import jinja2' 2>/dev/null").c_str()) != 0)
@@ -94,31 +101,29 @@ TEST(ChatTools, TheJinjaTemplateRendersTheSameText) {
   const auto dir =
       std::filesystem::temp_directory_path() / ("ktl_jinja_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / "template.jinja") << ChatTemplate::jinja();
-  // transformers' chat environment: sandboxed, trim/lstrip blocks, json.dumps as tojson.
-  std::ofstream(dir / "render.py")
-      << "import json, sys\nfrom jinja2.sandbox import ImmutableSandboxedEnvironment\n"
-         "env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)\n"
-         "env.filters['tojson'] = lambda x, ensure_ascii=False, indent=None, separators=None, "
-         "sort_keys=False: json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, "
-         "separators=separators, sort_keys=sort_keys)\n"
-         "t = env.from_string(open(sys.argv[1]).read())\n"
-         "sys.stdout.write(t.render(messages=json.load(open(sys.argv[2])), "
-         "tools=json.load(open(sys.argv[3])), add_generation_prompt=True))\n";
-  std::ofstream(dir / "messages.json") << msgs_json;
-  std::ofstream(dir / "tools.json") << tools.dump();
-  const std::string out = (dir / "out.txt").string();
-  const std::string cmd = std::string(py) + " " + (dir / "render.py").string() + " " +
-                          (dir / "template.jinja").string() + " " +
-                          (dir / "messages.json").string() + " " + (dir / "tools.json").string() +
-                          " > " + out;
+  std::ofstream(dir / "tokenizer_config.json")
+      << nlohmann::json{{"bos_token", "<s>"},
+                        {"eos_token", "</s>"},
+                        {"chat_template", ChatTemplate::jinja(ChatFormat::kLegacy)}}
+             .dump();
+  nlohmann::ordered_json convs = nlohmann::ordered_json::array();
+  convs.push_back({{"messages", nlohmann::ordered_json::parse(msgs_json)},
+                   {"tools", tools},
+                   {"add_generation_prompt", true}});
+  std::ofstream(dir / "conversations.json") << convs.dump();
+  const std::string out = (dir / "out.json").string();
+  const std::string cmd = std::string(py) + " " + KTL_SOURCE_DIR +
+                          "/tests/tokenizer/render_chat_template.py " +
+                          (dir / "tokenizer_config.json").string() + " " +
+                          (dir / "conversations.json").string() + " > " + out;
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   std::ifstream f(out);
-  const std::string jinja_text((std::istreambuf_iterator<char>(f)), {});
+  const auto rendered = nlohmann::json::parse(f);
   std::filesystem::remove_all(dir);
-  const std::string ours =
-      ChatTemplate::render_text(render_tool_messages(conversation(), kTools), true);
-  EXPECT_EQ(jinja_text, ours);
+  const std::string ours = ChatTemplate::render_text(
+      ChatFormat::kLegacy, render_tool_messages(conversation(), kTools, ChatFormat::kLegacy), true);
+  ASSERT_TRUE(rendered[0].contains("text")) << rendered.dump();
+  EXPECT_EQ(rendered[0]["text"], ours);
 }
 
 }  // namespace

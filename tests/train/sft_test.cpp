@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/base/file_util.h"
 #include "core/data/chat_data.h"
@@ -51,8 +52,13 @@ std::vector<ktl::ChatConversation> conversations() {
   };
 }
 
+// One packed row holds the three conversations above (ChatML spells the role names out letter by
+// letter in this 600-piece vocabulary: 184 positions).
+constexpr int64_t kRow = 256;
+
 ktl::Transformer tiny_model(int vocab, uint64_t seed, bool tied = true) {
   auto c = ktl::testing::tiny_model_config(vocab);
+  c.max_seq_length = kRow;
   c.tie_word_embeddings = tied;
   ktl::Transformer m(c);
   m->init_weights(seed);
@@ -66,9 +72,9 @@ TEST(SftBatches, LabelsCoverExactlyTheAssistantTokens) {
   const auto chats = ktl::tokenize_conversations(*f.tmpl, convs, 1000);
   int64_t positions = 0;
   for (const auto& c : chats) positions += int64_t(c.ids.size()) - 1;
-  ASSERT_LE(positions, 128);  // all three fit in one packed row of 128
+  ASSERT_LE(positions, kRow);  // all three fit in one packed row
   for (bool pack : {true, false}) {
-    ktl::SftBatches b(chats, 128, pack);
+    ktl::SftBatches b(chats, kRow, pack);
     const auto all = b.range(0, b.num_rows());
     // Targets, in order, are exactly the masked (assistant) tokens of each conversation.
     std::vector<int64_t> want, got;
@@ -84,14 +90,15 @@ TEST(SftBatches, LabelsCoverExactlyTheAssistantTokens) {
     // Unpacked batches are cut to their longest conversation; packed rows keep full length.
     int64_t longest = 0;
     for (const auto& c : chats) longest = std::max<int64_t>(longest, int64_t(c.ids.size()) - 1);
-    EXPECT_EQ(all.inputs.size(1), pack ? 128 : longest);
+    EXPECT_EQ(all.inputs.size(1), pack ? kRow : longest);
   }
-  // The assistant marker itself is prompt, never a target; every <|end|> of a reply is.
+  // <|im_start|> (and the role after it) is prompt, never a target; every <|im_end|> of a
+  // reply is.
   const int64_t end_id = f.tmpl->end_of_turn_id();
-  const int64_t asst_id = f.tmpl->role_id("assistant");
-  ktl::SftBatches b(chats, 128, true);
+  const int64_t start_id = f.tok->piece_to_id("<|im_start|>");
+  ktl::SftBatches b(chats, kRow, true);
   auto tg = b.range(0, 1).targets;
-  EXPECT_EQ((tg == asst_id).sum().item<int64_t>(), 0);
+  EXPECT_EQ((tg == start_id).sum().item<int64_t>(), 0);
   EXPECT_EQ((tg == end_id).sum().item<int64_t>(), 4);  // four assistant turns
 }
 
@@ -100,7 +107,7 @@ TEST(SftBatches, PackedLogitsEqualPerConversationLogits) {
   auto model = tiny_model(f.tok->vocab_size(), 3);
   torch::NoGradGuard no_grad;
   const auto chats = ktl::tokenize_conversations(*f.tmpl, conversations(), 1000);
-  ktl::SftBatches packed(chats, 128, true);
+  ktl::SftBatches packed(chats, kRow, true);
   ASSERT_EQ(packed.num_rows(), 1);
   const auto row = packed.range(0, 1);
   auto logits = model->forward_packed(row.inputs, row.segments);  // [1, T, V]
@@ -170,7 +177,7 @@ TEST(SftBatches, LongConversationsDropTheirOldestExchanges) {
   const auto small = ktl::tokenize_conversations(*f.tmpl, {c}, 6, &cut);
   EXPECT_EQ(cut, 1);
   ASSERT_EQ(small[0].ids.size(), 6u);
-  EXPECT_EQ(small[0].ids[1], f.tmpl->role_id("system"));
+  EXPECT_EQ(small[0].ids[1], f.tok->piece_to_id("<|im_start|>"));  // the system turn opens
 }
 
 TEST(VocabGrowth, OldTokensKeepTheirLogitsAndTheHeadStaysTied) {
@@ -214,26 +221,68 @@ TEST(VocabGrowth, OlderCheckpointGetsTheMarkersAndSavesAndLoads) {
   ktl::testing::make_tiny_checkpoint(dir / "ck", dir / "old.model");
   auto ck = ktl::load_checkpoint(dir / "ck");
   EXPECT_FALSE(ktl::has_chat_markers(ck.tokenizer->model_bytes()));
+  EXPECT_FALSE(std::filesystem::exists(dir / "ck/tokenizer_config.json"));
   torch::NoGradGuard no_grad;
   auto tokens = torch::tensor(std::vector<int64_t>{2, 10, 20, 30, 40}).unsqueeze(0);
   auto before = ck.model->forward(tokens);
-  ASSERT_TRUE(ktl::add_chat_markers(ck));
+  ASSERT_TRUE(ktl::add_chat_markers(ck));  // the ChatML pair: <|im_start|> 600, <|im_end|> 601
   EXPECT_FALSE(ktl::add_chat_markers(ck));
-  EXPECT_EQ(ck.config.vocab_size, 604);
+  EXPECT_EQ(ck.config.vocab_size, 602);
   EXPECT_TRUE(torch::allclose(ck.model->forward(tokens).narrow(2, 0, 600), before, 1e-5, 1e-6));
   ktl::save_checkpoint(dir / "grown", *ck.model, ck.tokenizer->model_bytes(), ck.meta);
-  EXPECT_TRUE(std::filesystem::exists(dir / "grown/tokenizer_config.json"));
-  // Hugging Face's generate() stops at </s> and at the grown vocabulary's <|end|> (id 603).
+  // tokenizer_config.json: the ChatML template and the special pieces' ids.
+  const auto cfg = nlohmann::json::parse(ktl::read_file(dir / "grown/tokenizer_config.json"));
+  EXPECT_EQ(cfg["chat_template"], ktl::ChatTemplate::jinja(ktl::ChatFormat::kChatML));
+  EXPECT_EQ(cfg["added_tokens_decoder"]["601"]["content"], "<|im_end|>");
+  // Hugging Face's generate() stops at </s> and at the grown vocabulary's <|im_end|> (id 601).
   std::ifstream gen(dir / "grown/generation_config.json");
   const std::string gen_text((std::istreambuf_iterator<char>(gen)), {});
-  EXPECT_NE(gen_text.find("\"eos_token_id\": [3, 603]"), std::string::npos) << gen_text;
+  EXPECT_NE(gen_text.find("\"eos_token_id\": [3, 601]"), std::string::npos) << gen_text;
   EXPECT_NE(
       ktl::generation_config_json(ktl::read_file(dir / "old.model")).find("\"eos_token_id\": 3,"),
       std::string::npos);
   auto back = ktl::load_checkpoint(dir / "grown");
-  EXPECT_EQ(back.config.vocab_size, 604);
-  EXPECT_TRUE(ktl::ChatTemplate::for_tokenizer(back.tokenizer).has_value());
+  EXPECT_EQ(back.config.vocab_size, 602);
+  const auto tmpl = ktl::ChatTemplate::for_tokenizer(back.tokenizer);
+  ASSERT_TRUE(tmpl.has_value());
+  EXPECT_EQ(tmpl->format(), ktl::ChatFormat::kChatML);
   EXPECT_TRUE(torch::equal(back.model->forward(tokens), ck.model->forward(tokens)));
+}
+
+TEST(VocabGrowth, LegacyCheckpointKeepsItsFormatUnlessAskedForChatML) {
+  TempDir dir("ktl-legacy");
+  ktl::TokenizerTrainOptions o;
+  ktl::testing::write_lines(dir / "c.txt", ktl::testing::korean_sentences(1500));
+  o.input_files = {dir / "c.txt"};
+  o.model_prefix = dir / "legacy";
+  o.vocab_size = 600;
+  o.input_sentence_size = 0;
+  o.character_coverage = 0.99;
+  o.user_defined_symbols = {"<|system|>", "<|user|>", "<|assistant|>", "<|end|>"};
+  ktl::train_tokenizer(o);
+  ktl::testing::make_tiny_checkpoint(dir / "ck", dir / "legacy.model");
+  // Saved as before ChatML: the legacy template and <|end|> (id 7) as an end token.
+  const auto cfg = nlohmann::json::parse(ktl::read_file(dir / "ck/tokenizer_config.json"));
+  EXPECT_EQ(cfg["chat_template"], ktl::ChatTemplate::jinja(ktl::ChatFormat::kLegacy));
+  EXPECT_NE(ktl::read_file(dir / "ck/generation_config.json").find("[3, 7]"), std::string::npos);
+  auto ck = ktl::load_checkpoint(dir / "ck");
+  EXPECT_FALSE(ktl::add_chat_markers(ck));  // fine-tuning it keeps its format
+  EXPECT_EQ(ktl::ChatTemplate::require(ck.tokenizer).format(), ktl::ChatFormat::kLegacy);
+  ASSERT_TRUE(ktl::add_chat_markers(ck, ktl::ChatFormat::kChatML));  // switched on request
+  EXPECT_EQ(ck.config.vocab_size, 602);
+  EXPECT_EQ(ktl::ChatTemplate::require(ck.tokenizer).format(), ktl::ChatFormat::kChatML);
+  ktl::save_checkpoint(dir / "switched", *ck.model, ck.tokenizer->model_bytes(), ck.meta);
+  auto back = ktl::load_checkpoint(dir / "switched");
+  EXPECT_EQ(ktl::detect_chat_format(*back.tokenizer).format, ktl::ChatFormat::kChatML);
+  EXPECT_NE(ktl::read_file(dir / "switched/generation_config.json").find("[3, 601]"),
+            std::string::npos);
+  // A checkpoint whose template ktl cannot render is refused, not re-templated.
+  std::filesystem::create_directories(dir / "odd");
+  ktl::write_file_atomic(dir / "odd/tokenizer.model", ktl::read_file(dir / "legacy.model"));
+  ktl::write_file_atomic(dir / "odd/tokenizer_config.json", R"({"chat_template": "{{ x }}"})");
+  ktl::LoadedCheckpoint odd;
+  odd.tokenizer = ktl::Tokenizer::load(dir / "odd/tokenizer.model");
+  EXPECT_THROW(ktl::add_chat_markers(odd), ktl::ChatFormatError);
 }
 
 TEST(Dpo, LossIsLog2WhenReferenceEqualsPolicy) {
@@ -258,9 +307,11 @@ TEST(Dpo, LossIsLog2WhenReferenceEqualsPolicy) {
   // The reply mask covers only the final reply: earlier assistant turns of the prompt are not
   // scored.
   const auto t = ktl::render_preference_reply(*f.tmpl, pairs[2].prompt, "맑아요");
-  int masked = 0;
-  for (auto m : t.mask) masked += m;
-  EXPECT_EQ(masked, int(f.tok->encode("맑아요").size()) + 1);
+  std::string spelled;  // the masked tokens: the reply, then its end-of-turn token
+  for (size_t i = 0; i < t.ids.size(); ++i)
+    if (t.mask[i])
+      spelled += t.ids[i] == f.tmpl->end_of_turn_id() ? "|" : f.tok->token_bytes(int(t.ids[i]));
+  EXPECT_EQ(spelled, "맑아요|");
   // And the closed form: -log sigmoid(beta * margin).
   ktl::DpoStats s;
   auto loss = ktl::dpo_loss(torch::tensor({-1.0, -2.0}), torch::tensor({-3.0, -1.0}),
