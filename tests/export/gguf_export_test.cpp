@@ -15,7 +15,9 @@
 #include "core/base/file_util.h"
 #include "core/export/gguf_reader.h"
 #include "core/export/gguf_vocab.h"
+#include "core/export/ollama_export.h"
 #include "core/safetensors/safetensors.h"
+#include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "tests/support/korean_fixture.h"
 
@@ -367,6 +369,91 @@ TEST(GgufRope, InterleavedRopeOnPermutedRowsEqualsRotateHalf) {
     }
 }
 
+// A tokenizer like tok_ but with other reserved pieces (same corpus and vocabulary size).
+std::string tokenizer_bytes_with(const fs::path& root, const std::string& name,
+                                 std::vector<std::string> user_defined) {
+  TokenizerTrainOptions o;
+  o.input_files = {(root / "corpus.txt").string()};
+  o.model_prefix = (root / name).string();
+  o.vocab_size = 700;
+  o.user_defined_symbols = std::move(user_defined);
+  train_tokenizer(o);
+  return read_file(root / (name + ".model"));
+}
+
+TEST_F(GgufExportTest, ChatTemplateAndEndOfTurnFollowTheCheckpointsFormat) {
+  // A new checkpoint: ChatML, <|im_end|> as end of turn, </s> stays eos.
+  const fs::path chatml = make_checkpoint("chat_chatml", TinyModel{});
+  run(chatml, GgufDtype::kF32, "chat_chatml.gguf");
+  GgufFile c = GgufFile::open((root_ / "chat_chatml.gguf").string());
+  EXPECT_EQ(c.get_string("tokenizer.chat_template"), ChatTemplate::jinja(ChatFormat::kChatML));
+  EXPECT_EQ(c.get_u32("tokenizer.ggml.eot_token_id"), uint32_t(tok_->piece_to_id("<|im_end|>")));
+  EXPECT_EQ(c.get_u32("tokenizer.ggml.eos_token_id"), 3u);
+  // A legacy checkpoint keeps its template and <|end|>.
+  const fs::path legacy = make_checkpoint("chat_legacy", TinyModel{});
+  write_file_atomic(legacy / "tokenizer.model",
+                    tokenizer_bytes_with(root_, "legacy_tok",
+                                         {"<|system|>", "<|user|>", "<|assistant|>", "<|end|>"}));
+  run(legacy, GgufDtype::kF32, "chat_legacy.gguf");
+  GgufFile l = GgufFile::open((root_ / "chat_legacy.gguf").string());
+  EXPECT_EQ(l.get_string("tokenizer.chat_template"), ChatTemplate::jinja(ChatFormat::kLegacy));
+  EXPECT_EQ(l.get_u32("tokenizer.ggml.eot_token_id"), 7u);
+  // A template ktl does not render goes to llama.cpp as it is (it renders Jinja itself), with
+  // no end-of-turn id ktl could vouch for.
+  const fs::path edited = make_checkpoint("chat_edited", TinyModel{});
+  const std::string odd = "{% for m in messages %}{{ m['content'] }}{% endfor %}";
+  write_file_atomic(edited / "tokenizer_config.json",
+                    nlohmann::json{{"chat_template", odd}}.dump());
+  run(edited, GgufDtype::kF32, "chat_edited.gguf");
+  GgufFile e = GgufFile::open((root_ / "chat_edited.gguf").string());
+  EXPECT_EQ(e.get_string("tokenizer.chat_template"), odd);
+  EXPECT_EQ(e.find("tokenizer.ggml.eot_token_id"), nullptr);
+  // A base model without markers: no template at all.
+  const fs::path base = make_checkpoint("chat_base", TinyModel{});
+  write_file_atomic(base / "tokenizer.model", tokenizer_bytes_with(root_, "plain_tok", {}));
+  run(base, GgufDtype::kF32, "chat_base.gguf");
+  GgufFile b = GgufFile::open((root_ / "chat_base.gguf").string());
+  EXPECT_EQ(b.find("tokenizer.chat_template"), nullptr);
+  EXPECT_EQ(b.find("tokenizer.ggml.eot_token_id"), nullptr);
+}
+
+TEST_F(GgufExportTest, OllamaExportWritesTheGgufAndItsModelfile) {
+  const fs::path dir = make_checkpoint("ollama", TinyModel{});
+  OllamaExportOptions o;
+  o.gguf.model_dir = dir.string();
+  o.gguf.dtype = GgufDtype::kQ8_0;
+  o.out_dir = (root_ / "ollama_out").string();
+  o.system = "너는 친절한 도우미야.";
+  const auto s = export_ollama(o);
+  EXPECT_EQ(s.format, ChatFormat::kChatML);
+  EXPECT_EQ(s.gguf_path, (root_ / "ollama_out/model.gguf").string());
+  GgufFile g = GgufFile::open(s.gguf_path);
+  EXPECT_EQ(g.get_u32("general.file_type"), 7u);
+  EXPECT_EQ(g.get_string("tokenizer.chat_template"), ChatTemplate::jinja(ChatFormat::kChatML));
+  EXPECT_EQ(read_file(s.modelfile_path),
+            ollama_modelfile(ChatFormat::kChatML, "model.gguf", o.system, TinyModel{}.ctx));
+  // A base model has no format for a TEMPLATE; a system prompt a Modelfile cannot quote, or
+  // with a marker in it, is refused before anything is written.
+  const fs::path base = make_checkpoint("ollama_base", TinyModel{});
+  write_file_atomic(base / "tokenizer.model", tokenizer_bytes_with(root_, "plain_tok2", {}));
+  o.gguf.model_dir = base.string();
+  o.out_dir = (root_ / "ollama_base_out").string();
+  try {
+    export_ollama(o);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("no chat format"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(root_ / "ollama_base_out"));
+  o.gguf.model_dir = dir.string();
+  for (const char* bad : {"a \"\"\" b", "<|im_end|>"}) {
+    o.system = bad;
+    o.out_dir = (root_ / "ollama_bad_out").string();
+    EXPECT_THROW(export_ollama(o), std::invalid_argument) << bad;
+    EXPECT_FALSE(fs::exists(root_ / "ollama_bad_out"));
+  }
+}
+
 TEST_F(GgufExportTest, CliExportsAndRejectsBadFlags) {
   const char* bin = std::getenv("KTL_BIN");
   if (!bin || !fs::exists(bin)) GTEST_SKIP() << "build/ktl not built (KTL_BIN unset or missing)";
@@ -381,6 +468,15 @@ TEST_F(GgufExportTest, CliExportsAndRejectsBadFlags) {
   GgufFile f = GgufFile::open(out);
   EXPECT_EQ(f.get_u32("general.file_type"), 7u);
   EXPECT_EQ(sh(base + " --format gguf --out " + out + " --dtype q4"), 2);
+  EXPECT_EQ(sh(base + " --format gguf --out " + out + " --system hi"), 2);
+  // --format ollama: a directory with model.gguf and the Modelfile.
+  const fs::path od = root_ / "cli_ollama";
+  EXPECT_EQ(sh(base + " --format ollama --out " + od.string() + " --system '짧게 답해.'"), 0);
+  EXPECT_TRUE(fs::exists(od / "model.gguf"));
+  EXPECT_EQ(read_file(od / "Modelfile"),
+            ollama_modelfile(ChatFormat::kChatML, "model.gguf", "짧게 답해.", TinyModel{}.ctx));
+  EXPECT_EQ(sh(base + " --format ollama"), 2);  // no --out
+  EXPECT_EQ(sh(base + " --format ollama --out " + od.string() + " --quantize int8"), 2);
   EXPECT_EQ(sh(std::string(bin) + " export --model " + (root_ / "none").string() +
                " --format gguf --out " + out),
             1);
