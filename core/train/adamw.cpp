@@ -5,6 +5,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "core/train/training_config.h"
+
 namespace ktl {
 
 AdamW::AdamW(std::vector<std::pair<std::string, torch::Tensor>> named_params, AdamWOptions opts)
@@ -113,6 +115,31 @@ size_t AdamW::num_decay_params() const {
   size_t n = 0;
   for (const auto& s : slots_) n += s.decay ? 1 : 0;
   return n;
+}
+
+AdamWOptions adamw_options(const TrainingConfig& c, const torch::Device& device) {
+  AdamWOptions o;
+  o.beta1 = c.adam_beta1;
+  o.beta2 = c.adam_beta2;
+  o.eps = c.adam_eps;
+  o.weight_decay = c.weight_decay;
+  o.foreach = !device.is_cpu();
+  return o;
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat64));
+  if (norms.empty()) return 0.0;
+  const double total = torch::stack(norms).norm(2).item<double>();
+  if (max_norm > 0 && std::isfinite(total) && total > max_norm) {
+    const double coef = max_norm / (total + 1e-6);
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().mul_(coef);
+  }
+  return total;
 }
 
 }  // namespace ktl

@@ -15,6 +15,8 @@
 
 namespace ktl {
 
+struct TrainingConfig;
+
 struct AdamWOptions {
   double beta1 = 0.9;
   double beta2 = 0.95;
@@ -57,5 +59,13 @@ class AdamW {
   AdamWOptions opts_;
   int64_t step_ = 0;
 };
+
+// The options a training config asks for (betas, eps, weight decay); the multi-tensor update off
+// the CPU only (fewer kernel launches on a GPU; less peak memory on a CPU).
+AdamWOptions adamw_options(const TrainingConfig& c, const torch::Device& device);
+
+// Global L2 norm of all gradients (parameters without one are skipped); scales them to
+// `max_norm` when above it (0 = never). Returns the norm before clipping (0 with no gradient).
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
 
 }  // namespace ktl

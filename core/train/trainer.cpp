@@ -57,22 +57,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Global L2 norm of all gradients; scales them to max_norm when above it (0 = no clipping).
-double clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> norms;
-  for (const auto& p : params)
-    if (p.grad().defined()) norms.push_back(p.grad().norm(2).to(torch::kFloat64));
-  if (norms.empty()) return 0.0;
-  const double total = torch::stack(norms).norm(2).item<double>();
-  if (max_norm > 0 && std::isfinite(total) && total > max_norm) {
-    const double coef = max_norm / (total + 1e-6);
-    for (const auto& p : params)
-      if (p.grad().defined()) p.grad().mul_(coef);
-  }
-  return total;
-}
-
 }  // namespace
 
 Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Tokenizer> tokenizer,
@@ -95,13 +79,7 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
         " exceeds the model's max_seq_length " + std::to_string(model_->config().max_seq_length));
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
-  AdamWOptions o;
-  o.beta1 = config_.adam_beta1;
-  o.beta2 = config_.adam_beta2;
-  o.eps = config_.adam_eps;
-  o.weight_decay = config_.weight_decay;
-  o.foreach = !device_.is_cpu();  // fewer kernel launches on a GPU; less peak memory on a CPU
-  optimizer_ = std::make_unique<AdamW>(std::move(named), o);
+  optimizer_ = std::make_unique<AdamW>(std::move(named), adamw_options(config_, device_));
   if (data_.sft_train) {
     if (data_.sft_train->seq_len() != config_.max_seq_length)
       throw std::invalid_argument("SFT rows must be max_seq_length long");
@@ -308,7 +286,7 @@ double Trainer::train_step(double* grad_norm) {
     ++step_;
     return loss;
   }
-  const double norm = clip_gradients(params, config_.grad_clip);
+  const double norm = clip_grad_norm(params, config_.grad_clip);
   if (grad_norm) *grad_norm = norm;
   if (!std::isfinite(loss) || !std::isfinite(norm)) return loss;  // no update; run() stops
   optimizer_->step(current_lr());

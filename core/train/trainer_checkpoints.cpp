@@ -1,18 +1,14 @@
 // Trainer: checkpoint writing, rotation, links and resume (split from trainer.cpp).
 #include <torch/torch.h>
-#include <unistd.h>
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <filesystem>
-#include <mutex>
-#include <regex>
 #include <stdexcept>
 
 #include "core/base/file_util.h"
 #include "core/model/checkpoint.h"
-#include "core/safetensors/safetensors.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/train/run_directory.h"
 #include "core/train/trainer.h"
 
 namespace ktl {
@@ -20,48 +16,16 @@ namespace ktl {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace {
-
-constexpr const char* kOptimizerFile = "optimizer.safetensors";
-constexpr const char* kStateFile = "trainer_state.json";
-constexpr const char* kConfigFile = "training_config.yaml";
-
-// checkpoint-<step> directories in `dir`, sorted by step.
-std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
-  static const std::regex re("checkpoint-([0-9]+)");
-  std::vector<std::pair<int64_t, fs::path>> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    std::smatch m;
-    const std::string name = e.path().filename().string();
-    if (!e.is_symlink() && e.is_directory() && std::regex_match(name, m, re))
-      out.emplace_back(std::stoll(m[1].str()), e.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-}  // namespace
-
 void Trainer::write_state_files(const std::string& dir) const {
   const fs::path d(dir);
-  write_file_atomic(d / kConfigFile, config_.to_yaml());
+  write_file_atomic(d / kTrainingConfigFile, config_.to_yaml());
   // Optimizer moments + the CPU generator state, as safetensors (validated on load).
-  std::map<std::string, torch::Tensor> keep;
-  std::vector<StTensorView> views;
-  for (auto& [name, t] : optimizer_->state_tensors())
-    keep[name] = t.detach().to(torch::kCPU, torch::kFloat32).contiguous();
-  auto rng = at::detail::getDefaultCPUGenerator().get_state().contiguous();  // uint8
-  keep["rng/cpu"] = rng;
-  for (auto& [name, t] : keep)
-    views.push_back({name, t.scalar_type() == torch::kUInt8 ? StDtype::U8 : StDtype::F32,
-                     t.sizes().vec(), t.data_ptr(), size_t(t.nbytes())});
-  const fs::path opt = d / kOptimizerFile;
-  write_safetensors(opt.string(), views, {{"format", "ktl-adamw-1"}});
+  const std::string optimizer_sha =
+      write_optimizer_file((d / kOptimizerFile).string(), *optimizer_);
   json s = {
       {"step", step_},
       {"adamw_steps", optimizer_->steps_taken()},
-      {"optimizer_sha256", sha256_file_hex(opt)},
+      {"optimizer_sha256", optimizer_sha},
       {"next_learning_rate", schedule_.at(step_)},
       {"data_position", {{"seed", config_.seed}, {"next_step", step_}}},
       {"best_val_loss", best_step_ >= 0 ? json(best_val_loss_) : json(nullptr)},
@@ -78,7 +42,7 @@ void Trainer::write_state_files(const std::string& dir) const {
   if (precision_timing_.fp32_s > 0)  // bf16: auto measured both
     s["precision_step_seconds"] = {{"fp32", precision_timing_.fp32_s},
                                    {"bf16", precision_timing_.bf16_s}};
-  write_file_atomic(d / kStateFile, s.dump(2) + "\n");
+  write_file_atomic(d / kTrainerStateFile, s.dump(2) + "\n");
 }
 
 std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
@@ -128,82 +92,24 @@ std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
 }
 
 void Trainer::point_link(const std::string& name, const std::string& target_dir) {
-  if (target_dir.empty() || !is_main()) return;
-  const fs::path link = fs::path(output_dir_) / name;
-  const fs::path tmp = fs::path(output_dir_) / (name + ".tmp-" + std::to_string(::getpid()));
-  std::error_code ec;
-  fs::remove(tmp, ec);
-  // Relative target: the output directory stays valid when moved or mounted elsewhere.
-  fs::create_directory_symlink(fs::path(target_dir).filename(), tmp);
-  fs::rename(tmp, link);  // atomic replace of the old link
-  fsync_dir(output_dir_);
+  if (is_main()) point_run_link(output_dir_, name, target_dir);
 }
 
 void Trainer::rotate_checkpoints() {
-  auto all = list_checkpoints(output_dir_);
-  const size_t keep = size_t(config_.keep_last_checkpoints);
-  if (all.size() <= keep) return;
-  for (size_t i = 0; i + keep < all.size(); ++i) {
-    if (all[i].first == best_ckpt_step_) continue;
-    std::error_code ec;
-    fs::remove_all(all[i].second, ec);
-    if (ec)
-      log("could not delete old checkpoint " + all[i].second.string() + ": " + ec.message());
-    else
-      sink_.checkpoint_deleted(all[i].first, all[i].second.string());
-  }
+  rotate_step_checkpoints(output_dir_, config_.keep_last_checkpoints, best_ckpt_step_, sink_);
 }
 
 void Trainer::remove_stale_temp_dirs() {
-  if (!is_main()) return;
-  // Left by a process killed while saving: "<dir>.tmp-<pid>" / "<dir>.old-<pid>".
-  static const std::regex re("(checkpoint-[0-9]+|latest|best|final)\\.(tmp|old)-([0-9]+)");
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(output_dir_, ec)) {
-    std::smatch m;
-    const std::string name = e.path().filename().string();
-    if (!std::regex_match(name, m, re) || std::stol(m[3].str()) == long(::getpid())) continue;
-    std::error_code rm;
-    fs::remove_all(e.path(), rm);
-  }
+  if (is_main()) remove_stale_save_temps(output_dir_);
 }
 
 void Trainer::restore(const std::string& checkpoint_dir) {
-  const fs::path d(checkpoint_dir);
-  const fs::path state_path = d / kStateFile, opt_path = d / kOptimizerFile;
-  if (!fs::exists(state_path))
-    throw std::runtime_error(
-        checkpoint_dir + ": " + kStateFile +
-        " missing (not a training checkpoint; use --init-from for weights only)");
-  if (!fs::exists(opt_path))
-    throw std::runtime_error(checkpoint_dir + ": " + kOptimizerFile + " missing");
-  json s;
+  const json s = read_trainer_state(checkpoint_dir);
+  const fs::path state_path = fs::path(checkpoint_dir) / kTrainerStateFile;
   try {
-    s = json::parse(read_file(state_path));
-  } catch (const json::exception& e) {
-    throw std::runtime_error(state_path.string() + ": invalid JSON: " + e.what());
-  }
-  try {
-    if (sha256_file_hex(opt_path) != s.at("optimizer_sha256").get<std::string>())
-      throw std::runtime_error(opt_path.string() +
-                               ": checksum mismatch (corrupt or modified checkpoint)");
-    auto file = SafetensorsFile::open(opt_path.string());  // validates offsets and sizes
-    std::map<std::string, torch::Tensor> state;
-    for (const auto& t : file.tensors()) {
-      const auto dtype = t.dtype == StDtype::U8 ? torch::kUInt8 : torch::kFloat32;
-      if (t.dtype != StDtype::U8 && t.dtype != StDtype::F32)
-        throw std::runtime_error(opt_path.string() + ": tensor '" + t.name +
-                                 "' has an unexpected dtype");
-      state[t.name] = torch::from_blob(const_cast<void*>(file.data(t)), t.shape,
-                                       torch::TensorOptions().dtype(dtype))
-                          .clone();
-    }
-    optimizer_->load_state(state, s.at("adamw_steps").get<int64_t>());
-    if (auto it = state.find("rng/cpu"); it != state.end()) {
-      at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle: shares the state
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(it->second);
-    }
+    read_optimizer_file((fs::path(checkpoint_dir) / kOptimizerFile).string(),
+                        s.at("optimizer_sha256").get<std::string>(),
+                        s.at("adamw_steps").get<int64_t>(), *optimizer_);
     step_ = s.at("step").get<int64_t>();
     best_step_ = s.at("best_step").get<int64_t>();
     if (!s.at("best_val_loss").is_null()) best_val_loss_ = s["best_val_loss"].get<double>();
