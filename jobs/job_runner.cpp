@@ -155,7 +155,8 @@ Job JobRunner::resume(int64_t id) {
     throw JobStateError("job " + std::to_string(id) + ": its previous process (pid " +
                         std::to_string(j.pid) + ") is still stopping; try again shortly");
   std::string from;
-  if (j.kind == JobKind::kTrain || j.kind == JobKind::kPipeline || j.kind == JobKind::kSft) {
+  if (j.kind == JobKind::kTrain || j.kind == JobKind::kPipeline || j.kind == JobKind::kSft ||
+      j.kind == JobKind::kDpo) {
     auto cps = store_.checkpoints(id);
     for (auto it = cps.rbegin(); it != cps.rend(); ++it) {
       std::error_code ec;

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <system_error>
 
 #include "core/train/sweep_space.h"
@@ -96,6 +97,8 @@ const std::vector<KindDef>& kind_defs() {
        "dpo",
        {{"data", OptType::kInputFile, true, "--data"},
         {"init_from", OptType::kInputDir, true, "--init-from"},
+        {"resume_from", OptType::kInputDir, false, "--resume-from"},
+        {"config", OptType::kInputFile, false, "--config"},
         {"output_dir", OptType::kOutputDir, false, "--output-dir"}},
        "output_dir",
        "checkpoints",
@@ -244,7 +247,9 @@ constexpr int64_t kMaxRanks = 64;
 // `extra_keys` are the command's own flags that are not training keys (sft: no_pack ...).
 void validate_training_overrides(const KindDef& def, const json& opts, const std::string& prefix,
                                  const std::vector<std::string>& extra_keys = {}) {
-  TrainingConfig c = def.kind == JobKind::kSft ? sft_training_defaults() : TrainingConfig{};
+  TrainingConfig c = def.kind == JobKind::kSft   ? sft_training_defaults()
+                     : def.kind == JobKind::kDpo ? dpo_training_defaults()
+                                                 : TrainingConfig{};
   if (opts.contains("config")) {
     try {
       load_training_config_into(opts.at("config").get<std::string>(), c);
@@ -292,6 +297,39 @@ void validate_training_overrides(const KindDef& def, const json& opts, const std
   if (opts.contains("nproc") && c.batch_size % opts["nproc"].get<int64_t>() != 0)
     fail(prefix + ".nproc", "batch_size " + std::to_string(c.batch_size) +
                                 " is not a multiple of nproc " + opts["nproc"].dump());
+}
+
+// A dpo stage: its own options (ktl dpo's flags) checked here, every other key as a training key.
+const std::vector<std::string> kDpoKeys = {"loss",
+                                           "beta",
+                                           "orpo_lambda",
+                                           "val_fraction",
+                                           "rejected_from_model",
+                                           "rejected_max_tokens",
+                                           "rejected_temperature",
+                                           "rejected_top_p"};
+
+void validate_dpo_options(const KindDef& def, const json& out, const std::string& prefix) {
+  // `ok` says whether a finite number is in range; `range` says the range in words.
+  auto number = [&](const char* key, const char* range, const std::function<bool(double)>& ok) {
+    if (!out.contains(key)) return;
+    const json& v = out[key];
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || !ok(v.get<double>()))
+      fail(prefix + "." + key, std::string("must be a number ") + range);
+  };
+  if (out.contains("loss") && out["loss"] != "dpo" && out["loss"] != "orpo")
+    fail(prefix + ".loss", "must be \"dpo\" or \"orpo\"");
+  number("beta", "> 0", [](double x) { return x > 0; });
+  number("orpo_lambda", ">= 0", [](double x) { return x >= 0; });
+  number("val_fraction", "in [0, 1)", [](double x) { return x >= 0 && x < 1; });
+  number("rejected_temperature", ">= 0", [](double x) { return x >= 0; });
+  number("rejected_top_p", "in (0, 1]", [](double x) { return x > 0 && x <= 1; });
+  if (out.contains("rejected_from_model") && !out["rejected_from_model"].is_boolean())
+    fail(prefix + ".rejected_from_model", "must be true or false");
+  if (out.contains("rejected_max_tokens") && (!out["rejected_max_tokens"].is_number_integer() ||
+                                              out["rejected_max_tokens"].get<int64_t>() < 1))
+    fail(prefix + ".rejected_max_tokens", "must be an integer >= 1");
+  validate_training_overrides(def, out, prefix, kDpoKeys);
 }
 
 // A sweep takes no overrides (the space and the config file say everything); its space and
@@ -361,6 +399,7 @@ json validate_options(const KindDef& def, const json& opts, const std::string& p
   }
   if (def.kind == JobKind::kTrain) validate_training_overrides(def, out, prefix);
   if (def.kind == JobKind::kSweep) validate_sweep_options(out, prefix);
+  if (def.kind == JobKind::kDpo) validate_dpo_options(def, out, prefix);
   if (def.kind == JobKind::kSft) {
     if (!out.contains("init_from") && !out.contains("resume_from"))
       fail(prefix + ".init_from", "is required (the checkpoint to fine-tune)");

@@ -26,8 +26,12 @@
 //                    init_from (dir) -> --init-from or resume_from (dir) -> --resume-from,
 //                    config (file, optional), output_dir (dir, optional); overrides are
 //                    training keys plus no_pack, val_fraction, samples
-//   dpo              data (file: preference .jsonl, required), init_from (dir, required),
-//                    output_dir (dir, optional); overrides: beta, learning_rate, max_steps ...
+//   dpo              data (file: preference .jsonl, required) -> --data, init_from (dir,
+//                    required) -> --init-from, resume_from (dir) -> --resume-from, config (file,
+//                    optional), output_dir (dir, optional); overrides are training keys (over
+//                    dpo_training_defaults) plus loss ("dpo" | "orpo"), beta, orpo_lambda,
+//                    val_fraction, rejected_from_model (bool), rejected_max_tokens,
+//                    rejected_temperature, rejected_top_p, each checked here
 //   pipeline         {"prepare_data": {prepare-data options}, "train": {train options}}:
 //                    runs prepare-data, then train; train.data defaults to prepare's output.
 // Any other option key (lowercase [a-z0-9_]) is an override passed as --key-with-dashes=VALUE:

@@ -1,45 +1,76 @@
-// Direct Preference Optimization (Rafailov et al. 2023) on top of an SFT checkpoint:
-//   loss = -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log
-//   ref(y_l|x))])
-// with log-probabilities summed over the reply tokens only (the final assistant turn and its
-// <|end|>). The reference model is the starting policy, frozen: its log-probabilities are
-// computed once up front. Reported: loss, reward margin (beta * difference above) and reward
-// accuracy (share of pairs whose chosen reward beats the rejected one).
-// Lifecycle: DpoTrainer is constructed with data, then run() once. Thread-safety: one thread.
+// Preference tuning of an SFT checkpoint on {prompt, chosen, rejected} pairs, with one of two
+// losses (log-probabilities are over the reply tokens only: the final assistant turn and its
+// end-of-turn token):
+//   dpo   Direct Preference Optimization (Rafailov et al. 2023):
+//           -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log
+//           ref(y_l|x))])
+//         with summed log-probabilities. The reference is the starting policy, frozen: its
+//         log-probabilities are computed once before the first step (and kept in every
+//         checkpoint, so a resumed run needs no reference model).
+//   orpo  ORPO (Hong et al. 2024), reference-free: NLL of the chosen reply + lambda * odds-ratio
+//         term, -log sigmoid(log odds(y_w|x) - log odds(y_l|x)), where odds(y|x) = P / (1 - P)
+//         and P = exp(mean log-probability per reply token). No reference pass, no second model.
+// Reported: loss, reward accuracy (share of pairs whose chosen reward beats the rejected one),
+// reward margin, chosen and rejected rewards (dpo: beta * log-ratio to the reference; orpo:
+// lambda * mean log-probability per token, as TRL reports them), and for orpo the NLL and the
+// mean log odds ratio.
+//
+// The loop is the trainer's (core/train/trainer.h) with the same pieces: AdamW, warmup + cosine
+// schedule (or a max_minutes time budget), gradient accumulation (k micro-batches give the
+// gradient of one batch k times larger, exactly), global-norm clipping, bf16 autocast ("auto"
+// times real steps), periodic checkpoints in the trainer's layout (core/train/run_directory.h:
+// optimizer state, trainer_state.json, training_config.yaml, `latest`, rotation, `final` at
+// the end), the metrics sink flushed before each checkpoint, restore() to resume, and a stop
+// request (SIGTERM in the CLI) that checkpoints and returns. A step's pairs are a seeded hash of
+// (seed, step, row), so a resumed run sees the same pairs and, with deterministic kernels, ends
+// with the same weights as an uninterrupted one.
+//
+// Lifecycle: construct (pairs tokenized) -> [restore(dir)] -> run() once. Thread-safety: one
+// thread, except request_stop() (any thread or a signal handler: an atomic store).
 #pragma once
 
 #include <torch/types.h>
 
+#include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/data/chat_data.h"
 #include "core/model/model.h"
+#include "core/train/adamw.h"
+#include "core/train/lr_schedule.h"
 #include "core/train/metrics_sink.h"
+#include "core/train/mixed_precision.h"
 #include "core/train/sft_batches.h"
+#include "core/train/trainer.h"
+#include "core/train/training_config.h"
 
 namespace ktl {
 
 class Tokenizer;
 
+enum class PreferenceLoss { kDpo, kOrpo };
+const char* preference_loss_name(PreferenceLoss l);  // "dpo", "orpo"
+// The inverse; std::invalid_argument naming the accepted names.
+PreferenceLoss parse_preference_loss(const std::string& name);
+
 struct DpoConfig {
-  double beta = 0.1;            // strength of the KL anchor to the reference
-  double learning_rate = 5e-6;  // peak; linear warmup then cosine to a tenth
-  int warmup_steps = 10;        // linear warmup steps
-  int64_t max_steps = 200;      // optimizer steps
-  int batch_size = 8;           // preference pairs per step
-  int max_seq_length = 256;     // prompt + reply tokens; longer pairs are dropped
-  int eval_steps = 50;          // held-out evaluation every N steps (and at the end)
-  int log_steps = 10;           // progress line every N steps
-  double grad_clip = 1.0;       // global gradient-norm clip
-  double weight_decay = 0.0;    // AdamW decay on matrices
-  int64_t seed = 1234;          // batch order
+  // Steps, batch, accumulation, learning rate, clipping, decay, precision, checkpoints... as for
+  // the trainer. Unsupported here (refused by validate()): early_stopping_patience,
+  // overfit_batches, task_eval, sample_steps.
+  TrainingConfig train = dpo_training_defaults();
+  PreferenceLoss loss = PreferenceLoss::kDpo;
+  double beta = 0.1;         // dpo: strength of the KL anchor to the reference
+  double orpo_lambda = 0.1;  // orpo: weight of the odds-ratio term
+  void validate() const;     // std::invalid_argument naming the setting
 };
 
 struct DpoStats {
   double loss = 0, reward_margin = 0, reward_accuracy = 0, chosen_reward = 0, rejected_reward = 0;
+  double nll = 0, log_odds = 0;  // orpo only
   int64_t pairs = 0;
 };
 
@@ -48,47 +79,133 @@ torch::Tensor dpo_loss(const torch::Tensor& policy_chosen, const torch::Tensor& 
                        const torch::Tensor& ref_chosen, const torch::Tensor& ref_rejected,
                        double beta, DpoStats* stats = nullptr);
 
+// The ORPO loss of a batch (mean over pairs of NLL(y_w) + lambda * L_OR) and its statistics.
+// Inputs [B]: summed reply log-probabilities and reply token counts of each side.
+torch::Tensor orpo_loss(const torch::Tensor& chosen_logp_sum,
+                        const torch::Tensor& rejected_logp_sum, const torch::Tensor& chosen_tokens,
+                        const torch::Tensor& rejected_tokens, double lambda,
+                        DpoStats* stats = nullptr);
+
 // Summed log-probability of the target tokens of each row of `b` (labels -100 ignored): [B].
-torch::Tensor reply_logprobs(TransformerImpl& model, const SftBatch& b,
-                             const torch::Device& device);
+torch::Tensor reply_logprobs(TransformerImpl& model, const SftBatch& b, const torch::Device& device,
+                             bool checkpoint_blocks = false);
+// Target tokens of each row of `b`: [B] float.
+torch::Tensor reply_token_counts(const SftBatch& b);
 
 // Renders prompt + reply with the template; the mask covers only the final reply (and its
-// <|end|>), not earlier assistant turns of the prompt.
+// end-of-turn token), not earlier assistant turns of the prompt.
 TokenizedChat render_preference_reply(const ChatTemplate& tmpl,
                                       const std::vector<ChatMessage>& prompt,
                                       const std::string& reply);
 
+struct DpoResult {
+  TrainStatus status = TrainStatus::kCompleted;  // kCompleted, kStopped or kDiverged
+  int64_t step = 0;
+  std::string last_checkpoint;  // newest checkpoint directory ("" if none)
+  std::string split;            // "val", or "train" when there is no held-out pair
+  DpoStats last;                // that split's statistics at the end
+  std::string message;
+};
+
 class DpoTrainer {
  public:
+  // `policy` on `device`, in training. `reference` (frozen, same start as the policy) is needed
+  // by dpo unless restore() finds the reference log-probabilities in the checkpoint; orpo
+  // never uses it (pass nullptr). It is released once its log-probabilities are computed.
+  // Throws std::invalid_argument on a bad config, std::runtime_error when no pair fits
+  // max_seq_length.
   DpoTrainer(DpoConfig cfg, Transformer policy, Transformer reference,
-             std::shared_ptr<const ChatTemplate> tmpl, const std::vector<PreferencePair>& train,
-             const std::vector<PreferencePair>& val, MetricsSink& sink, torch::Device device);
+             std::shared_ptr<Tokenizer> tokenizer, std::shared_ptr<const ChatTemplate> tmpl,
+             const std::vector<PreferencePair>& train, const std::vector<PreferencePair>& val,
+             std::string output_dir, MetricsSink& sink, torch::Device device);
+  ~DpoTrainer();
 
-  // Trains max_steps; returns the last held-out statistics (train statistics when no val).
-  DpoStats run();
-  // Loss and rewards over a whole split with the current policy (no grad).
-  DpoStats evaluate_train() { return evaluate(train_); }
-  DpoStats evaluate_val() { return evaluate(val_); }
+  // Restores the optimizer, step, clock, precision and reference log-probabilities from a
+  // checkpoint this class wrote (weights are loaded by the caller). Throws std::runtime_error
+  // naming the checkpoint when it was trained with another loss or other pairs.
+  void restore(const std::string& checkpoint_dir);
+  // Trains to max_steps (or the time budget); checkpoints every save_steps and at the end.
+  DpoResult run();
+  void request_stop() { stop_requested_.store(true); }
+  // A string stored in every checkpoint's meta.json "extra" (the CLI records its inputs).
+  void set_checkpoint_note(const std::string& key, const std::string& value);
+
+  // Pieces, public for tests. One optimizer step over batch_size x accumulation pairs; returns
+  // the loss (NaN/inf reported, no update). grad_norm gets the pre-clip norm.
+  double train_step(DpoStats* stats = nullptr, double* grad_norm = nullptr);
+  // Statistics over a whole split with the current policy (no grad).
+  DpoStats evaluate_train();
+  DpoStats evaluate_val();
+  std::string save_checkpoint_now();
+
+  int64_t step() const { return step_; }
+  Precision precision() const { return precision_; }
   int64_t num_train_pairs() const { return train_.n; }
   int64_t num_val_pairs() const { return val_.n; }
   int64_t dropped_pairs() const { return dropped_; }
+  TransformerImpl& policy() { return *policy_; }
 
  private:
   struct Split {
     std::unique_ptr<SftBatches> chosen, rejected;  // row i of each is pair i
-    torch::Tensor ref_chosen, ref_rejected;        // [n] reference log-probs
+    torch::Tensor ref_chosen, ref_rejected;        // [n] reference log-probs (dpo)
     int64_t n = 0;
   };
-  Split build(const std::vector<PreferencePair>& pairs);
+  struct Interval {  // sums since the last progress line
+    DpoStats stats;
+    double grad_norm = 0, seconds = 0;
+    int steps = 0;
+  };
+  Split build(const std::vector<PreferencePair>& pairs, uint64_t* fingerprint);
+  void ensure_ready();  // precision resolved, reference log-probabilities computed
+  bool ready() const;   // what ensure_ready() does is done (false: a stop cut it short)
+  void resolve_precision();
+  void compute_reference(Split& s);
+  std::vector<int64_t> step_rows(int64_t step, int micro) const;
+  torch::Tensor batch_loss(const Split& s, const std::vector<int64_t>& rows, DpoStats* st);
   DpoStats evaluate(const Split& s);
+  double current_lr() const;
+  bool budget_spent() const;
+  void report(const char* split, const DpoStats& st, double lr, double grad_norm,
+              double pairs_per_s);
+  void report_interval(Interval& iv, double lr);
+  void maybe_eval(bool force);
+  void write_state_files(const std::string& dir) const;
+  DpoResult finish(TrainStatus status, std::string message);
 
   DpoConfig cfg_;
   Transformer policy_, reference_;
+  std::shared_ptr<Tokenizer> tokenizer_;
   std::shared_ptr<const ChatTemplate> tmpl_;
+  std::string output_dir_;
   MetricsSink& sink_;
   torch::Device device_;
   Split train_, val_;
   int64_t dropped_ = 0;
+  std::string fingerprint_;  // of the tokenized pairs: a resume must see the same ones
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  GradScaler scaler_;
+  Precision precision_ = Precision::kFp32;
+  bool precision_resolved_ = false;
+  std::map<std::string, std::string> notes_;
+
+  int64_t step_ = 0;
+  double train_seconds_ = 0;  // steps only; survives resume (the time budget's clock)
+  int64_t last_eval_step_ = -1, last_save_step_ = -1;
+  DpoStats last_eval_;
+  std::string last_checkpoint_;
+  std::atomic<bool> stop_requested_{false};
 };
+
+// What a checkpoint written by DpoTrainer says about its run (trainer_state.json "dpo"): loss,
+// beta, orpo_lambda, and whether it holds the reference log-probabilities. Throws like
+// read_trainer_state, and std::runtime_error when the checkpoint is not a dpo one.
+struct DpoCheckpointInfo {
+  PreferenceLoss loss = PreferenceLoss::kDpo;
+  double beta = 0.1, orpo_lambda = 0.1;
+  bool has_reference_logprobs = false;
+};
+DpoCheckpointInfo read_dpo_checkpoint_info(const std::string& checkpoint_dir);
 
 }  // namespace ktl

@@ -260,4 +260,17 @@ TrainingConfig sft_training_defaults() {
   return c;
 }
 
+TrainingConfig dpo_training_defaults() {
+  TrainingConfig c;
+  c.learning_rate = 5e-6;
+  c.min_learning_rate = 5e-7;
+  c.warmup_steps = 10;
+  c.max_steps = 200;
+  c.weight_decay = 0.0;
+  c.save_steps = 100;
+  c.eval_steps = 50;
+  c.sample_steps = 0;
+  return c;
+}
+
 }  // namespace ktl

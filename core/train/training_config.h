@@ -60,6 +60,10 @@ struct TrainingConfig {
 // to 1e-5, warmup 20, 300 steps, no weight decay, eval every 50, samples/saves every 100).
 TrainingConfig sft_training_defaults();
 
+// The defaults of `ktl dpo`: learning rate 5e-6 to 5e-7, warmup 10, 200 steps of 8 pairs, no
+// weight decay, eval every 50, a checkpoint every 100, no samples.
+TrainingConfig dpo_training_defaults();
+
 // task_eval as (task name, file): "mc:x.jsonl" -> ("mc", "x.jsonl"); built-in tasks get their
 // file in task_data_dir, or the default (core/task_eval/mc_task.h) when that is empty. The
 // file is "" for a built-in task without task_data_dir. Throws std::invalid_argument naming a

@@ -73,6 +73,29 @@ TEST(Cli, MissingArgumentAndUnknownCommandExitTwo) {
   EXPECT_EQ(run("no-such-command").code, 2);
 }
 
+// ktl dpo refuses bad settings as usage errors (exit 2) before reading any file.
+TEST(Cli, DpoRefusesBadSettingsBeforeReadingAnything) {
+  struct Case {
+    const char* args;
+    const char* says;
+  };
+  for (const Case& c : {
+           Case{"dpo --data p.jsonl --output-dir o", "give --init-from"},
+           Case{"dpo --init-from x --data p.jsonl --output-dir o --loss ppo", "dpo or orpo"},
+           Case{"dpo --init-from x --data p.jsonl --output-dir o --beta 0", "beta must be > 0"},
+           Case{"dpo --init-from x --data p.jsonl --output-dir o --early-stopping-patience 2",
+                "early_stopping_patience is not supported by dpo"},
+           Case{"dpo --init-from x --data p.jsonl --output-dir o --rejected-top-p 2",
+                "--rejected-top-p in (0, 1]"},
+           Case{"dpo --init-from x --data p.jsonl --output-dir o --max-stepz 3",
+                "unknown flag --max-stepz"},
+       }) {
+    const auto r = run(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.says), std::string::npos) << c.args << "\n" << r.out;
+  }
+}
+
 // The engine is CPU code: a GPU device is refused by name, whether or not the machine has one.
 TEST(Cli, EngineCommandsRefuseAbsentDevices) {
   // Every device that exists is served; one this machine or LibTorch build lacks is a usage

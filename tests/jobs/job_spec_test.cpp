@@ -99,6 +99,70 @@ TEST_F(JobSpecTest, SftAndDpoSpecsBuildTheirCommandLines) {
   EXPECT_NE(error_of(dpo).find("options.init_from: is required"), std::string::npos);
 }
 
+// dpo: its own options checked here, every other key as a training key over the dpo defaults;
+// a resumed job gets --resume-from next to its --init-from (the reference).
+TEST_F(JobSpecTest, DpoSpecChecksItsOptionsAndResumes) {
+  fs::create_directories(root_.path() / "data" / "base");
+  fs::create_directories(root_.path() / "data" / "jobs" / "4" / "checkpoints" / "checkpoint-20");
+  std::ofstream(root_.path() / "data" / "prefs.jsonl") << "{}\n";
+  json dpo = {{"kind", "dpo"},
+              {"options",
+               {{"init_from", "base"},
+                {"data", "prefs.jsonl"},
+                {"loss", "orpo"},
+                {"orpo_lambda", 0.2},
+                {"rejected_from_model", true},
+                {"gradient_accumulation_steps", 4},
+                {"max_steps", 30}}}};
+  ValidatedSpec v = validate_job_spec(dpo, ctx_);
+  Job job;
+  job.id = 4;
+  job.kind = v.kind;
+  job.spec_json = v.to_json();
+  job.output_dir = job_output_dir(v, ctx_, job.id);
+  job.resume_from = root_.str("data/jobs/4/checkpoints/checkpoint-20");
+  auto stages = build_job_stages(job, ctx_, "/db/jobs.db");
+  ASSERT_EQ(stages.size(), 1u);
+  std::vector<std::string> want = {"dpo",
+                                   "--data",
+                                   root_.str("data/prefs.jsonl"),
+                                   "--init-from",
+                                   root_.str("data/base"),
+                                   "--output-dir",
+                                   root_.str("data/jobs/4/checkpoints"),
+                                   "--resume-from",
+                                   job.resume_from,
+                                   "--gradient-accumulation-steps=4",
+                                   "--loss=orpo",
+                                   "--max-steps=30",
+                                   "--orpo-lambda=0.2",
+                                   "--rejected-from-model=true",
+                                   "--job-db",
+                                   "/db/jobs.db",
+                                   "--job-id",
+                                   "4"};
+  EXPECT_EQ(stages[0].args, want);
+  auto refused = [&](const std::string& key, const json& value, const std::string& why) {
+    json bad = dpo;
+    bad["options"][key] = value;
+    const std::string e = error_of(bad);
+    EXPECT_NE(e.find("options." + key), std::string::npos) << key << ": " << e;
+    EXPECT_NE(e.find(why), std::string::npos) << key << ": " << e;
+  };
+  refused("loss", "ppo", "\"dpo\" or \"orpo\"");
+  refused("beta", 0, "> 0");
+  refused("val_fraction", 1.5, "in [0, 1)");
+  refused("rejected_from_model", "yes", "true or false");
+  refused("rejected_max_tokens", 0, "integer >= 1");
+  refused("rejected_top_p", 0, "in (0, 1]");
+  refused("max_steps", 0, "");
+  refused("bogus", 1, "not a training option");
+  // The dpo defaults are the base: a learning rate below sft's floor is fine here.
+  json low = dpo;
+  low["options"]["learning_rate"] = 2e-6;
+  EXPECT_EQ(error_of(low), "");
+}
+
 TEST_F(JobSpecTest, ValidTrainSpecBuildsTheTrainerCommandLine) {
   ctx_.allowed_roots = {root_.str("configs")};
   ValidatedSpec v = validate_job_spec(train_spec(), ctx_);

@@ -1,5 +1,5 @@
 // Instruction tuning: SFT rows (labels only on assistant tokens), packing that never lets
-// attention cross a conversation, vocabulary growth that keeps old logits, DPO at step 0.
+// attention cross a conversation, vocabulary growth that keeps old logits (DPO: dpo_test.cpp).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -15,7 +15,6 @@
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/chat_evaluation.h"
 #include "core/train/console_metrics_sink.h"
-#include "core/train/dpo.h"
 #include "core/train/sft_batches.h"
 #include "core/train/trainer.h"
 #include "tests/support/tiny_checkpoint.h"
@@ -283,43 +282,6 @@ TEST(VocabGrowth, LegacyCheckpointKeepsItsFormatUnlessAskedForChatML) {
   ktl::LoadedCheckpoint odd;
   odd.tokenizer = ktl::Tokenizer::load(dir / "odd/tokenizer.model");
   EXPECT_THROW(ktl::add_chat_markers(odd), ktl::ChatFormatError);
-}
-
-TEST(Dpo, LossIsLog2WhenReferenceEqualsPolicy) {
-  auto& f = fx();
-  auto policy = tiny_model(f.tok->vocab_size(), 9);
-  auto reference = tiny_model(f.tok->vocab_size(), 9);
-  std::vector<ktl::PreferencePair> pairs = {
-      {{{"user", "안녕하세요"}}, "반가워요", "몰라요", 1},
-      {{{"user", "이름이 뭐예요"}}, "저는 작은 모델이에요", "비가 와요", 2},
-      {{{"user", "a"}, {"assistant", "b"}, {"user", "오늘 날씨는"}}, "맑아요", "싫어요", 3},
-  };
-  ktl::ConsoleMetricsSink sink(stdout);
-  ktl::DpoConfig cfg;
-  cfg.batch_size = 2;
-  cfg.max_steps = 0;
-  cfg.max_seq_length = 128;
-  ktl::DpoTrainer dpo(cfg, policy, reference, f.tmpl, pairs, {}, sink, torch::kCPU);
-  const auto st = dpo.evaluate_train();
-  EXPECT_NEAR(st.loss, std::log(2.0), 1e-6);
-  EXPECT_NEAR(st.reward_margin, 0.0, 1e-6);
-  EXPECT_EQ(st.pairs, 3);
-  // The reply mask covers only the final reply: earlier assistant turns of the prompt are not
-  // scored.
-  const auto t = ktl::render_preference_reply(*f.tmpl, pairs[2].prompt, "맑아요");
-  std::string spelled;  // the masked tokens: the reply, then its end-of-turn token
-  for (size_t i = 0; i < t.ids.size(); ++i)
-    if (t.mask[i])
-      spelled += t.ids[i] == f.tmpl->end_of_turn_id() ? "|" : f.tok->token_bytes(int(t.ids[i]));
-  EXPECT_EQ(spelled, "맑아요|");
-  // And the closed form: -log sigmoid(beta * margin).
-  ktl::DpoStats s;
-  auto loss = ktl::dpo_loss(torch::tensor({-1.0, -2.0}), torch::tensor({-3.0, -1.0}),
-                            torch::tensor({-2.0, -2.0}), torch::tensor({-2.0, -2.0}), 0.5, &s);
-  const double m1 = 0.5 * (1 - (-1)), m2 = 0.5 * (0 - 1);
-  const double want = 0.5 * (std::log1p(std::exp(-m1)) + std::log1p(std::exp(-m2)));
-  EXPECT_NEAR(loss.item<double>(), want, 1e-6);
-  EXPECT_DOUBLE_EQ(s.reward_accuracy, 0.5);
 }
 
 TEST(Sft, TrainerLearnsTheRepliesOnlyAndAnswersThem) {
