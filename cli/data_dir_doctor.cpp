@@ -120,12 +120,16 @@ void doctor_check_checkpoint(const fs::path& dir, DoctorReport& r) {
     doctor_check_tokenizer(dir / "tokenizer.model", r);
 }
 
-// Every token inside the vocabulary, one end-of-document id per document, and the last token
-// one: what a complete shard written by TokenShardWriter always has.
+// The tokens' checksum (shards written since it exists), every token inside the vocabulary, one
+// end-of-document id per document, and the last token one: what a complete shard has.
 void doctor_check_shard(const fs::path& file, DoctorReport& r) {
   ++r.shards;
   try {
     const auto shard = TokenShard::open(file);  // header, version, width, size
+    if (std::string bad = shard->verify(); !bad.empty()) {  // the tokens' checksum
+      add_message(r, file, bad);
+      return;
+    }
     const TokenShardHeader& h = shard->header();
     uint64_t eos = 0;
     for (uint64_t i = 0; i < shard->size(); ++i) {

@@ -23,17 +23,21 @@ void prepend(std::vector<T>& dst, std::vector<T>&& front) {
 }
 
 // SQLite reopens a file it cannot open for writing read-only, and forgets why; ask the
-// filesystem ourselves, so the message says "No space left on device", not "readonly".
+// filesystem ourselves, so the message says why (e.g. "Read-only file system"). No descriptor of
+// the database files is opened: closing one would drop this process's SQLite locks on them.
 std::string probe_writable(const std::string& db_path) {
-  for (const std::string& f : {db_path, db_path + "-wal", db_path + "-shm"}) {
-    const int fd = ::open(f.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd >= 0) {
-      ::close(fd);
-      continue;
-    }
-    if (errno != ENOENT) return f + ": " + std::strerror(errno);
-  }
-  return "";
+  for (const std::string& f : {db_path, db_path + "-wal", db_path + "-shm"})
+    if (::faccessat(AT_FDCWD, f.c_str(), W_OK, AT_EACCESS) != 0 && errno != ENOENT)
+      return f + ": " + std::strerror(errno);
+  // A file beside it, made and removed: a full or failing disk shows here.
+  const std::string probe = db_path + ".probe-" + std::to_string(::getpid());
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return std::string(std::strerror(errno));
+  const bool wrote = ::write(fd, "x", 1) == 1;
+  const int err = errno;
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return wrote ? "" : std::string(std::strerror(err));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/base/file_util.h"
+#include "core/base/sha256.h"
 
 namespace ktl {
 namespace {
@@ -24,6 +25,7 @@ void encode_header(const TokenShardHeader& h, char* out) {
   std::memcpy(out + 32, &h.n_chars, 8);
   std::memcpy(out + 40, &h.vocab_size, 4);
   std::memcpy(out + 44, &h.eos_id, 4);
+  std::memcpy(out + 48, h.tokens_sha256.data(), 16);
 }
 
 TokenShardHeader decode_header(const char* in, const std::string& path) {
@@ -37,6 +39,7 @@ TokenShardHeader decode_header(const char* in, const std::string& path) {
   std::memcpy(&h.n_chars, in + 32, 8);
   std::memcpy(&h.vocab_size, in + 40, 4);
   std::memcpy(&h.eos_id, in + 44, 4);
+  std::memcpy(h.tokens_sha256.data(), in + 48, 16);
   if (h.version != TokenShardHeader::kVersion)
     throw std::runtime_error(path + ": unsupported shard version " + std::to_string(h.version));
   if (h.token_bytes != 2 && h.token_bytes != 4)
@@ -44,7 +47,21 @@ TokenShardHeader decode_header(const char* in, const std::string& path) {
   return h;
 }
 
+std::array<uint8_t, 16> digest_prefix(Sha256& sha) {
+  const std::string hex = sha.hex_digest();
+  std::array<uint8_t, 16> out{};
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<uint8_t>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  return out;
+}
+
 }  // namespace
+
+bool TokenShardHeader::has_checksum() const {
+  for (uint8_t b : tokens_sha256)
+    if (b) return true;
+  return false;
+}
 
 TokenShardWriter::TokenShardWriter(const std::filesystem::path& path, uint32_t vocab_size,
                                    uint32_t eos_id)
@@ -57,6 +74,7 @@ TokenShardWriter::TokenShardWriter(const std::filesystem::path& path, uint32_t v
     throw std::runtime_error("cannot create " + tmp_.string() + ": " + std::strerror(errno));
   char zero[TokenShardHeader::kSize] = {};
   write_bytes(zero, sizeof(zero));  // placeholder; the real header goes in at finish()
+  sha_ = std::make_unique<Sha256>();  // from here on, tokens only
 }
 
 TokenShardWriter::~TokenShardWriter() {
@@ -67,6 +85,7 @@ TokenShardWriter::~TokenShardWriter() {
 }
 
 void TokenShardWriter::write_bytes(const void* data, size_t n) {
+  if (sha_) sha_->update(data, n);
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
     ssize_t w = ::write(fd_, p, n);
@@ -104,6 +123,7 @@ void TokenShardWriter::add_document(const std::vector<int>& ids, uint64_t n_char
 }
 
 void TokenShardWriter::finish() {
+  h_.tokens_sha256 = digest_prefix(*sha_);
   char hdr[TokenShardHeader::kSize];
   encode_header(h_, hdr);
   if (::pwrite(fd_, hdr, sizeof(hdr), 0) != static_cast<ssize_t>(sizeof(hdr)) ||
@@ -156,6 +176,7 @@ std::shared_ptr<TokenShard> TokenShard::open(const std::filesystem::path& path) 
     throw std::runtime_error("cannot map " + path.string() + ": " + std::strerror(errno));
   s->map_ = m;
   s->map_len_ = actual;
+  s->path_ = path.string();
   const char* tokens = static_cast<const char*>(m) + TokenShardHeader::kSize;
   if (s->h_.token_bytes == 2)
     s->u16_ = reinterpret_cast<const uint16_t*>(tokens);
@@ -174,6 +195,16 @@ void TokenShard::copy_to(uint64_t begin, uint64_t n, int64_t* out) const {
     for (uint64_t i = 0; i < n; ++i) out[i] = u16_[begin + i];
   else
     for (uint64_t i = 0; i < n; ++i) out[i] = u32_[begin + i];
+}
+
+std::string TokenShard::verify() const {
+  if (!h_.has_checksum()) return "";
+  Sha256 sha;
+  sha.update(static_cast<const char*>(map_) + TokenShardHeader::kSize,
+             map_len_ - TokenShardHeader::kSize);
+  if (digest_prefix(sha) != h_.tokens_sha256)
+    return path_ + ": checksum mismatch (the tokens are corrupt or were modified)";
+  return "";
 }
 
 uint64_t read_split_char_count(const std::filesystem::path& data_dir, const std::string& split) {

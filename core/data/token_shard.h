@@ -10,7 +10,8 @@
 //               the denominator of bits-per-character
 //   40 uint32   vocabulary size
 //   44 uint32   end-of-document id (3, </s>)
-//   48 16 bytes reserved (zero)
+//   48 16 bytes: the first 16 bytes of the SHA-256 of the tokens (all zero in shards written
+//               before it existed: no checksum); checked by TokenShard::verify() (`ktl doctor`)
 //   64 tokens; every document's tokens are followed by one </s>
 //
 // TokenShardWriter streams into "<path>.tmp-<pid>" and renames on finish(): readers never see a
@@ -19,11 +20,14 @@
 // TokenShardWriter is single-threaded.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "core/base/sha256.h"
 
 namespace ktl {
 
@@ -38,6 +42,8 @@ struct TokenShardHeader {
   uint64_t n_chars = 0;
   uint32_t vocab_size = 0;
   uint32_t eos_id = 3;
+  std::array<uint8_t, 16> tokens_sha256{};  // prefix of SHA-256(tokens); zero = none
+  bool has_checksum() const;
 };
 
 class TokenShardWriter {
@@ -57,6 +63,7 @@ class TokenShardWriter {
  private:
   void write_bytes(const void* data, size_t n);
   std::filesystem::path path_, tmp_;
+  std::unique_ptr<Sha256> sha_;  // of the tokens written so far
   TokenShardHeader h_;
   int fd_ = -1;
   std::vector<char> buf_;
@@ -77,10 +84,14 @@ class TokenShard {
   const uint32_t* data_u32() const { return u32_; }
   // Copies tokens [begin, begin + n) widened to int64 (e.g. into a tensor's buffer).
   void copy_to(uint64_t begin, uint64_t n, int64_t* out) const;
+  // Hashes the tokens and compares with the header's checksum: "" when they match (or the
+  // shard has none), else a message naming the file. Reads the whole shard (~1 s per GB).
+  std::string verify() const;
 
  private:
   TokenShard() = default;
   TokenShardHeader h_;
+  std::string path_;
   void* map_ = nullptr;
   size_t map_len_ = 0;
   const uint16_t* u16_ = nullptr;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "tests/support/data_test_util.h"
 
 namespace {
@@ -89,6 +91,36 @@ TEST(TokenShard, RejectsTokenCountsThatWrapTheSize) {
     EXPECT_NE(std::string(e.what()).find("does not match its header"), std::string::npos)
         << e.what();
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The header's checksum is the SHA-256 prefix of the tokens: a token changed on disk (even to
+// another valid id) fails verify(), naming the file; a shard from before checksums passes.
+TEST(TokenShard, ChecksumCatchesAChangedTokenAndOldShardsPass) {
+  TempDir d;
+  const auto path = d.path() / "val.bin";
+  {
+    ktl::TokenShardWriter w(path, 8000);
+    w.add_document({5, 6, 7, 8}, 4);
+    w.finish();
+  }
+  auto s = ktl::TokenShard::open(path);
+  EXPECT_TRUE(s->header().has_checksum());
+  EXPECT_EQ(s->verify(), "");
+  std::string raw = ktl::testing::read_text(path.string());
+  raw[64] = 9;  // token 0: 5 -> 9, still inside the vocabulary
+  { std::ofstream(path, std::ios::binary | std::ios::trunc) << raw; }
+  s = ktl::TokenShard::open(path);
+  EXPECT_NE(s->verify().find(path.string()), std::string::npos);
+  EXPECT_NE(s->verify().find("checksum mismatch"), std::string::npos);
+  for (int i = 48; i < 64; ++i) raw[i] = 0;  // as written before checksums: nothing to check
+  { std::ofstream(path, std::ios::binary | std::ios::trunc) << raw; }
+  s = ktl::TokenShard::open(path);
+  EXPECT_FALSE(s->header().has_checksum());
+  EXPECT_EQ(s->verify(), "");
 }
 
 }  // namespace
