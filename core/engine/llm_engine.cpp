@@ -1,6 +1,7 @@
 #include "core/engine/llm_engine.h"
 
 #include <c10/core/InferenceMode.h>
+#include <pthread.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -30,6 +31,90 @@
 namespace ktl {
 
 using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// fork() against threaded BLAS. OpenBLAS's pthreads build (Debian's libopenblas0-pthread) stops
+// its worker threads in a pthread_atfork prepare handler; a threaded sgemm/sgemv that another
+// thread is running at that moment has handed work to those workers and then waits for it
+// forever. In `ktl serve` the job runner forks each training job's child while engine threads
+// run forward passes: the engine hung for good (found by tests/server/concurrency_stress_test.cpp;
+// a torch::mm loop beside fork+exec of /bin/true hangs within two forks). So a fork waits until
+// no engine thread is inside a forward pass, forward passes wait while a fork waits or runs, and
+// forks go one at a time (OpenBLAS's handler is not written for two at once). The handlers
+// are registered while the program loads (below), after OpenBLAS registered its own as it
+// loaded: prepare handlers run in reverse order of registration, so ours runs first.
+class ForwardForkGate {
+ public:
+  static ForwardForkGate& get() {
+    static ForwardForkGate* const gate = [] {
+      auto* g = new ForwardForkGate;  // never destroyed: a fork may come while the process exits
+      pthread_atfork([] { get().before_fork(); }, [] { get().after_fork_in_parent(); },
+                     [] { get().reset_in_child(); });
+      return g;
+    }();
+    return *gate;
+  }
+  void enter() {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return !forking_ && forks_waiting_ == 0; });
+    ++forwards_;
+  }
+  void leave() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      --forwards_;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void before_fork() {
+    std::unique_lock<std::mutex> lk(mu_);
+    ++forks_waiting_;
+    cv_.wait(lk, [&] { return !forking_ && forwards_ == 0; });
+    --forks_waiting_;
+    forking_ = true;
+  }
+  void after_fork_in_parent() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      forking_ = false;
+    }
+    cv_.notify_all();
+  }
+  // The child has one thread and no forward in flight (the copied mutex may look taken).
+  void reset_in_child() {
+    new (&mu_) std::mutex;
+    new (&cv_) std::condition_variable;
+    forwards_ = forks_waiting_ = 0;
+    forking_ = false;
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int forwards_ = 0;       // engine threads inside a forward pass
+  int forks_waiting_ = 0;  // forks waiting for them (new forward passes wait behind these)
+  bool forking_ = false;   // a fork between its prepare and parent handlers
+};
+
+// Registered before main(), when no thread can be forking yet: a fork whose prepare handlers had
+// already started when ours was registered would skip ours.
+[[maybe_unused]] const bool g_fork_gate_registered = (ForwardForkGate::get(), true);
+
+// Holds the gate for one forward pass.
+class ForwardSection {
+ public:
+  ForwardSection() : gate_(ForwardForkGate::get()) { gate_.enter(); }
+  ~ForwardSection() { gate_.leave(); }
+  ForwardSection(const ForwardSection&) = delete;
+  ForwardSection& operator=(const ForwardSection&) = delete;
+
+ private:
+  ForwardForkGate& gate_;
+};
+
+}  // namespace
 
 const char* to_string(FinishReason r) {
   switch (r) {
@@ -444,8 +529,11 @@ void LlmEngine::step() {
   }
   const StepBatch b = build_batch(out);
   const auto t_fwd = Clock::now();
-  // [R, V] on the host
-  const torch::Tensor logits = model_->forward(b.tokens, b.seqs, *pool_, b.logit_rows).contiguous();
+  // [R, V] on the host; no fork() meanwhile (ForwardForkGate)
+  const torch::Tensor logits = [&] {
+    ForwardSection no_fork;
+    return model_->forward(b.tokens, b.seqs, *pool_, b.logit_rows).contiguous();
+  }();
   const double fwd_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
   scheduler_->complete_step(out);
   {
