@@ -5,7 +5,18 @@
 // Thread-safety: a macro; nothing to share.
 #pragma once
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// ThreadSanitizer builds (make tsan) get the plain function: a clone is chosen by an ifunc
+// resolver that the dynamic loader runs before the sanitizer's runtime has started, and the
+// instrumented resolver crashes the program there.
+#if defined(__SANITIZE_THREAD__)
+#define KTL_NO_SIMD_CLONES 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KTL_NO_SIMD_CLONES 1
+#endif
+#endif
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(KTL_NO_SIMD_CLONES)
 #define KTL_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define KTL_SIMD_CLONES
