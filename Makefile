@@ -76,10 +76,18 @@ run: build
 	$(BUILD)/ktl serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --quickstart
 
 clean:
-	rm -rf $(BUILD) build-fuzz
+	rm -rf $(BUILD) build-fuzz $(TSAN_BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+# The long fault runs (docs/deployment.md, "What survives what"): every op of a checkpoint save,
+# a metrics flush and prepare-data failed in turn, and 50 power-loss rounds. `make test` runs
+# a sample of each. Not part of `make test`.
+.PHONY: chaos
+chaos: test-deps build
+	cd $(BUILD) && KTL_FAULT_WALK=full KTL_POWER_LOSS_ROUNDS=50 \
+	  ctest --output-on-failure -j 1 --timeout 7200 -R '^(FaultWalkTest|JobStateFaults|ServeFaultTest)\.'
 
 # ThreadSanitizer (docs/deployment.md, "Thread sanitizer"): ktl's own code instrumented in
 # build-tsan/ (LibTorch, libgomp and OpenBLAS are not), then the engine, scheduling and server
