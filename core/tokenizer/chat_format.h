@@ -32,8 +32,9 @@ const char* chat_format_name(ChatFormat f);  // "none" | "chatml" | "legacy" | "
 // (the legacy template, both its versions); "" -> kNone; anything else -> kUnknown.
 ChatFormat chat_format_of_template(const std::string& jinja);
 
-// From the pieces alone (ChatML wins when a tokenizer has both sets: only `ktl sft
-// --chat-format chatml` adds ChatML pieces to a legacy tokenizer).
+// From the pieces alone (ChatML wins when a tokenizer has both sets: only
+// add_chat_markers(ck, ChatFormat::kChatML), core/model/checkpoint.h, adds the ChatML pieces to a
+// legacy tokenizer).
 ChatFormat chat_format_of_pieces(const std::vector<SpmPieceRecord>& pieces);
 ChatFormat chat_format_of_pieces(const Tokenizer& tok);
 
