@@ -16,6 +16,7 @@
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
 #include "core/model/thread_policy.h"
+#include "core/tokenizer/chat_format.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/console_metrics_sink.h"
@@ -40,7 +41,7 @@ extern "C" void on_sft_stop_signal(int sig) {
 const std::vector<std::string> kOwnFlags = {
     "config",       "data",          "output-dir", "init-from", "resume-from", "no-pack",
     "val-fraction", "test-fraction", "split-seed", "format",    "samples",     "job-db",
-    "job-id"};
+    "job-id",       "chat-format"};
 
 ktl::TrainingConfig resolve_config(const Args& args) {
   ktl::TrainingConfig c = ktl::sft_training_defaults();
@@ -92,7 +93,15 @@ int run_sft(const Args& args) {
       args.has("resume-from") ? args.get("resume-from") : args.get("init-from");
   auto ck = ktl::load_checkpoint(from, device);
   const int64_t old_vocab = ck.config.vocab_size;
-  if (ktl::add_chat_markers(ck))
+  // "chatml" moves a checkpoint whose tokenizer only reserved the legacy markers (made before
+  // ChatML) to ChatML; a resumed run keeps the format it started with.
+  const std::string want_format = args.get("chat-format");
+  if (want_format != "keep" && want_format != "chatml")
+    throw ktl::cli::UsageError("--chat-format must be keep or chatml, not '" + want_format + "'");
+  const ktl::ChatFormat want = want_format == "chatml" && !args.has("resume-from")
+                                   ? ktl::ChatFormat::kChatML
+                                   : ktl::ChatFormat::kNone;
+  if (ktl::add_chat_markers(ck, want))
     std::cout << "added the chat markers to " << from << ": vocabulary " << old_vocab << " -> "
               << ck.config.vocab_size << " (new embedding rows = mean of the old rows)\n";
   auto tmpl = std::make_shared<ktl::ChatTemplate>(ktl::ChatTemplate::require(ck.tokenizer));
@@ -146,6 +155,10 @@ int run_sft(const Args& args) {
 std::vector<ktl::cli::Flag> sft_flags() {
   std::vector<ktl::cli::Flag> f = {
       {"init-from", "checkpoint to fine-tune (gets the chat markers if it lacks them)"},
+      {"chat-format",
+       "keep (the checkpoint's own format; ChatML when it has none) or chatml (also move a "
+       "legacy-format checkpoint to ChatML)",
+       "keep"},
       {"resume-from", "SFT checkpoint to continue from"},
       {"data",
        "chat data (OpenAI messages .jsonl, ShareGPT or Alpaca .json/.jsonl, Q/A .tsv) or a "

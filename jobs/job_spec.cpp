@@ -89,6 +89,7 @@ const std::vector<KindDef>& kind_defs() {
         {"init_from", OptType::kInputDir, false, "--init-from"},
         {"resume_from", OptType::kInputDir, false, "--resume-from"},
         {"config", OptType::kInputFile, false, "--config"},
+        {"chat_format", OptType::kString, false, "--chat-format"},
         {"output_dir", OptType::kOutputDir, false, "--output-dir"}},
        "output_dir",
        "checkpoints",
