@@ -190,7 +190,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"quickstart", "no model? train a tiny one as a job and serve it when ready", "", true},
      {"quickstart-steps", "training steps of the quickstart job", "300"},
      {"allow-path", "another root that job specs and model loads may use", "", false, false, true},
-     {"auto-resume", "resume jobs a crash left interrupted, at start-up", "", true},
+     {"auto-resume", "at start-up, resume jobs interrupted by a crash or a stop", "", true},
      {"max-jobs", "training jobs running at once", "1"},
      {"log-level", "trace | debug | info | warn | error", "info"}},
     run_serve});
