@@ -191,12 +191,12 @@ PreferenceData load_pairs(const Args& args, const DpoSettings& s, const std::str
 }
 
 // The reference model, unless the loss needs none (orpo) or the checkpoint resumed from holds
-// the reference log-probabilities.
+// every pair's reference log-probabilities.
 ktl::Transformer load_reference(const Args& args, const DpoSettings& s,
                                 const torch::Device& device) {
   if (s.cfg.loss != ktl::PreferenceLoss::kDpo) return ktl::Transformer(nullptr);
   if (args.has("resume-from") &&
-      ktl::read_dpo_checkpoint_info(args.get("resume-from")).has_reference_logprobs)
+      ktl::read_dpo_checkpoint_info(args.get("resume-from")).reference_complete)
     return ktl::Transformer(nullptr);
   if (s.init_from.empty()) throw UsageError("dpo needs --init-from (the reference model)");
   auto ref = ktl::load_checkpoint(s.init_from, device);

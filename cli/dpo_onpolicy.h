@@ -3,9 +3,10 @@
 // for the pair's prompt through the serving engine (core/engine): `parallel` requests at a time
 // from as many threads, which the engine batches (continuous batching, one forward for all of
 // them each step). Pair i's attempt a uses seed `seed + 4 i + a`; the engine gives the same
-// text for the same seed and prompt whatever else runs in the batch, so a run is reproducible.
-// A sample that is empty or equals the chosen answer (whitespace trimmed) is drawn again, at
-// most 3 more times; then the pair keeps its original rejected answer. A prompt longer than the
+// text for the same seed and prompt whatever else runs in the batch, so a run is reproducible
+// with the same thread count (another count changes floating-point sums, and a near-tie can
+// then sample another token). A sample that is empty, equals the chosen answer (whitespace
+// trimmed) or holds a chat marker is drawn again, at most 3 more times; then the pair keeps its original rejected answer. A prompt longer than the
 // model's context keeps it too.
 // Not thread-safe (one call at a time; it runs its own threads inside).
 #pragma once

@@ -200,6 +200,10 @@ DpoTrainer::Split DpoTrainer::build(const std::vector<PreferencePair>& pairs,
   if (s.n == 0) return s;
   s.chosen = std::make_unique<SftBatches>(chosen, cfg_.train.max_seq_length, false);
   s.rejected = std::make_unique<SftBatches>(rejected, cfg_.train.max_seq_length, false);
+  if (cfg_.loss == PreferenceLoss::kDpo) {  // NaN: not computed yet
+    s.ref_chosen = torch::full({s.n}, std::nanf(""), torch::kFloat32);
+    s.ref_rejected = torch::full({s.n}, std::nanf(""), torch::kFloat32);
+  }
   *fingerprint = mix64(*fingerprint ^ uint64_t(s.n));
   return s;
 }
@@ -236,38 +240,46 @@ void DpoTrainer::resolve_precision() {
     scaler_ = GradScaler(precision_ == Precision::kFp16);
 }
 
-void DpoTrainer::compute_reference(Split& s) {
-  if (s.n == 0 || s.ref_chosen.defined()) return;
+void DpoTrainer::fill_reference(Split& s, const std::vector<int64_t>& rows) {
+  if (cfg_.loss != PreferenceLoss::kDpo) return;
+  std::vector<int64_t> missing;
+  {
+    auto known = s.ref_chosen.accessor<float, 1>();
+    for (int64_t r : rows)
+      if (std::isnan(known[r]) && std::find(missing.begin(), missing.end(), r) == missing.end())
+        missing.push_back(r);
+  }
+  if (missing.empty()) return;
   if (!reference_)
     throw std::runtime_error(
-        "dpo: the reference log-probabilities are neither in the checkpoint nor computable "
-        "(no reference model; give --init-from with the run's starting checkpoint)");
+        "dpo: reference log-probabilities are missing and there is no reference model (give "
+        "--init-from with the run's starting checkpoint)");
+  const auto t0 = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> rc, rr;
-  const int B = cfg_.train.batch_size;
-  for (int64_t i = 0; i < s.n; i += B) {
-    if (stop_requested_.load()) return;  // run() reports the stop; nothing is half-set
+  torch::Tensor c, r;
+  {
     AutocastScope autocast(precision_, device_);
-    rc.push_back(reply_logprobs(*reference_, s.chosen->range(i, B), device_).cpu());
-    rr.push_back(reply_logprobs(*reference_, s.rejected->range(i, B), device_).cpu());
+    c = reply_logprobs(*reference_, s.chosen->rows(missing), device_);
+    r = reply_logprobs(*reference_, s.rejected->rows(missing), device_);
   }
-  s.ref_chosen = torch::cat(rc);
-  s.ref_rejected = torch::cat(rr);
+  const auto ids = torch::tensor(missing, torch::kLong);
+  s.ref_chosen.index_copy_(0, ids, c.to(torch::kCPU, torch::kFloat32));
+  s.ref_rejected.index_copy_(0, ids, r.to(torch::kCPU, torch::kFloat32));
+  ref_computed_ += int64_t(missing.size());
+  ref_seconds_ += seconds_since(t0);
+  if (reference_complete()) reference_ = Transformer(nullptr);  // nothing left to compute
 }
 
-void DpoTrainer::ensure_ready() {
-  resolve_precision();
-  if (cfg_.loss != PreferenceLoss::kDpo) return;
-  if (ready()) return;
-  const auto t0 = std::chrono::steady_clock::now();
-  compute_reference(train_);
-  compute_reference(val_);
-  if (!ready()) return;               // stopped: run() reports it
-  reference_ = Transformer(nullptr);  // its log-probabilities are all it was needed for
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "reference log-probabilities of %lld pairs in %.1fs",
-                (long long)(train_.n + val_.n), seconds_since(t0));
-  sink_.log(buf);
+int64_t DpoTrainer::count_reference() const {
+  if (cfg_.loss != PreferenceLoss::kDpo) return 0;
+  int64_t n = 0;
+  for (const Split* s : {&train_, &val_})
+    if (s->n) n += (~torch::isnan(s->ref_chosen)).sum().item<int64_t>();
+  return n;
+}
+
+bool DpoTrainer::reference_complete() const {
+  return cfg_.loss == PreferenceLoss::kDpo && count_reference() == train_.n + val_.n;
 }
 
 std::vector<int64_t> DpoTrainer::step_rows(int64_t step, int micro) const {
@@ -283,8 +295,8 @@ std::vector<int64_t> DpoTrainer::step_rows(int64_t step, int micro) const {
   return rows;
 }
 
-torch::Tensor DpoTrainer::batch_loss(const Split& s, const std::vector<int64_t>& rows,
-                                     DpoStats* st) {
+torch::Tensor DpoTrainer::batch_loss(Split& s, const std::vector<int64_t>& rows, DpoStats* st) {
+  fill_reference(s, rows);
   const SftBatch c = s.chosen->rows(rows), r = s.rejected->rows(rows);
   const bool ckpt = cfg_.train.gradient_checkpointing && torch::GradMode::is_enabled();
   torch::Tensor pc, pr;
@@ -296,29 +308,28 @@ torch::Tensor DpoTrainer::batch_loss(const Split& s, const std::vector<int64_t>&
   if (cfg_.loss == PreferenceLoss::kOrpo)
     return orpo_loss(pc, pr, reply_token_counts(c).to(device_), reply_token_counts(r).to(device_),
                      cfg_.orpo_lambda, st);
-  if (!s.ref_chosen.defined())
-    throw std::logic_error("dpo: the reference log-probabilities were not computed (stopped)");
   const auto ids = torch::tensor(rows, torch::kLong);
   return dpo_loss(pc, pr, s.ref_chosen.index_select(0, ids).to(device_),
                   s.ref_rejected.index_select(0, ids).to(device_), cfg_.beta, st);
 }
 
-DpoStats DpoTrainer::evaluate(const Split& s) {
+DpoStats DpoTrainer::evaluate(Split& s, int64_t limit) {
   DpoStats out;
-  if (s.n == 0) return out;
-  ensure_ready();
+  const int64_t n = limit > 0 ? std::min(limit, s.n) : s.n;
+  if (n == 0) return out;
+  resolve_precision();
   const bool was_training = policy_->is_training();
   policy_->eval();
   torch::NoGradGuard no_grad;
   const int B = cfg_.train.batch_size;
-  for (int64_t i = 0; i < s.n; i += B) {
+  for (int64_t i = 0; i < n; i += B) {
     std::vector<int64_t> rows;
-    for (int64_t r = i; r < std::min(i + B, s.n); ++r) rows.push_back(r);
+    for (int64_t r = i; r < std::min(i + B, n); ++r) rows.push_back(r);
     DpoStats st;
     batch_loss(s, rows, &st);
-    add_scaled(out, st, double(rows.size()) / double(s.n));
+    add_scaled(out, st, double(rows.size()) / double(n));
   }
-  out.pairs = s.n;
+  out.pairs = n;
   policy_->train(was_training);
   return out;
 }
@@ -332,7 +343,7 @@ DpoStats DpoTrainer::evaluate_val() {
 }
 
 double DpoTrainer::train_step(DpoStats* stats, double* grad_norm) {
-  ensure_ready();
+  resolve_precision();
   policy_->train();
   optimizer_->zero_grad();
   const int k = cfg_.train.gradient_accumulation_steps;
@@ -423,25 +434,20 @@ void DpoTrainer::report_interval(Interval& iv, double lr) {
 }
 
 void DpoTrainer::maybe_eval(bool at_end) {
-  // Held-out pairs at every evaluation; the training pairs only for the final figures when
-  // there is no held-out pair (logged, not stored as metrics: train/* are the steps' means).
+  // Every held-out pair at every evaluation. Without held-out pairs, the final figures are over
+  // the first eval_batches x batch_size training pairs (logged, not stored as metrics: train/*
+  // are the steps' means), so a large file is not scored whole.
   if (last_eval_step_ == step_ || (!val_.n && !at_end)) return;
-  last_eval_ = evaluate(val_.n ? val_ : train_);
+  const int64_t limit = int64_t(cfg_.train.eval_batches) * cfg_.train.batch_size;
+  last_eval_ = val_.n ? evaluate(val_) : evaluate(train_, limit);
   last_eval_step_ = step_;
   if (val_.n) return report("val", last_eval_, 0, 0, 0);
   char buf[200];
   std::snprintf(buf, sizeof buf,
-                "all %lld training pairs at step %lld | loss %.4f | reward accuracy %.3f | "
-                "margin %.4f",
-                (long long)train_.n, (long long)step_, last_eval_.loss, last_eval_.reward_accuracy,
-                last_eval_.reward_margin);
+                "%lld training pairs at step %lld | loss %.4f | reward accuracy %.3f | margin %.4f",
+                (long long)last_eval_.pairs, (long long)step_, last_eval_.loss,
+                last_eval_.reward_accuracy, last_eval_.reward_margin);
   sink_.log(buf);
-}
-
-bool DpoTrainer::ready() const {
-  return precision_resolved_ &&
-         (cfg_.loss != PreferenceLoss::kDpo ||
-          (train_.ref_chosen.defined() && (val_.n == 0 || val_.ref_chosen.defined())));
 }
 
 DpoResult DpoTrainer::finish(TrainStatus status, std::string message) {
@@ -452,6 +458,15 @@ DpoResult DpoTrainer::finish(TrainStatus status, std::string message) {
   r.split = val_.n ? "val" : "train";
   r.last = last_eval_;
   r.message = std::move(message);
+  if (cfg_.loss == PreferenceLoss::kDpo) {
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "reference log-probabilities: %lld of %lld pairs, each computed when first used "
+                  "(%lld this run, %.1fs)",
+                  (long long)count_reference(), (long long)(train_.n + val_.n),
+                  (long long)ref_computed_, ref_seconds_);
+    sink_.log(buf);
+  }
   if (!r.message.empty()) sink_.log(r.message);
   sink_.flush();
   return r;
@@ -460,10 +475,7 @@ DpoResult DpoTrainer::finish(TrainStatus status, std::string message) {
 DpoResult DpoTrainer::run() {
   fs::create_directories(output_dir_);
   remove_stale_save_temps(output_dir_);
-  ensure_ready();
-  if (!ready())  // stopped while computing the reference log-probabilities
-    return finish(TrainStatus::kStopped,
-                  "stopped on request before the first step (no checkpoint)");
+  resolve_precision();
   const int64_t end = cfg_.train.max_steps;
   if (step_ == 0) maybe_eval(false);
   Interval iv;

@@ -4,9 +4,11 @@
 //   dpo   Direct Preference Optimization (Rafailov et al. 2023):
 //           -log sigmoid(beta * [(log pi(y_w|x) - log ref(y_w|x)) - (log pi(y_l|x) - log
 //           ref(y_l|x))])
-//         with summed log-probabilities. The reference is the starting policy, frozen: its
-//         log-probabilities are computed once before the first step (and kept in every
-//         checkpoint, so a resumed run needs no reference model).
+//         with summed log-probabilities. The reference is the starting policy, frozen: a pair's
+//         reference log-probabilities are computed once, when the pair is first used (a
+//         200-step run over a 10,000-pair file computes those of the ~1,500 pairs it draws, not
+//         all of them), cached and kept in every checkpoint; the reference model is released
+//         once every pair has them.
 //   orpo  ORPO (Hong et al. 2024), reference-free: NLL of the chosen reply + lambda * odds-ratio
 //         term, -log sigmoid(log odds(y_w|x) - log odds(y_l|x)), where odds(y|x) = P / (1 - P)
 //         and P = exp(mean log-probability per reply token). No reference pass, no second model.
@@ -102,16 +104,16 @@ struct DpoResult {
   TrainStatus status = TrainStatus::kCompleted;  // kCompleted, kStopped or kDiverged
   int64_t step = 0;
   std::string last_checkpoint;  // newest checkpoint directory ("" if none)
-  std::string split;            // "val", or "train" when there is no held-out pair
-  DpoStats last;                // that split's statistics at the end
+  std::string split;  // "val", or "train" (its first eval_batches x batch_size pairs) without one
+  DpoStats last;      // that split's statistics at the end
   std::string message;
 };
 
 class DpoTrainer {
  public:
   // `policy` on `device`, in training. `reference` (frozen, same start as the policy) is needed
-  // by dpo unless restore() finds the reference log-probabilities in the checkpoint; orpo
-  // never uses it (pass nullptr). It is released once its log-probabilities are computed.
+  // by dpo unless restore() finds every pair's reference log-probabilities in the checkpoint;
+  // orpo never uses it (pass nullptr). Without it a missing log-probability throws.
   // Throws std::invalid_argument on a bad config, std::runtime_error when no pair fits
   // max_seq_length.
   DpoTrainer(DpoConfig cfg, Transformer policy, Transformer reference,
@@ -148,7 +150,7 @@ class DpoTrainer {
  private:
   struct Split {
     std::unique_ptr<SftBatches> chosen, rejected;  // row i of each is pair i
-    torch::Tensor ref_chosen, ref_rejected;        // [n] reference log-probs (dpo)
+    torch::Tensor ref_chosen, ref_rejected;        // [n] reference log-probs (dpo; NaN = not yet)
     int64_t n = 0;
   };
   struct Interval {  // sums since the last progress line
@@ -157,13 +159,15 @@ class DpoTrainer {
     int steps = 0;
   };
   Split build(const std::vector<PreferencePair>& pairs, uint64_t* fingerprint);
-  void ensure_ready();  // precision resolved, reference log-probabilities computed
-  bool ready() const;   // what ensure_ready() does is done (false: a stop cut it short)
   void resolve_precision();
-  void compute_reference(Split& s);
+  // Reference log-probabilities of `rows` not computed yet, in one no-grad batch; the reference
+  // model is released once every pair has them.
+  void fill_reference(Split& s, const std::vector<int64_t>& rows);
+  int64_t count_reference() const;  // pairs whose reference log-probabilities are known
+  bool reference_complete() const;
   std::vector<int64_t> step_rows(int64_t step, int micro) const;
-  torch::Tensor batch_loss(const Split& s, const std::vector<int64_t>& rows, DpoStats* st);
-  DpoStats evaluate(const Split& s);
+  torch::Tensor batch_loss(Split& s, const std::vector<int64_t>& rows, DpoStats* st);
+  DpoStats evaluate(Split& s, int64_t limit = 0);  // the first `limit` pairs (0: all)
   double current_lr() const;
   bool budget_spent() const;
   void report(const char* split, const DpoStats& st, double lr, double grad_norm,
@@ -192,6 +196,8 @@ class DpoTrainer {
 
   int64_t step_ = 0;
   double train_seconds_ = 0;  // steps only; survives resume (the time budget's clock)
+  int64_t ref_computed_ = 0;  // reference log-probabilities computed by this run
+  double ref_seconds_ = 0;
   int64_t last_eval_step_ = -1, last_save_step_ = -1;
   DpoStats last_eval_;
   std::string last_checkpoint_;
@@ -199,12 +205,12 @@ class DpoTrainer {
 };
 
 // What a checkpoint written by DpoTrainer says about its run (trainer_state.json "dpo"): loss,
-// beta, orpo_lambda, and whether it holds the reference log-probabilities. Throws like
+// beta, orpo_lambda, and whether it holds every pair's reference log-probabilities. Throws like
 // read_trainer_state, and std::runtime_error when the checkpoint is not a dpo one.
 struct DpoCheckpointInfo {
   PreferenceLoss loss = PreferenceLoss::kDpo;
   double beta = 0.1, orpo_lambda = 0.1;
-  bool has_reference_logprobs = false;
+  bool reference_complete = false;  // a resume needs no reference model
 };
 DpoCheckpointInfo read_dpo_checkpoint_info(const std::string& checkpoint_dir);
 

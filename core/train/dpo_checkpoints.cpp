@@ -42,8 +42,8 @@ void DpoTrainer::write_state_files(const std::string& dir) const {
   const fs::path d(dir);
   write_file_atomic(d / kTrainingConfigFile, cfg_.train.to_yaml());
   std::map<std::string, torch::Tensor> extra;
-  const bool with_ref = cfg_.loss == PreferenceLoss::kDpo && ready();
-  if (with_ref) {
+  const bool with_ref = cfg_.loss == PreferenceLoss::kDpo;
+  if (with_ref) {  // NaN where not computed yet
     extra[ref_key("train", "chosen")] = train_.ref_chosen;
     extra[ref_key("train", "rejected")] = train_.ref_rejected;
     if (val_.n) {
@@ -69,7 +69,8 @@ void DpoTrainer::write_state_files(const std::string& dir) const {
         {"train_pairs", train_.n},
         {"val_pairs", val_.n},
         {"pairs_fingerprint", fingerprint_},
-        {"reference_logprobs", with_ref}}},
+        {"reference_logprobs", count_reference()},
+        {"reference_complete", reference_complete()}}},
   };
   write_file_atomic(d / kTrainerStateFile, s.dump(2) + "\n");
 }
@@ -127,7 +128,9 @@ void DpoTrainer::restore(const std::string& checkpoint_dir) {
                                      s.at("adamw_steps").get<int64_t>(), *optimizer_);
     auto take = [&](Split& sp, const char* split) {
       auto c = extra.find(ref_key(split, "chosen")), r = extra.find(ref_key(split, "rejected"));
-      if (sp.n == 0 || c == extra.end() || r == extra.end()) return;
+      if (sp.n == 0) return;
+      if (c == extra.end() || r == extra.end())
+        throw std::runtime_error(checkpoint_dir + ": no reference log-probabilities");
       if (c->second.numel() != sp.n || r->second.numel() != sp.n)
         throw std::runtime_error(checkpoint_dir +
                                  ": reference log-probabilities of the wrong size");
@@ -170,7 +173,7 @@ DpoCheckpointInfo read_dpo_checkpoint_info(const std::string& checkpoint_dir) {
     info.loss = parse_preference_loss(d.at("loss").get<std::string>());
     info.beta = d.at("beta").get<double>();
     info.orpo_lambda = d.at("orpo_lambda").get<double>();
-    info.has_reference_logprobs = d.value("reference_logprobs", false);
+    info.reference_complete = d.value("reference_complete", false);
   } catch (const std::exception& e) {
     throw std::runtime_error(checkpoint_dir + "/" + kTrainerStateFile +
                              ": invalid \"dpo\" section: " + e.what());

@@ -250,13 +250,14 @@ TEST(DpoTrainer, RunCheckpointsLikeTheTrainerAndLearnsThePreferences) {
       nlohmann::json::parse(ktl::read_file(out / "checkpoint-16/trainer_state.json"));
   EXPECT_EQ(state["step"], 16);
   EXPECT_EQ(state["dpo"]["loss"], "dpo");
-  EXPECT_TRUE(state["dpo"]["reference_logprobs"].get<bool>());
+  EXPECT_EQ(state["dpo"]["reference_logprobs"], 6);  // 16 steps of 2 drew every pair
+  EXPECT_TRUE(state["dpo"]["reference_complete"].get<bool>());
   EXPECT_TRUE(fs::exists(out / "checkpoint-16/training_config.yaml"));
   EXPECT_EQ(ktl::read_checkpoint_meta(out / "checkpoint-16").extra.at("dpo_loss"), "dpo");
 }
 
-// A stop request checkpoints at the next step; a new trainer restored from that checkpoint,
-// without a reference model (the log-probabilities are in it), ends with the weights of an
+// A stop request checkpoints at the next step; a new trainer restored from that checkpoint (the
+// reference log-probabilities computed so far come from it) ends with the weights of an
 // uninterrupted run.
 TEST(DpoTrainer, StopThenRestoreEndsWithTheUninterruptedWeights) {
   auto& f = fx();
@@ -287,8 +288,8 @@ TEST(DpoTrainer, StopThenRestoreEndsWithTheUninterruptedWeights) {
 
   auto ck = ktl::load_checkpoint(parts / "checkpoint-4");
   ck.model->train();
-  ktl::DpoTrainer second(c, ck.model, ktl::Transformer(nullptr), f.tok, f.tmpl, train, val,
-                         parts.path(), quiet, torch::kCPU);
+  ktl::DpoTrainer second(c, ck.model, tiny_model(6), f.tok, f.tmpl, train, val, parts.path(), quiet,
+                         torch::kCPU);
   second.restore(parts / "checkpoint-4");
   EXPECT_EQ(second.step(), 4);
   const auto done = second.run();
@@ -322,10 +323,16 @@ TEST(DpoTrainer, RestoreRefusesAnotherLossOrOtherPairs) {
   ktl::ConsoleMetricsSink quiet(stdout);
   auto c = small_config();
   c.train.max_steps = 2;
+  c.train.save_steps = 1;
   ktl::DpoTrainer(c, tiny_model(7), tiny_model(7), f.tok, f.tmpl, pairs(), {}, out.path(), quiet,
                   torch::kCPU)
       .run();
   const std::string ck = out / "checkpoint-2";
+  // Reference log-probabilities are computed for the pairs drawn, not for all of them (the
+  // final evaluation over every training pair then adds the rest).
+  const auto state = nlohmann::json::parse(ktl::read_file(out / "checkpoint-1/trainer_state.json"));
+  EXPECT_LE(state["dpo"]["reference_logprobs"].get<int>(), 2);  // 1 step of 2 pairs
+  EXPECT_FALSE(state["dpo"]["reference_complete"].get<bool>());
   ktl::DpoTrainer orpo(small_config(ktl::PreferenceLoss::kOrpo), tiny_model(7), nullptr, f.tok,
                        f.tmpl, pairs(), {}, out.path(), quiet, torch::kCPU);
   try {
@@ -368,7 +375,7 @@ TEST(DpoTrainer, OrpoNeedsNoReferenceAndRaisesTheChosenReplies) {
   EXPECT_TRUE(sink.has("metric train/log_odds"));
   const auto state = nlohmann::json::parse(ktl::read_file(out / "final/trainer_state.json"));
   EXPECT_EQ(state["dpo"]["loss"], "orpo");
-  EXPECT_FALSE(state["dpo"]["reference_logprobs"].get<bool>());
+  EXPECT_EQ(state["dpo"]["reference_logprobs"], 0);
 }
 
 }  // namespace
