@@ -95,7 +95,7 @@ int run_sft(const Args& args) {
   const int64_t old_vocab = ck.config.vocab_size;
   // "chatml" moves a checkpoint whose tokenizer only reserved the legacy markers (made before
   // ChatML) to ChatML; a resumed run keeps the format it started with.
-  const std::string want_format = args.get("chat-format");
+  const std::string want_format = args.has("chat-format") ? args.get("chat-format") : "keep";
   if (want_format != "keep" && want_format != "chatml")
     throw ktl::cli::UsageError("--chat-format must be keep or chatml, not '" + want_format + "'");
   const ktl::ChatFormat want = want_format == "chatml" && !args.has("resume-from")

@@ -259,6 +259,11 @@ void JobRunner::monitor(std::shared_ptr<Running> r, Job job) {
                                : JobStatus::kFailed;
   if (to == JobStatus::kInterrupted) error = "the server stopped while this job ran";
   if (to == JobStatus::kCancelled) error.clear();
+  try {  // the job's checkpoint list names only directories that exist
+    store_.prune_missing_checkpoints(job.id);
+  } catch (const std::exception& e) {
+    spdlog::warn("job {}: cannot prune its checkpoint list: {}", job.id, e.what());
+  }
   record_outcome(job.id, to, error);
   spdlog::info("job {} ({}) {}{}{}", job.id, job.name, to_string(to), error.empty() ? "" : ": ",
                error);

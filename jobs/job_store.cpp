@@ -1,5 +1,7 @@
 #include "jobs/job_store.h"
 
+#include <filesystem>
+
 #include <cmath>
 #include <limits>
 
@@ -310,6 +312,20 @@ std::vector<CheckpointRecord> JobStore::checkpoints(int64_t job_id) {
   }
   st.reset();
   return out;
+}
+
+int JobStore::prune_missing_checkpoints(int64_t job_id) {
+  int removed = 0;
+  for (const CheckpointRecord& c : checkpoints(job_id)) {
+    std::error_code ec;
+    if (std::filesystem::exists(c.path, ec) || ec) continue;  // unsure: keep it
+    std::lock_guard<std::mutex> lock(mu_);
+    Transaction tx(db_);
+    db_delete_checkpoint(db_, job_id, c);
+    tx.commit();
+    ++removed;
+  }
+  return removed;
 }
 
 std::vector<EventRecord> JobStore::events_since(int64_t job_id, int64_t after_id, int limit) {

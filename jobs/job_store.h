@@ -90,6 +90,9 @@ class JobStore {
   std::vector<SampleRecord> samples(int64_t job_id, int64_t since_step = INT64_MIN,
                                     int limit = 1000);
   std::vector<CheckpointRecord> checkpoints(int64_t job_id);  // by step
+  // Removes the rows of checkpoints whose directory is gone (rotation deleted it, but a crash
+  // came before the trainer's report of that reached the database); returns how many.
+  int prune_missing_checkpoints(int64_t job_id);
   // Events with id > after_id, oldest first; job_id 0 = every job.
   std::vector<EventRecord> events_since(int64_t job_id, int64_t after_id, int limit = 1000);
   // The last `n` lines, oldest first.

@@ -524,10 +524,12 @@ TrainResult Trainer::run(int64_t until_step) {
       aside([&] { maybe_eval(false, &early); });
       early = agree_any(early);  // rank 0 evaluated; everyone stops together
     }
-    if (config_.save_steps > 0 && step_ % config_.save_steps == 0)
-      aside([&] { save_checkpoint_now(true); });
+    // Samples before the checkpoint of the same step: a run resumed from that checkpoint does
+    // not redo its step's samples, so they must be stored (the save flushes) before it exists.
     if (config_.sample_steps > 0 && step_ % config_.sample_steps == 0)
       aside([&] { write_samples(); });
+    if (config_.save_steps > 0 && step_ % config_.save_steps == 0)
+      aside([&] { save_checkpoint_now(true); });
     if (early) {
       if (last_save_step_ != step_) aside([&] { save_checkpoint_now(true); });
       point_link("final", last_checkpoint_);
@@ -539,9 +541,9 @@ TrainResult Trainer::run(int64_t until_step) {
     return finish(TrainStatus::kPaused, "");
   }
   // The end: always leave an evaluated final checkpoint.
-  if (last_save_step_ != step_) aside([&] { save_checkpoint_now(true); });
   if (config_.sample_steps > 0 && step_ % config_.sample_steps != 0)
     aside([&] { write_samples(); });
+  if (last_save_step_ != step_) aside([&] { save_checkpoint_now(true); });
   point_link("final", last_checkpoint_);
   return finish(TrainStatus::kCompleted, "");
 }
