@@ -9,6 +9,7 @@
 #include <httplib.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -96,7 +97,8 @@ int rounds_wanted() {
 }
 
 TEST_F(ServeFaultTest, PowerLossRoundsLoseAndDoubleNoMetricRow) {
-  const int max_steps = 300;
+  const int rounds = rounds_wanted();
+  const int max_steps = std::max(300, 60 * rounds);  // long enough for every round to kill
   int64_t ref = 0, victim = 0;
   {
     auto server = start_server("serve-ref");
@@ -109,7 +111,6 @@ TEST_F(ServeFaultTest, PowerLossRoundsLoseAndDoubleNoMetricRow) {
     server->stop();
   }
   std::mt19937 rng(28);
-  const int rounds = rounds_wanted();
   int kills_in_training = 0;
   for (int round = 0; round < rounds; ++round) {
     auto server = start_server("serve-" + std::to_string(round));
@@ -141,7 +142,7 @@ TEST_F(ServeFaultTest, PowerLossRoundsLoseAndDoubleNoMetricRow) {
   }, std::chrono::seconds(300)))
       << j.dump() << server->log();
   server->stop();
-  std::printf("power loss: %d rounds, %d with the trainer killed, resumed %d times\n", rounds,
+  std::printf("power loss: %d rounds asked, %d killed the trainer, resumed %d times\n", rounds,
               kills_in_training, j.value("resume_count", 0));
   EXPECT_GT(kills_in_training, 0);
   jobs::JobStore store((root_ / "ktl.db").string());
