@@ -222,6 +222,15 @@ int train_tokenizer_into(TokenizerTrainOptions opts, const fs::path& out_dir) {
     opts.vocab_size = fit;
     train_tokenizer(opts);
   }
+  // SentencePiece ignores a failed write of its model file (found by the full fault walk: a
+  // truncated model was renamed into place); load it before it takes the final name.
+  try {
+    Tokenizer::load(prefix + ".model");
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot write " + prefix +
+                             ".model: SentencePiece wrote an incomplete model (disk full or I/O "
+                             "error?): " + e.what());
+  }
   fsync_file(prefix + ".model");
   fs::rename(prefix + ".model", out_dir / "tokenizer.model");
   fs::rename(prefix + ".vocab", out_dir / "tokenizer.vocab");

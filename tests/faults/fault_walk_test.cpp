@@ -235,8 +235,12 @@ TEST_F(FaultWalkTest, DataDirNeverHoldsAPartialShardOrTokenizer) {
     const int code = run_ktl(args(out.string()), testing::fault_env(out.string(), f), log);
     const std::string text = read_text(log);
     EXPECT_NE(code, 0) << text;
+    // The errno, except where SentencePiece swallowed it (its model write): then the check of
+    // its file says so.
     if (!testing::errno_words(f.error).empty()) {
-      EXPECT_NE(text.find(testing::errno_words(f.error)), std::string::npos) << text;
+      EXPECT_TRUE(text.find(testing::errno_words(f.error)) != std::string::npos ||
+                  text.find("SentencePiece wrote an incomplete model") != std::string::npos)
+          << text;
     }
     // Whatever is in place under its final name is whole.
     for (const char* s : {"train.bin", "val.bin", "test.bin"}) {
