@@ -49,7 +49,8 @@ class ServeFaultTest : public ::testing::Test {
     testing::make_tiny_data((root_ / "tiny").string());
     std::ofstream(root_ / "training.yaml")
         << "batch_size: 2\nmax_seq_length: 32\nlearning_rate: 1.0e-3\nwarmup_steps: 2\n"
-           "eval_batches: 1\nlog_steps: 1\nnum_threads: 1\nkeep_last_checkpoints: 2\n";
+           "eval_batches: 1\nlog_steps: 1\nnum_threads: 1\nkeep_last_checkpoints: 2\n"
+           "bf16: false\n";  // auto picks by timing: the two runs could differ under load
   }
   json spec(int max_steps, const std::string& output_dir = "") {
     json o = {{"config", "training.yaml"}, {"model_config", "tiny/model.yaml"},

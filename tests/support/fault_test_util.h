@@ -187,6 +187,7 @@ inline std::vector<std::string> tiny_train_args(const std::string& data, const s
           "1",              "--eval-batches", "1",
           "--eval-steps",   std::to_string(save_steps), "--sample-steps",
           std::to_string(sample_steps), "--warmup-steps", "2",
+          "--bf16",         "false",  // auto picks by timing: runs under load could differ
           "--log-steps",    "1",              "--max-steps",
           std::to_string(max_steps), "--save-steps", std::to_string(save_steps)};
 }
