@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/training_overrides.h"
 #include "cli/dpo_onpolicy.h"
 #include "cli/stop_on_signal.h"
 #include "core/base/file_util.h"
@@ -59,24 +60,8 @@ struct DpoSettings {
 
 // DPO defaults, then --config (or the checkpoint's training_config.yaml), then each flag.
 ktl::TrainingConfig resolve_training_config(const Args& args) {
-  ktl::TrainingConfig c = ktl::dpo_training_defaults();
-  std::string path = args.get("config");
-  if (path.empty() && args.has("resume-from")) {
-    const auto p = fs::path(args.get("resume-from")) / ktl::kTrainingConfigFile;
-    if (fs::exists(p)) path = p.string();
-  }
-  if (!path.empty()) ktl::load_training_config_into(path, c);
-  for (const auto& [name, value] : args.items()) {
-    if (std::find(kOwnFlags.begin(), kOwnFlags.end(), name) != kOwnFlags.end()) continue;
-    const std::string key = ktl::training_key_from_flag(name);
-    if (key.empty()) throw UsageError("unknown flag --" + name + " (see 'ktl dpo --help')");
-    try {
-      ktl::set_training_key(c, key, value);
-    } catch (const std::invalid_argument& e) {
-      throw UsageError("--" + name + " (" + key + "): " + e.what());
-    }
-  }
-  return c;
+  return ktl::cli::resolve_training_overrides(args, ktl::dpo_training_defaults(), kOwnFlags,
+                                              "dpo");
 }
 
 DpoSettings resolve_settings(const Args& args) {

@@ -11,6 +11,7 @@
 
 #include "cli/chat_split_flags.h"
 #include "cli/command.h"
+#include "cli/training_overrides.h"
 #include "core/data/chat_data.h"
 #include "core/data/chat_split.h"
 #include "core/model/checkpoint.h"
@@ -44,23 +45,9 @@ const std::vector<std::string> kOwnFlags = {
     "job-id",       "chat-format"};
 
 ktl::TrainingConfig resolve_config(const Args& args) {
-  ktl::TrainingConfig c = ktl::sft_training_defaults();
-  std::string path = args.get("config");
-  if (path.empty() && args.has("resume-from")) {
-    const auto p = fs::path(args.get("resume-from")) / "training_config.yaml";
-    if (fs::exists(p)) path = p.string();
-  }
-  if (!path.empty()) ktl::load_training_config_into(path, c);
-  for (const auto& [name, value] : args.items()) {
-    if (std::find(kOwnFlags.begin(), kOwnFlags.end(), name) != kOwnFlags.end()) continue;
-    const std::string key = ktl::training_key_from_flag(name);
-    if (key.empty()) throw UsageError("unknown flag --" + name + " (see 'ktl sft --help')");
-    try {
-      ktl::set_training_key(c, key, value);
-    } catch (const std::invalid_argument& e) {
-      throw UsageError("--" + name + " (" + key + "): " + e.what());
-    }
-  }
+  ktl::TrainingConfig c =
+      ktl::cli::resolve_training_overrides(args, ktl::sft_training_defaults(), kOwnFlags,
+                                           "sft");
   c.validate();
   return c;
 }
