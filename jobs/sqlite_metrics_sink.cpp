@@ -165,22 +165,14 @@ void SqliteMetricsSink::write_pending() {
     in_flight_ = 0;
     last_error_.clear();
   } catch (const std::exception& e) {
-    // Keep the rows (in order, before newer ones) and retry on the next flush. The message
-    // names the file and the operating system's errno (ENOSPC, EIO), not only SQLite's words;
-    // SQLite keeps the errno of I/O errors only, and SQLITE_FULL is ENOSPC.
+    // Keep the rows (in order, before newer ones) and retry on the next flush. SqliteError
+    // names the file and the errno; only SQLite's read-only fallback (it could not open the file
+    // for writing and forgot why) needs the filesystem asked.
+    std::string why = e.what();
     const auto* se = dynamic_cast<const SqliteError*>(&e);
-    const int os_errno = se && (se->code & 0xff) == SQLITE_FULL
-                             ? ENOSPC
-                             : sqlite3_system_errno(db_->handle());
-    std::string why = std::string(e.what()).find(db_->path()) == std::string::npos
-                          ? "cannot write " + db_->path() + ": " + e.what()
-                          : std::string(e.what());
-    if (os_errno != 0) {
-      if (why.find(std::strerror(os_errno)) == std::string::npos)
-        why += " (" + std::string(std::strerror(os_errno)) + ")";
+    if (se && (se->code & 0xff) == SQLITE_READONLY) {
+      if (std::string probe = probe_writable(db_->path()); !probe.empty()) why += " (" + probe + ")";
     }
-    else if (std::string probe = probe_writable(db_->path()); !probe.empty())
-      why += " (" + probe + ")";
     std::fprintf(stderr, "job sink: %s (will retry)\n", why.c_str());
     std::lock_guard<std::mutex> lock(mu_);
     last_error_ = why;
