@@ -49,6 +49,7 @@ void save_weights_safetensors(TransformerImpl& model, const std::string& path) {
   std::vector<torch::Tensor> keep;  // contiguous fp32 CPU copies live until written
   std::vector<StTensorView> views;
   for (const auto& p : model.named_parameters()) {
+    if (is_lora_parameter(p.key())) continue;  // adapters are saved on their own (PEFT files)
     auto t = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
     keep.push_back(t);
     views.push_back({hf_parameter_name(p.key()), StDtype::F32,
@@ -62,6 +63,7 @@ void load_weights_safetensors(TransformerImpl& model, const std::string& path) {
   auto file = SafetensorsFile::open(path);
   torch::NoGradGuard no_grad;
   for (auto& p : model.named_parameters()) {
+    if (is_lora_parameter(p.key())) continue;
     const std::string name = hf_parameter_name(p.key());
     const StTensorInfo* info = file.find(name);
     if (!info) throw std::runtime_error(path + ": missing tensor '" + name + "'");

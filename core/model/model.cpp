@@ -26,10 +26,10 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
     : n_heads(c.num_heads), n_kv_heads(c.num_kv_heads), head_dim(c.head_dim()) {
-  q_proj = register_module("q_proj", linear(c.hidden_size, n_heads * head_dim));
-  k_proj = register_module("k_proj", linear(c.hidden_size, n_kv_heads * head_dim));
-  v_proj = register_module("v_proj", linear(c.hidden_size, n_kv_heads * head_dim));
-  o_proj = register_module("o_proj", linear(n_heads * head_dim, c.hidden_size));
+  q_proj = register_module("q_proj", Projection(c.hidden_size, n_heads * head_dim));
+  k_proj = register_module("k_proj", Projection(c.hidden_size, n_kv_heads * head_dim));
+  v_proj = register_module("v_proj", Projection(c.hidden_size, n_kv_heads * head_dim));
+  o_proj = register_module("o_proj", Projection(n_heads * head_dim, c.hidden_size));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos,
@@ -46,9 +46,9 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
 }
 
 MlpImpl::MlpImpl(const ModelConfig& c) {
-  gate_proj = register_module("gate_proj", linear(c.hidden_size, c.intermediate_size));
-  up_proj = register_module("up_proj", linear(c.hidden_size, c.intermediate_size));
-  down_proj = register_module("down_proj", linear(c.intermediate_size, c.hidden_size));
+  gate_proj = register_module("gate_proj", Projection(c.hidden_size, c.intermediate_size));
+  up_proj = register_module("up_proj", Projection(c.hidden_size, c.intermediate_size));
+  down_proj = register_module("down_proj", Projection(c.intermediate_size, c.hidden_size));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
@@ -90,6 +90,7 @@ void TransformerImpl::init_weights(uint64_t seed) {
   for (auto& p : named_parameters()) {
     const std::string& name = p.key();
     auto& t = p.value();
+    if (is_lora_parameter(name)) continue;
     if (t.dim() == 1) {
       t.fill_(1.0);  // RMSNorm gains
       continue;
@@ -173,6 +174,11 @@ std::string module_parameter_name(const std::string& hf_name) {
   if (hf_name == "lm_head.weight") return hf_name;
   if (hf_name.rfind("model.", 0) == 0) return hf_name.substr(6);
   return "";
+}
+
+bool is_lora_parameter(const std::string& module_name) {
+  return module_name.find(".lora_A") != std::string::npos ||
+         module_name.find(".lora_B") != std::string::npos;
 }
 
 }  // namespace ktl

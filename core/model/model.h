@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/model/model_config.h"
+#include "core/model/projection.h"
 
 namespace ktl {
 
@@ -39,7 +40,7 @@ class AttentionImpl : public torch::nn::Module {
                         const torch::Tensor& cos,            // [T, Dh]
                         const torch::Tensor& sin,            // [T, Dh]
                         const torch::Tensor& allowed = {});  // [B, T, T] bool
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Projection q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t n_heads, n_kv_heads, head_dim;
 };
 TORCH_MODULE(Attention);
@@ -48,7 +49,7 @@ class MlpImpl : public torch::nn::Module {
  public:
   explicit MlpImpl(const ModelConfig& c);
   torch::Tensor forward(const torch::Tensor& x);  // [..., D] -> [..., D]
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Projection gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
@@ -109,5 +110,8 @@ TORCH_MODULE(Transformer);
 // "lm_head.weight" stays. The inverse returns "" for names that are not ours.
 std::string hf_parameter_name(const std::string& module_name);
 std::string module_parameter_name(const std::string& hf_name);
+// True for an attached adapter's parameters ("layers.0.self_attn.q_proj.lora_A"): they are not
+// part of the base model's weights (checkpoints skip them; core/adapters saves them).
+bool is_lora_parameter(const std::string& module_name);
 
 }  // namespace ktl
