@@ -63,20 +63,22 @@ void KvCacheManager::release(int block) {
   }
 }
 
-int KvCacheManager::attach_cached_prefix(uint64_t seq, const std::vector<int>& tokens) {
+int KvCacheManager::attach_cached_prefix(uint64_t seq, const std::vector<int>& tokens,
+                                         uint64_t salt) {
   Table& t = tables_[seq];
   if (!t.blocks.empty()) throw std::logic_error("attach_cached_prefix: sequence has blocks");
   if (!enable_prefix_cache_ || tokens.empty()) return 0;
   const int max_blocks = static_cast<int>(tokens.size() - 1) / block_size_;
   prefix_queries_ += tokens.size();
-  uint64_t h = 0;
+  uint64_t h = salt;  // the chain starts at the salt: another adapter's blocks never match
   for (int i = 0; i < max_blocks; ++i) {
     const int* toks = tokens.data() + static_cast<size_t>(i) * block_size_;
     h = chain_hash(h, toks, block_size_);
     auto it = hash_to_block_.find(h);
     if (it == hash_to_block_.end()) break;
     Block& b = blocks_[it->second];
-    if (!std::equal(b.tokens.begin(), b.tokens.end(), toks)) break;  // hash collision
+    if (b.salt != salt || !std::equal(b.tokens.begin(), b.tokens.end(), toks))
+      break;  // hash collision
     take_from_free_queue(it->second);
     ++b.ref_count;
     t.blocks.push_back(it->second);
@@ -99,7 +101,7 @@ bool KvCacheManager::allocate_slots(uint64_t seq, int num_tokens) {
 }
 
 void KvCacheManager::cache_full_blocks(uint64_t seq, const std::vector<int>& tokens,
-                                       int num_computed) {
+                                       int num_computed, uint64_t salt) {
   if (!enable_prefix_cache_) return;
   auto it = tables_.find(seq);
   if (it == tables_.end()) return;
@@ -107,7 +109,7 @@ void KvCacheManager::cache_full_blocks(uint64_t seq, const std::vector<int>& tok
   const int full = std::min(num_computed / block_size_, static_cast<int>(t.blocks.size()));
   for (int i = t.num_cached_blocks; i < full; ++i) {
     const int* toks = tokens.data() + static_cast<size_t>(i) * block_size_;
-    const uint64_t prev = i == 0 ? 0 : t.hashes[i - 1];
+    const uint64_t prev = i == 0 ? salt : t.hashes[i - 1];
     const uint64_t h = chain_hash(prev, toks, block_size_);
     t.hashes.push_back(h);
     Block& b = blocks_[t.blocks[i]];
@@ -115,6 +117,7 @@ void KvCacheManager::cache_full_blocks(uint64_t seq, const std::vector<int>& tok
     if (!b.cached && hash_to_block_.count(h) == 0) {
       b.cached = true;
       b.hash = h;
+      b.salt = salt;
       b.tokens.assign(toks, toks + block_size_);
       hash_to_block_[h] = t.blocks[i];
     }

@@ -4,6 +4,8 @@
 // table (block ids in order; token i lives in block table[i / block_size], slot i % block_size).
 // Blocks are ref-counted: a full block whose tokens were computed is content-addressed by
 // hash(previous block's hash, its tokens) and shared by every sequence with the same prefix.
+// A sequence's cache salt (the LoRA adapter it runs under; 0 = the base model) seeds the chain:
+// the same tokens under another adapter have other K/V, so their blocks are never shared.
 // When its last user frees it, a cached block stays in the free queue with its contents intact
 // and can be revived by a later prefix lookup until it is evicted (reallocated, LRU first).
 //
@@ -41,8 +43,9 @@ class KvCacheManager {
 
   // For a sequence without blocks: attaches the longest run of cached full blocks matching the
   // start of `tokens` (leaving at least one token to compute, so the last position's logits
-  // exist) and returns how many tokens they cover (a multiple of block_size).
-  int attach_cached_prefix(uint64_t seq, const std::vector<int>& tokens);
+  // exist) and returns how many tokens they cover (a multiple of block_size). Only blocks
+  // published under the same `salt` match; the sequence keeps the salt for cache_full_blocks.
+  int attach_cached_prefix(uint64_t seq, const std::vector<int>& tokens, uint64_t salt = 0);
 
   // Grows the sequence's block table to hold `num_tokens` tokens. Returns false, allocating
   // nothing, when the free queue is too short.
@@ -50,7 +53,9 @@ class KvCacheManager {
 
   // Publishes the sequence's full blocks whose tokens are all computed ([0, num_computed)) in
   // the prefix cache. `tokens` is the sequence's token list (at least num_computed long).
-  void cache_full_blocks(uint64_t seq, const std::vector<int>& tokens, int num_computed);
+  // `salt` as for attach_cached_prefix (a sequence's blocks are all published under one salt).
+  void cache_full_blocks(uint64_t seq, const std::vector<int>& tokens, int num_computed,
+                         uint64_t salt = 0);
 
   // Releases every block of the sequence (cached ones stay revivable). No-op when unknown.
   void free(uint64_t seq);
@@ -65,6 +70,7 @@ class KvCacheManager {
     int ref_count = 0;
     bool cached = false;  // present in hash_to_block_
     uint64_t hash = 0;
+    uint64_t salt = 0;        // the cache salt it was published under (guards collisions)
     std::vector<int> tokens;  // the block's tokens when cached (guards hash collisions)
     std::list<int>::iterator free_it;
     bool in_free_queue = false;

@@ -27,7 +27,7 @@ Scheduler::Scheduler(const SchedulerConfig& cfg, KvCacheManager* kv) : cfg_(cfg)
 }
 
 void Scheduler::add(uint64_t id, std::vector<int> prompt, bool use_prefix_cache,
-                    uint64_t share_prompt_of) {
+                    uint64_t share_prompt_of, uint64_t cache_salt) {
   if (prompt.empty()) throw std::invalid_argument("Scheduler::add: empty prompt");
   if (requests_.count(id)) throw std::invalid_argument("Scheduler::add: duplicate request id");
   auto r = std::make_unique<SchedRequest>();
@@ -36,6 +36,7 @@ void Scheduler::add(uint64_t id, std::vector<int> prompt, bool use_prefix_cache,
   r->tokens = std::move(prompt);
   r->use_prefix_cache = use_prefix_cache;
   r->share_prompt_of = share_prompt_of;
+  r->cache_salt = cache_salt;
   waiting_.push_back(r.get());
   requests_.emplace(id, std::move(r));
 }
@@ -101,7 +102,8 @@ void Scheduler::schedule_waiting(SchedulerOutput* out, int* budget) {
       continue;
     }
     const bool first_admission = r->state == RequestState::kWaiting;
-    const int cached = r->use_prefix_cache ? kv_->attach_cached_prefix(r->id, r->tokens) : 0;
+    const int cached = r->use_prefix_cache ? kv_->attach_cached_prefix(r->id, r->tokens, r->cache_salt)
+                                          : 0;
     const int num_new = std::min(static_cast<int>(r->tokens.size()) - cached, *budget);
     if (!kv_->allocate_slots(r->id, cached + num_new)) {
       kv_->free(r->id);  // FCFS: the head waits for blocks, nobody overtakes it
@@ -133,7 +135,7 @@ void Scheduler::complete_step(const SchedulerOutput& out) {
     SchedRequest* r = it->second.get();
     if (r->state != RequestState::kRunning || r->num_computed_tokens != s.start) continue;
     r->num_computed_tokens += s.num_tokens;
-    kv_->cache_full_blocks(r->id, r->tokens, r->num_computed_tokens);
+    kv_->cache_full_blocks(r->id, r->tokens, r->num_computed_tokens, r->cache_salt);
   }
 }
 

@@ -52,6 +52,7 @@ struct SchedRequest {
   int num_preemptions = 0;
   bool use_prefix_cache = true;  // false: never attach cached blocks (prompt logprobs)
   uint64_t share_prompt_of = 0;  // a fork's leader; 0 = none
+  uint64_t cache_salt = 0;       // prefix-cache namespace (the LoRA adapter); 0 = the base
   RequestState state = RequestState::kWaiting;
 };
 
@@ -76,9 +77,11 @@ class Scheduler {
   Scheduler(const SchedulerConfig& cfg, KvCacheManager* kv);
 
   // Queues a request (FCFS). `prompt` must not be empty; ids must be unique. A request with
-  // use_prefix_cache false recomputes its whole prompt; share_prompt_of names a fork's leader.
+  // use_prefix_cache false recomputes its whole prompt; share_prompt_of names a fork's leader;
+  // cache_salt keeps its cached blocks apart from other salts' (KvCacheManager), also after a
+  // preemption.
   void add(uint64_t id, std::vector<int> prompt, bool use_prefix_cache = true,
-           uint64_t share_prompt_of = 0);
+           uint64_t share_prompt_of = 0, uint64_t cache_salt = 0);
   SchedulerOutput schedule();
   // After the model computed `out`: advances num_computed_tokens and publishes full blocks in
   // the prefix cache. Requests finished or cancelled since schedule() are skipped.

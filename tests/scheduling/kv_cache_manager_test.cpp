@@ -133,5 +133,27 @@ TEST(KvCacheManager, DisabledPrefixCacheNeverHits) {
   EXPECT_EQ(kv.stats().cached_blocks, 0);
 }
 
+// The same tokens under another salt (a LoRA adapter) have other K/V: never shared; under the
+// same salt they are.
+TEST(KvCacheManager, SaltsKeepPrefixesApart) {
+  KvCacheManager kv(16, 4);
+  auto a = iota_tokens(10);
+  ASSERT_EQ(kv.attach_cached_prefix(1, a, /*salt=*/7), 0);
+  ASSERT_TRUE(kv.allocate_slots(1, 10));
+  kv.cache_full_blocks(1, a, 10, 7);
+  EXPECT_EQ(kv.stats().cached_blocks, 2);
+  EXPECT_EQ(kv.attach_cached_prefix(2, a, /*salt=*/0), 0);  // the base model
+  EXPECT_EQ(kv.attach_cached_prefix(3, a, /*salt=*/8), 0);  // another adapter
+  EXPECT_EQ(kv.attach_cached_prefix(4, a, /*salt=*/7), 8);  // the same adapter
+  EXPECT_EQ(kv.block_table(4)[0], kv.block_table(1)[0]);
+  // Published under salt 0, the same content gets blocks of its own.
+  ASSERT_TRUE(kv.allocate_slots(2, 10));
+  kv.cache_full_blocks(2, a, 10, 0);
+  EXPECT_EQ(kv.stats().cached_blocks, 4);
+  EXPECT_NE(kv.block_table(2)[0], kv.block_table(1)[0]);
+  EXPECT_EQ(kv.attach_cached_prefix(5, a, 0), 8);
+  EXPECT_EQ(kv.block_table(5)[0], kv.block_table(2)[0]);
+}
+
 }  // namespace
 }  // namespace ktl

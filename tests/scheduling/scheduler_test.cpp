@@ -175,5 +175,28 @@ TEST(Scheduler, HeadOfQueueWaitsForBlocksNobodyOvertakes) {
   EXPECT_EQ(kv.num_free_blocks(), 1);
 }
 
+// A request's cache salt holds for admission and block publication: its blocks are found again
+// under its own salt only (a preempted request is re-admitted through the same path).
+TEST(Scheduler, CacheSaltSeparatesPrefixes) {
+  KvCacheManager kv(8, 4);
+  Scheduler s({4, 64}, &kv);
+  s.add(1, prompt(9, 100), true, 0, /*cache_salt=*/5);
+  run_step(s, s.schedule());
+  s.add(2, prompt(9, 100), true, 0, /*cache_salt=*/6);
+  s.add(3, prompt(9, 100), true, 0, /*cache_salt=*/5);
+  auto o = s.schedule();
+  EXPECT_EQ(s.find(2)->num_cached_tokens, 0);
+  EXPECT_EQ(s.find(3)->num_cached_tokens, 8);
+  EXPECT_EQ(s.find(3)->cache_salt, 5u);
+  run_step(s, o);
+  s.finish(1);
+  s.finish(3);
+  // Salt 6 now finds request 2's blocks, not salt 5's.
+  s.add(4, prompt(9, 100), true, 0, 6);
+  auto o2 = s.schedule();
+  EXPECT_EQ(s.find(4)->num_cached_tokens, 8);  // request 2's published blocks
+  EXPECT_EQ(kv.block_table(4)[0], kv.block_table(2)[0]);
+}
+
 }  // namespace
 }  // namespace ktl
