@@ -132,6 +132,39 @@ void unpermute_rope_rows(const float* src, float* dst, int64_t rows, int64_t col
     std::memcpy(dst + hf_row(r, rows / n_heads) * cols, src + r * cols, cols * sizeof(float));
 }
 
+std::vector<float> safetensors_to_f32(const SafetensorsFile& st, const StTensorInfo& t) {
+  const size_t n = t.nbytes / st_dtype_size(t.dtype);
+  std::vector<float> out(n);
+  const auto* p = static_cast<const uint8_t*>(st.data(t));
+  if (t.dtype == StDtype::F32) {
+    std::memcpy(out.data(), p, n * 4);
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t h = uint16_t(p[2 * i] | (p[2 * i + 1] << 8));
+      out[i] = t.dtype == StDtype::F16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
+    }
+  }
+  return out;
+}
+
+std::string encode_gguf_tensor(const std::vector<float>& x, GgmlType type) {
+  std::string out;
+  if (type == GgmlType::kF32) {
+    out.assign(reinterpret_cast<const char*>(x.data()), x.size() * 4);
+  } else if (type == GgmlType::kF16) {
+    out.resize(x.size() * 2);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const uint16_t h = fp32_to_fp16(x[i]);
+      out[2 * i] = char(h & 0xff);
+      out[2 * i + 1] = char(h >> 8);
+    }
+  } else {
+    out.resize(x.size() / kQ8Block * kQ8BlockBytes);
+    quantize_q8_0(x.data(), x.size(), reinterpret_cast<uint8_t*>(&out[0]));
+  }
+  return out;
+}
+
 namespace {
 
 struct Expected {
@@ -164,39 +197,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
-}
-
-std::vector<float> to_floats(const SafetensorsFile& st, const StTensorInfo& t) {
-  const size_t n = t.nbytes / st_dtype_size(t.dtype);
-  std::vector<float> out(n);
-  const auto* p = static_cast<const uint8_t*>(st.data(t));
-  if (t.dtype == StDtype::F32) {
-    std::memcpy(out.data(), p, n * 4);
-  } else {
-    for (size_t i = 0; i < n; ++i) {
-      const uint16_t h = uint16_t(p[2 * i] | (p[2 * i + 1] << 8));
-      out[i] = t.dtype == StDtype::F16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
-    }
-  }
-  return out;
-}
-
-std::string encode(const std::vector<float>& x, GgmlType type) {
-  std::string out;
-  if (type == GgmlType::kF32) {
-    out.assign(reinterpret_cast<const char*>(x.data()), x.size() * 4);
-  } else if (type == GgmlType::kF16) {
-    out.resize(x.size() * 2);
-    for (size_t i = 0; i < x.size(); ++i) {
-      const uint16_t h = fp32_to_fp16(x[i]);
-      out[2 * i] = char(h & 0xff);
-      out[2 * i + 1] = char(h >> 8);
-    }
-  } else {
-    out.resize(x.size() / kQ8Block * kQ8BlockBytes);
-    quantize_q8_0(x.data(), x.size(), reinterpret_cast<uint8_t*>(&out[0]));
-  }
-  return out;
 }
 
 void set_model_metadata(GgufWriter& w, const ModelConfig& c, const std::string& name,
@@ -302,13 +302,13 @@ int add_weight_tensors(GgufWriter& w, const SafetensorsFile& st, const std::stri
     const int heads = e.rope_heads;
     const int64_t rows = e.shape[0], cols = e.shape.size() > 1 ? e.shape[1] : 1;
     w.add_tensor(gguf_tensor_name(e.hf_name), type, ne, [&st, t, heads, rows, cols, type] {
-      std::vector<float> x = to_floats(st, *t);
+      std::vector<float> x = safetensors_to_f32(st, *t);
       if (heads > 0) {
         std::vector<float> y(x.size());
         permute_rope_rows(x.data(), y.data(), rows, cols, heads);
         x.swap(y);
       }
-      return encode(x, type);
+      return encode_gguf_tensor(x, type);
     });
   }
   return fallbacks;
@@ -319,6 +319,10 @@ int add_weight_tensors(GgufWriter& w, const SafetensorsFile& st, const std::stri
 GgufExportSummary export_gguf(const GgufExportOptions& o) {
   const fs::path dir(o.model_dir);
   if (!fs::is_directory(dir)) throw std::runtime_error("model directory not found: " + o.model_dir);
+  if (fs::exists(dir / "adapter_config.json") && !fs::exists(dir / "model.safetensors"))
+    throw std::runtime_error(o.model_dir + " is a LoRA adapter, not a model: export it with "
+                             "--format gguf-lora (beside its base's GGUF), or merge it first "
+                             "(ktl merge-lora)");
   for (const char* f : {"config.json", "model.safetensors", "tokenizer.model"})
     if (!fs::exists(dir / f)) throw std::runtime_error("missing " + (dir / f).string());
   const ModelConfig cfg = read_hf_llama_config((dir / "config.json").string());

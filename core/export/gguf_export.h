@@ -8,8 +8,11 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
+#include "core/export/gguf_format.h"
 #include "core/model/model_config.h"
+#include "core/safetensors/safetensors.h"
 
 namespace ktl {
 
@@ -45,5 +48,10 @@ std::string gguf_tensor_name(const std::string& hf_name);
 // interleaved order, i.e. w.reshape(n_heads, 2, head_dim/2, cols).swapaxes(1, 2); and back.
 void permute_rope_rows(const float* src, float* dst, int64_t rows, int64_t cols, int n_heads);
 void unpermute_rope_rows(const float* src, float* dst, int64_t rows, int64_t cols, int n_heads);
+
+// A safetensors tensor of dtype F32, F16 or BF16 (the caller checks) as floats.
+std::vector<float> safetensors_to_f32(const SafetensorsFile& st, const StTensorInfo& t);
+// Floats as GGUF tensor bytes of `type` (f32, f16, or q8_0 with a size that is a multiple of 32).
+std::string encode_gguf_tensor(const std::vector<float>& x, GgmlType type);
 
 }  // namespace ktl

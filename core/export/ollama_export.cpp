@@ -28,7 +28,7 @@ std::string ollama_template(ChatFormat f) {
 }
 
 std::string ollama_modelfile(ChatFormat f, const std::string& gguf_file, const std::string& system,
-                             int num_ctx) {
+                             int num_ctx, const std::string& adapter_file) {
   const std::string tmpl = ollama_template(f);
   if (system.find("\"\"\"") != std::string::npos)
     throw std::invalid_argument("the system prompt contains \"\"\", which a Modelfile cannot quote");
@@ -41,7 +41,8 @@ std::string ollama_modelfile(ChatFormat f, const std::string& gguf_file, const s
       "# itself. Tool definitions and calls are not rendered (docs/deployment.md, Ollama).\n"
       "# Import and run:  ollama create NAME -f Modelfile && ollama run NAME\n"
       "FROM ./" +
-      gguf_file + "\nTEMPLATE \"\"\"" + tmpl + "\"\"\"\nPARAMETER stop \"" +
+      gguf_file + "\n" + (adapter_file.empty() ? "" : "ADAPTER ./" + adapter_file + "\n") +
+      "TEMPLATE \"\"\"" + tmpl + "\"\"\"\nPARAMETER stop \"" +
       ChatTemplate::end_of_turn_piece(f) + "\"\n";
   if (num_ctx > 0) m += "PARAMETER num_ctx " + std::to_string(num_ctx) + "\n";
   if (!system.empty()) m += "SYSTEM \"\"\"" + system + "\"\"\"\n";
@@ -63,10 +64,21 @@ OllamaExportSummary export_ollama(const OllamaExportOptions& o) {
   if (o.out_dir.empty()) throw std::runtime_error("--format ollama needs --out DIR");
   const ModelConfig cfg = read_hf_llama_config((dir / "config.json").string());
   // Validate the Modelfile before the (long) GGUF write.
-  std::string modelfile = ollama_modelfile(chat.format, "model.gguf", o.system, cfg.max_seq_length);
+  const std::string adapter_file = o.adapter_dir.empty() ? "" : "adapter.gguf";
+  std::string modelfile =
+      ollama_modelfile(chat.format, "model.gguf", o.system, cfg.max_seq_length, adapter_file);
   fs::create_directories(o.out_dir);
   OllamaExportSummary s;
   s.format = chat.format;
+  if (!adapter_file.empty()) {  // before the base: an adapter that does not fit fails fast
+    GgufLoraExportOptions a;
+    a.adapter_dir = o.adapter_dir;
+    a.base_dir = o.gguf.model_dir;
+    a.out_path = (fs::path(o.out_dir) / adapter_file).string();
+    a.dtype = o.gguf.dtype == GgufDtype::kF32 ? GgufDtype::kF32 : GgufDtype::kF16;
+    s.adapter = export_gguf_lora(a);
+    s.adapter_path = a.out_path;
+  }
   GgufExportOptions g = o.gguf;
   g.out_path = (fs::path(o.out_dir) / "model.gguf").string();
   s.gguf = export_gguf(g);

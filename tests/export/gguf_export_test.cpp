@@ -19,6 +19,7 @@
 #include "core/safetensors/safetensors.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
+#include "tests/export/lora_adapter_files.h"
 #include "tests/support/korean_fixture.h"
 
 namespace ktl {
@@ -452,6 +453,35 @@ TEST_F(GgufExportTest, OllamaExportWritesTheGgufAndItsModelfile) {
     EXPECT_THROW(export_ollama(o), std::invalid_argument) << bad;
     EXPECT_FALSE(fs::exists(root_ / "ollama_bad_out"));
   }
+}
+
+TEST_F(GgufExportTest, OllamaExportWithAnAdapterWritesItsGgufAndAnAdapterLine) {
+  const fs::path dir = make_checkpoint("ollama_lora", TinyModel{});
+  LoraConfig lc;
+  lc.rank = 4;
+  testing::write_lora_adapter(root_ / "ollama_lora_adapter", lc, testing::LoraBaseShape{});
+  OllamaExportOptions o;
+  o.gguf.model_dir = dir.string();
+  o.gguf.dtype = GgufDtype::kQ8_0;
+  o.out_dir = (root_ / "ollama_lora_out").string();
+  o.adapter_dir = (root_ / "ollama_lora_adapter").string();
+  const auto s = export_ollama(o);
+  EXPECT_EQ(s.adapter_path, (root_ / "ollama_lora_out/adapter.gguf").string());
+  const std::string mf = read_file(s.modelfile_path);
+  EXPECT_EQ(mf, ollama_modelfile(ChatFormat::kChatML, "model.gguf", "", TinyModel{}.ctx,
+                                 "adapter.gguf"));
+  EXPECT_NE(mf.find("FROM ./model.gguf\nADAPTER ./adapter.gguf\n"), std::string::npos) << mf;
+  GgufFile a = GgufFile::open(s.adapter_path);
+  EXPECT_EQ(a.get_string("general.type"), "adapter");
+  EXPECT_EQ(a.tensors().front().type, GgmlType::kF16);  // a quantized base gets an f16 adapter
+  // An adapter for another base fails before the base GGUF is written.
+  testing::LoraBaseShape wide;
+  wide.hidden = 128;
+  testing::write_lora_adapter(root_ / "ollama_wide_adapter", lc, wide);
+  o.adapter_dir = (root_ / "ollama_wide_adapter").string();
+  o.out_dir = (root_ / "ollama_wide_out").string();
+  EXPECT_THROW(export_ollama(o), std::runtime_error);
+  EXPECT_FALSE(fs::exists(root_ / "ollama_wide_out/model.gguf"));
 }
 
 TEST_F(GgufExportTest, CliExportsAndRejectsBadFlags) {

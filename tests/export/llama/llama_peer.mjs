@@ -9,6 +9,20 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+// Korean sentences from a fixed grammar (deterministic LCG, its high bits: ~1900 distinct lines),
+// the corpus the peer tests train their tiny models on.
+export function koreanCorpus(n) {
+  const subj = ['나는', '우리는', '친구가', '선생님께서', '학생들이', '어머니는', '고양이가', '동생이'];
+  const place = ['학교에서', '서울에서', '도서관에서', '집 앞에서', '시장에서', '공원에서', '카페에서'];
+  const obj = ['책을', '밥을', '커피를', '영화를', '편지를', '노래를', '사진을', '숙제를'];
+  const verb = ['읽었다.', '먹었어요.', '마셨습니다.', '보았다.', '썼어요.', '불렀습니다.', '찍었다.'];
+  let s = 12345;
+  const pick = (a) => a[((s = (s * 1103515245 + 12345) % 2147483648) >>> 16) % a.length];
+  const lines = [];
+  for (let i = 0; i < n; i++) lines.push(`${pick(subj)} ${pick(place)} ${pick(obj)} ${pick(verb)}`);
+  return lines.join('\n') + '\n';
+}
+
 // Why llama.cpp cannot run here, or null when it can be tried: missing node_modules or a
 // platform without a prebuilt binary in the pinned packages (only linux-x64 is installed).
 export function unavailableReason() {

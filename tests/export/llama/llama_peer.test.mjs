@@ -16,7 +16,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { unavailableReason, loadLlama, promptTokens, greedy, scoreTokens } from './llama_peer.mjs';
+import { unavailableReason, loadLlama, promptTokens, greedy, scoreTokens, koreanCorpus } from './llama_peer.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const why = unavailableReason();
@@ -40,19 +40,6 @@ const N = 32;         // generated tokens compared per prompt
 const MAX_GAP = 0.1;
 const work = mkdtempSync(join(tmpdir(), 'ktl-llama-peer-'));
 const ckpt = join(work, 'run', 'final');
-
-// Korean sentences from a fixed grammar (deterministic LCG, its high bits: ~1900 distinct lines).
-function koreanCorpus(n) {
-  const subj = ['나는', '우리는', '친구가', '선생님께서', '학생들이', '어머니는', '고양이가', '동생이'];
-  const place = ['학교에서', '서울에서', '도서관에서', '집 앞에서', '시장에서', '공원에서', '카페에서'];
-  const obj = ['책을', '밥을', '커피를', '영화를', '편지를', '노래를', '사진을', '숙제를'];
-  const verb = ['읽었다.', '먹었어요.', '마셨습니다.', '보았다.', '썼어요.', '불렀습니다.', '찍었다.'];
-  let s = 12345;
-  const pick = (a) => a[((s = (s * 1103515245 + 12345) % 2147483648) >>> 16) % a.length];
-  const lines = [];
-  for (let i = 0; i < n; i++) lines.push(`${pick(subj)} ${pick(place)} ${pick(obj)} ${pick(verb)}`);
-  return lines.join('\n') + '\n';
-}
 
 function ktl(args) {
   const r = spawnSync(KTL, args, { encoding: 'utf8', maxBuffer: 64 << 20 });
