@@ -9,13 +9,17 @@
 //     greedy ids equal `ktl generate --temperature 0` on the merged checkpoint (fp32), prompt ids
 //     and every generated id, for several prompts;
 //   - without the adapter llama.cpp's ids equal ktl's on the base and differ from the adapter's
-//     (so the adapter is applied, and applied as ktl applies it).
+//     (so the adapter is applied, and applied as ktl applies it);
+//   - when this ktl serves adapters (`ktl serve --adapter NAME=DIR`), the 4 prompts with the
+//     adapter and the 4 without, sent at once (so decode batches mix both), give llama.cpp's text:
+//     /v1/completions' greedy text (fp32, 32 tokens, EOS ignored) equals the bytes of
+//     llama.cpp's ids (tokenizer.vocab), and the usage counts 32 tokens.
 // Exit code 77 (skipped) when node_modules is missing (run `make test-deps`), this platform has
 // no prebuilt llama.cpp binary, or the fixture binary was not built.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -75,6 +79,61 @@ async function llamaGreedy(model, lora) {
   return res;
 }
 
+// id -> the bytes the token stands for, from SentencePiece's tokenizer.vocab (one piece a line).
+function vocabBytes(path) {
+  return readFileSync(path, 'utf8').split('\n').filter((l) => l !== '').map((line) => {
+    const piece = line.split('\t')[0];
+    const m = /^<0x([0-9A-F]{2})>$/.exec(piece);
+    if (m) return Buffer.from([parseInt(m[1], 16)]);
+    if (['<pad>', '<unk>', '<s>', '</s>'].includes(piece)) return Buffer.alloc(0);
+    return Buffer.from(piece.replaceAll('\u2581', ' '), 'utf8');
+  });
+}
+
+// `ktl serve` on a free port with the adapter as "lora"; null when this ktl has no --adapter.
+let server;
+async function startServer() {
+  const help = spawnSync(KTL, ['serve', '--help'], { encoding: 'utf8' });
+  if (!/--adapter\b/.test(help.stdout + help.stderr)) return null;
+  server = spawn(KTL, ['serve', '--host', '127.0.0.1', '--port', '0', '--model', base,
+                       '--adapter', `lora=${adapter}`, '--data-dir', join(work, 'serve-data'),
+                       '--dtype', 'fp32', '--threads', '2', '--kv-cache-mb', '32'],
+                 { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  const port = await new Promise((resolve, reject) => {
+    const onData = (d) => {
+      log += d;
+      const m = /listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(log);
+      if (m) resolve(Number(m[1]));
+    };
+    server.stdout.on('data', onData);
+    server.stderr.on('data', (d) => { log += d; });
+    server.on('exit', (code) => reject(new Error(`ktl serve exited (${code}):\n${log}`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 600; i++) {
+    try {
+      const r = await fetch(`${url}/health`);
+      if (r.status === 200 && (await r.json()).status === 'ok') return url;
+    } catch {}
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error(`ktl serve never became healthy:\n${log}`);
+}
+
+// Greedy completions for every prompt under `model`, all sent at once.
+async function serveGreedy(url, model) {
+  return Promise.all(PROMPTS.map(async (prompt) => {
+    const r = await fetch(`${url}/v1/completions`, {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model, prompt, max_tokens: N, temperature: 0, ignore_eos: true }),
+    });
+    const body = await r.json();
+    assert.equal(r.status, 200, JSON.stringify(body));
+    return { text: body.choices[0].text, tokens: body.usage.completion_tokens };
+  }));
+}
+
 const runs = {};
 
 before(async () => {
@@ -105,10 +164,23 @@ before(async () => {
   } finally {
     await model.dispose();
   }
+  const url = await startServer();
+  if (url) {
+    const ids = (await (await fetch(`${url}/v1/models`)).json()).data.map((m) => m.id);
+    assert.ok(ids.includes('lora'), `/v1/models lists ${ids}`);
+    const baseName = ids.find((id) => id !== 'lora');
+    // One burst: rows of the adapter and of the bare base decode in the same batches.
+    [runs.serveLora, runs.serveBase] =
+        await Promise.all([serveGreedy(url, 'lora'), serveGreedy(url, baseName)]);
+  }
 });
 
 after(async () => {
   await llama?.dispose();
+  if (server) {
+    server.kill('SIGTERM');
+    await new Promise((res) => server.on('exit', res));
+  }
   if (process.env.KTL_KEEP_WORK) console.log(`kept ${work}`);
   else rmSync(work, { recursive: true, force: true });
 });
@@ -143,4 +215,20 @@ test('without the adapter llama.cpp matches ktl on the base, and the adapter cha
     assert.notDeepEqual(runs.llamaLora[i].ids, runs.llamaBase[i].ids, `"${p}": adapter not applied`);
     assert.notDeepEqual(runs.ktlMerged[i].ids, runs.ktlBase[i].ids, `"${p}": merge changed nothing`);
   });
+});
+
+test('ktl serve --adapter: the adapter and the bare base in one batch give llama.cpp\'s text', (t) => {
+  if (!runs.serveLora) {
+    t.skip('this ktl serve has no --adapter');
+    return;
+  }
+  const bytesOf = vocabBytes(join(work, 'data', 'tokenizer.vocab'));
+  const text = (ids) => new TextDecoder().decode(Buffer.concat(ids.map((id) => bytesOf[id])));
+  for (const [served, peer, what] of [[runs.serveLora, runs.llamaLora, 'adapter'],
+                                      [runs.serveBase, runs.llamaBase, 'base']]) {
+    PROMPTS.forEach((p, i) => {
+      assert.equal(served[i].tokens, N, `${what}, "${p}": completion tokens`);
+      assert.equal(served[i].text, text(peer[i].ids), `${what}, "${p}": served text`);
+    });
+  }
 });
