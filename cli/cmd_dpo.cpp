@@ -22,6 +22,7 @@
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/dpo.h"
+#include "core/train/lora_training.h"
 #include "core/train/run_directory.h"
 #include "jobs/child_reporting.h"
 
@@ -180,6 +181,8 @@ PreferenceData load_pairs(const Args& args, const DpoSettings& s, const std::str
 ktl::Transformer load_reference(const Args& args, const DpoSettings& s,
                                 const torch::Device& device) {
   if (s.cfg.loss != ktl::PreferenceLoss::kDpo) return ktl::Transformer(nullptr);
+  // LoRA: the reference is the policy with its adapter switched off; no second copy.
+  if (s.cfg.train.lora_rank > 0) return ktl::Transformer(nullptr);
   if (args.has("resume-from") &&
       ktl::read_dpo_checkpoint_info(args.get("resume-from")).reference_complete)
     return ktl::Transformer(nullptr);
@@ -211,13 +214,25 @@ int run_dpo(const Args& args) {
   ktl::MetricsSink& sink = sinks.sink();
 
   const PreferenceData data = load_pairs(args, s, output_dir, sink);
-  const std::string from = args.has("resume-from") ? args.get("resume-from") : s.init_from;
-  auto policy = ktl::load_checkpoint(from, device);
-  ktl::add_chat_markers(policy);
+  ktl::TrainingStart start;
+  try {
+    start = ktl::load_training_start(s.init_from, args.get("resume-from"), s.cfg.train, device);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  auto& policy = start.ck;
+  if (ktl::add_chat_markers(policy) && start.lora_base)
+    throw UsageError(s.init_from +
+                     " lacks the chat markers: LoRA keeps the base unchanged, so give it an SFT "
+                     "checkpoint that has them");
+  ktl::attach_training_lora(*policy.model, s.cfg.train);
+  if (start.lora_base)
+    sink.log(ktl::describe_lora(*policy.model, s.cfg.train, *start.lora_base));
   auto tmpl = std::make_shared<ktl::ChatTemplate>(ktl::ChatTemplate::require(policy.tokenizer));
   policy.model->train();
   ktl::DpoTrainer trainer(s.cfg, policy.model, load_reference(args, s, device), policy.tokenizer,
                           tmpl, data.train, data.val, output_dir, sink, device);
+  if (start.lora_base) trainer.set_lora_base(*start.lora_base);
   trainer.set_checkpoint_note("dpo_init_from",
                               s.init_from.empty() ? "" : fs::absolute(s.init_from).string());
   trainer.set_checkpoint_note("dpo_data", fs::absolute(args.get("data")).string());

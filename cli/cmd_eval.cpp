@@ -13,6 +13,7 @@
 #include "core/data/chat_metrics.h"
 #include "core/data/chat_split.h"
 #include "core/data/token_shard.h"
+#include "core/adapters/lora_checkpoint.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
 #include "core/model/thread_policy.h"
@@ -38,7 +39,7 @@ using ktl::cli::UsageError;
 // gets them in memory (mean-initialised rows), so a base model is measured with the same
 // template as its SFT descendant.
 int run_chat_eval(const Args& args, const torch::Device& device) {
-  auto ck = ktl::load_checkpoint(args.get("model"), device);
+  auto ck = ktl::load_checkpoint_merging_lora(args.get("model"), device);
   const bool grown = ktl::add_chat_markers(ck);
   const auto tmpl = ktl::ChatTemplate::require(ck.tokenizer);
   const std::string which = args.get("split", "test");
@@ -112,7 +113,7 @@ int run_task_eval(const Args& args, const torch::Device& device) {
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
-  auto ck = ktl::load_checkpoint(args.get("model"), device);
+  auto ck = ktl::load_checkpoint_merging_lora(args.get("model"), device);
   ktl::McEvalOptions o;
   o.shots = shots;
   o.seed = uint64_t(args.get_int("seed", 1234));
@@ -158,7 +159,7 @@ int run_eval(const Args& args) {
   ktl::apply_thread_policy(int(args.get_int("num-threads", 0)));
   const torch::Device device = ktl::resolve_device(args.get("device", "auto"));
 
-  auto ck = ktl::load_checkpoint(args.get("model"), device);
+  auto ck = ktl::load_checkpoint_merging_lora(args.get("model"), device);
   const int seq = int(args.get_int("max-seq-length", std::min(256, ck.config.max_seq_length)));
   if (seq < 2 || seq > ck.config.max_seq_length)
     throw UsageError("--max-seq-length must be in [2, " + std::to_string(ck.config.max_seq_length) +

@@ -22,6 +22,7 @@
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/console_metrics_sink.h"
 #include "core/train/sft_batches.h"
+#include "core/train/lora_training.h"
 #include "core/train/trainer.h"
 #include "core/train/training_config.h"
 #include "jobs/child_reporting.h"
@@ -78,7 +79,13 @@ int run_sft(const Args& args) {
 
   const std::string from =
       args.has("resume-from") ? args.get("resume-from") : args.get("init-from");
-  auto ck = ktl::load_checkpoint(from, device);
+  ktl::TrainingStart start;
+  try {
+    start = ktl::load_training_start(args.get("init-from"), args.get("resume-from"), c, device);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  auto& ck = start.ck;
   const int64_t old_vocab = ck.config.vocab_size;
   // "chatml" moves a checkpoint whose tokenizer only reserved the legacy markers (made before
   // ChatML) to ChatML; a resumed run keeps the format it started with.
@@ -88,9 +95,18 @@ int run_sft(const Args& args) {
   const ktl::ChatFormat want = want_format == "chatml" && !args.has("resume-from")
                                    ? ktl::ChatFormat::kChatML
                                    : ktl::ChatFormat::kNone;
-  if (ktl::add_chat_markers(ck, want))
+  const bool grew = ktl::add_chat_markers(ck, want);
+  // The adapter must fit the base on disk: a vocabulary grown here would not be in it.
+  if (grew && start.lora_base)
+    throw UsageError(from + " lacks the chat markers" +
+                     std::string(want == ktl::ChatFormat::kChatML ? " of ChatML" : "") +
+                     ": LoRA keeps the base unchanged, so give it a base that has them (a full "
+                     "`ktl sft` checkpoint, or a tokenizer trained with them)");
+  if (grew)
     std::cout << "added the chat markers to " << from << ": vocabulary " << old_vocab << " -> "
               << ck.config.vocab_size << " (new embedding rows = mean of the old rows)\n";
+  ktl::attach_training_lora(*ck.model, c);
+  if (start.lora_base) std::cout << ktl::describe_lora(*ck.model, c, *start.lora_base) << "\n";
   auto tmpl = std::make_shared<ktl::ChatTemplate>(ktl::ChatTemplate::require(ck.tokenizer));
 
   // The one split of chat-data and eval --chat: train here, val for val/loss and samples, test
@@ -123,6 +139,7 @@ int run_sft(const Args& args) {
             << std::flush;
   ck.model->train();
   ktl::Trainer trainer(c, ck.model, ck.tokenizer, std::move(data), output_dir, *sink, device);
+  if (start.lora_base) trainer.set_lora_base(*start.lora_base);
   if (args.has("resume-from")) trainer.restore(args.get("resume-from"));
   g_trainer.store(&trainer);
   std::signal(SIGTERM, on_sft_stop_signal);

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "cli/command.h"
@@ -23,6 +24,7 @@
 #include "core/model/model_config.h"
 #include "core/model/thread_policy.h"
 #include "core/tokenizer/tokenizer.h"
+#include "core/train/lora_training.h"
 #include "core/train/trainer.h"
 #include "core/train/training_config.h"
 #include "jobs/child_reporting.h"
@@ -118,6 +120,7 @@ ktl::TrainingConfig resolve_config(const Args& args) {
 struct ModelAndTokenizer {
   ktl::Transformer model{nullptr};
   std::shared_ptr<ktl::Tokenizer> tokenizer;
+  std::optional<ktl::LoraBaseRef> lora_base;  // a LoRA run's base
 };
 
 ModelAndTokenizer build_model(const Args& args, const ktl::TrainingConfig& c,
@@ -125,10 +128,17 @@ ModelAndTokenizer build_model(const Args& args, const ktl::TrainingConfig& c,
   ModelAndTokenizer m;
   const std::string from =
       args.has("resume-from") ? args.get("resume-from") : args.get("init-from");
-  if (!from.empty()) {
-    auto ck = ktl::load_checkpoint(from, device);
-    m.model = ck.model;
-    m.tokenizer = ck.tokenizer;
+  if (!from.empty() || c.lora_rank > 0) {
+    ktl::TrainingStart s;
+    try {
+      s = ktl::load_training_start(args.get("init-from"), args.get("resume-from"), c, device);
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    ktl::attach_training_lora(*s.ck.model, c);
+    m.model = s.ck.model;
+    m.tokenizer = s.ck.tokenizer;
+    m.lora_base = s.lora_base;
     return m;
   }
   if (!args.has("model-config"))
@@ -215,6 +225,10 @@ int run_train(const Args& args) {
   check_data_vocab(args, m);
   ktl::Trainer trainer(c, m.model, m.tokenizer, ktl::open_training_data(args.get("data")),
                        output_dir, *sink, device);
+  if (m.lora_base) {
+    trainer.set_lora_base(*m.lora_base);
+    if (main_rank) std::cout << ktl::describe_lora(*m.model, c, *m.lora_base) << "\n";
+  }
   if (pg) trainer.set_process_group(pg);
   if (args.has("resume-from")) trainer.restore(args.get("resume-from"));
   ktl::TrainResult r;

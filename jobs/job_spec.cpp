@@ -294,6 +294,10 @@ void validate_training_overrides(const KindDef& def, const json& opts, const std
     if (file_alone) fail(prefix + ".config", std::string(e.what()) + " (in the config file)");
     fail(prefix, std::string(e.what()) + " (the config file with these overrides)");
   }
+  // LoRA trains an adapter on a base checkpoint: refused here rather than by the child.
+  if (c.lora_rank > 0 && !opts.contains("init_from") && !opts.contains("resume_from"))
+    fail(prefix + (opts.contains("lora_rank") ? ".lora_rank" : ".config"),
+         "LoRA (lora_rank > 0) needs init_from: the base checkpoint the adapter trains on");
   // Each rank takes batch_size / nproc rows of every micro-batch.
   if (opts.contains("nproc") && c.batch_size % opts["nproc"].get<int64_t>() != 0)
     fail(prefix + ".nproc", "batch_size " + std::to_string(c.batch_size) +

@@ -216,4 +216,19 @@ void merge_lora(TransformerImpl& model) {
   for (auto& p : model.parameters()) p.set_requires_grad(true);
 }
 
+LoraOffScope::LoraOffScope(TransformerImpl& model) {
+  for (size_t i = 0; i < model.num_blocks(); ++i) {
+    for (auto t : kAllLoraTargets) {
+      auto& p = lora_projection(*model.block(i), t);
+      if (!p->has_lora()) continue;
+      saved_.emplace_back(p, p->lora_scale);
+      p->lora_scale = 0.0;
+    }
+  }
+}
+
+LoraOffScope::~LoraOffScope() {
+  for (auto& [p, scale] : saved_) p->lora_scale = scale;
+}
+
 }  // namespace ktl

@@ -63,4 +63,18 @@ void merge_lora(TransformerImpl& model);
 // The projection of block `b` that `t` names.
 Projection& lora_projection(BlockImpl& b, LoraTarget t);
 
+// While one lives, every adapter of `model` is switched off (lora_scale 0: forward is the base
+// model's, with no adapter work or dropout); the scales are restored on destruction. DPO's
+// reference pass uses it, so a LoRA run needs no second copy of the model.
+class LoraOffScope {
+ public:
+  explicit LoraOffScope(TransformerImpl& model);
+  ~LoraOffScope();
+  LoraOffScope(const LoraOffScope&) = delete;
+  LoraOffScope& operator=(const LoraOffScope&) = delete;
+
+ private:
+  std::vector<std::pair<Projection, double>> saved_;  // projection, its scale
+};
+
 }  // namespace ktl

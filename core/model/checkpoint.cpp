@@ -139,7 +139,8 @@ torch::ScalarType torch_dtype_of(const StTensorInfo& t, const std::string& path)
 }
 
 void publish_checkpoint_dir(const std::string& dir, CheckpointMeta meta,
-                            const std::function<void(const fs::path& tmp)>& fill) {
+                            const std::function<void(const fs::path& tmp)>& fill,
+                            const std::string& weights_file) {
   const fs::path final_dir(dir);
   if (final_dir.has_parent_path()) fs::create_directories(final_dir.parent_path());
   const fs::path tmp = final_dir.string() + ".tmp-" + std::to_string(::getpid());
@@ -149,9 +150,9 @@ void publish_checkpoint_dir(const std::string& dir, CheckpointMeta meta,
     fill(tmp);
     // Every file the fillers wrote, so a load can tell which one the disk damaged.
     meta.file_sha256 = hash_checkpoint_files(tmp.string());
-    auto weights = meta.file_sha256.find("model.safetensors");
+    auto weights = meta.file_sha256.find(weights_file);
     if (weights == meta.file_sha256.end())
-      throw std::runtime_error(tmp.string() + ": model.safetensors was not written");
+      throw std::runtime_error(tmp.string() + ": " + weights_file + " was not written");
     meta.weights_sha256 = weights->second;
     json m = {{"step", meta.step},
               {"metrics", meta.metrics},
@@ -209,6 +210,11 @@ CheckpointFiles open_checkpoint_files(const std::string& dir, bool verify_sha256
   f.meta = read_checkpoint_meta(dir);
   f.config = read_model_config_json((fs::path(dir) / "config.json").string());
   f.weights = (fs::path(dir) / "model.safetensors").string();
+  // An adapter-only (LoRA) checkpoint: say so instead of "model.safetensors: cannot open".
+  if (!fs::exists(f.weights) && fs::exists(fs::path(dir) / "adapter_config.json"))
+    throw std::runtime_error(dir +
+                             " is a LoRA adapter checkpoint (no model.safetensors): merge it "
+                             "into its base with `ktl merge-lora`, or load base + adapter");
   const std::string tok = (fs::path(dir) / "tokenizer.model").string();
   if (!fs::exists(tok)) throw std::runtime_error(dir + ": tokenizer.model missing");
   f.tokenizer = Tokenizer::load(tok);

@@ -84,9 +84,11 @@ CheckpointFiles open_checkpoint_files(const std::string& dir, bool verify_sha256
 // `fill(tmp_dir)` writes config.json, tokenizer.model, model.safetensors and any extras; then
 // meta.json (with the sha256 of every file `fill` wrote) goes last, as the mark of
 // completeness, and the directory is renamed into place. A previous checkpoint at `dir` is
-// moved aside only once the new one is complete.
+// moved aside only once the new one is complete. `weights_file` is the file `fill` must write
+// whose sha256 is meta.json's weights_sha256 (a LoRA checkpoint: adapter_model.safetensors).
 void publish_checkpoint_dir(const std::string& dir, CheckpointMeta meta,
-                            const std::function<void(const std::filesystem::path& tmp)>& fill);
+                            const std::function<void(const std::filesystem::path& tmp)>& fill,
+                            const std::string& weights_file = "model.safetensors");
 
 // The LibTorch dtype of a stored tensor: F32, F16, BF16 or I8; anything else throws naming the
 // file and the tensor.

@@ -19,7 +19,8 @@ ProjectionImpl::ProjectionImpl(int64_t in, int64_t out) : in_features(in), out_f
 
 torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) {
   auto y = torch::nn::functional::linear(x, weight);  // [..., out]
-  if (!lora_A.defined()) return y;
+  // Scale 0: the adapter is switched off (DPO's reference pass), so skip its work and dropout.
+  if (!lora_A.defined() || lora_scale == 0.0) return y;
   auto in = lora_dropout > 0.0 && is_training()
                 ? torch::dropout(x, lora_dropout, /*train=*/true)
                 : x;

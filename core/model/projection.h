@@ -32,7 +32,7 @@ class ProjectionImpl : public torch::nn::Module {
   int64_t in_features, out_features;
   torch::Tensor weight;          // [out, in]
   torch::Tensor lora_A, lora_B;  // [r, in], [out, r]; undefined without an adapter
-  double lora_scale = 0.0;       // alpha / r
+  double lora_scale = 0.0;       // alpha / r; 0 switches the adapter off (forward skips it)
   double lora_dropout = 0.0;     // applied to the adapter's input in training mode only
 };
 TORCH_MODULE(Projection);

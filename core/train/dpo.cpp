@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "core/adapters/lora_adapter.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/train/checkpointed_forward.h"
 #include "core/train/data_loader.h"
@@ -161,6 +162,10 @@ DpoTrainer::DpoTrainer(DpoConfig cfg, Transformer policy, Transformer reference,
     throw std::invalid_argument("dpo max_seq_length " + std::to_string(cfg_.train.max_seq_length) +
                                 " exceeds the model's " +
                                 std::to_string(policy_->config().max_seq_length));
+  lora_ = has_lora(*policy_);
+  if (cfg_.train.lora_rank > 0 && !lora_)
+    throw std::invalid_argument("lora_rank > 0 but the policy carries no adapter");
+  if (lora_) reference_ = Transformer(nullptr);  // the base under the adapter is the reference
   if (reference_) {
     reference_->eval();
     for (auto& p : reference_->parameters()) p.set_requires_grad(false);
@@ -173,9 +178,14 @@ DpoTrainer::DpoTrainer(DpoConfig cfg, Transformer policy, Transformer reference,
   std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)fp);
   fingerprint_ = hex;
   std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (const auto& p : policy_->named_parameters()) named.emplace_back(p.key(), p.value());
+  for (const auto& p : policy_->named_parameters()) {
+    if (!p.value().requires_grad()) continue;  // a frozen LoRA base
+    named.emplace_back(p.key(), p.value());
+    trainable_.push_back(p.value());
+  }
   optimizer_ = std::make_unique<AdamW>(std::move(named), adamw_options(cfg_.train, device_));
   policy_->train();
+  torch::manual_seed(uint64_t(cfg_.train.seed));  // LoRA dropout repeats in a fresh run
 }
 
 DpoTrainer::~DpoTrainer() = default;
@@ -250,7 +260,7 @@ void DpoTrainer::fill_reference(Split& s, const std::vector<int64_t>& rows) {
         missing.push_back(r);
   }
   if (missing.empty()) return;
-  if (!reference_)
+  if (!reference_ && !lora_)
     throw std::runtime_error(
         "dpo: reference log-probabilities are missing and there is no reference model (give "
         "--init-from with the run's starting checkpoint)");
@@ -259,15 +269,18 @@ void DpoTrainer::fill_reference(Split& s, const std::vector<int64_t>& rows) {
   torch::Tensor c, r;
   {
     AutocastScope autocast(precision_, device_);
-    c = reply_logprobs(*reference_, s.chosen->rows(missing), device_);
-    r = reply_logprobs(*reference_, s.rejected->rows(missing), device_);
+    std::optional<LoraOffScope> off;
+    if (lora_) off.emplace(*policy_);
+    TransformerImpl& ref = lora_ ? *policy_ : *reference_;
+    c = reply_logprobs(ref, s.chosen->rows(missing), device_);
+    r = reply_logprobs(ref, s.rejected->rows(missing), device_);
   }
   const auto ids = torch::tensor(missing, torch::kLong);
   s.ref_chosen.index_copy_(0, ids, c.to(torch::kCPU, torch::kFloat32));
   s.ref_rejected.index_copy_(0, ids, r.to(torch::kCPU, torch::kFloat32));
   ref_computed_ += int64_t(missing.size());
   ref_seconds_ += seconds_since(t0);
-  if (reference_complete()) reference_ = Transformer(nullptr);  // nothing left to compute
+  if (reference_ && reference_complete()) reference_ = Transformer(nullptr);  // nothing left
 }
 
 int64_t DpoTrainer::count_reference() const {
@@ -360,7 +373,7 @@ double DpoTrainer::train_step(DpoStats* stats, double* grad_norm) {
   }
   sum.pairs = int64_t(total);
   if (stats) *stats = sum;
-  auto params = policy_->parameters();
+  auto& params = trainable_;
   const bool grads_finite = scaler_.unscale_and_check(params);
   if (scaler_.enabled() && !grads_finite) {
     scaler_.update(true);  // fp16 overflow: skip the update, shrink the scale

@@ -37,6 +37,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -113,7 +114,10 @@ class DpoTrainer {
  public:
   // `policy` on `device`, in training. `reference` (frozen, same start as the policy) is needed
   // by dpo unless restore() finds every pair's reference log-probabilities in the checkpoint;
-  // orpo never uses it (pass nullptr). Without it a missing log-probability throws.
+  // orpo never uses it (pass nullptr). Without it a missing log-probability throws. A policy
+  // carrying a LoRA adapter (lora_rank > 0) needs none: its reference is the policy with the
+  // adapter switched off (LoraOffScope), so no second copy of the model is held; only the
+  // adapter trains and checkpoints are adapter-only (set_lora_base before run()).
   // Throws std::invalid_argument on a bad config, std::runtime_error when no pair fits
   // max_seq_length.
   DpoTrainer(DpoConfig cfg, Transformer policy, Transformer reference,
@@ -131,6 +135,7 @@ class DpoTrainer {
   void request_stop() { stop_requested_.store(true); }
   // A string stored in every checkpoint's meta.json "extra" (the CLI records its inputs).
   void set_checkpoint_note(const std::string& key, const std::string& value);
+  void set_lora_base(LoraBaseRef base) { lora_base_ = std::move(base); }
 
   // Pieces, public for tests. One optimizer step over batch_size x accumulation pairs; returns
   // the loss (NaN/inf reported, no update). grad_norm gets the pre-clip norm.
@@ -187,6 +192,9 @@ class DpoTrainer {
   Split train_, val_;
   int64_t dropped_ = 0;
   std::string fingerprint_;  // of the tokenized pairs: a resume must see the same ones
+  std::vector<torch::Tensor> trainable_;  // what the optimizer updates (LoRA: the adapter)
+  bool lora_ = false;                     // reference = the policy with its adapter off
+  std::optional<LoraBaseRef> lora_base_;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   GradScaler scaler_;

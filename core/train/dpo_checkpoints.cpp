@@ -93,8 +93,17 @@ std::string DpoTrainer::save_checkpoint_now() {
   meta.extra["precision"] = precision_name(precision_);
   meta.extra["max_steps"] = std::to_string(cfg_.train.max_steps);
   const fs::path dir = fs::path(output_dir_) / ("checkpoint-" + std::to_string(step_));
-  save_checkpoint(dir.string(), *policy_, tokenizer_ ? tokenizer_->model_bytes() : std::string(),
-                  meta, [this](const std::string& tmp) { write_state_files(tmp); });
+  const std::string bytes = tokenizer_ ? tokenizer_->model_bytes() : std::string();
+  const auto extra = [this](const std::string& tmp) { write_state_files(tmp); };
+  if (lora_) {  // adapter-only, in the PEFT layout, naming the base
+    if (!lora_base_) throw std::logic_error("LoRA dpo without set_lora_base()");
+    LoraAdapter adapter = extract_lora(*policy_);
+    adapter.config = lora_config_of(cfg_.train);
+    adapter.config.base_model = lora_base_->base;
+    save_lora_checkpoint(dir.string(), policy_->config(), adapter, bytes, *lora_base_, meta, extra);
+  } else {
+    save_checkpoint(dir.string(), *policy_, bytes, meta, extra);
+  }
   last_checkpoint_ = dir.string();
   last_save_step_ = step_;
   point_run_link(output_dir_, "latest", last_checkpoint_);

@@ -77,8 +77,15 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
     throw std::invalid_argument(
         "training max_seq_length " + std::to_string(config_.max_seq_length) +
         " exceeds the model's max_seq_length " + std::to_string(model_->config().max_seq_length));
+  if (config_.lora_rank > 0 && !has_lora(*model_))
+    throw std::invalid_argument("lora_rank > 0 but the model carries no adapter");
+  // Frozen parameters (a LoRA base) stay out of the optimizer, the clipping and the reducer.
   std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (const auto& p : model_->named_parameters()) named.emplace_back(p.key(), p.value());
+  for (const auto& p : model_->named_parameters()) {
+    if (!p.value().requires_grad()) continue;
+    named.emplace_back(p.key(), p.value());
+    trainable_.push_back(p.value());
+  }
   optimizer_ = std::make_unique<AdamW>(std::move(named), adamw_options(config_, device_));
   if (data_.sft_train) {
     if (data_.sft_train->seq_len() != config_.max_seq_length)
@@ -102,6 +109,9 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
     tasks_.push_back(load_mc_task(name, path, config_.task_eval_examples));
   }
   model_->train();
+  // The global generator drives dropout (LoRA's); seeded so a fresh run repeats itself (a
+  // resume restores its state from the checkpoint).
+  torch::manual_seed(uint64_t(config_.seed));
   std::string why;
   if (config_.bf16 == "auto" && !config_.fp16 && device_.is_cpu())
     precision_ = measure_precision(&why);
@@ -181,7 +191,7 @@ void Trainer::set_process_group(std::shared_ptr<ProcessGroup> pg) {
     scaler_ = GradScaler(precision_ == Precision::kFp16);
   }
   const auto& dc = pg_->config();
-  reducer_ = std::make_unique<GradientReducer>(pg_, model_->parameters(), dc.bucket_mb, dc.overlap);
+  reducer_ = std::make_unique<GradientReducer>(pg_, trainable_, dc.bucket_mb, dc.overlap);
   reducer_->broadcast_parameters();
   const auto& st = reducer_->stats();
   char buf[256];
@@ -277,7 +287,7 @@ double Trainer::train_step(double* grad_norm) {
       micro.push_back(sampler_->batch(step_, m));
     loss = accumulate_gradients(micro);
   }
-  auto params = model_->parameters();
+  auto& params = trainable_;
   const bool grads_finite = scaler_.unscale_and_check(params);
   if (scaler_.enabled() && !grads_finite) {
     // fp16 overflow: skip this update, shrink the scale, keep the step count moving.

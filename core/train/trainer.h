@@ -37,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "core/adapters/lora_checkpoint.h"
 #include "core/data/chat_data.h"
 #include "core/model/model.h"
 #include "core/task_eval/mc_task.h"
@@ -84,6 +85,11 @@ class Trainer {
   Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Tokenizer> tokenizer,
           TrainerData data, std::string output_dir, MetricsSink& sink, torch::Device device);
   ~Trainer();
+
+  // LoRA (config lora_rank > 0): the model must carry the adapter already (attach_training_lora)
+  // and only its parameters train; checkpoints are adapter-only (core/adapters/lora_checkpoint.h)
+  // naming `base`, which must be set before run().
+  void set_lora_base(LoraBaseRef base) { lora_base_ = std::move(base); }
 
   // Restores optimizer, scheduler position, data position and counters from a checkpoint
   // written by this trainer (the weights are loaded by the caller through load_checkpoint).
@@ -157,6 +163,8 @@ class Trainer {
   torch::Device device_;
   Precision precision_ = Precision::kFp32;
   PrecisionTiming precision_timing_;
+  std::vector<torch::Tensor> trainable_;  // what the optimizer updates (LoRA: the adapter)
+  std::optional<LoraBaseRef> lora_base_;
   std::unique_ptr<AdamW> optimizer_;
   LrSchedule schedule_;
   GradScaler scaler_;

@@ -75,8 +75,17 @@ std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
   const double prev_best_loss = best_ckpt_val_loss_;
   if (new_best) best_ckpt_step_ = step_, best_ckpt_val_loss_ = last_eval_->loss;
   try {
-    save_checkpoint(dir.string(), *model_, bytes, meta,
-                    [this](const std::string& tmp) { write_state_files(tmp); });
+    const auto extra = [this](const std::string& tmp) { write_state_files(tmp); };
+    if (has_lora(*model_)) {  // adapter-only, in the PEFT layout, naming the base
+      if (!lora_base_) throw std::logic_error("LoRA training without set_lora_base()");
+      LoraAdapter adapter = extract_lora(*model_);
+      adapter.config = lora_config_of(config_);
+      adapter.config.base_model = lora_base_->base;
+      save_lora_checkpoint(dir.string(), model_->config(), adapter, bytes, *lora_base_, meta,
+                           extra);
+    } else {
+      save_checkpoint(dir.string(), *model_, bytes, meta, extra);
+    }
   } catch (...) {
     best_ckpt_step_ = prev_best_step, best_ckpt_val_loss_ = prev_best_loss;
     throw;

@@ -119,6 +119,10 @@ const std::vector<KeyDef>& key_defs() {
       KTL_STRING(task_data_dir),
       KTL_INT(task_eval_examples),
       KTL_INT(task_eval_shots),
+      KTL_INT(lora_rank),
+      KTL_DOUBLE(lora_alpha),
+      KTL_DOUBLE(lora_dropout),
+      KTL_STRING(lora_targets),
   };
   return defs;
 }
@@ -214,6 +218,23 @@ void TrainingConfig::validate() const {
   } catch (const std::invalid_argument& e) {
     req(false, "task_eval", e.what());
   }
+  req(lora_rank >= 0, "lora_rank", "must be >= 0 (0 = no LoRA)");
+  req(lora_alpha > 0, "lora_alpha", "must be positive");
+  req(lora_dropout >= 0 && lora_dropout < 1, "lora_dropout", "must be in [0, 1)");
+  try {
+    parse_lora_targets(lora_targets);
+  } catch (const std::invalid_argument& e) {
+    req(false, "lora_targets", e.what());
+  }
+}
+
+LoraConfig lora_config_of(const TrainingConfig& c) {
+  LoraConfig l;
+  l.rank = c.lora_rank;
+  l.alpha = c.lora_alpha;
+  l.dropout = c.lora_dropout;
+  l.targets = parse_lora_targets(c.lora_targets);
+  return l;
 }
 
 std::vector<std::pair<std::string, std::string>> parse_task_eval(const TrainingConfig& c) {

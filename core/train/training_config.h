@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/adapters/lora_config.h"
+
 namespace ktl {
 
 struct TrainingConfig {
@@ -49,6 +51,13 @@ struct TrainingConfig {
   std::string task_data_dir;     // where nsmc-sentiment-dev.jsonl etc. are; "" = the default
   int task_eval_examples = 200;  // the first N examples of each task; 0 = all
   int task_eval_shots = 0;       // solved examples before each one
+  // LoRA (docs/training-guide.md, "LoRA"): with lora_rank > 0 the base (--init-from) is frozen
+  // and only a rank-r adapter on lora_targets trains; checkpoints hold the adapter alone (PEFT
+  // files) and name the base in lora_base.json.
+  int lora_rank = 0;              // r; 0 = off (full training)
+  double lora_alpha = 32;         // adapter scale = lora_alpha / lora_rank
+  double lora_dropout = 0.05;     // dropout on the adapter's input while training
+  std::string lora_targets = "q,k,v,o,gate,up,down";  // projections: q,k,v,o,gate,up,down or all
 
   // Throws std::invalid_argument naming the bad key.
   void validate() const;
@@ -63,6 +72,9 @@ TrainingConfig sft_training_defaults();
 // The defaults of `ktl dpo`: learning rate 5e-6 to 5e-7, warmup 10, 200 steps of 8 pairs, no
 // weight decay, eval every 50, a checkpoint every 100, no samples.
 TrainingConfig dpo_training_defaults();
+
+// The adapter lora_* asks for (rank 0 = none). Throws std::invalid_argument on bad targets.
+LoraConfig lora_config_of(const TrainingConfig& c);
 
 // task_eval as (task name, file): "mc:x.jsonl" -> ("mc", "x.jsonl"); built-in tasks get their
 // file in task_data_dir, or the default (core/task_eval/mc_task.h) when that is empty. The

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -478,6 +479,48 @@ TEST_F(JobSpecTest, OtherKinds) {
       build_job_stages(job, ctx_, "/db")[0].args,
       (std::vector<std::string>{"train-tokenizer", "--input", root_.str("data/shards"), "--output",
                                 root_.str("data/jobs/1/tokenizer"), "--vocab-size=8000"}));
+}
+
+// The LoRA keys are training keys of train, sft and dpo jobs: passed to the child as flags,
+// checked as the trainer checks them, and LoRA without a base checkpoint is refused.
+TEST_F(JobSpecTest, LoraKeysAreTrainingOptionsOfTrainSftAndDpo) {
+  fs::create_directories(root_.path() / "data" / "base");
+  std::ofstream(root_.path() / "data" / "chat.tsv") << "q\ta\n안녕\t반가워요\n";
+  const json lora = {{"lora_rank", 16},
+                     {"lora_alpha", 32},
+                     {"lora_dropout", 0.1},
+                     {"lora_targets", "q,v,gate"}};
+  for (const char* kind : {"sft", "dpo"}) {
+    json spec = {{"kind", kind}, {"options", {{"init_from", "base"}, {"data", "chat.tsv"}}}};
+    for (auto it = lora.begin(); it != lora.end(); ++it) spec["options"][it.key()] = *it;
+    ValidatedSpec v = validate_job_spec(spec, ctx_);
+    Job job;
+    job.id = 5;
+    job.kind = v.kind;
+    job.spec_json = v.to_json();
+    job.output_dir = job_output_dir(v, ctx_, job.id);
+    const auto args = build_job_stages(job, ctx_, "/db/jobs.db").at(0).args;
+    for (const char* flag : {"--lora-rank=16", "--lora-alpha=32", "--lora-dropout=0.1",
+                             "--lora-targets=q,v,gate"})
+      EXPECT_NE(std::find(args.begin(), args.end(), flag), args.end()) << kind << " " << flag;
+    json bad = spec;
+    bad["options"]["lora_targets"] = "q,wq";
+    EXPECT_EQ(field_of(bad, ctx_), "options.lora_targets") << error_of(bad);
+    EXPECT_NE(error_of(bad).find("unknown LoRA target 'wq'"), std::string::npos) << error_of(bad);
+    bad = spec;
+    bad["options"]["lora_rank"] = -1;
+    EXPECT_EQ(field_of(bad, ctx_), "options.lora_rank") << error_of(bad);
+    bad = spec;
+    bad["options"]["lora_dropout"] = 1.0;
+    EXPECT_EQ(field_of(bad, ctx_), "options.lora_dropout") << error_of(bad);
+  }
+  ctx_.allowed_roots = {root_.str("configs")};
+  json train = train_spec();
+  train["options"]["lora_rank"] = 8;
+  EXPECT_EQ(field_of(train, ctx_), "options.lora_rank");
+  EXPECT_NE(error_of(train).find("needs init_from"), std::string::npos) << error_of(train);
+  train["options"]["init_from"] = "base";
+  EXPECT_EQ(error_of(train), "");
 }
 
 }  // namespace

@@ -110,4 +110,42 @@ TEST(TrainingConfig, MaxMinutesParsesAndRefusesNegative) {
   EXPECT_THROW(c.validate(), std::invalid_argument);
 }
 
+TEST(TrainingConfig, LoraKeysParseRoundTripAndValidate) {
+  ktl::TrainingConfig c;
+  EXPECT_EQ(c.lora_rank, 0);  // off unless asked
+  EXPECT_FALSE(ktl::lora_config_of(c).enabled());
+  EXPECT_EQ(ktl::training_key_from_flag("lora-rank"), "lora_rank");
+  EXPECT_EQ(ktl::training_key_from_flag("lora-targets"), "lora_targets");
+  ktl::set_training_key(c, "lora_rank", "8");
+  ktl::set_training_key(c, "lora_alpha", "16");
+  ktl::set_training_key(c, "lora_dropout", "0.1");
+  ktl::set_training_key(c, "lora_targets", "v_proj, q,down");
+  c.validate();
+  const ktl::LoraConfig l = ktl::lora_config_of(c);
+  EXPECT_EQ(l.rank, 8);
+  EXPECT_DOUBLE_EQ(l.scale(), 2.0);
+  EXPECT_DOUBLE_EQ(l.dropout, 0.1);
+  const std::vector<ktl::LoraTarget> want = {ktl::LoraTarget::kQ, ktl::LoraTarget::kV,
+                                             ktl::LoraTarget::kDown};
+  EXPECT_EQ(l.targets, want);  // block order whatever the spelling
+  ktl::TrainingConfig back;
+  ktl::load_training_config_into(write_tmp("tc_lora.yaml", c.to_yaml()), back);
+  EXPECT_EQ(back.to_yaml(), c.to_yaml());
+  auto refused = [](const std::string& key, const std::string& value) {
+    ktl::TrainingConfig x;
+    ktl::set_training_key(x, key, value);
+    try {
+      x.validate();
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what()).find("training config: " + key + ": ") == 0;
+    }
+    return false;
+  };
+  EXPECT_TRUE(refused("lora_rank", "-1"));
+  EXPECT_TRUE(refused("lora_alpha", "0"));
+  EXPECT_TRUE(refused("lora_dropout", "1"));
+  EXPECT_TRUE(refused("lora_targets", "q,wq"));
+  EXPECT_TRUE(refused("lora_targets", ""));
+}
+
 }  // namespace
