@@ -13,6 +13,10 @@ def main():
         if value is not None and value > best.get(key, 0):
             best[key] = value
 
+    def keep_least(key, value):
+        if value is not None and (key not in best or value < best[key]):
+            best[key] = value
+
     for line in open(path, encoding="utf-8"):
         if not line.strip():
             continue
@@ -24,13 +28,13 @@ def main():
                 continue
             n = r["streams"]
             keep((who, dt, f"decode{n}"), r["decode_tok_s"] if n == 1 else r["aggregate_tok_s"])
-            keep((who, dt, "rss_mb"), -r["rss_kb"] / 1024)  # smaller is better: keep the least
+            keep_least((who, dt, "rss_mb"), r["rss_kb"] / 1024)
         else:
             if r.get("phase") == "prefill":
                 keep((who, dt, "prefill"), r.get("avg_ts"))
                 continue
             keep((who, dt, f"decode{r['pl']}"), r["speed_tg"])
-            keep((who, dt, "rss_mb"), -r["rss_kb"] / 1024)
+            keep_least((who, dt, "rss_mb"), r["rss_kb"] / 1024)
 
     rows = [("1 stream decode tok/s", "decode1"), (f"{streams} streams aggregate tok/s", f"decode{streams}"),
             ("prefill tok/s", "prefill"), ("peak RSS MB (decode run)", "rss_mb")]
@@ -40,8 +44,6 @@ def main():
         cells = []
         for kd, ld in (("fp32", "f32"), ("int8", "q8_0")):
             k, l = best.get(("ktl", kd, key)), best.get(("llama", ld, key))
-            if key == "rss_mb":
-                k, l = (-k if k else None), (-l if l else None)
             ratio = (l / k if key == "rss_mb" else k / l) if k and l else None
             fmt = lambda v: "—" if v is None else f"{v:,.0f}"
             cells += [fmt(k), fmt(l), "—" if ratio is None else f"{ratio:.2f}"]
