@@ -1,6 +1,9 @@
 // ktl bench: inference throughput of the engine (prefill and decode tokens/s, TTFT, per-token
 // latency, peak RSS) for 1 or N concurrent streams, fp32 / bf16 / int8. Random prompt tokens:
 // speed does not depend on the text, and distinct prompts keep the prefix cache out of it.
+// --adapters K: every stream count runs twice, on the base alone and with its streams spread
+// over K random LoRA adapters (round-robin), and the adapters' load time is printed.
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
 
@@ -9,12 +12,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <numeric>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
 
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "core/adapters/lora_adapter.h"
 #include "core/base/blas_tuning.h"
 #include "core/base/cpu_features.h"
 #include "core/base/file_util.h"
@@ -73,8 +79,10 @@ struct StreamSampling {
 };
 
 // Runs `streams` concurrent requests; one consumer thread per stream records token times.
+// With `adapters`, stream s runs on adapters[s % K].
 std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tokens, int gen_tokens,
-                                     int vocab, uint64_t seed, const StreamSampling& how = {}) {
+                                     int vocab, uint64_t seed, const StreamSampling& how = {},
+                                     const std::vector<std::string>& adapters = {}) {
   std::vector<StreamTrace> traces(streams);
   std::vector<std::shared_ptr<ktl::RequestHandle>> hs;
   for (int s = 0; s < streams; ++s) {
@@ -85,6 +93,7 @@ std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tok
     r.sampling.ignore_eos = true;
     r.sampling.seed = seed + s;
     r.grammar = how.grammar;
+    if (!adapters.empty()) r.adapter = adapters[s % adapters.size()];
     hs.push_back(e.submit(std::move(r)));
   }
   std::vector<std::thread> ts;
@@ -109,13 +118,13 @@ std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tok
 }
 
 nlohmann::json bench_once(ktl::Engine& e, int streams, int P, int G, int vocab,
-                          const StreamSampling& how) {
+                          const StreamSampling& how, const std::vector<std::string>& adapters = {}) {
   static uint64_t seed = 1000;
   // Prefill speed: one request, one new token.
   auto pre = run_streams(e, 1, P, 1, vocab, seed += 100);
   const double prefill_tok_s = P / (pre[0].ttft_ms / 1000.0);
   const auto t0 = Clock::now();
-  auto traces = run_streams(e, streams, P, G, vocab, seed += 100, how);
+  auto traces = run_streams(e, streams, P, G, vocab, seed += 100, how, adapters);
   const auto t_end = Clock::now();
   std::vector<double> itl, ttft, per_stream;
   Clock::time_point first_decode = t_end, last_token = t0;
@@ -224,6 +233,52 @@ int run_eval(const Args& a, ktl::WeightDtype dtype) {
   return 0;
 }
 
+// A directory under the system temp dir, removed with everything in it on destruction.
+class ScratchDir {
+ public:
+  explicit ScratchDir(const std::string& tag) {
+    std::string tmpl = (fs::temp_directory_path() / (tag + "-XXXXXX")).string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temp directory");
+    path_ = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// K random adapters (rank r, every projection) written as PEFT directories under `dir` and
+// loaded into `e` (files read and converted as a served adapter is); returns their names and
+// puts each one's load time into `load_ms`.
+std::vector<std::string> load_random_adapters(ktl::Engine& e, const ktl::ModelConfig& mc, int K,
+                                              int r, const fs::path& dir,
+                                              std::vector<double>* load_ms) {
+  std::vector<std::string> names;
+  for (int k = 0; k < K; ++k) {
+    ktl::LoraAdapter a;
+    a.config.rank = r;
+    a.config.alpha = 2.0 * r;
+    a.layers.resize(mc.num_layers);
+    torch::manual_seed(1000 + k);
+    for (auto& layer : a.layers) {
+      for (auto t : ktl::kAllLoraTargets) {
+        const auto [out, in] = ktl::lora_target_shape(mc, t);
+        layer[static_cast<int>(t)] = {torch::randn({r, in}) / std::sqrt(double(in)),
+                                      torch::randn({out, r}) * 0.01};
+      }
+    }
+    const std::string name = "bench-" + std::to_string(k);
+    ktl::save_peft_adapter((dir / name).string(), a);
+    load_ms->push_back(e.load_adapter(name, (dir / name).string()).load_ms);
+    names.push_back(name);
+  }
+  return names;
+}
+
 int run_bench(const Args& a) {
   ktl::cli::check_engine_device(a);
   const int P = static_cast<int>(a.get_int("prompt-tokens", 128));
@@ -288,16 +343,47 @@ int run_bench(const Args& a) {
     sampling.temperature = 1.0f;
   }
   run_streams(engine, 1, 16, 4, model->config().vocab_size, 1);  // warm-up
-  // With --json-schema every stream count runs twice, unconstrained then constrained.
+  const int num_adapters = static_cast<int>(a.get_int("adapters", 0));
+  if (num_adapters < 0) throw UsageError("--adapters must be >= 0");
+  if (num_adapters > 0 && grammar) throw UsageError("--adapters and --json-schema: one at a time");
+  std::vector<std::string> adapter_names;
+  std::vector<double> adapter_load_ms;
+  std::optional<ScratchDir> adapter_dir;
+  if (num_adapters > 0) {
+    const int rank = static_cast<int>(a.get_int("adapter-rank", 16));
+    if (rank < 1) throw UsageError("--adapter-rank must be >= 1");
+    adapter_dir.emplace("ktl-bench-adapters");
+    adapter_names = load_random_adapters(engine, model->config(), num_adapters, rank,
+                                         adapter_dir->path(), &adapter_load_ms);
+    run_streams(engine, 1, 16, 4, model->config().vocab_size, 2, {}, adapter_names);  // warm-up
+  }
+  // With --json-schema (--adapters) every stream count runs twice: unconstrained (on the base
+  // alone) then constrained (spread over the adapters).
   std::vector<std::pair<int, bool>> runs;
   for (int n : streams) {
     runs.emplace_back(n, false);
-    if (grammar) runs.emplace_back(n, true);
+    if (grammar || num_adapters > 0) runs.emplace_back(n, true);
   }
+  double base_agg = 0;
   for (auto [n, constrained] : runs) {
+    const bool with_adapters = constrained && num_adapters > 0;
     sampling.grammar = constrained ? grammar : nullptr;
-    nlohmann::json j = bench_once(engine, n, P, G, model->config().vocab_size, sampling);
-    j["json_schema"] = constrained;
+    nlohmann::json j = bench_once(engine, n, P, G, model->config().vocab_size, sampling,
+                                  with_adapters ? adapter_names : std::vector<std::string>{});
+    if (!constrained) base_agg = j["aggregate_tok_s"].get<double>();
+    if (num_adapters > 0) {
+      j["adapters"] = with_adapters ? num_adapters : 0;
+      if (with_adapters) {
+        j["adapter_rank"] = a.get_int("adapter-rank", 16);
+        j["adapter_load_ms_mean"] =
+            std::accumulate(adapter_load_ms.begin(), adapter_load_ms.end(), 0.0) /
+            adapter_load_ms.size();
+        j["adapter_load_ms_max"] =
+            *std::max_element(adapter_load_ms.begin(), adapter_load_ms.end());
+        j["aggregate_vs_base"] = j["aggregate_tok_s"].get<double>() / std::max(base_agg, 1e-9);
+      }
+    }
+    j["json_schema"] = constrained && grammar != nullptr;
     if (constrained) j["grammar_compile_ms"] = compile_ms;
     j["model"] = name;
     j["dtype"] = cfg.dtype;
@@ -319,12 +405,18 @@ int run_bench(const Args& a) {
     if (a.get_bool("json")) {
       std::printf("%s\n", j.dump().c_str());
     } else {
+      if (with_adapters)
+        std::printf("[%d adapters, r = %lld, load %.1f ms mean, %.1f ms max; %.1f%% of the base's "
+                    "aggregate] ",
+                    num_adapters, static_cast<long long>(a.get_int("adapter-rank", 16)),
+                    j["adapter_load_ms_mean"].get<double>(), j["adapter_load_ms_max"].get<double>(),
+                    100.0 * j["aggregate_vs_base"].get<double>());
       std::printf(
           "%s%s %s on %s, %d stream(s), prompt %d, gen %d: prefill %.0f tok/s | decode %.1f tok/s "
           "per "
           "stream, %.1f tok/s aggregate | TTFT p50 %.0f ms | ITL p50 %.1f ms p99 %.1f ms | peak "
           "RSS %.0f MB | weights %.1f MB | KV %.1f MB\n",
-          constrained ? "[json-schema] " : "", name.c_str(), cfg.dtype.c_str(), device.c_str(), n,
+          constrained && grammar ? "[json-schema] " : "", name.c_str(), cfg.dtype.c_str(), device.c_str(), n,
           P, G, j["prefill_tok_s"].get<double>(), j["decode_tok_s"].get<double>(),
           j["aggregate_tok_s"].get<double>(), j["ttft_ms_p50"].get<double>(),
           j["itl_ms_p50"].get<double>(), j["itl_ms_p99"].get<double>(),
@@ -354,6 +446,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"kv-cache-mb", "KV cache budget (default: the streams' full contexts, <= 1 GiB)", "auto"},
      {"max-batched-tokens", "prefill chunk budget per step", "512"},
      {"json", "one JSON object per stream count", "", true},
+     {"adapters", "also run every stream count spread over K random LoRA adapters", "0"},
+     {"adapter-rank", "--adapters: their rank (every projection)", "16"},
      {"json-schema", "also run every stream count with this JSON schema on every stream", ""},
      {"eval-text", "instead: perplexity of --dtype vs fp32 on this UTF-8 text file", ""},
      {"eval-tokens", "with --eval-text: tokens to evaluate", "8192"}},

@@ -45,6 +45,14 @@ int run_generate(const Args& a) {
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 256));
   cfg.verify_checksums = !a.get_bool("no-verify");
   auto gen = ktl::Generator::from_pretrained(a.get("model"), cfg);
+  if (a.has("adapter")) {  // a LoRA adapter (PEFT directory) on top of --model
+    try {
+      gen->engine().load_adapter("adapter", a.get("adapter"));
+    } catch (const std::exception& e) {
+      throw std::runtime_error("--adapter " + a.get("adapter") + ": " + e.what());
+    }
+    gen->use_adapter("adapter");
+  }
   const std::string prompt = a.get("prompt");
   const bool json = a.get_bool("json");
   const bool chat = a.get_bool("chat");
@@ -94,6 +102,7 @@ KTL_COMMAND(ktl::cli::Command{
     "Generate a continuation of a prompt, printing tokens as they come.",
     {{"model", "checkpoint directory", "", false, true},
      {"prompt", "text to continue (--chat: the user message)", "", false, true},
+     {"adapter", "LoRA adapter directory (PEFT layout) to run on top of --model", ""},
      {"chat", "answer --prompt as a chat turn with the checkpoint's chat template", "", true},
      {"system", "--chat: system message", ""},
      {"max-tokens", "new tokens at most", "100"},

@@ -90,6 +90,14 @@ ktl::server::ServerConfig config_from(const Args& args) {
   c.data_dir = args.get("data-dir", c.data_dir);
   c.allowed_roots = args.get_all("allow-path");
   c.model_dir = args.get("model");
+  for (const std::string& spec : args.get_all("adapter")) {
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+      throw UsageError("--adapter must be NAME=DIR (a PEFT adapter directory), not '" + spec + "'");
+    c.adapters.emplace_back(spec.substr(0, eq), spec.substr(eq + 1));
+  }
+  if (!c.adapters.empty() && c.model_dir.empty())
+    throw UsageError("--adapter needs --model (the base model the adapters were trained on)");
   // Unset: 0, the engine sizes the pool for --max-num-seqs full contexts (core/engine/kv_budget.h).
   c.kv_cache_mb = args.has("kv-cache-mb") ? std::max(1, positive(args, "kv-cache-mb", 1)) : 0;
   c.dtype = args.get("dtype", c.dtype);
@@ -189,6 +197,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"max-headers", "header lines per request (400 beyond)", "64"},
      {"quickstart", "no model? train a tiny one as a job and serve it when ready", "", true},
      {"quickstart-steps", "training steps of the quickstart job", "300"},
+     {"adapter", "LoRA adapter served beside --model, named in a request's \"model\": NAME=DIR",
+      "", false, false, true},
      {"allow-path", "another root that job specs and model loads may use", "", false, false, true},
      {"auto-resume", "at start-up, resume jobs interrupted by a crash or a stop", "", true},
      {"max-jobs", "training jobs running at once", "1"},

@@ -142,15 +142,27 @@ void GenerationSession::start(CompletionRequest req) {
     throw ApiError(503, "no model is loaded (POST /v1/models/load, or start with --model)",
                    "model_not_loaded");
   }
-  if (!req_.model.empty() && req_.model != engine_->model_name())
-    throw ApiError(404,
-                   "model '" + req_.model + "' does not exist; the served model is '" +
-                       engine_->model_name() + "'",
-                   "model_not_found", "model");
+  if (!req_.model.empty() && req_.model != engine_->model_name()) {
+    // Another name: one of the engine's LoRA adapters (as vLLM routes them), or unknown.
+    std::string names;
+    for (const AdapterInfo& a : engine_->adapters()) {
+      if (a.draining) continue;
+      if (a.name == req_.model) adapter_ = a.name;
+      names += (names.empty() ? "" : ", ") + a.name;
+    }
+    if (adapter_.empty()) {
+      status_ = "404";
+      throw ApiError(404,
+                     "model '" + req_.model + "' does not exist; the served model is '" +
+                         engine_->model_name() + "'" +
+                         (names.empty() ? "" : " (LoRA adapters: " + names + ")"),
+                     "model_not_found", "model");
+    }
+  }
   meta_.chat = req_.chat;
   meta_.id = (req_.chat ? "chatcmpl-" : "cmpl-") + ctx_.new_request_id();
   meta_.created = static_cast<int64_t>(std::time(nullptr));
-  meta_.model = engine_->model_name();
+  meta_.model = adapter_.empty() ? engine_->model_name() : adapter_;
 
   try {
     grammar_ = ctx_.grammars.for_request(req_, engine_);
@@ -200,11 +212,14 @@ void GenerationSession::submit(const std::vector<int>& tokens, const std::string
   g.sampling.logprobs = req_.logprobs;
   g.sampling.prompt_logprobs = req_.echo && req_.logprobs >= 0;
   g.grammar = grammar_;
+  g.adapter = adapter_;
   // Never ask for more than the context holds: the answer ends with finish_reason "length".
   g.sampling.max_tokens = std::min(g.sampling.max_tokens, context - len);
   std::vector<std::shared_ptr<RequestHandle>> handles;
   try {
     handles = engine_->submit_n(std::move(g), req_.n);
+  } catch (const AdapterNotFound& e) {  // unloaded since start() looked
+    throw ApiError(404, e.what(), "model_not_found", "model");
   } catch (const std::invalid_argument& e) {
     throw ApiError(400, e.what());
   } catch (const std::exception& e) {

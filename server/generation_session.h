@@ -92,6 +92,7 @@ class GenerationSession {
   std::shared_ptr<Engine> engine_;
   std::shared_ptr<const grammar::CompiledGrammar> grammar_;
   CompletionRequest req_;
+  std::string adapter_;  // the LoRA adapter "model" names; empty: the base model
   ResponseMeta meta_;
   std::vector<SubRequest> subs_;
   bool templated_chat_ = false;  // the prompt came from the checkpoint's chat template

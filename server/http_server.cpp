@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "server/adapter_routes.h"
 #include "server/auth.h"
 #include "server/guarded_server.h"
 #include "server/header_validation.h"
@@ -195,6 +196,7 @@ void HttpServer::install_handlers() {
 
 void HttpServer::register_routes() {
   register_openai_routes(*http_, *ctx_);
+  register_adapter_routes(*http_, *ctx_);
   JobCheckpointResolver resolver;
   if (jobs_) resolver = [this](int64_t id) { return jobs_->newest_checkpoint(id); };
   register_serving_routes(*http_, *ctx_, resolver);

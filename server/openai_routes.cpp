@@ -77,6 +77,19 @@ void handle_models(ServerContext& ctx, httplib::Response& res) {
                     {"owned_by", "ktl"},
                     {"root", st.model_dir},
                     {"max_model_len", st.max_context}});
+    // LoRA adapters as models of their own, named in "model" (vLLM's shape: parent = the base).
+    if (auto e = ctx.models.engine()) {
+      for (const AdapterInfo& a : e->adapters()) {
+        if (a.draining) continue;  // new requests cannot name it any more
+        data.push_back({{"id", a.name},
+                        {"object", "model"},
+                        {"created", static_cast<int64_t>(std::time(nullptr))},
+                        {"owned_by", "ktl"},
+                        {"root", a.path},
+                        {"parent", st.model_name},
+                        {"max_model_len", st.max_context}});
+      }
+    }
   }
   res.set_content(json{{"object", "list"}, {"data", data}}.dump(), "application/json");
 }

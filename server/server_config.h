@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ktl::server {
@@ -25,6 +26,9 @@ struct ServerConfig {
   std::string data_dir = "var";     // jobs database, runs, checkpoints
   std::vector<std::string> allowed_roots;  // besides data_dir, where models may be loaded from
   std::string model_dir;                   // loaded at start when set
+  // LoRA adapters {name, PEFT dir} loaded into the engine of model_dir whenever it is loaded
+  // (--adapter NAME=DIR); one that fails to load fails that model load.
+  std::vector<std::pair<std::string, std::string>> adapters;
   int kv_cache_mb = 512;                   // engine KV pool
   std::string dtype = "fp32";              // fp32 | bf16 | int8
   std::string device = "auto";             // auto | cpu | cuda | mps

@@ -24,10 +24,30 @@ EngineConfig engine_config(const ServerConfig& c) {
   return e;
 }
 
+// The --adapter adapters go into every engine of the --model directory, before it serves.
+ModelManager::Loader with_adapters(const ServerConfig& c, ModelManager::Loader loader) {
+  if (c.adapters.empty()) return loader;
+  if (!loader) loader = default_engine_loader();
+  return [loader, model_dir = c.model_dir, adapters = c.adapters](const std::string& dir,
+                                                                  const EngineConfig& cfg) {
+    std::unique_ptr<Engine> e = loader(dir, cfg);
+    if (e && dir == model_dir) {
+      for (const auto& [name, path] : adapters) {
+        try {
+          e->load_adapter(name, path);
+        } catch (const std::exception& ex) {
+          throw std::runtime_error("--adapter " + name + "=" + path + ": " + ex.what());
+        }
+      }
+    }
+    return e;
+  };
+}
+
 }  // namespace
 
 ServerContext::ServerContext(ServerConfig c, ModelManager::Loader loader)
-    : cfg(std::move(c)), models(engine_config(cfg), std::move(loader)) {}
+    : cfg(std::move(c)), models(engine_config(cfg), with_adapters(cfg, std::move(loader))) {}
 
 ProtocolLimits ServerContext::limits() const {
   ProtocolLimits l;

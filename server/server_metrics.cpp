@@ -133,6 +133,19 @@ std::string ServerMetrics::render_prometheus(const std::optional<EngineStats>& s
   metric(&out, "ktl_preemptions_total", "counter", "Sequences preempted for lack of KV blocks",
          static_cast<double>(s.preemptions));
   metric(&out, "ktl_engine_steps_total", "counter", "Engine steps", static_cast<double>(s.steps));
+  metric(&out, "ktl_adapters_loaded", "gauge", "LoRA adapters loaded (draining ones included)",
+         static_cast<double>(model.adapters.size()));
+  if (!model.adapters.empty()) {
+    header(&out, "ktl_adapter_requests_total", "counter",
+           "Requests admitted per LoRA adapter since it was loaded");
+    for (const auto& a : model.adapters)  // names are [A-Za-z0-9._:-]: no label escaping needed
+      out += "ktl_adapter_requests_total{adapter=\"" + a.name + "\"} " +
+             std::to_string(a.requests_total) + "\n";
+    header(&out, "ktl_adapter_requests_in_flight", "gauge", "Requests running per LoRA adapter");
+    for (const auto& a : model.adapters)
+      out += "ktl_adapter_requests_in_flight{adapter=\"" + a.name + "\"} " +
+             std::to_string(a.in_flight) + "\n";
+  }
 
   std::lock_guard<std::mutex> lock(mu_);
   metric(&out, "ktl_http_streams_active", "gauge", "Generation requests the server is serving",
@@ -164,6 +177,7 @@ std::string ServerMetrics::render_serving_json(const std::optional<EngineStats>&
       {"model", model.name.empty() ? nlohmann::json(nullptr) : nlohmann::json(model.name)},
       {"model_state", model.state},
       {"max_context", model.max_context},
+      {"adapters_loaded", model.adapters.size()},
       {"running", s.running},
       {"waiting", s.waiting},
       {"kv_blocks_used", s.kv_blocks_used},

@@ -41,6 +41,7 @@ struct ModelInfo {
   std::string name;   // empty when none
   std::string state;  // "ready" | "loading" | "none" | "failed"
   int max_context = 0;
+  std::vector<AdapterInfo> adapters;  // LoRA adapters loaded in the serving engine
 };
 
 // One finished generation request, as logged.

@@ -23,7 +23,10 @@ std::optional<EngineStats> engine_stats(ServerContext& ctx, ModelInfo* info) {
   info->name = st.model_name;
   info->state = model_state_name(st.state);
   info->max_context = st.max_context;
-  if (auto e = ctx.models.engine()) return e->stats();
+  if (auto e = ctx.models.engine()) {
+    info->adapters = e->adapters();
+    return e->stats();
+  }
   return std::nullopt;
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,33 @@ struct GenerationRequest {
   // logits are masked before sampling); end-of-sequence only once the sentence is complete, and
   // a finished sentence ends the request ("stop"). Null: unconstrained.
   std::shared_ptr<const grammar::CompiledGrammar> grammar;
+  // The LoRA adapter (Engine::load_adapter's name) the request runs under; empty: the base.
+  std::string adapter;
 };
+
+// A LoRA adapter loaded into an engine (Engine::adapters()).
+struct AdapterInfo {
+  std::string name;  // what requests name it by
+  std::string path;  // the PEFT directory it was loaded from
+  int rank = 0;
+  double alpha = 0;
+  std::vector<std::string> targets;  // short names: q, k, v, o, gate, up, down
+  bool draining = false;             // unloaded, finishing its last requests
+  int in_flight = 0;                 // requests admitted and not finished
+  uint64_t requests_total = 0;       // requests it has served since it was loaded
+  double load_ms = 0;                // reading the files and converting the weights
+  int64_t bytes = 0;                 // its weights in the engine (fp32)
+};
+
+// load_adapter() on a name already in use (an adapter, draining or not, or the base model).
+struct AdapterConflict : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+// submit() naming an adapter that is not loaded or is being unloaded.
+struct AdapterNotFound : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+enum class AdapterUnload { kNotFound, kUnloaded, kDraining };
 
 // One event from the engine to a request's consumer.
 struct GenerationEvent {
@@ -109,9 +136,27 @@ class Engine {
   virtual const Tokenizer& tokenizer() const = 0;
   virtual int max_context() const = 0;
   virtual std::string model_name() const = 0;
+
+  // LoRA adapters, served beside the base model in the same batches. load_adapter reads the
+  // PEFT directory `dir` (adapter_config.json + adapter_model.safetensors) on the calling thread
+  // (the engine thread never waits for it) and makes `name` available to requests once it
+  // returns. Throws AdapterConflict on a name in use, std::invalid_argument on a bad name,
+  // std::runtime_error with the loader's message on bad files or a base it does not fit.
+  virtual AdapterInfo load_adapter(const std::string& name, const std::string& dir);
+  // New requests can no longer name it; requests in flight finish on it, and it is freed when
+  // the last one ends (kDraining until then; kUnloaded when none was in flight).
+  virtual AdapterUnload unload_adapter(const std::string& name);
+  virtual std::vector<AdapterInfo> adapters() const { return {}; }
   // Stops accepting, finishes or cancels in-flight requests, joins the engine thread.
   virtual void shutdown() = 0;
 };
+
+inline AdapterInfo Engine::load_adapter(const std::string&, const std::string&) {
+  throw std::runtime_error("this engine does not serve LoRA adapters");
+}
+inline AdapterUnload Engine::unload_adapter(const std::string&) {
+  return AdapterUnload::kNotFound;
+}
 
 inline std::vector<std::shared_ptr<RequestHandle>> Engine::submit_n(GenerationRequest req, int n) {
   std::vector<std::shared_ptr<RequestHandle>> out;

@@ -173,9 +173,20 @@ void EngineModel::use_torch_ops(torch::Device device) {
 
 torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::vector<AttnSeq>& seqs,
                                    PagedKvPool& pool, const std::vector<int>& logit_rows,
-                                   AttnPath path) const {
+                                   AttnPath path,
+                                   const std::vector<const EngineLora*>& row_lora) const {
   torch::NoGradGuard no_grad;
   const int64_t N = static_cast<int64_t>(tokens.size());
+  if (!row_lora.empty() && static_cast<int64_t>(row_lora.size()) != N)
+    throw std::invalid_argument("forward: row_lora needs one entry per row");
+  // Each adapter's rows, found once per step; after every base projection each adds its
+  // low-rank product to its own rows.
+  const std::vector<LoraRowGroup> lora = group_lora_rows(row_lora, device_);
+  auto with_lora = [&](torch::Tensor y, int layer, FusedLora EngineLora::Layer::*which,
+                       const torch::Tensor& x) {
+    if (!lora.empty()) apply_lora(lora, layer, which, x, y);
+    return y;
+  };
   const int64_t H = cfg_.num_heads, KV = cfg_.num_kv_heads, Dh = cfg_.head_dim();
   const int64_t F = cfg_.intermediate_size;
   if (torch_ops_) path = AttnPath::kGather;
@@ -192,7 +203,9 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
   auto h = embed(id_t);                                           // [N, D]
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& l = layers_[i];
-    auto qkv = l.qkv.forward(rms_norm(h, l.attn_norm, cfg_.rms_norm_eps));  // [N, (H+2KV)*Dh]
+    const int li = static_cast<int>(i);
+    auto xn = rms_norm(h, l.attn_norm, cfg_.rms_norm_eps);                  // [N, D]
+    auto qkv = with_lora(l.qkv.forward(xn), li, &EngineLora::Layer::qkv, xn);  // [N, (H+2KV)*Dh]
     auto q = qkv.narrow(1, 0, H * Dh).view({N, H, Dh});
     auto k = qkv.narrow(1, H * Dh, KV * Dh).view({N, KV, Dh});
     auto v = qkv.narrow(1, (H + KV) * Dh, KV * Dh).reshape({N, KV, Dh});
@@ -200,9 +213,12 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
     k = apply_rope(k, cos, sin);  // [N, KV, Dh]
     write_kv(pool.k[i], pool.v[i], slots, k, v);
     auto attn = paged_attention(q, pool.k[i], pool.v[i], seqs, path);  // [N, H, Dh]
-    h = h + l.o.forward(attn.reshape({N, H * Dh}));
-    auto gu = l.gate_up.forward(rms_norm(h, l.ffn_norm, cfg_.rms_norm_eps));  // [N, 2F]
-    h = h + l.down.forward(swiglu(gu.narrow(1, 0, F), gu.narrow(1, F, F)));   // [N, D]
+    auto attn_flat = attn.reshape({N, H * Dh});
+    h = h + with_lora(l.o.forward(attn_flat), li, &EngineLora::Layer::o, attn_flat);
+    auto xf = rms_norm(h, l.ffn_norm, cfg_.rms_norm_eps);                              // [N, D]
+    auto gu = with_lora(l.gate_up.forward(xf), li, &EngineLora::Layer::gate_up, xf);  // [N, 2F]
+    auto act = swiglu(gu.narrow(1, 0, F), gu.narrow(1, F, F));                        // [N, F]
+    h = h + with_lora(l.down.forward(act), li, &EngineLora::Layer::down, act);        // [N, D]
   }
   std::vector<int64_t> rows(logit_rows.begin(), logit_rows.end());
   auto last = h.index_select(0, torch::tensor(rows, torch::kLong).to(device_));  // [R, D]

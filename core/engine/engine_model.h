@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "core/engine/engine_lora.h"
 #include "core/engine/packed_linear.h"
 #include "core/engine/paged_attention.h"
 #include "core/model/model.h"
@@ -56,10 +57,13 @@ class EngineModel {
   // One step. `tokens` are the N flattened rows of `seqs` (AttnSeq::row indexes them).
   // Returns logits [R, V] (fp32, on the host: one copy per step off the CPU) for the rows in
   // `logit_rows` (the last row of each sampling sequence). The torch-ops path always takes the
-  // gather attention path, whatever `path` says.
+  // gather attention path, whatever `path` says. `row_lora` (empty, or one entry per row; null
+  // = the base model) names each row's LoRA adapter (engine_lora.h), built for this model's
+  // config and device; rows of one adapter are best kept contiguous (no gather).
   torch::Tensor forward(const std::vector<int>& tokens, const std::vector<AttnSeq>& seqs,
                         PagedKvPool& pool, const std::vector<int>& logit_rows,
-                        AttnPath path = AttnPath::kAuto) const;
+                        AttnPath path = AttnPath::kAuto,
+                        const std::vector<const EngineLora*>& row_lora = {}) const;
 
   const ModelConfig& config() const { return cfg_; }
   WeightDtype dtype() const { return dtype_; }

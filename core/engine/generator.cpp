@@ -60,6 +60,7 @@ GenerationResult Generator::generate_ids(std::vector<int> prompt_ids, const Samp
   req.sampling = params;
   GenerationResult res;
   res.prompt_token_ids = req.prompt_tokens;
+  req.adapter = adapter_;
   auto handle = engine_->submit(std::move(req));
   GenerationEvent ev;
   while (true) {

@@ -53,9 +53,12 @@ class Generator {
   GenerationResult generate_ids(std::vector<int> prompt_ids, const SamplingParams& params,
                                 const TokenCallback& on_text = {});
   Engine& engine() { return *engine_; }
+  // Runs every later request under the LoRA adapter `name` (Engine::load_adapter); "" = base.
+  void use_adapter(std::string name) { adapter_ = std::move(name); }
 
  private:
   std::unique_ptr<Engine> engine_;
+  std::string adapter_;
 };
 
 }  // namespace ktl

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,8 +16,10 @@
 #include <random>
 #include <stdexcept>
 
+#include "core/adapters/lora_adapter.h"
 #include "core/base/thread_policy.h"
 #include "core/engine/engine_checkpoint.h"
+#include "core/engine/engine_lora.h"
 #include "core/engine/kernel_threads.h"
 #include "core/engine/kv_budget.h"
 #include "core/grammar/grammar_matcher.h"
@@ -134,6 +137,14 @@ const char* to_string(FinishReason r) {
 
 class RequestQueue;
 
+// A loaded LoRA adapter: its weights and its registry entry (counters guarded by the engine's
+// adapters_mu_).
+struct ServedAdapter {
+  AdapterInfo info;
+  uint64_t salt = 0;  // prefix-cache namespace: unique per load, so a reload never shares blocks
+  std::shared_ptr<const EngineLora> weights;
+};
+
 // Shared between the engine and the request handles (which may outlive the engine).
 struct EngineInbox {
   std::mutex mu;
@@ -144,6 +155,7 @@ struct EngineInbox {
     std::shared_ptr<RequestQueue> queue;
     Clock::time_point t_submit;
     uint64_t share_prompt_of = 0;  // a fork's leader (submit_n)
+    std::shared_ptr<ServedAdapter> adapter;  // null: the base model
   };
   std::deque<Submission> submissions;
   std::vector<uint64_t> cancels;
@@ -215,6 +227,7 @@ struct ActiveRequest {
   // with the first event once every position has them.
   std::vector<TokenLogprob> prompt_lp;
   bool prompt_lp_sent = false;
+  std::shared_ptr<ServedAdapter> adapter;  // null: the base model
 };
 
 LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokenizer> tokenizer,
@@ -297,15 +310,17 @@ std::shared_ptr<RequestHandle> LlmEngine::submit(GenerationRequest req) {
 std::vector<std::shared_ptr<RequestHandle>> LlmEngine::submit_n(GenerationRequest req, int n) {
   if (n < 1) throw std::invalid_argument("n must be >= 1");
   validate(req);
+  std::shared_ptr<ServedAdapter> adapter = acquire_adapter(req.adapter, n);
   std::lock_guard<std::mutex> lk(inbox_->mu);
-  if (inbox_->stopping) throw std::runtime_error("engine is shut down");
   int waiting;
   {
     std::lock_guard<std::mutex> sl(stats_mu_);
     waiting = stats_.waiting;
   }
-  if (waiting + static_cast<int>(inbox_->submissions.size()) + n > cfg_.max_queue) {
-    throw std::runtime_error("queue full");
+  const bool full = waiting + static_cast<int>(inbox_->submissions.size()) + n > cfg_.max_queue;
+  if (inbox_->stopping || full) {
+    for (int k = 0; k < n && adapter; ++k) release_adapter(adapter);
+    throw std::runtime_error(inbox_->stopping ? "engine is shut down" : "queue full");
   }
   // Forks share the leader's prompt blocks, unless every choice needs its own prompt logits.
   const bool fork = n > 1 && !req.sampling.prompt_logprobs;
@@ -316,7 +331,8 @@ std::vector<std::shared_ptr<RequestHandle>> LlmEngine::submit_n(GenerationReques
     if (r.sampling.seed) r.sampling.seed = *r.sampling.seed + static_cast<uint64_t>(k);
     const uint64_t id = inbox_->next_id++;
     auto q = std::make_shared<RequestQueue>(id, inbox_);
-    inbox_->submissions.push_back({id, std::move(r), q, Clock::now(), fork ? leader : 0});
+    inbox_->submissions.push_back(
+        {id, std::move(r), q, Clock::now(), fork ? leader : 0, adapter});
     if (k == 0) leader = id;
     out.push_back(std::move(q));
   }
@@ -347,12 +363,13 @@ void LlmEngine::drain_inbox(bool* stop) {
     auto r = std::make_unique<ActiveRequest>(s.id, s.queue, s.req, next_seed_++, token_bytes_,
                                              strip, max_new);
     r->t_submit = s.t_submit;
+    r->adapter = std::move(s.adapter);
     if (s.req.sampling.prompt_logprobs) {
       r->prompt_lp.reserve(s.req.prompt_tokens.size());
       r->prompt_lp.push_back({s.req.prompt_tokens[0], std::nanf(""), {}});
     }
     scheduler_->add(s.id, std::move(s.req.prompt_tokens), !s.req.sampling.prompt_logprobs,
-                    s.share_prompt_of);
+                    s.share_prompt_of, r->adapter ? r->adapter->salt : 0);
     active_.emplace(s.id, std::move(r));
   }
   for (uint64_t id : cancels) {
@@ -382,6 +399,9 @@ void LlmEngine::finish(ActiveRequest& r, FinishReason why, std::string text,
     ev.cached_prompt_tokens = s->num_cached_tokens;
   ev.ttft_ms = std::max(0.0, r.ttft_ms);
   attach_prompt_logprobs(r, ev);
+  // Released before the last event goes out: a client that saw its request end never finds
+  // the adapter still counting it (an unload right after must not drain).
+  if (r.adapter) release_adapter(r.adapter);
   r.q->push(std::move(ev));
   scheduler_->finish(r.id);
   active_.erase(r.id);  // r is gone from here on
@@ -483,11 +503,32 @@ struct StepBatch {
   };
   std::vector<RowUse> uses;
   uint64_t new_prompt_tokens = 0;
+  std::vector<const EngineLora*> row_lora;  // each row's adapter (null: base); empty when none
 };
 
 StepBatch LlmEngine::build_batch(const SchedulerOutput& out) const {
   StepBatch b;
+  // Sequences of one adapter next to each other: each adapter's rows are then one run, which
+  // the forward pass slices instead of gathering (base rows, salt 0, first).
+  auto adapter_of = [&](uint64_t id) -> const ServedAdapter* {
+    auto it = active_.find(id);
+    return it == active_.end() ? nullptr : it->second->adapter.get();
+  };
+  std::vector<const ScheduledSeq*> order;
+  bool any_lora = false;
   for (const ScheduledSeq& s : out.seqs) {
+    order.push_back(&s);
+    any_lora = any_lora || adapter_of(s.id);
+  }
+  if (any_lora) {
+    std::stable_sort(order.begin(), order.end(), [&](const ScheduledSeq* x, const ScheduledSeq* y) {
+      const ServedAdapter* ax = adapter_of(x->id);
+      const ServedAdapter* ay = adapter_of(y->id);
+      return (ax ? ax->salt : 0) < (ay ? ay->salt : 0);
+    });
+  }
+  for (const ScheduledSeq* sp : order) {
+    const ScheduledSeq& s = *sp;
     const SchedRequest* r = scheduler_->find(s.id);
     AttnSeq a;
     a.row = static_cast<int>(b.tokens.size());
@@ -496,6 +537,10 @@ StepBatch LlmEngine::build_batch(const SchedulerOutput& out) const {
     a.block_table = s.block_table;
     b.tokens.insert(b.tokens.end(), r->tokens.begin() + s.start,
                     r->tokens.begin() + s.start + s.num_tokens);
+    if (any_lora) {
+      const ServedAdapter* ad = adapter_of(s.id);
+      b.row_lora.insert(b.row_lora.end(), s.num_tokens, ad ? ad->weights.get() : nullptr);
+    }
     if (s.start == r->num_cached_tokens && r->num_preemptions == 0) {
       b.new_prompt_tokens += r->num_prompt_tokens;  // first chunk of a new request
     }
@@ -532,7 +577,8 @@ void LlmEngine::step() {
   // [R, V] on the host; no fork() meanwhile (ForwardForkGate)
   const torch::Tensor logits = [&] {
     ForwardSection no_fork;
-    return model_->forward(b.tokens, b.seqs, *pool_, b.logit_rows).contiguous();
+    return model_->forward(b.tokens, b.seqs, *pool_, b.logit_rows, AttnPath::kAuto, b.row_lora)
+        .contiguous();
   }();
   const double fwd_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
   scheduler_->complete_step(out);
@@ -616,12 +662,108 @@ void LlmEngine::shutdown() {
   // Submissions that never reached the engine thread.
   std::lock_guard<std::mutex> lk(inbox_->mu);
   for (auto& s : inbox_->submissions) {
+    if (s.adapter) release_adapter(s.adapter);
     GenerationEvent ev;
     ev.finish = FinishReason::kCancelled;
     ev.prompt_tokens = static_cast<int>(s.req.prompt_tokens.size());
     s.queue->push(std::move(ev));
   }
   inbox_->submissions.clear();
+}
+
+namespace {
+
+// Names go into URLs (DELETE /v1/adapters/NAME) and the "model" field: a safe set of characters.
+void check_adapter_name(const std::string& name) {
+  const bool ok = !name.empty() && name.size() <= 128 &&
+                  std::all_of(name.begin(), name.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+                           c == '.' || c == ':';
+                  });
+  if (!ok)
+    throw std::invalid_argument("adapter name '" + name +
+                                "' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
+}
+
+std::vector<std::string> target_names(const LoraConfig& c) {
+  std::vector<std::string> out;
+  for (LoraTarget t : c.targets) out.emplace_back(lora_target_short_name(t));
+  return out;
+}
+
+}  // namespace
+
+AdapterInfo LlmEngine::load_adapter(const std::string& name, const std::string& dir) {
+  check_adapter_name(name);
+  auto check_free = [&] {  // under adapters_mu_
+    if (name == name_) throw AdapterConflict("'" + name + "' is the base model's name");
+    if (adapters_.count(name))
+      throw AdapterConflict("an adapter named '" + name + "' is already loaded" +
+                            (adapters_.at(name)->info.draining ? " (draining)" : ""));
+  };
+  {
+    std::lock_guard<std::mutex> lk(adapters_mu_);
+    check_free();
+  }
+  const auto t0 = Clock::now();
+  auto a = std::make_shared<ServedAdapter>();
+  try {  // on this (the caller's) thread: the engine thread keeps stepping meanwhile
+    c10::InferenceMode inference;
+    const LoraAdapter lora = load_peft_adapter(dir, model_->config());
+    a->weights = std::make_shared<const EngineLora>(lora, model_->config(), model_->device());
+    a->info.rank = lora.config.rank;
+    a->info.alpha = lora.config.alpha;
+    a->info.targets = target_names(lora.config);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(e.what());
+  }
+  a->info.name = name;
+  a->info.path = dir;
+  a->info.bytes = a->weights->bytes();
+  a->info.load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  std::lock_guard<std::mutex> lk(adapters_mu_);
+  check_free();  // another thread may have taken the name meanwhile
+  a->salt = next_adapter_salt_++;
+  adapters_[name] = a;
+  return a->info;
+}
+
+AdapterUnload LlmEngine::unload_adapter(const std::string& name) {
+  std::lock_guard<std::mutex> lk(adapters_mu_);
+  auto it = adapters_.find(name);
+  if (it == adapters_.end()) return AdapterUnload::kNotFound;
+  if (it->second->info.in_flight == 0) {
+    adapters_.erase(it);  // requests hold their own reference: none does now
+    return AdapterUnload::kUnloaded;
+  }
+  it->second->info.draining = true;
+  return AdapterUnload::kDraining;
+}
+
+std::vector<AdapterInfo> LlmEngine::adapters() const {
+  std::lock_guard<std::mutex> lk(adapters_mu_);
+  std::vector<AdapterInfo> out;
+  for (const auto& [name, a] : adapters_) out.push_back(a->info);
+  return out;
+}
+
+std::shared_ptr<ServedAdapter> LlmEngine::acquire_adapter(const std::string& name, int n) {
+  if (name.empty()) return nullptr;
+  std::lock_guard<std::mutex> lk(adapters_mu_);
+  auto it = adapters_.find(name);
+  if (it == adapters_.end()) throw AdapterNotFound("adapter '" + name + "' is not loaded");
+  if (it->second->info.draining)
+    throw AdapterNotFound("adapter '" + name + "' is being unloaded");
+  it->second->info.in_flight += n;
+  it->second->info.requests_total += static_cast<uint64_t>(n);
+  return it->second;
+}
+
+void LlmEngine::release_adapter(const std::shared_ptr<ServedAdapter>& a) {
+  std::lock_guard<std::mutex> lk(adapters_mu_);
+  if (--a->info.in_flight > 0 || !a->info.draining) return;
+  auto it = adapters_.find(a->info.name);
+  if (it != adapters_.end() && it->second == a) adapters_.erase(it);
 }
 
 void place_engine_model(EngineModel& model, const EngineConfig& cfg) {

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,6 +33,7 @@ namespace ktl {
 
 struct EngineInbox;
 struct ActiveRequest;
+struct ServedAdapter;
 struct StepBatch;
 class KvCacheManager;
 class Scheduler;
@@ -59,6 +61,12 @@ class LlmEngine : public Engine {
   int max_context() const override;
   std::string model_name() const override { return name_; }
   void shutdown() override;
+  // LoRA adapters (engine.h): a registry shared by the HTTP threads (load, unload, submit) and
+  // the engine thread (which releases an adapter when a request of it finishes); each request
+  // holds its adapter, so an unloaded one lives until its last request ends.
+  AdapterInfo load_adapter(const std::string& name, const std::string& dir) override;
+  AdapterUnload unload_adapter(const std::string& name) override;
+  std::vector<AdapterInfo> adapters() const override;
 
   const EngineModel& model() const { return *model_; }
   int64_t kv_bytes() const { return kv_bytes_; }  // the KV pool's size
@@ -83,6 +91,11 @@ class LlmEngine : public Engine {
   // Moves the prompt's log-probabilities into `ev` once they are all known (echo).
   void attach_prompt_logprobs(ActiveRequest& r, GenerationEvent& ev);
   void publish_stats();
+  // The adapter a submission names, counted in flight n times (null for the base); throws
+  // AdapterNotFound when it is not loaded or is draining.
+  std::shared_ptr<ServedAdapter> acquire_adapter(const std::string& name, int n);
+  // One request of `a` ended: a draining adapter leaves the registry with its last request.
+  void release_adapter(const std::shared_ptr<ServedAdapter>& a);
 
   std::shared_ptr<EngineModel> model_;
   std::shared_ptr<Tokenizer> tokenizer_;
@@ -108,6 +121,10 @@ class LlmEngine : public Engine {
   uint64_t next_seed_ = 0;
   std::vector<float> row_scratch_;    // one logits row, penalised
   std::vector<int> allowed_scratch_;  // the tokens a request's grammar allows this step
+
+  mutable std::mutex adapters_mu_;  // guards adapters_ and every ServedAdapter's counters
+  std::map<std::string, std::shared_ptr<ServedAdapter>> adapters_;
+  uint64_t next_adapter_salt_ = 1;  // prefix-cache salt of the next load (0 = the base)
 };
 
 }  // namespace ktl
