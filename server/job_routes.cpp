@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "core/adapters/lora_config.h"
 #include "core/base/file_util.h"
 #include "server/header_validation.h"
 
@@ -83,10 +84,45 @@ json job_json(const Job& j, bool cancel_requested) {
           {"resume_from", j.resume_from.empty() ? json(nullptr) : json(j.resume_from)}};
 }
 
+// A LoRA checkpoint (adapter_config.json in its directory): {rank, alpha, targets, base} for the
+// dashboard's "Serve adapter"; null for a full checkpoint. A file the server's loader would refuse
+// still says it is an adapter, with the loader's reason in "error".
+json adapter_of_checkpoint(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path config = fs::path(dir) / kAdapterConfigFile;
+  if (!fs::is_regular_file(config, ec)) return nullptr;
+  json out = json::object();
+  try {
+    const LoraConfig c = lora_config_from_peft_json(read_file(config.string()));
+    json targets = json::array();
+    for (LoraTarget t : c.targets) targets.push_back(std::string(lora_target_short_name(t)));
+    out = {{"rank", c.rank}, {"alpha", c.alpha}, {"targets", targets}};
+  } catch (const std::exception& e) {
+    out["error"] = e.what();
+  }
+  // lora_base.json (written by the trainer) names the base checkpoint the adapter trained on.
+  out["base"] = nullptr;
+  try {
+    const fs::path base = fs::path(dir) / "lora_base.json";
+    const json b = fs::is_regular_file(base, ec)
+                       ? json::parse(read_file(base.string()), nullptr, false)
+                       : json(nullptr);
+    if (b.is_object() && b.contains("base") && b["base"].is_string()) out["base"] = b["base"];
+  } catch (const std::exception&) {
+    // unreadable: the base stays unknown; the checkpoint is still listed
+  }
+  return out;
+}
+
 json checkpoint_json(const CheckpointRecord& c) {
   json m = json::object();
   for (const auto& [k, v] : c.metrics) m[k] = number_or_null(v);
-  return {{"step", c.step}, {"path", c.path}, {"metrics", m}, {"time", c.time}};
+  return {{"step", c.step},
+          {"path", c.path},
+          {"metrics", m},
+          {"time", c.time},
+          {"adapter", adapter_of_checkpoint(c.path)}};
 }
 
 int64_t int_param(const httplib::Request& req, const char* name, int64_t fallback,

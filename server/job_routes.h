@@ -1,7 +1,9 @@
 // REST routes of the training daemon under /v1/jobs (cpp-httplib):
 //   POST /v1/jobs                        submit a spec -> 201 + job
 //   GET  /v1/jobs?status=&limit=         list, newest first
-//   GET  /v1/jobs/{id}                   job + latest metrics + checkpoints
+//   GET  /v1/jobs/{id}                   job + latest metrics + checkpoints (each with
+//                                        "adapter": {rank, alpha, targets, base} when it is a
+//                                        LoRA checkpoint, else null)
 //   GET  /v1/jobs/{id}/metrics?key=&since_step=&limit=   series grouped by key
 //   GET  /v1/jobs/{id}/samples?since_step=&limit=
 //   GET  /v1/jobs/{id}/logs?tail=N | ?since_id=ID&limit=

@@ -6,8 +6,10 @@
 
 #include <fstream>
 #include <functional>
+#include <map>
 #include <thread>
 
+#include "core/adapters/lora_config.h"
 #include "tests/support/job_test_util.h"
 
 namespace ktl::server {
@@ -196,6 +198,48 @@ TEST_F(JobRoutesTest, SubmitWatchAndReadResults) {
   auto [s3, conflict] = post("/v1/jobs/" + std::to_string(id) + "/resume", "");
   EXPECT_EQ(s3, 409);
   EXPECT_EQ(conflict["error"]["code"], "invalid_job_state");
+}
+
+// The dashboard tells a LoRA checkpoint (adapter_config.json in its directory) from a full one by
+// the checkpoint's "adapter" field, read from the files the trainer wrote.
+TEST_F(JobRoutesTest, CheckpointsSayWhetherTheyAreAdapters) {
+  auto [status, job] = post("/v1/jobs", spec({{"max_steps", 1}}).dump());
+  ASSERT_EQ(status, 201) << job.dump();
+  int64_t id = job["id"];
+  ASSERT_TRUE(eventually([&] { return status_of(id) == "succeeded"; }));
+
+  LoraConfig lora;
+  lora.rank = 8;
+  lora.alpha = 16;
+  lora.targets = parse_lora_targets("q,v,down");
+  fs::create_directories(dir_.path() / "lora-2");
+  std::ofstream(dir_.path() / "lora-2" / kAdapterConfigFile) << lora_config_to_peft_json(lora);
+  std::ofstream(dir_.path() / "lora-2" / "lora_base.json")
+      << json{{"base", dir_.str("base")}, {"weights_sha256", "ab"}}.dump();
+  fs::create_directories(dir_.path() / "full-1");
+  std::ofstream(dir_.path() / "full-1" / "model.safetensors") << "x";
+  fs::create_directories(dir_.path() / "bad-3");
+  std::ofstream(dir_.path() / "bad-3" / kAdapterConfigFile) << R"({"r": 4, "use_dora": true})";
+  store_->add_checkpoint(id, {1, dir_.str("full-1"), {}, 0});
+  store_->add_checkpoint(id, {2, dir_.str("lora-2"), {}, 0});
+  store_->add_checkpoint(id, {3, dir_.str("bad-3"), {}, 0});
+  store_->add_checkpoint(id, {4, dir_.str("gone-4"), {}, 0});
+
+  auto [s, detail] = get("/v1/jobs/" + std::to_string(id));
+  ASSERT_EQ(s, 200);
+  std::map<int, json> by_step;
+  for (const json& c : detail["checkpoints"]) by_step[c["step"].get<int>()] = c["adapter"];
+  ASSERT_EQ(by_step.size(), 4u) << detail.dump();
+  EXPECT_TRUE(by_step[1].is_null());
+  EXPECT_TRUE(by_step[4].is_null()) << "a checkpoint directory that is gone is no adapter";
+  EXPECT_EQ(by_step[2]["rank"], 8);
+  EXPECT_EQ(by_step[2]["alpha"], 16.0);
+  EXPECT_EQ(by_step[2]["targets"], json::array({"q", "v", "down"}));
+  EXPECT_EQ(by_step[2]["base"], dir_.str("base"));
+  ASSERT_TRUE(by_step[3].is_object());
+  EXPECT_NE(by_step[3]["error"].get<std::string>().find("use_dora"), std::string::npos)
+      << by_step[3].dump();
+  EXPECT_TRUE(by_step[3]["base"].is_null());
 }
 
 TEST_F(JobRoutesTest, UnknownJobsAre404AndAuthIsCheckedFirst) {
