@@ -121,6 +121,79 @@ if (missing) {
     }
   });
 
+  test('LoRA: a job’s adapter checkpoints are served, picked in the playground and unloaded', async () => {
+    const srv = await startMockServer({ seedJobs: true });
+    try {
+      const { context, page, problems } = await openPage(srv);
+      const lora = [...srv.jobs.values()].find((j) => j.name === 'chat-lora');
+      const row = `.job-row[data-job-id="${lora.id}"]`;
+      // The LoRA settings and one line per adapter checkpoint (newest first); no "Load model".
+      await page.waitForSelector(`${row} .job-lora .adapter-ckpt`);
+      assert.match(await page.textContent(`${row} .lora-config`), /r 16 · α 32 · q,k,v,o/);
+      assert.deepEqual(await page.$$eval(`${row} .adapter-ckpt`, (els) => els.map((e) => e.dataset.step)), ['200', '100']);
+      assert.equal(await page.$(`${row} [data-action=load]`), null);
+      const full = [...srv.jobs.values()].find((j) => j.name === 'baseline-tiny');
+      assert.equal(await page.$(`.job-row[data-job-id="${full.id}"] .job-lora`), null, 'a full run has no LoRA line');
+
+      // Serve step 200 under an edited name; the row then says it is served.
+      const ck200 = `${row} .adapter-ckpt[data-step="200"]`;
+      assert.equal(await page.inputValue(`${ck200} .adapter-name`), `job${lora.id}-step200`);
+      await page.fill(`${ck200} .adapter-name`, 'chat-r16');
+      await page.click(`${ck200} [data-action=serve-adapter]`);
+      await page.waitForSelector(`${ck200} .served:has-text("chat-r16")`, { timeout: 10000 });
+      assert.equal(srv.adapters.get('chat-r16').path, lora.checkpoints.find((c) => c.step === 200).path);
+      // The same name again (step 100): the API's 409 is shown on the row.
+      const ck100 = `${row} .adapter-ckpt[data-step="100"]`;
+      await page.fill(`${ck100} .adapter-name`, 'chat-r16');
+      await page.click(`${ck100} [data-action=serve-adapter]`);
+      await page.waitForSelector(`${ck100} .adapter-error:not([hidden]):has-text("409")`);
+      assert.match(await page.textContent(`${ck100} .adapter-error:last-child`), /already loaded/);
+
+      // Playground: the adapter is a choice labelled with its base, and requests name it.
+      await page.click('a[data-view=playground]');
+      await page.waitForSelector('#pg-model option[value="chat-r16"]', { state: 'attached', timeout: 10000 });
+      assert.equal(await page.textContent('#pg-model option[value="chat-r16"]'), 'chat-r16 · adapter of ktl-tiny-ko');
+      await page.selectOption('#pg-model', 'chat-r16');
+      await generateInPlayground(page, { maxTokens: 4 });
+      assert.equal(srv.requestedModels.at(-1), 'chat-r16');
+      await page.selectOption('#pg-model', 'ktl-tiny-ko');
+      await generateInPlayground(page, { maxTokens: 4 });
+      assert.equal(srv.requestedModels.at(-1), 'ktl-tiny-ko');
+
+      // The Adapters card lists it with its rank and requests; the load form loads step 100.
+      await page.waitForSelector('#pg-adapters tr[data-adapter="chat-r16"] .adapter-requests:text("1")', { timeout: 10000 });
+      await page.fill('#pg-adapter-name', 'bad name');
+      await page.fill('#pg-adapter-path', lora.checkpoints[0].path);
+      await page.click('#pg-adapter-load');
+      await page.waitForSelector('#pg-adapter-error:not([hidden]):has-text("400")');
+      await page.fill('#pg-adapter-name', 'early');
+      await page.fill('#pg-adapter-path', '/tmp/mock/nowhere');
+      await page.click('#pg-adapter-load');
+      await page.waitForSelector('#pg-adapter-error:not([hidden]):has-text("404")');
+      await page.fill('#pg-adapter-path', lora.checkpoints[0].path);
+      await page.click('#pg-adapter-load');
+      await page.waitForSelector('#pg-adapters tr[data-adapter="early"]', { timeout: 10000 });
+      assert.equal(await page.isHidden('#pg-adapter-error'), true);
+      await screenshot(page, 'mock-playground-adapters.png');
+
+      // Serving: the count and the same card; Unload there removes it everywhere.
+      await page.click('a[data-view=serving]');
+      await page.waitForSelector('#serving-adapter-count:text("2")', { timeout: 10000 });
+      await page.click('#serving-adapters tr[data-adapter="chat-r16"] [data-action=unload-adapter]');
+      await page.waitForSelector('#serving-adapters tr[data-adapter="chat-r16"]', { state: 'detached', timeout: 10000 });
+      assert.equal(srv.adapters.has('chat-r16'), false);
+      await page.click('a[data-view=playground]');
+      await page.waitForSelector('#pg-model option[value="chat-r16"]', { state: 'detached', timeout: 10000 });
+
+      // Failed resource loads (the 409/400/404 above) are the browser's own log lines.
+      assert.deepEqual(problems.console.filter((m) => !/status of (400|404|409)/.test(m)), []);
+      assert.deepEqual(problems.external, []);
+      await context.close();
+    } finally {
+      await srv.close();
+    }
+  });
+
   test('no model and no jobs: the page says so and the playground waits', async () => {
     const srv = await startMockServer({ model: '' });
     try {

@@ -1,6 +1,7 @@
 // A stand-in for `ktl serve` for developing and page-testing the dashboard without the C++
 // server: serves web/ statically and fakes the /v1 API (jobs that "train" on a timer with
-// falling loss and improving Korean samples, streamed completions, serving counters).
+// falling loss and improving Korean samples, streamed completions, serving counters, LoRA jobs
+// whose checkpoints are adapters and /v1/adapters serving them beside the model).
 // It follows the same contract as the real server; the real e2e test never uses it.
 //
 //   node tests/e2e/mock_server.mjs [--port 8090] [--api-key KEY] [--no-model] [--seed-jobs]
@@ -42,6 +43,15 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
   let nextEventId = 1;
   let loadedModel = model;
   const serving = { running: 0, waiting: 0, kv_blocks_used: 0, kv_blocks_total: 512, prefix_cache_hit_rate: 0.42, tokens_generated: 0 };
+  const adapters = new Map(); // name -> GET /v1/adapters row
+  const requestedModels = []; // the "model" of each completion request, in order
+
+  // A LoRA job's checkpoints carry "adapter" as GET /v1/jobs/{id} reports it (adapter_config.json).
+  function loraOf(spec) {
+    const o = (spec.options && (spec.options.train || spec.options)) || {};
+    if (!(Number(o.lora_rank) > 0)) return null;
+    return { rank: Number(o.lora_rank), alpha: Number(o.lora_alpha ?? 32), targets: String(o.lora_targets || 'q,k,v,o,gate,up,down').split(','), base: o.init_from || null };
+  }
 
   function makeJob(spec, { status = 'queued', steps = 0 } = {}) {
     const o = (spec.options && spec.options.train) || spec.options || {};
@@ -108,7 +118,7 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
       metric(job, 'task/nsmc-sentiment/acc_norm', step, Math.min(0.9, 0.48 + step / 400));
     }
     if (step % job.saveEvery === 0 || step === total) {
-      const c = { step, path: `/tmp/mock/jobs/${job.id}/checkpoints/step-${step}`, metrics: { 'train/loss': loss }, time: Date.now() / 1000 };
+      const c = { step, path: `/tmp/mock/jobs/${job.id}/checkpoints/step-${step}`, metrics: { 'train/loss': loss }, time: Date.now() / 1000, adapter: loraOf(job.spec) };
       job.checkpoints.push(c);
       emit(job, 'checkpoint', { step: c.step, path: c.path, metrics: c.metrics });
     }
@@ -164,6 +174,10 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
     bad.error = 'loss became NaN at step 41 (learning_rate 0.01); last checkpoint: step 0';
     bad.started_at = new Date(Date.now() - 2900e3).toISOString();
     bad.finished_at = new Date(Date.now() - 2890e3).toISOString();
+    const lora = makeJob({ kind: 'sft', name: 'chat-lora', options: { init_from: '/tmp/mock/jobs/1/checkpoints/step-300', data: 'chatbot-qa.tsv', max_steps: 200, save_steps: 100, lora_rank: 16, lora_alpha: 32, lora_targets: 'q,k,v,o' } }, { steps: 200 });
+    lora.status = 'succeeded';
+    lora.started_at = new Date(Date.now() - 2800e3).toISOString();
+    lora.finished_at = new Date(Date.now() - 2700e3).toISOString();
   }
 
   const secs = (iso) => (iso ? Date.parse(iso) / 1000 : null);
@@ -221,6 +235,10 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
     const body = await readBody(req);
     if (!body || typeof body.prompt !== 'string') return err(res, 400, 'prompt must be a string');
     if (!loadedModel) return err(res, 503, 'no model loaded', 'server_error');
+    // "model" picks the base or one of its adapters; what it named is recorded for the tests.
+    if (body.model && body.model !== loadedModel && !adapters.has(body.model)) return err(res, 404, `model '${body.model}' is not loaded`);
+    if (adapters.has(body.model)) adapters.get(body.model).requests_total++;
+    requestedModels.push(body.model || '');
     const max = Math.max(1, Math.min(Number(body.max_tokens || 16), 256));
     const pieces = tokens(COMPLETION).slice(0, max);
     const id = `cmpl-${Date.now()}`;
@@ -277,7 +295,33 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
     if (!p.startsWith('/v1/')) return serveStatic(req, res, p);
     if (apiKey && req.headers.authorization !== `Bearer ${apiKey}`) return err(res, 401, 'missing or wrong API key', 'authentication_error');
     const m = p.match(/^\/v1\/jobs\/(\d+)(?:\/(\w+))?$/);
-    if (p === '/v1/models' && req.method === 'GET') return send(res, 200, { object: 'list', data: loadedModel ? [{ id: loadedModel, object: 'model', owned_by: 'ktl' }] : [] });
+    if (p === '/v1/models' && req.method === 'GET') {
+      const data = loadedModel ? [{ id: loadedModel, object: 'model', owned_by: 'ktl' }] : [];
+      if (loadedModel) for (const a of adapters.values()) if (a.state === 'ready') data.push({ id: a.name, object: 'model', owned_by: 'ktl', root: a.path, parent: loadedModel });
+      return send(res, 200, { object: 'list', data });
+    }
+    if (p === '/v1/adapters' && req.method === 'GET') return send(res, 200, { object: 'list', data: [...adapters.values()] });
+    if (p === '/v1/adapters' && req.method === 'POST') {
+      const body = await readBody(req);
+      if (!body || typeof body.name !== 'string' || !body.name) return err(res, 400, "'name' must be a non-empty string");
+      if (!/^[A-Za-z0-9._:-]{1,64}$/.test(body.name)) return err(res, 400, `adapter name '${body.name}' must be 1-64 of [A-Za-z0-9._:-]`);
+      if (typeof body.path !== 'string' || !body.path) return err(res, 400, "'path' must be a non-empty string");
+      const ck = [...jobs.values()].flatMap((j) => j.checkpoints).find((c) => c.path === body.path);
+      if (!ck) return err(res, 404, `adapter directory '${body.path}' does not exist`);
+      if (!loadedModel) return err(res, 503, 'no model is loaded: adapters need a base model');
+      if (!ck.adapter) return err(res, 400, `cannot load the adapter: no adapter_config.json in ${body.path}`);
+      if (adapters.has(body.name) || body.name === loadedModel) return err(res, 409, `adapter '${body.name}' is already loaded`);
+      const a = { object: 'adapter', name: body.name, path: body.path, rank: ck.adapter.rank, alpha: ck.adapter.alpha, targets: ck.adapter.targets, state: 'ready', in_flight: 0, requests_total: 0, load_ms: 12.5, bytes: 1 << 20 };
+      adapters.set(a.name, a);
+      return send(res, 200, a);
+    }
+    const am = p.match(/^\/v1\/adapters\/([^/]+)$/);
+    if (am && req.method === 'DELETE') {
+      const name = decodeURIComponent(am[1]);
+      if (!adapters.has(name)) return err(res, 404, `adapter '${name}' is not loaded`);
+      adapters.delete(name);
+      return send(res, 200, { name, state: 'unloaded' });
+    }
     if (p === '/v1/models/load' && req.method === 'POST') {
       const body = await readBody(req);
       if (!body) return err(res, 400, 'invalid JSON');
@@ -290,7 +334,7 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
       else return err(res, 400, 'job_id or path required');
       return send(res, 200, { status: 'loading', path: loadedModel });
     }
-    if (p === '/v1/serving') return send(res, 200, { model: loadedModel || null, model_state: loadedModel ? 'ready' : 'none', max_context: 256, ...serving, requests_total: 3, ttft_p50_s: 0.021, ttft_p99_s: 0.064 });
+    if (p === '/v1/serving') return send(res, 200, { model: loadedModel || null, model_state: loadedModel ? 'ready' : 'none', max_context: 256, adapters_loaded: adapters.size, ...serving, requests_total: 3, ttft_p50_s: 0.021, ttft_p99_s: 0.064 });
     if (p === '/v1/completions' && req.method === 'POST') return completions(req, res);
     if (p === '/v1/jobs' && req.method === 'GET') return send(res, 200, { object: 'list', data: [...jobs.values()].map(publicJob) });
     if (p === '/v1/jobs' && req.method === 'POST') {
@@ -350,7 +394,7 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
           server.closeAllConnections();
           server.close(() => r());
         });
-      resolve({ url: `http://127.0.0.1:${server.address().port}`, close, jobs });
+      resolve({ url: `http://127.0.0.1:${server.address().port}`, close, jobs, adapters, requestedModels });
     });
   });
 }

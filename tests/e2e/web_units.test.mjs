@@ -1,10 +1,22 @@
 // Unit tests of the dashboard's browser-free modules under Node (no chromium needed):
 // the fetch-based SSE parser (web/src/sse.js) and the job-spec / wire-format helpers
-// (web/src/api.js).   node tests/e2e/web_units.test.mjs
+// (web/src/api.js), LoRA: the model choices from /v1/models, a job's adapter checkpoints.
+//   node tests/e2e/web_units.test.mjs
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readSse } from '../../web/src/sse.js';
-import { buildSftJobSpec, buildTrainJobSpec, normalizeJob, taskNames, taskMetric } from '../../web/src/api.js';
+import {
+  adapterCheckpoints,
+  buildSftJobSpec,
+  buildTrainJobSpec,
+  defaultAdapterName,
+  jobLora,
+  modelChoices,
+  normalizeAdapter,
+  normalizeJob,
+  taskNames,
+  taskMetric,
+} from '../../web/src/api.js';
 import { ema } from '../../web/src/util.js';
 
 /** A Response whose body arrives in the given byte chunks. */
@@ -152,4 +164,69 @@ test('task metrics: the task names of task/<name>/acc keys', () => {
   assert.deepEqual(taskNames(['train/loss', 'task/kornli/acc', 'task/kornli/acc_norm', 'task/nsmc-sentiment/acc', 'task/x/acc_norm']), ['kornli', 'nsmc-sentiment']);
   assert.equal(taskMetric('kornli'), 'task/kornli/acc');
   assert.equal(taskMetric('kornli', 'acc_norm'), 'task/kornli/acc_norm');
+});
+
+test('model choices: each base followed by its adapters, labelled with their parent', () => {
+  const body = {
+    object: 'list',
+    data: [
+      { id: 'chat-a', object: 'model', parent: 'ktl-small', root: '/d/jobs/4/checkpoints/step-300' },
+      { id: 'ktl-small', object: 'model', root: '/d/models/small' },
+      { id: 'orphan', object: 'model', parent: 'gone' },
+      { id: 'chat-b', object: 'model', parent: 'ktl-small' },
+    ],
+  };
+  assert.deepEqual(modelChoices(body), [
+    { id: 'ktl-small', parent: '', label: 'ktl-small' },
+    { id: 'chat-a', parent: 'ktl-small', label: 'chat-a · adapter of ktl-small' },
+    { id: 'chat-b', parent: 'ktl-small', label: 'chat-b · adapter of ktl-small' },
+    { id: 'orphan', parent: 'gone', label: 'orphan · adapter of gone' },
+  ]);
+  assert.deepEqual(modelChoices({ object: 'list', data: [] }), []);
+  assert.deepEqual(modelChoices({}), [], 'a body without data is no model');
+  assert.deepEqual(modelChoices({ data: [{ id: 'm' }] }), [{ id: 'm', parent: '', label: 'm' }], 'a server without adapters');
+});
+
+test('a LoRA job: its settings from the checkpoints once they exist, else from the spec', () => {
+  // GET /v1/jobs (no checkpoints): the spec's lora_* options say it.
+  const listed = normalizeJob({ id: 7, kind: 'sft', status: 'running', spec: { kind: 'sft', options: { init_from: 'jobs/1/final', lora_rank: 16, lora_targets: 'q, v' } } });
+  assert.deepEqual(jobLora(listed), { rank: 16, alpha: null, targets: ['q', 'v'], base: 'jobs/1/final' });
+  assert.deepEqual(adapterCheckpoints(listed), []);
+
+  // GET /v1/jobs/{id}: the checkpoints' adapter_config.json wins (a config file may have set it).
+  const detail = normalizeJob({
+    id: 7,
+    kind: 'sft',
+    status: 'succeeded',
+    spec: { kind: 'sft', options: { config: 'lora.yaml' } },
+    checkpoints: [
+      { step: 100, path: '/d/jobs/7/checkpoints/checkpoint-100', adapter: { rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o'], base: '/d/base' } },
+      { step: 200, path: '/d/jobs/7/checkpoints/checkpoint-200', adapter: { rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o'], base: '/d/base' } },
+      { step: 250, path: '/d/jobs/7/checkpoints/broken', adapter: { error: 'adapter_config.json: "use_dora" is not supported', base: null } },
+    ],
+  });
+  assert.deepEqual(jobLora(detail), { rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o'], base: '/d/base' });
+  assert.deepEqual(adapterCheckpoints(detail).map((c) => c.step), [250, 200, 100], 'newest first, the refused one too (it shows its error)');
+  assert.match(adapterCheckpoints(detail)[0].adapter.error, /use_dora/);
+
+  // Full training: no LoRA, whatever its checkpoints.
+  const full = normalizeJob({ id: 3, kind: 'train', status: 'succeeded', spec: { options: { lora_rank: 0 } }, checkpoints: [{ step: 5, path: '/d/x', adapter: null }] });
+  assert.equal(jobLora(full), null);
+  assert.deepEqual(adapterCheckpoints(full), []);
+  // A pipeline's train stage; other kinds never train an adapter.
+  assert.equal(jobLora(normalizeJob({ id: 4, kind: 'pipeline', spec: { options: { train: { lora_rank: 4, lora_alpha: 8 } } } })).alpha, 8);
+  assert.equal(jobLora(normalizeJob({ id: 5, kind: 'eval', spec: { options: { lora_rank: 4 } } })), null);
+  assert.equal(jobLora(normalizeJob({ id: 6, kind: 'train' })), null, 'no spec, no checkpoints');
+});
+
+test('adapter names and the /v1/adapters rows', () => {
+  assert.equal(defaultAdapterName(12, 300), 'job12-step300');
+  assert.match(defaultAdapterName('a b/c', 1), /^[A-Za-z0-9._:-]+$/, 'only characters the server accepts');
+  const a = normalizeAdapter({ object: 'adapter', name: 'chat', path: '/d/a', rank: 16, alpha: 32, targets: ['q', 'v'], state: 'draining', in_flight: 2, requests_total: 9, load_ms: 41.5, bytes: 1024 });
+  assert.deepEqual(a, { name: 'chat', path: '/d/a', rank: 16, alpha: 32, targets: ['q', 'v'], state: 'draining', inFlight: 2, requestsTotal: 9, loadMs: 41.5, bytes: 1024 });
+  const bare = normalizeAdapter({ name: 'x' });
+  assert.equal(bare.state, 'ready');
+  assert.equal(bare.rank, null);
+  assert.deepEqual(bare.targets, []);
+  assert.equal(bare.inFlight, 0);
 });

@@ -9,6 +9,8 @@ export const PATHS = {
   completions: '/v1/completions',
   chatCompletions: '/v1/chat/completions',
   serving: '/v1/serving',
+  adapters: '/v1/adapters',
+  adapter: (name) => `/v1/adapters/${encodeURIComponent(name)}`,
   jobs: '/v1/jobs',
   job: (id) => `/v1/jobs/${encodeURIComponent(id)}`,
   jobMetrics: (id) => `/v1/jobs/${encodeURIComponent(id)}/metrics`,
@@ -115,6 +117,92 @@ export function buildSftJobSpec(form) {
   if (form.noPack) options.no_pack = true;
   for (const k of Object.keys(options)) if (options[k] === null || options[k] === undefined || options[k] === '') delete options[k];
   return { kind: 'sft', name: form.name, options };
+}
+
+// ---------------------------------------------------------------- LoRA adapters
+
+// Job kinds that train with the lora_* keys (docs/jobs-api.md); a pipeline's train stage too.
+const LORA_KINDS = new Set(['train', 'sft', 'dpo', 'pipeline']);
+
+/** An adapter as the server describes it (a checkpoint's "adapter", GET /v1/adapters). */
+function normalizeAdapterInfo(a) {
+  if (!a || typeof a !== 'object') return null;
+  const targets = Array.isArray(a.targets) ? a.targets.map(String) : typeof a.targets === 'string' ? a.targets.split(',').map((t) => t.trim()).filter(Boolean) : null;
+  return {
+    rank: a.rank === undefined || a.rank === null ? null : Number(a.rank),
+    alpha: a.alpha === undefined || a.alpha === null ? null : Number(a.alpha),
+    targets,
+    base: a.base || '',
+    error: a.error || '',
+  };
+}
+
+/**
+ * Whether a job trains a LoRA adapter, and with what: {rank, alpha, targets, base} or null.
+ * A checkpoint's adapter_config.json (the server reads it) is the truth once one exists; before
+ * that the spec's lora_* options say it (alpha/targets null = the trainer's defaults).
+ */
+export function jobLora(job) {
+  if (!job || (job.kind && !LORA_KINDS.has(job.kind))) return null;
+  const fromCheckpoint = [...(job.checkpoints || [])].reverse().find((c) => c.adapter && !c.adapter.error);
+  if (fromCheckpoint) {
+    const a = fromCheckpoint.adapter;
+    return { rank: a.rank, alpha: a.alpha, targets: a.targets, base: a.base };
+  }
+  const o = (job.options && (job.options.train || job.options)) || {};
+  const rank = Number(o.lora_rank || 0);
+  const anyAdapter = (job.checkpoints || []).some((c) => c.adapter);
+  if (!(rank > 0) && !anyAdapter) return null;
+  const alpha = o.lora_alpha === undefined || o.lora_alpha === null || o.lora_alpha === '' ? null : Number(o.lora_alpha);
+  const targets = typeof o.lora_targets === 'string' && o.lora_targets ? o.lora_targets.split(',').map((t) => t.trim()).filter(Boolean) : null;
+  return { rank: rank > 0 ? rank : null, alpha, targets, base: String(o.init_from || '') };
+}
+
+/** The job's adapter checkpoints (those whose directory holds adapter_config.json), newest first. */
+export function adapterCheckpoints(job) {
+  return (job.checkpoints || []).filter((c) => c.adapter).sort((a, b) => b.step - a.step);
+}
+
+/** The name a checkpoint's adapter is served under unless the user edits it: job3-step240. */
+export function defaultAdapterName(jobId, step) {
+  return `job${jobId}-step${step}`.replace(/[^A-Za-z0-9._:-]/g, '-');
+}
+
+/**
+ * The playground's model choices from GET /v1/models: each base model followed by its adapters
+ * ("parent" names the base, as vLLM lists them), [{id, parent, label}]. An adapter whose parent
+ * is not listed still appears (after the bases).
+ */
+export function modelChoices(body) {
+  const data = (body && Array.isArray(body.data) ? body.data : []).filter((m) => m && m.id);
+  const bases = data.filter((m) => !m.parent);
+  const adapters = data.filter((m) => m.parent);
+  const out = [];
+  const label = (m) => `${m.id} · adapter of ${m.parent}`;
+  for (const b of bases) {
+    out.push({ id: String(b.id), parent: '', label: String(b.id) });
+    for (const a of adapters) if (a.parent === b.id) out.push({ id: String(a.id), parent: String(a.parent), label: label(a) });
+  }
+  const baseIds = new Set(bases.map((b) => b.id));
+  for (const a of adapters) if (!baseIds.has(a.parent)) out.push({ id: String(a.id), parent: String(a.parent), label: label(a) });
+  return out;
+}
+
+/** One row of GET /v1/adapters. */
+export function normalizeAdapter(raw) {
+  const info = normalizeAdapterInfo(raw) || {};
+  return {
+    name: String(raw.name || ''),
+    path: raw.path || '',
+    rank: info.rank,
+    alpha: info.alpha,
+    targets: info.targets || [],
+    state: raw.state || 'ready', // ready | draining (unloads when its last request ends)
+    inFlight: Number(raw.in_flight ?? 0),
+    requestsTotal: Number(raw.requests_total ?? 0),
+    loadMs: raw.load_ms === undefined || raw.load_ms === null ? null : Number(raw.load_ms),
+    bytes: raw.bytes === undefined || raw.bytes === null ? null : Number(raw.bytes),
+  };
 }
 
 // ---------------------------------------------------------------- auth
@@ -248,7 +336,10 @@ export function normalizeJob(raw) {
     finishedAt: toMillis(raw.finished_at),
     // GET /v1/jobs may omit these (only GET /v1/jobs/{id} has them): null = unknown.
     metrics: raw.latest_metrics ? metrics : null,
-    checkpoints: Array.isArray(raw.checkpoints) ? raw.checkpoints.map((c) => ({ step: Number(c.step), path: c.path || '' })) : null,
+    checkpoints: Array.isArray(raw.checkpoints)
+      ? raw.checkpoints.map((c) => ({ step: Number(c.step), path: c.path || '', adapter: normalizeAdapterInfo(c.adapter) }))
+      : null,
+    options: (raw.spec && raw.spec.options) || null,
     error: raw.error || '',
   };
 }
@@ -264,10 +355,29 @@ export async function health() {
   return { ok: res.ok, status: res.status };
 }
 
-/** Ids of the models the server can generate with (empty when none is loaded). */
+/** The models the server can generate with, adapters after their base: [{id, parent, label}]. */
 export async function listModels() {
-  const body = await json('GET', PATHS.models);
-  return (body.data || []).map((m) => m.id);
+  return modelChoices(await json('GET', PATHS.models));
+}
+
+/** Loaded LoRA adapters (GET /v1/adapters); [] from a server without the route. */
+export async function listAdapters() {
+  try {
+    const body = await json('GET', PATHS.adapters);
+    return (body.data || []).map(normalizeAdapter);
+  } catch (e) {
+    if (e instanceof ApiError && (e.status === 404 || e.status === 405)) return [];
+    throw e;
+  }
+}
+/** Loads a PEFT adapter directory under `name`; throws ApiError (400 bad name/files, 404 no such
+ *  directory, 409 name in use, 503 no model) with the server's message. */
+export async function loadAdapter({ name, path }) {
+  return normalizeAdapter(await json('POST', PATHS.adapters, { name, path }));
+}
+/** Unloads an adapter: {state: 'unloaded'} or {state: 'draining', in_flight} (202). */
+export async function unloadAdapter(name) {
+  return json('DELETE', PATHS.adapter(name));
 }
 
 /** Switches the served model; the server loads in the background unless wait is true. */
@@ -284,6 +394,7 @@ export async function serving() {
     model: s.model || '',
     modelState: s.model_state || '', // e.g. "loading" while a model loads
     maxContext: num(s.max_context),
+    adaptersLoaded: num(s.adapters_loaded), // null from a server without adapters
     running: Number(s.running ?? 0),
     waiting: Number(s.waiting ?? 0),
     kvUsed: Number(s.kv_blocks_used ?? 0),

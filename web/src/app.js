@@ -123,6 +123,7 @@ function poller(fn, ms) {
 const pollers = [
   poller(() => store.refreshJobs(), JOBS_POLL_MS),
   poller(() => store.refreshServing(), SERVING_POLL_MS),
+  poller(() => store.refreshAdapters(), SERVING_POLL_MS),
   poller(() => store.refreshModels(), MODELS_POLL_MS),
 ];
 function refreshAll() {

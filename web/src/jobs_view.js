@@ -19,7 +19,9 @@ export class JobsView {
     this.root = root;
     this.rows = new Map(); // id -> {el, sig}
     this.build();
+    this.adapterNames = new Map(); // checkpoint path -> the name typed for it (rows get rebuilt)
     store.on('jobs', () => this.renderList());
+    store.on('adapters', () => this.renderList());
     setInterval(() => !this.root.hidden && this.renderList(), 1000); // ETA / "ago" tick
   }
 
@@ -269,7 +271,9 @@ export class JobsView {
       const eta = store.etaSeconds(job);
       // Rows are rebuilt only when their data changes (a rebuilt button would lose a click);
       // the ticking texts (ETA, "3m ago") are updated in place.
-      const sig = JSON.stringify([job.status, job.cancelRequested, job.step, job.total, job.metrics, job.checkpoints?.length, job.error, job.name, job.kind]);
+      const lora = api.jobLora(job);
+      const served = lora ? store.adapters.map((a) => [a.path, a.name, a.state]) : null;
+      const sig = JSON.stringify([job.status, job.cancelRequested, job.step, job.total, job.metrics, job.checkpoints?.length, job.error, job.name, job.kind, lora, served]);
       let row = this.rows.get(id);
       if (!row || row.sig !== sig) {
         const el = this.renderRow(job, eta);
@@ -311,7 +315,9 @@ export class JobsView {
     // A checkpoint can be served as soon as one exists, even while the job still trains.
     const trains = job.kind === 'train' || job.kind === 'pipeline' || !job.kind;
     const hasCheckpoint = job.checkpoints ? job.checkpoints.length > 0 : api.LOADABLE_STATUSES.has(job.status);
-    if (trains && hasCheckpoint) actions.push(button('load', 'Load model'));
+    const lora = api.jobLora(job);
+    // A LoRA checkpoint is no model of its own: it is served beside its base ("Serve adapter").
+    if (trains && hasCheckpoint && !lora) actions.push(button('load', 'Load model'));
     const statusText = job.cancelRequested && api.ACTIVE_STATUSES.has(job.status) ? 'cancelling' : STATUS_LABEL[job.status] || job.status;
     return h(
       'div',
@@ -345,7 +351,82 @@ export class JobsView {
         h('a', { class: 'btn btn-sm btn-ghost', href: `#samples/${encodeURIComponent(job.id)}` }, 'Samples'),
         actions,
       ),
+      lora ? this.renderLora(job, lora) : null,
       job.error ? h('div', { class: 'job-error' }, job.error) : null,
     );
   }
+
+  /** A LoRA job: its rank, alpha and targets, and its adapter checkpoints with "Serve adapter". */
+  renderLora(job, lora) {
+    const parts = [`r ${lora.rank ?? '?'}`, `α ${lora.alpha ?? 'default'}`, lora.targets ? lora.targets.join(',') : 'default targets'];
+    const all = api.adapterCheckpoints(job);
+    const shown = all.slice(0, MAX_ADAPTER_ROWS);
+    return h(
+      'div',
+      { class: 'job-lora', 'data-lora-rank': lora.rank ?? '' },
+      h('div', { class: 'small' }, h('span', { class: 'badge badge-lora' }, 'LoRA'), ' ', h('span', { class: 'mono lora-config' }, parts.join(' · ')), lora.base ? h('span', { class: 'muted' }, ` on ${lora.base}`) : null),
+      shown.map((c) => this.renderAdapterCheckpoint(job, c)),
+      all.length > shown.length ? h('div', { class: 'muted small' }, `+${all.length - shown.length} older adapter checkpoints`) : null,
+      job.checkpoints && !all.length ? h('div', { class: 'muted small' }, 'no adapter checkpoint yet') : null,
+    );
+  }
+
+  renderAdapterCheckpoint(job, c) {
+    const servedAs = store.adapters.find((a) => samePath(a.path, c.path));
+    const name = h('input', {
+      type: 'text',
+      class: 'adapter-name mono',
+      value: this.adapterNames.get(c.path) ?? api.defaultAdapterName(job.id, c.step),
+      'aria-label': `Adapter name for step ${c.step}`,
+      spellcheck: 'false',
+      maxlength: 64,
+      oninput: () => this.adapterNames.set(c.path, name.value),
+    });
+    const error = h('span', { class: 'adapter-error small', hidden: true });
+    const serve = h('button', { type: 'button', class: 'btn btn-sm btn-ghost', 'data-action': 'serve-adapter', onclick: () => this.serveAdapter(c, name.value.trim(), serve, error) }, 'Serve adapter');
+    return h(
+      'div',
+      { class: 'adapter-ckpt', 'data-step': String(c.step), 'data-path': c.path },
+      h('span', { class: 'small' }, `step ${c.step}`),
+      c.adapter.error ? h('span', { class: 'adapter-error small' }, c.adapter.error) : null,
+      servedAs
+        ? h('span', { class: 'small served' }, 'served as ', h('a', { class: 'mono', href: '#playground' }, servedAs.name), servedAs.state !== 'ready' ? ` (${servedAs.state})` : '')
+        : [name, serve],
+      error,
+    );
+  }
+
+  async serveAdapter(c, name, button, errorEl) {
+    errorEl.hidden = true;
+    if (!name) {
+      errorEl.textContent = 'Name the adapter first.';
+      errorEl.hidden = false;
+      return;
+    }
+    button.disabled = true;
+    try {
+      const a = await api.loadAdapter({ name, path: c.path });
+      toast(`Adapter “${a.name || name}” loaded — pick it in the Playground`, 'ok');
+      this.adapterNames.delete(c.path);
+      store.refreshAdaptersAndModels();
+    } catch (e) {
+      // The row may have been rebuilt meanwhile: say it on the current one too.
+      const msg = e.status ? `${e.status}: ${e.message}` : e.message;
+      for (const el of [errorEl, this.list.querySelector(`.adapter-ckpt[data-path="${CSS.escape(c.path)}"] .adapter-error:last-child`)]) {
+        if (!el) continue;
+        el.textContent = msg;
+        el.hidden = false;
+      }
+      toast(`Could not serve the adapter: ${msg}`, 'error');
+    } finally {
+      button.disabled = false;
+    }
+  }
+}
+
+const MAX_ADAPTER_ROWS = 4; // newest adapter checkpoints shown per job
+
+function samePath(a, b) {
+  const norm = (p) => String(p || '').replace(/\/+$/, '');
+  return norm(a) !== '' && norm(a) === norm(b);
 }

@@ -2,9 +2,12 @@
 // with time to first token and decode tokens/s. Chat mode: a system prompt and a message list
 // sent to /v1/chat/completions (the server renders the checkpoint's chat template and stops at
 // its end-of-turn token); each answer streams into the list and joins the conversation.
+// The model selector lists the base and each LoRA adapter loaded beside it; the choice is sent
+// as "model" (the server routes the request to that adapter). The Adapters card loads/unloads.
 import * as api from './api.js';
 import { store } from './store.js';
 import { h, clear, fmtNum, toast } from './util.js';
+import { AdaptersCard } from './adapters_card.js';
 
 const PROMPT_KEY = 'ktl.playground';
 
@@ -49,6 +52,7 @@ export class PlaygroundView {
     this.outText = h('span', { class: 'pg-text', id: 'pg-text' });
     this.output = h('div', { class: 'pg-output ko', id: 'pg-output', 'data-chunks': '0', 'aria-live': 'polite' }, this.outPrompt, this.outText);
     const stat = (id, label) => h('div', { class: 'metric' }, h('span', { class: 'muted small' }, label), h('span', { class: 'mono', id }, '–'));
+    this.adapters = new AdaptersCard('pg');
     this.root.append(
       this.noModel,
       h(
@@ -81,6 +85,7 @@ export class PlaygroundView {
           h('div', { class: 'metrics-row' }, stat('pg-ttft', 'TTFT'), stat('pg-tps', 'tokens/s'), stat('pg-tokens', 'tokens'), stat('pg-finish', 'finish')),
         ),
       ),
+      this.adapters.el,
     );
   }
 
@@ -134,7 +139,12 @@ export class PlaygroundView {
   renderModels() {
     const models = store.models;
     const current = this.model.value;
-    clear(this.model).append(...models.map((m) => h('option', { value: m, selected: m === current }, m)));
+    const sig = JSON.stringify(store.modelChoices);
+    if (sig !== this.modelSig) {
+      // Rebuilt only on change: an open <select> would close under the user every poll.
+      this.modelSig = sig;
+      clear(this.model).append(...store.modelChoices.map((m) => h('option', { value: m.id, selected: m.id === current, 'data-parent': m.parent || null }, m.label)));
+    }
     this.model.hidden = models.length === 0;
     const none = models.length === 0;
     this.noModel.hidden = !none;
@@ -270,6 +280,8 @@ export class PlaygroundView {
   async refreshModelIfStale(params) {
     const served = store.serving && store.serving.model;
     if (!params.model || !served || served === params.model) return;
+    const choice = store.modelChoices.find((m) => m.id === params.model);
+    if (choice && choice.parent === served) return; // an adapter of the served base
     const models = await store.refreshModels().catch(() => store.models);
     if (!models.includes(params.model)) params.model = models[0];
   }

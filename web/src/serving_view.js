@@ -1,8 +1,11 @@
 // Serving panel: the loaded model, KV-cache use, requests running / waiting, prefix-cache hit
 // rate and tokens generated (GET /v1/serving, the JSON twin of /metrics); load a model by path.
+// The LoRA adapters served beside the model, with their requests in flight and served
+// (GET /v1/adapters, the twin of /metrics' ktl_adapter_requests_*), are the Adapters card.
 import * as api from './api.js';
 import { store } from './store.js';
 import { h, fmtNum, toast } from './util.js';
+import { AdaptersCard } from './adapters_card.js';
 
 /** After a load request: the server loads in the background, so look again a few times. */
 export function refreshSoon() {
@@ -51,7 +54,9 @@ export class ServingView {
         big('serving-ttft50', 'TTFT p50'),
         big('serving-ttft99', 'TTFT p99'),
         big('serving-context', 'Context length'),
+        big('serving-adapter-count', 'Adapters loaded'),
       ),
+      new AdaptersCard('serving').el,
       h(
         'form',
         { class: 'card load-form', onsubmit: (ev) => this.load(ev) },
@@ -92,6 +97,7 @@ export class ServingView {
     set('serving-ttft50', ms(s.ttftP50));
     set('serving-ttft99', ms(s.ttftP99));
     set('serving-context', s.maxContext ? `${s.maxContext} tok` : '–');
+    set('serving-adapter-count', s.adaptersLoaded === null ? String(store.adapters.length) : String(s.adaptersLoaded));
     const pct = s.kvTotal ? (100 * s.kvUsed) / s.kvTotal : 0;
     this.kvFill.style.width = `${pct}%`;
     this.kvFill.classList.toggle('warn', pct > 85);

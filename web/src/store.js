@@ -1,12 +1,14 @@
 // Shared page state: the job list, the served model and serving counters, polled from the server.
-// Views subscribe with store.on('jobs' | 'serving' | 'models' | 'connection', fn).
+// Views subscribe with store.on('jobs' | 'serving' | 'models' | 'adapters' | 'connection', fn).
 import * as api from './api.js';
 
 class Store {
   constructor() {
     this.jobs = []; // newest first
     this.jobById = new Map();
-    this.models = []; // ids from /v1/models
+    this.models = []; // ids from /v1/models (the base first, then its adapters)
+    this.modelChoices = []; // [{id, parent, label}]: the same, for the playground's selector
+    this.adapters = []; // loaded LoRA adapters (GET /v1/adapters)
     this.serving = null;
     this.connected = true;
     this.listeners = new Map();
@@ -172,9 +174,22 @@ class Store {
   }
 
   async refreshModels() {
-    this.models = await api.listModels();
+    this.modelChoices = await api.listModels();
+    this.models = this.modelChoices.map((m) => m.id);
     this.emit('models', this.models);
     return this.models;
+  }
+
+  async refreshAdapters() {
+    this.adapters = await api.listAdapters();
+    this.emit('adapters', this.adapters);
+    return this.adapters;
+  }
+
+  /** After an adapter was loaded or unloaded: the selector and the adapter lists. */
+  refreshAdaptersAndModels() {
+    this.refreshAdapters().catch(() => {});
+    this.refreshModels().catch(() => {});
   }
 
   async refreshServing() {
@@ -182,7 +197,7 @@ class Store {
     this.serving = await api.serving();
     this.emit('serving', this.serving);
     // The served model changed (a load finished): the model list is stale now.
-    if (prev && (prev.model !== this.serving.model || prev.modelState !== this.serving.modelState)) {
+    if (prev && (prev.model !== this.serving.model || prev.modelState !== this.serving.modelState || prev.adaptersLoaded !== this.serving.adaptersLoaded)) {
       this.refreshModels().catch(() => {});
     }
     return this.serving;
