@@ -156,7 +156,7 @@ export class JobsView {
         num('sft-max-steps', 'Max steps', 300, { min: 1, step: 1, required: true }),
         num('sft-batch-size', 'Batch size', 8, { min: 1, step: 1, required: true }),
         num('sft-lr', 'Learning rate', 0.0001, { min: 0, step: 'any', required: true }),
-        num('sft-val-fraction', 'Held-out share', 0.1, { min: 0, max: 0.5, step: 'any' }),
+        num('sft-val-fraction', 'Held-out share (val)', 0.05, { min: 0, max: 0.5, step: 'any' }),
         num('sft-eval-steps', 'Eval every (steps)', 50, { min: 1, step: 1 }),
         num('sft-sample-steps', 'Answer samples every (steps)', 50, { min: 1, step: 1 }),
         h('label', { class: 'field checkbox' }, h('input', { id: 'sft-no-pack', type: 'checkbox' }), h('span', {}, 'One conversation per row (no packing)')),
