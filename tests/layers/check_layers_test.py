@@ -111,8 +111,8 @@ class PlantedViolations(unittest.TestCase):
         doc = os.path.join(self.root, "docs", "architecture.md")
         with open(doc) as f:
             text = f.read()
-        text = text.replace("| jobs | `jobs/` | base, train-config | no |",
-                            "| jobs | `jobs/` | base, train-config, model | no |")
+        text = text.replace("| jobs | `jobs/` | base, train-config, lora-config | no |",
+                            "| jobs | `jobs/` | base, train-config, lora-config, model | no |")
         with open(doc, "w") as f:
             f.write(text)
         rc, out = run(self.root)
