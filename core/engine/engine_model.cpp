@@ -184,7 +184,11 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
   const std::vector<LoraRowGroup> lora = group_lora_rows(row_lora, device_);
   auto with_lora = [&](torch::Tensor y, int layer, FusedLora EngineLora::Layer::*which,
                        const torch::Tensor& x) {
-    if (!lora.empty()) apply_lora(lora, layer, which, x, y);
+    if (lora.empty()) return y;
+    if (torch_ops_)
+      apply_lora(lora, layer, which, x, y);
+    else
+      apply_lora_cpu(lora, layer, which, x, y);  // its own loops on the CPU fast path
     return y;
   };
   const int64_t H = cfg_.num_heads, KV = cfg_.num_kv_heads, Dh = cfg_.head_dim();

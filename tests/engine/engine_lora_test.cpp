@@ -2,11 +2,14 @@
 // (fp32, token for token), alone and mixed in one batch with other adapters and the bare base;
 // the forward pass's contiguous (sliced) and gathered row groups agree; int8/bf16 bases and the
 // torch-ops path; the prefix cache never shares blocks across adapters; preemption keeps the
-// adapter; unloading while in use drains; load errors.
+// adapter; unloading while in use drains; load errors; the CPU kernel (apply_lora_cpu) against
+// its torch-ops twin (apply_lora).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
+#include <random>
 #include <thread>
 
 #include "core/adapters/lora_adapter.h"
@@ -342,6 +345,78 @@ TEST_F(EngineLoraTest, LoadErrorsSayWhatIsWrong) {
   }
   EXPECT_EQ(e->adapters().size(), 1u);
   EXPECT_THROW(e->submit(greedy(random_tokens(4, 1), 2, "nope")), AdapterNotFound);
+}
+
+
+// ---- The CPU kernel (apply_lora_cpu) against the torch-ops twin (apply_lora) ----
+
+// A random adapter on `mc`: rank r, the given targets.
+LoraAdapter random_adapter(const ModelConfig& mc, int r, const std::string& targets, uint64_t s) {
+  LoraAdapter a;
+  a.config.rank = r;
+  a.config.alpha = 1.5 * r;
+  a.config.targets = parse_lora_targets(targets);
+  auto gen = at::detail::createCPUGenerator(s);
+  a.layers.resize(mc.num_layers);
+  for (int i = 0; i < mc.num_layers; ++i)
+    for (LoraTarget t : a.config.targets) {
+      const auto [out, in] = lora_target_shape(mc, t);
+      a.layers[i][static_cast<int>(t)] = {at::normal(0.0, 0.5, {r, in}, gen),
+                                          at::normal(0.0, 0.5, {out, r}, gen)};
+    }
+  return a;
+}
+
+// The fused linears' input and output widths (engine_model.cpp's layout).
+std::vector<std::pair<FusedLora EngineLora::Layer::*, std::pair<int64_t, int64_t>>> linears(
+    const ModelConfig& mc) {
+  const int64_t D = mc.hidden_size, HD = mc.num_heads * mc.head_dim();
+  const int64_t QKV = HD + 2 * mc.num_kv_heads * mc.head_dim(), F = mc.intermediate_size;
+  return {{&EngineLora::Layer::qkv, {D, QKV}},
+          {&EngineLora::Layer::o, {HD, D}},
+          {&EngineLora::Layer::gate_up, {D, 2 * F}},
+          {&EngineLora::Layer::down, {F, D}}};
+}
+
+TEST(EngineLoraKernel, MatchesTheTorchOpsTwinOnRandomShapesAndGroups) {
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 12; ++trial) {
+    // Widths that are and are not multiples of the kernel's 32 lanes / 64-column tiles.
+    ModelConfig mc = testing::engine_tiny_config();
+    mc.num_layers = 2;
+    mc.num_heads = 4;
+    mc.num_kv_heads = trial % 2 ? 2 : 4;
+    mc.hidden_size = 4 * (8 + static_cast<int>(rng() % 20));  // head_dim 8..27
+    mc.intermediate_size = 16 + static_cast<int>(rng() % 150);
+    const torch::ScalarType wt = trial % 3 == 2 ? torch::kBFloat16 : torch::kFloat32;
+    std::vector<std::unique_ptr<EngineLora>> lora;
+    const char* targets[] = {"all", "q,v", "o,gate,up,down", "k,down", "up"};
+    for (int k = 0; k < 5; ++k)
+      lora.push_back(std::make_unique<EngineLora>(
+          random_adapter(mc, 1 + static_cast<int>(rng() % 16), targets[k], 100 * trial + k), mc,
+          torch::kCPU, wt));
+    // Rows: gathered (random), or contiguous runs (as the engine orders a step), some on the base.
+    const int64_t N = 1 + static_cast<int64_t>(rng() % 40);
+    std::vector<const EngineLora*> rows(N);
+    for (int64_t i = 0; i < N; ++i) {
+      const int k = static_cast<int>(rng() % 6);
+      rows[i] = k == 5 ? nullptr : lora[k].get();
+    }
+    if (trial % 2) std::stable_sort(rows.begin(), rows.end());
+    const auto groups = group_lora_rows(rows, torch::kCPU);
+    for (int layer = 0; layer < mc.num_layers; ++layer)
+      for (const auto& [which, io] : linears(mc)) {
+        auto x = torch::randn({N, io.first});   // [N, in]
+        auto y0 = torch::randn({N, io.second});  // [N, out]: the base's output
+        auto want = y0.clone(), got = y0.clone();
+        apply_lora(groups, layer, which, x, want);
+        apply_lora_cpu(groups, layer, which, x, got);
+        EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-5))
+            << "trial " << trial << " layer " << layer << " max diff "
+            << (got - want).abs().max().item<float>();
+        EXPECT_FALSE(torch::equal(got, y0)) << "the adapters added nothing";
+      }
+  }
 }
 
 }  // namespace
