@@ -6,6 +6,7 @@
 #include "cli/command.h"
 #include "cli/engine_device.h"
 #include "cli/verify_flag.h"
+#include "core/adapters/lora_checkpoint.h"
 #include "core/engine/generator.h"
 #include "core/scheduling/sampler.h"
 
@@ -44,12 +45,25 @@ int run_generate(const Args& a) {
   cfg.num_threads = static_cast<int>(a.get_int("threads", 0));
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 256));
   cfg.verify_checksums = !a.get_bool("no-verify");
-  auto gen = ktl::Generator::from_pretrained(a.get("model"), cfg);
-  if (a.has("adapter")) {  // a LoRA adapter (PEFT directory) on top of --model
+  // --model may be a LoRA checkpoint (ktl train/sft/dpo with --lora-rank): it runs on the base
+  // its lora_base.json names, which must still be the base it was trained on.
+  std::string model = a.get("model"), adapter = a.get("adapter", "");
+  if (adapter.empty() && ktl::is_lora_checkpoint(model)) {
+    const auto ref = ktl::read_lora_base(model);
+    const auto now = ktl::lora_base_of(ref.base);
+    if (now.weights_sha256 != ref.weights_sha256)
+      throw std::runtime_error(model + ": its base " + ref.base + " has weights " +
+                               now.weights_sha256 + ", not the " + ref.weights_sha256 +
+                               " the adapter was trained on");
+    adapter = model;
+    model = ref.base;
+  }
+  auto gen = ktl::Generator::from_pretrained(model, cfg);
+  if (!adapter.empty()) {  // a LoRA adapter (PEFT directory) on top of the model
     try {
-      gen->engine().load_adapter("adapter", a.get("adapter"));
+      gen->engine().load_adapter("adapter", adapter);
     } catch (const std::exception& e) {
-      throw std::runtime_error("--adapter " + a.get("adapter") + ": " + e.what());
+      throw std::runtime_error("--adapter " + adapter + ": " + e.what());
     }
     gen->use_adapter("adapter");
   }
@@ -100,7 +114,7 @@ int run_generate(const Args& a) {
 KTL_COMMAND(ktl::cli::Command{
     "generate",
     "Generate a continuation of a prompt, printing tokens as they come.",
-    {{"model", "checkpoint directory", "", false, true},
+    {{"model", "checkpoint directory (a LoRA checkpoint runs on the base it names)", "", false, true},
      {"prompt", "text to continue (--chat: the user message)", "", false, true},
      {"adapter", "LoRA adapter directory (PEFT layout) to run on top of --model", ""},
      {"chat", "answer --prompt as a chat turn with the checkpoint's chat template", "", true},
