@@ -22,11 +22,18 @@
 #include "core/distributed/local_launcher.h"
 #include "core/safetensors/safetensors.h"
 #include "core/tokenizer/tokenizer.h"
+#include "tests/support/cli_process.h"
 #include "tests/support/korean_fixture.h"
 
 namespace fs = std::filesystem;
 
 namespace {
+
+using ktl::cli_process::ktl_bin;
+using ktl::cli_process::slurp;
+using ktl::cli_process::spawn;
+using ktl::cli_process::wait_exit;
+using ktl::cli_process::wait_exit_for;
 
 class TempDir {
  public:
@@ -43,59 +50,6 @@ class TempDir {
  private:
   std::string path_;
 };
-
-std::string ktl_bin() {
-  const char* b = std::getenv("KTL_BIN");
-  return b ? b : std::string(KTL_BINARY_DIR) + "/ktl";
-}
-
-// Runs ktl with args and extra environment, stdout+stderr to `log`; returns the pid.
-// own_group: a new process group led by the child, as the jobs daemon starts `ktl train`.
-pid_t spawn(const std::vector<std::string>& args, const std::string& log,
-            const std::map<std::string, std::string>& env = {}, bool own_group = false) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (own_group) setpgid(0, 0);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv;
-    std::string bin = ktl_bin();
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    FILE* f = std::freopen(log.c_str(), "w", stdout);
-    (void)f;
-    dup2(fileno(stdout), 2);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// Exit status, or -1 when still running after `seconds`.
-int wait_exit_for(pid_t pid, double seconds) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-  while (std::chrono::steady_clock::now() < end) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid)
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return -1;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // Largest |a - b| over every tensor of two checkpoints' model.safetensors (F32).
 double max_weight_diff(const std::string& a_dir, const std::string& b_dir) {

@@ -293,12 +293,16 @@ TEST_F(AdapterRoutes, HotLoadAndUnloadUnderSixteenStreamsLosesNone) {
     ts.emplace_back([&, i] {
       out[i] = stream_completion(port_, completion_body(models[i % 4], kTokens, true));
     });
-  // While they stream: wait until a1 is in use, then unload it (draining), load a4, unload a3.
+  // While they stream: wait until every a1 stream has been submitted (one still running), then
+  // unload a1 (draining), load a4, unload a3. A stream submitted after the unload would get 404:
+  // on a loaded machine a thread can start late, so "one a1 stream in flight" is not enough.
   ASSERT_TRUE(eventually(
       [&] {
         const json list = call(port_, "GET", "/v1/adapters").body;  // not a temporary's member
         for (const auto& a : list["data"])
-          if (a["name"] == "a1" && a["in_flight"].get<int>() > 0) return true;
+          if (a["name"] == "a1" && a["requests_total"].get<int>() >= kStreams / 4 &&
+              a["in_flight"].get<int>() > 0)
+            return true;
         return false;
       },
       std::chrono::seconds(60)))

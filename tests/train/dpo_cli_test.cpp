@@ -24,6 +24,7 @@
 #include "core/tokenizer/tokenizer.h"
 #include "jobs/job_runner.h"
 #include "jobs/job_store.h"
+#include "tests/support/cli_process.h"
 #include "tests/support/job_test_util.h"
 #include "tests/support/korean_fixture.h"
 
@@ -32,52 +33,11 @@ using nlohmann::json;
 
 namespace {
 
-std::string ktl_bin() {
-  const char* b = std::getenv("KTL_BIN");
-  return b ? b : std::string(KTL_BINARY_DIR) + "/ktl";
-}
-
-// Runs ktl with args, stdout+stderr to `log`; returns the child's pid.
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    std::string bin = ktl_bin();
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    FILE* f = std::freopen(log.c_str(), "w", stdout);
-    (void)f;
-    dup2(fileno(stdout), 2);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-bool wait_for_text(const std::string& log, const std::string& text, pid_t pid) {
-  for (int i = 0; i < 6000; ++i) {  // 60 s
-    if (slurp(log).find(text) != std::string::npos) return true;
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return false;  // it ended first
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using ktl::cli_process::ktl_bin;
+using ktl::cli_process::slurp;
+using ktl::cli_process::spawn;
+using ktl::cli_process::wait_exit;
+using ktl::cli_process::wait_for_text;
 
 // Largest absolute difference between the tensors of two model.safetensors (fp32, same names).
 double max_weight_diff(const std::string& a, const std::string& b) {

@@ -26,6 +26,7 @@
 #include "core/model/checkpoint.h"
 #include "core/safetensors/safetensors.h"
 #include "core/tokenizer/tokenizer.h"
+#include "tests/support/cli_process.h"
 #include "tests/support/korean_fixture.h"
 #include "tests/support/tiny_checkpoint.h"
 
@@ -34,52 +35,11 @@ using nlohmann::json;
 
 namespace {
 
-std::string ktl_bin() {
-  const char* b = std::getenv("KTL_BIN");
-  return b ? b : std::string(KTL_BINARY_DIR) + "/ktl";
-}
-
-// Runs ktl with args, stdout+stderr to `log`; returns the child's pid.
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    std::string bin = ktl_bin();
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    FILE* f = std::freopen(log.c_str(), "w", stdout);
-    (void)f;
-    dup2(fileno(stdout), 2);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-bool wait_for_text(const std::string& log, const std::string& text, pid_t pid) {
-  for (int i = 0; i < 6000; ++i) {  // 60 s
-    if (slurp(log).find(text) != std::string::npos) return true;
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) return false;  // it ended first
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return false;
-}
+using ktl::cli_process::ktl_bin;
+using ktl::cli_process::slurp;
+using ktl::cli_process::spawn;
+using ktl::cli_process::wait_exit;
+using ktl::cli_process::wait_for_text;
 
 // The loss of "step N/M | loss X" in a training log (NaN when absent).
 double logged_loss(const std::string& text, int step, int steps) {
@@ -131,14 +91,15 @@ class LoraCliTest : public ::testing::Test {
            "intermediate_size: 64\nmax_seq_length: 64\n";
     for (const char* name : {"base", "other"}) {
       const std::string seed = name[0] == 'b' ? "1" : "7";
-      ASSERT_EQ(wait_exit(spawn({"init-model", "--model-config", d + "/model.yaml", "--tokenizer",
-                                 d + "/data/tokenizer.model", "--out", d + "/" + name, "--seed",
-                                 seed},
-                                d + "/init.log")),
-                0)
+      ASSERT_EQ(
+          wait_exit(spawn({"init-model", "--model-config", d + "/model.yaml", "--tokenizer",
+                           d + "/data/tokenizer.model", "--out", d + "/" + name, "--seed", seed},
+                          d + "/init.log")),
+          0)
           << slurp(d + "/init.log");
     }
-    const auto q = ktl::testing::korean_sentences(80, 'q'), a = ktl::testing::korean_sentences(80, 'a');
+    const auto q = ktl::testing::korean_sentences(80, 'q'),
+               a = ktl::testing::korean_sentences(80, 'a');
     auto words = [](const std::string& s, int n) {  // the first n words (whole characters)
       size_t cut = 0;
       for (int k = 0; k < n && cut != std::string::npos; ++k) cut = s.find(' ', cut + 1);
@@ -169,15 +130,24 @@ class LoraCliTest : public ::testing::Test {
   // `ktl train` with LoRA on the base: one thread, fp32, so runs are deterministic.
   static std::vector<std::string> lora_train(const std::string& out, const std::string& steps,
                                              const std::string& base = "base") {
-    return {"train",        "--init-from",     path(base),   "--data",
-            path("data"),   "--output-dir",    out,          "--lora-rank",
-            "4",            "--lora-alpha",    "8",          "--lora-targets",
-            "all",          "--max-steps",     steps,        "--batch-size",
-            "2",            "--max-seq-length", "32",        "--num-threads",
-            "1",            "--bf16",          "false",      "--learning-rate",
-            "1e-2",         "--min-learning-rate", "1e-3",   "--warmup-steps",
-            "2",            "--eval-batches",  "2",          "--sample-steps",
-            "0",            "--log-steps",     "1",          "--keep-last-checkpoints",
+    return {"train",      "--init-from",
+            path(base),   "--data",
+            path("data"), "--output-dir",
+            out,          "--lora-rank",
+            "4",          "--lora-alpha",
+            "8",          "--lora-targets",
+            "all",        "--max-steps",
+            steps,        "--batch-size",
+            "2",          "--max-seq-length",
+            "32",         "--num-threads",
+            "1",          "--bf16",
+            "false",      "--learning-rate",
+            "1e-2",       "--min-learning-rate",
+            "1e-3",       "--warmup-steps",
+            "2",          "--eval-batches",
+            "2",          "--sample-steps",
+            "0",          "--log-steps",
+            "1",          "--keep-last-checkpoints",
             "2"};
   }
   // The overfit run several tests read (made once): 40 steps on one fixed batch.
@@ -266,9 +236,9 @@ TEST_F(LoraCliTest, SigkilledRunResumesToTheUninterruptedAdapterBitForBit) {
   EXPECT_EQ(wait_exit(pid), 128 + SIGKILL);
   ASSERT_FALSE(fs::exists(out + "/final")) << "the run ended before the kill";
   const std::string log2 = path("killed-resume.log");
-  ASSERT_EQ(wait_exit(spawn({"train", "--resume-from", out + "/latest", "--data", path("data")},
-                            log2)),
-            0)
+  ASSERT_EQ(
+      wait_exit(spawn({"train", "--resume-from", out + "/latest", "--data", path("data")}, log2)),
+      0)
       << slurp(log2);
   EXPECT_NE(slurp(log2).find("resumed from " + out + "/latest at step "), std::string::npos)
       << slurp(log2);
@@ -288,11 +258,12 @@ TEST_F(LoraCliTest, MergedCheckpointGivesTheUnmergedLogitsAndEvalLoadsBoth) {
   auto lora = ktl::load_lora_checkpoint(fin);
   lora.model->eval();
   torch::NoGradGuard no_grad;
-  auto tokens = torch::randint(4, 512, {2, 48}, torch::kLong);  // [B, T]
+  auto tokens = torch::randint(4, 512, {2, 48}, torch::kLong);            // [B, T]
   auto a = full.model->forward(tokens), b = lora.model->forward(tokens);  // [B, T, V]
   EXPECT_LE((a - b).abs().max().item<double>(), 1e-4);
-  EXPECT_GT((b - ktl::load_checkpoint(path("base")).model->forward(tokens)).abs().max().item<double>(),
-            1e-2);  // the adapter matters
+  EXPECT_GT(
+      (b - ktl::load_checkpoint(path("base")).model->forward(tokens)).abs().max().item<double>(),
+      1e-2);  // the adapter matters
   // eval --model takes the LoRA checkpoint (merged in memory): the same loss as the merged one.
   for (const std::string& m : {fin, merged}) {
     const std::string l = path("eval-" + fs::path(m).filename().string() + ".log");
@@ -306,8 +277,7 @@ TEST_F(LoraCliTest, MergedCheckpointGivesTheUnmergedLogitsAndEvalLoadsBoth) {
     const size_t at = t.find("\nloss: ");
     return at == std::string::npos ? NAN : std::stod(t.substr(at + 7));
   };
-  EXPECT_NEAR(loss_of(slurp(path("eval-final.log"))), loss_of(slurp(path("eval-merged.log"))),
-              1e-3)
+  EXPECT_NEAR(loss_of(slurp(path("eval-final.log"))), loss_of(slurp(path("eval-merged.log"))), 1e-3)
       << slurp(path("eval-final.log"));
   // generate --model takes it too (base from lora_base.json + the adapter in the engine): the
   // merged checkpoint's greedy ids.
@@ -342,8 +312,8 @@ TEST_F(LoraCliTest, AnotherBaseIsRefusedByMergeAndResume) {
   ASSERT_EQ(wait_exit(spawn(args, path("moved.log"))), 0) << slurp(path("moved.log"));
   fs::remove_all(path("movable"));
   fs::copy(path("other"), path("movable"), fs::copy_options::recursive);
-  auto again = std::vector<std::string>{"train", "--resume-from", out + "/latest", "--data",
-                                        path("data"), "--max-steps", "6"};
+  auto again = std::vector<std::string>{
+      "train", "--resume-from", out + "/latest", "--data", path("data"), "--max-steps", "6"};
   EXPECT_NE(wait_exit(spawn(again, log)), 0);
   EXPECT_NE(slurp(log).find("not the same base model"), std::string::npos) << slurp(log);
 }
@@ -356,8 +326,7 @@ TEST_F(LoraCliTest, LoraWithoutAFullBaseIsRefused) {
             2);
   EXPECT_NE(slurp(log).find("--init-from"), std::string::npos) << slurp(log);
   EXPECT_EQ(wait_exit(spawn({"sft", "--init-from", overfit_run() + "/final", "--data",
-                             path("chat.tsv"), "--output-dir", path("nobase2"), "--lora-rank",
-                             "4"},
+                             path("chat.tsv"), "--output-dir", path("nobase2"), "--lora-rank", "4"},
                             log)),
             2);
   EXPECT_NE(slurp(log).find("ktl merge-lora"), std::string::npos) << slurp(log);
@@ -370,11 +339,35 @@ TEST_F(LoraCliTest, LoraWithoutAFullBaseIsRefused) {
 
 TEST_F(LoraCliTest, SftWithLoraWritesAnAdapterCheckpoint) {
   const std::string out = path("sft"), log = path("sft.log");
-  ASSERT_EQ(wait_exit(spawn({"sft", "--init-from", path("base"), "--data", path("chat.tsv"),
-                             "--output-dir", out, "--lora-rank", "4", "--lora-targets", "q,v",
-                             "--max-steps", "6", "--batch-size", "2", "--max-seq-length", "64",
-                             "--num-threads", "1", "--bf16", "false", "--eval-steps", "3",
-                             "--sample-steps", "6", "--samples", "1", "--log-steps", "3"},
+  ASSERT_EQ(wait_exit(spawn({"sft",
+                             "--init-from",
+                             path("base"),
+                             "--data",
+                             path("chat.tsv"),
+                             "--output-dir",
+                             out,
+                             "--lora-rank",
+                             "4",
+                             "--lora-targets",
+                             "q,v",
+                             "--max-steps",
+                             "6",
+                             "--batch-size",
+                             "2",
+                             "--max-seq-length",
+                             "64",
+                             "--num-threads",
+                             "1",
+                             "--bf16",
+                             "false",
+                             "--eval-steps",
+                             "3",
+                             "--sample-steps",
+                             "6",
+                             "--samples",
+                             "1",
+                             "--log-steps",
+                             "3"},
                             log)),
             0)
       << slurp(log);
@@ -388,11 +381,31 @@ TEST_F(LoraCliTest, SftWithLoraWritesAnAdapterCheckpoint) {
 
 TEST_F(LoraCliTest, DpoWithLoraUsesTheBaseAsItsReference) {
   const std::string out = path("dpo"), log = path("dpo.log");
-  ASSERT_EQ(wait_exit(spawn({"dpo", "--init-from", path("base"), "--data", path("prefs.jsonl"),
-                             "--output-dir", out, "--lora-rank", "4", "--max-steps", "10",
-                             "--batch-size", "2", "--max-seq-length", "64", "--num-threads", "1",
-                             "--bf16", "false", "--learning-rate", "1e-3", "--log-steps", "5",
-                             "--val-fraction", "0.25"},
+  ASSERT_EQ(wait_exit(spawn({"dpo",
+                             "--init-from",
+                             path("base"),
+                             "--data",
+                             path("prefs.jsonl"),
+                             "--output-dir",
+                             out,
+                             "--lora-rank",
+                             "4",
+                             "--max-steps",
+                             "10",
+                             "--batch-size",
+                             "2",
+                             "--max-seq-length",
+                             "64",
+                             "--num-threads",
+                             "1",
+                             "--bf16",
+                             "false",
+                             "--learning-rate",
+                             "1e-3",
+                             "--log-steps",
+                             "5",
+                             "--val-fraction",
+                             "0.25"},
                             log)),
             0)
       << slurp(log);

@@ -16,11 +16,17 @@
 #include "core/base/thread_policy.h"
 #include "core/data/token_shard.h"
 #include "core/tokenizer/tokenizer.h"
+#include "tests/support/cli_process.h"
 #include "tests/support/korean_fixture.h"
 
 namespace fs = std::filesystem;
 
 namespace {
+
+using ktl::cli_process::ktl_bin;
+using ktl::cli_process::slurp;
+using ktl::cli_process::spawn;
+using ktl::cli_process::wait_exit;
 
 // A fresh temp directory removed by the destructor (tests/support/tiny_checkpoint.h has the same
 // helper, but it pulls in LibTorch headers this test does not need).
@@ -51,43 +57,6 @@ std::string make_tokenizer(const std::string& dir) {
   o.input_sentence_size = 0;
   ktl::train_tokenizer(o);
   return dir + "/tokenizer.model";
-}
-
-std::string ktl_bin() {
-  const char* b = std::getenv("KTL_BIN");
-  return b ? b : std::string(KTL_BINARY_DIR) + "/ktl";
-}
-
-// Runs ktl with args, stdout+stderr to `log`; returns the child's pid.
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> argv;
-    std::string bin = ktl_bin();
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    FILE* f = std::freopen(log.c_str(), "w", stdout);
-    (void)f;
-    dup2(fileno(stdout), 2);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 class TrainCliTest : public ::testing::Test {
@@ -179,8 +148,9 @@ TEST_F(TrainCliTest, TrainsResumesAndEvaluates) {
       << slurp(log2);
   // 0 = every physical core.
   const std::string n = std::to_string(ktl::physical_cores());
-  EXPECT_NE(slurp(log2).find("threads: LibTorch intra-op " + n + ", OpenMP " + n + ", OpenBLAS " + n),
-            std::string::npos)
+  EXPECT_NE(
+      slurp(log2).find("threads: LibTorch intra-op " + n + ", OpenMP " + n + ", OpenBLAS " + n),
+      std::string::npos)
       << slurp(log2);
   EXPECT_NE(slurp(log2).find("resumed from"), std::string::npos);
   EXPECT_NE(slurp(log2).find("step 6/6"), std::string::npos) << slurp(log2);
@@ -194,10 +164,11 @@ TEST_F(TrainCliTest, TrainsResumesAndEvaluates) {
   EXPECT_NE(slurp(log3).find("bits per character:"), std::string::npos);
   // Task accuracy by likelihood on a multiple-choice file: one JSON line.
   const std::string tasks = dir_->path() + "/tasks.jsonl", log4 = dir_->path() + "/task.log";
-  std::ofstream(tasks) << R"({"context": "나는 학교에서", "choices": [" 책을", " 밥을"], "gold": 0})"
-                       << "\n"
-                       << R"({"context": "우리는", "choices": [" 커피를", " 영화를"], "gold": 1})"
-                       << "\n";
+  std::ofstream(tasks)
+      << R"({"context": "나는 학교에서", "choices": [" 책을", " 밥을"], "gold": 0})"
+      << "\n"
+      << R"({"context": "우리는", "choices": [" 커피를", " 영화를"], "gold": 1})"
+      << "\n";
   ASSERT_EQ(wait_exit(spawn({"eval", "--model", out + "/latest", "--task", "mc", "--task-data",
                              tasks, "--json"},
                             log4)),
