@@ -49,14 +49,8 @@ int run_generate(const Args& a) {
   // its lora_base.json names, which must still be the base it was trained on.
   std::string model = a.get("model"), adapter = a.get("adapter", "");
   if (adapter.empty() && ktl::is_lora_checkpoint(model)) {
-    const auto ref = ktl::read_lora_base(model);
-    const auto now = ktl::lora_base_of(ref.base);
-    if (now.weights_sha256 != ref.weights_sha256)
-      throw std::runtime_error(model + ": its base " + ref.base + " has weights " +
-                               now.weights_sha256 + ", not the " + ref.weights_sha256 +
-                               " the adapter was trained on");
     adapter = model;
-    model = ref.base;
+    model = ktl::checked_lora_base(adapter);
   }
   auto gen = ktl::Generator::from_pretrained(model, cfg);
   if (!adapter.empty()) {  // a LoRA adapter (PEFT directory) on top of the model
@@ -114,7 +108,8 @@ int run_generate(const Args& a) {
 KTL_COMMAND(ktl::cli::Command{
     "generate",
     "Generate a continuation of a prompt, printing tokens as they come.",
-    {{"model", "checkpoint directory (a LoRA checkpoint runs on the base it names)", "", false, true},
+    {{"model", "checkpoint directory (a LoRA checkpoint runs on the base it names)", "", false,
+      true},
      {"prompt", "text to continue (--chat: the user message)", "", false, true},
      {"adapter", "LoRA adapter directory (PEFT layout) to run on top of --model", ""},
      {"chat", "answer --prompt as a chat turn with the checkpoint's chat template", "", true},

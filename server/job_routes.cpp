@@ -104,11 +104,8 @@ json adapter_of_checkpoint(const std::string& dir) {
   // lora_base.json (written by the trainer) names the base checkpoint the adapter trained on.
   out["base"] = nullptr;
   try {
-    const fs::path base = fs::path(dir) / "lora_base.json";
-    const json b = fs::is_regular_file(base, ec)
-                       ? json::parse(read_file(base.string()), nullptr, false)
-                       : json(nullptr);
-    if (b.is_object() && b.contains("base") && b["base"].is_string()) out["base"] = b["base"];
+    if (fs::is_regular_file(fs::path(dir) / kLoraBaseFile, ec))
+      out["base"] = read_lora_base(dir).base;
   } catch (const std::exception&) {
     // unreadable: the base stays unknown; the checkpoint is still listed
   }

@@ -22,20 +22,6 @@ int64_t LoraAdapter::parameter_count() const {
 
 int64_t LoraAdapter::bytes() const { return parameter_count() * 4; }
 
-std::pair<int64_t, int64_t> lora_target_shape(const ModelConfig& c, LoraTarget t) {
-  const int64_t D = c.hidden_size, Dh = c.head_dim(), F = c.intermediate_size;
-  switch (t) {
-    case LoraTarget::kQ: return {c.num_heads * Dh, D};
-    case LoraTarget::kK:
-    case LoraTarget::kV: return {c.num_kv_heads * Dh, D};
-    case LoraTarget::kO: return {D, c.num_heads * Dh};
-    case LoraTarget::kGate:
-    case LoraTarget::kUp: return {F, D};
-    case LoraTarget::kDown: return {D, F};
-  }
-  throw std::logic_error("bad LoRA target");
-}
-
 Projection& lora_projection(BlockImpl& b, LoraTarget t) {
   switch (t) {
     case LoraTarget::kQ: return b.self_attn->q_proj;

@@ -35,9 +35,6 @@ struct LoraAdapter {
   int64_t bytes() const;  // fp32 bytes held
 };
 
-// [out, in] of a block projection under `c`.
-std::pair<int64_t, int64_t> lora_target_shape(const ModelConfig& c, LoraTarget t);
-
 // Reads DIR/adapter_config.json + DIR/adapter_model.safetensors (F32, F16 or BF16 tensors,
 // PEFT names). Every configured target of every layer must be present with the shape `base`
 // gives it, and nothing else may be: errors name the file and the tensor.

@@ -20,23 +20,21 @@ LoraBaseRef lora_base_of(const std::string& base_dir) {
   return {fs::absolute(base_dir).lexically_normal().string(), meta.weights_sha256};
 }
 
-std::string lora_base_json(const LoraBaseRef& ref) {
-  return json{{"base", ref.base}, {"weights_sha256", ref.weights_sha256}}.dump(2) + "\n";
-}
-
-LoraBaseRef read_lora_base(const std::string& dir) {
-  const fs::path p = fs::path(dir) / kLoraBaseFile;
-  if (!fs::exists(p))
-    throw std::runtime_error(p.string() + ": missing (not a LoRA training checkpoint; give the "
-                                          "base checkpoint explicitly)");
-  try {
-    const json j = json::parse(read_file(p));
-    LoraBaseRef r{j.at("base").get<std::string>(), j.at("weights_sha256").get<std::string>()};
-    if (r.base.empty()) throw std::runtime_error("\"base\" is empty");
-    return r;
-  } catch (const std::exception& e) {
-    throw std::runtime_error(p.string() + ": invalid: " + e.what());
+std::string checked_lora_base(const std::string& dir, const std::string& base_dir) {
+  if (!fs::exists(fs::path(dir) / kLoraBaseFile)) {
+    if (base_dir.empty())
+      throw std::runtime_error(dir + ": no " + kLoraBaseFile +
+                               " names the base model: give it (--base)");
+    return base_dir;
   }
+  const LoraBaseRef ref = read_lora_base(dir);
+  const std::string base = base_dir.empty() ? ref.base : base_dir;
+  const std::string sha = read_checkpoint_meta(base).weights_sha256;
+  if (ref.weights_sha256 != sha)
+    throw std::runtime_error(dir + ": the adapter was trained on a base with weights sha256 " +
+                             ref.weights_sha256 + " (" + ref.base + "), but " + base + " has " +
+                             sha + ": not the same base model");
+  return base;
 }
 
 bool is_lora_checkpoint(const std::string& dir) {
@@ -76,19 +74,8 @@ LoadedCheckpoint load_lora_checkpoint(const std::string& dir, const torch::Devic
     if (!problems.empty()) throw std::runtime_error(problems.front());
     meta = read_checkpoint_meta(dir);
   }
-  const bool has_ref = fs::exists(fs::path(dir) / kLoraBaseFile);
-  if (!has_ref && base_dir.empty())
-    throw std::runtime_error(dir + ": no " + kLoraBaseFile + " names the base model: give it (--base)");
-  const std::string base = base_dir.empty() ? read_lora_base(dir).base : base_dir;
+  const std::string base = checked_lora_base(dir, base_dir);
   LoadedCheckpoint ck = load_checkpoint(base, device, verify_sha256);
-  if (has_ref) {
-    const LoraBaseRef ref = read_lora_base(dir);
-    if (ref.weights_sha256 != ck.meta.weights_sha256)
-      throw std::runtime_error(
-          dir + ": the adapter was trained on a base with weights sha256 " + ref.weights_sha256 +
-          " (" + ref.base + "), but " + base + " has " + ck.meta.weights_sha256 +
-          ": not the same base model");
-  }
   const LoraAdapter adapter = load_peft_adapter(dir, ck.config);
   attach_lora(*ck.model, adapter);
   ck.meta = std::move(meta);

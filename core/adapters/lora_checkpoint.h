@@ -22,19 +22,14 @@
 
 namespace ktl {
 
-inline constexpr const char* kLoraBaseFile = "lora_base.json";
-
-struct LoraBaseRef {
-  std::string base;            // absolute path of the base checkpoint directory
-  std::string weights_sha256;  // the base's meta.json weights_sha256
-};
-
 // The reference to the checkpoint at `base_dir` (absolute path, its meta's weights_sha256).
 // Throws std::runtime_error when it has no meta.json or no weights checksum.
 LoraBaseRef lora_base_of(const std::string& base_dir);
-std::string lora_base_json(const LoraBaseRef& ref);
-// DIR/lora_base.json; throws std::runtime_error naming the file when missing or invalid.
-LoraBaseRef read_lora_base(const std::string& dir);
+
+// The base of LoRA checkpoint DIR: `base_dir` when given, else the one DIR/lora_base.json names;
+// when DIR has a lora_base.json, that base's weights_sha256 must still be the one recorded
+// there, else std::runtime_error naming both checksums (the base changed since training).
+std::string checked_lora_base(const std::string& dir, const std::string& base_dir = "");
 
 // An adapter directory: adapter_config.json without model.safetensors (ours or PEFT's).
 bool is_lora_checkpoint(const std::string& dir);

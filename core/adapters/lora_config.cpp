@@ -3,8 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 #include <stdexcept>
+
+#include "core/base/file_util.h"
 
 namespace ktl {
 
@@ -26,7 +29,9 @@ constexpr TargetNames kNames[] = {
     {LoraTarget::kDown, "down", "mlp.down_proj", "down_proj"},
 };
 
-const TargetNames& names(LoraTarget t) { return kNames[static_cast<int>(t)]; }
+const TargetNames& names(LoraTarget t) {
+  return kNames[static_cast<int>(t)];
+}
 
 std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t");
@@ -36,9 +41,15 @@ std::string trim(const std::string& s) {
 
 }  // namespace
 
-std::string_view lora_target_short_name(LoraTarget t) { return names(t).short_name; }
-std::string_view lora_target_module(LoraTarget t) { return names(t).module; }
-std::string_view lora_target_peft_name(LoraTarget t) { return names(t).peft; }
+std::string_view lora_target_short_name(LoraTarget t) {
+  return names(t).short_name;
+}
+std::string_view lora_target_module(LoraTarget t) {
+  return names(t).module;
+}
+std::string_view lora_target_peft_name(LoraTarget t) {
+  return names(t).peft;
+}
 
 std::vector<LoraTarget> parse_lora_targets(const std::string& list) {
   std::vector<LoraTarget> out;
@@ -85,8 +96,7 @@ bool LoraConfig::targets_has(LoraTarget t) const {
 void LoraConfig::validate() const {
   if (rank < 0) throw std::invalid_argument("LoRA rank must be >= 0");
   if (rank == 0) return;
-  if (!(alpha > 0) || !std::isfinite(alpha))
-    throw std::invalid_argument("LoRA alpha must be > 0");
+  if (!(alpha > 0) || !std::isfinite(alpha)) throw std::invalid_argument("LoRA alpha must be > 0");
   if (!(dropout >= 0 && dropout < 1)) throw std::invalid_argument("LoRA dropout must be in [0, 1)");
   if (targets.empty()) throw std::invalid_argument("LoRA needs at least one target");
 }
@@ -97,8 +107,8 @@ std::string lora_config_to_peft_json(const LoraConfig& c) {
   nlohmann::json j = {
       {"alpha_pattern", nlohmann::json::object()},
       {"auto_mapping", nullptr},
-      {"base_model_name_or_path", c.base_model.empty() ? nlohmann::json(nullptr)
-                                                       : nlohmann::json(c.base_model)},
+      {"base_model_name_or_path",
+       c.base_model.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.base_model)},
       {"bias", "none"},
       {"fan_in_fan_out", false},
       {"inference_mode", true},
@@ -147,7 +157,7 @@ LoraConfig lora_config_from_peft_json(const std::string& text) {
     throw std::invalid_argument("adapter_config.json: \"r\" must be an integer");
   c.rank = j["r"].get<int>();
   c.alpha = j.contains("lora_alpha") && j["lora_alpha"].is_number() ? j["lora_alpha"].get<double>()
-                                                                     : 8.0;  // PEFT's default
+                                                                    : 8.0;  // PEFT's default
   c.dropout = j.contains("lora_dropout") && j["lora_dropout"].is_number()
                   ? j["lora_dropout"].get<double>()
                   : 0.0;
@@ -197,6 +207,45 @@ std::optional<PeftKey> parse_peft_tensor_name(const std::string& name) {
     }
   }
   return std::nullopt;
+}
+
+std::pair<int64_t, int64_t> lora_target_shape(const ModelConfig& c, LoraTarget t) {
+  const int64_t D = c.hidden_size, Dh = c.head_dim(), F = c.intermediate_size;
+  switch (t) {
+    case LoraTarget::kQ:
+      return {c.num_heads * Dh, D};
+    case LoraTarget::kK:
+    case LoraTarget::kV:
+      return {c.num_kv_heads * Dh, D};
+    case LoraTarget::kO:
+      return {D, c.num_heads * Dh};
+    case LoraTarget::kGate:
+    case LoraTarget::kUp:
+      return {F, D};
+    case LoraTarget::kDown:
+      return {D, F};
+  }
+  throw std::logic_error("bad LoRA target");
+}
+
+std::string lora_base_json(const LoraBaseRef& ref) {
+  return nlohmann::json{{"base", ref.base}, {"weights_sha256", ref.weights_sha256}}.dump(2) + "\n";
+}
+
+LoraBaseRef read_lora_base(const std::string& dir) {
+  const std::filesystem::path p = std::filesystem::path(dir) / kLoraBaseFile;
+  if (!std::filesystem::exists(p))
+    throw std::runtime_error(p.string() +
+                             ": missing (not a LoRA training checkpoint; give the "
+                             "base checkpoint explicitly)");
+  try {
+    const auto j = nlohmann::json::parse(read_file(p));
+    LoraBaseRef r{j.at("base").get<std::string>(), j.at("weights_sha256").get<std::string>()};
+    if (r.base.empty()) throw std::runtime_error("\"base\" is empty");
+    return r;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(p.string() + ": invalid: " + e.what());
+  }
 }
 
 }  // namespace ktl

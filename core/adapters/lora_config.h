@@ -11,7 +11,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "core/model/model_config.h"
 
 namespace ktl {
 
@@ -32,11 +35,11 @@ std::string_view lora_target_peft_name(LoraTarget t);
 std::vector<LoraTarget> parse_lora_targets(const std::string& comma_separated);
 
 struct LoraConfig {
-  int rank = 16;                                // r; 0 = no adapter
-  double alpha = 32;                            // lora_alpha; scale = alpha / rank
-  double dropout = 0.05;                        // on the adapter's input while training
+  int rank = 16;          // r; 0 = no adapter
+  double alpha = 32;      // lora_alpha; scale = alpha / rank
+  double dropout = 0.05;  // on the adapter's input while training
   std::vector<LoraTarget> targets{kAllLoraTargets.begin(), kAllLoraTargets.end()};
-  std::string base_model;                       // base_model_name_or_path (informational)
+  std::string base_model;  // base_model_name_or_path (informational)
 
   bool enabled() const { return rank > 0; }
   double scale() const { return rank > 0 ? alpha / rank : 0.0; }
@@ -61,6 +64,19 @@ struct PeftKey {
 std::string peft_tensor_name(const PeftKey& k);
 // The inverse; nullopt for any other name (also for PEFT's older ".lora_A.default.weight").
 std::optional<PeftKey> parse_peft_tensor_name(const std::string& name);
+
+// [out, in] of a block projection under `c`.
+std::pair<int64_t, int64_t> lora_target_shape(const ModelConfig& c, LoraTarget t);
+
+// lora_base.json of a LoRA training checkpoint: the base it trained on.
+inline constexpr const char* kLoraBaseFile = "lora_base.json";
+struct LoraBaseRef {
+  std::string base;            // absolute path of the base checkpoint directory
+  std::string weights_sha256;  // the base's meta.json weights_sha256
+};
+std::string lora_base_json(const LoraBaseRef& ref);
+// DIR/lora_base.json; throws std::runtime_error naming the file when missing or invalid.
+LoraBaseRef read_lora_base(const std::string& dir);
 
 inline constexpr const char* kAdapterConfigFile = "adapter_config.json";
 inline constexpr const char* kAdapterWeightsFile = "adapter_model.safetensors";

@@ -14,7 +14,9 @@ namespace ktl {
 
 namespace {
 
-bool is_checkpoint_dir(const fs::path& p) { return fs::is_regular_file(p / "config.json"); }
+bool is_checkpoint_dir(const fs::path& p) {
+  return fs::is_regular_file(p / "config.json");
+}
 
 // `p` as given (relative to the working directory) or relative to the adapter directory.
 std::optional<fs::path> find_dir(const std::string& p, const fs::path& adapter_dir) {
@@ -22,34 +24,6 @@ std::optional<fs::path> find_dir(const std::string& p, const fs::path& adapter_d
   if (is_checkpoint_dir(p)) return fs::path(p);
   if (fs::path(p).is_relative() && is_checkpoint_dir(adapter_dir / p)) return adapter_dir / p;
   return std::nullopt;
-}
-
-// The base directory lora_base.json names ({"base": path, ...}, core/adapters/lora_checkpoint.h).
-std::string base_from_lora_base_json(const fs::path& file) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(file));
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(file.string() + ": invalid JSON: " + e.what());
-  }
-  if (!j.is_object() || !j.contains("base") || !j["base"].is_string())
-    throw std::runtime_error(file.string() + ": no \"base\" string naming the base checkpoint");
-  return j["base"].get<std::string>();
-}
-
-// [out, in] of a block projection (the shapes gguf_export validates for the base weights).
-std::array<int64_t, 2> target_shape(const ModelConfig& c, LoraTarget t) {
-  const int64_t D = c.hidden_size, Dh = c.head_dim(), F = c.intermediate_size;
-  switch (t) {
-    case LoraTarget::kQ: return {c.num_heads * Dh, D};
-    case LoraTarget::kK:
-    case LoraTarget::kV: return {c.num_kv_heads * Dh, D};
-    case LoraTarget::kO: return {D, c.num_heads * Dh};
-    case LoraTarget::kGate:
-    case LoraTarget::kUp: return {F, D};
-    case LoraTarget::kDown: return {D, F};
-  }
-  throw std::logic_error("bad LoRA target");
 }
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -75,12 +49,12 @@ PeftKey check_tensor(const StTensorInfo& t, const LoraConfig& lc, const ModelCon
   const auto key = parse_peft_tensor_name(t.name);
   if (!key) fail("is not a LoRA weight of a Llama projection (PEFT names only)");
   if (key->layer >= base.num_layers)
-    fail("names layer " + std::to_string(key->layer) + " of a " +
-         std::to_string(base.num_layers) + "-layer base model");
+    fail("names layer " + std::to_string(key->layer) + " of a " + std::to_string(base.num_layers) +
+         "-layer base model");
   if (!lc.targets_has(key->target)) fail("is for a module not in target_modules");
-  const auto [out, in] = target_shape(base, key->target);
-  const std::vector<int64_t> want = key->is_b ? std::vector<int64_t>{out, lc.rank}
-                                              : std::vector<int64_t>{lc.rank, in};
+  const auto [out, in] = lora_target_shape(base, key->target);
+  const std::vector<int64_t> want =
+      key->is_b ? std::vector<int64_t>{out, lc.rank} : std::vector<int64_t>{lc.rank, in};
   if (t.shape != want)
     fail("has shape " + shape_str(t.shape) + "; r = " + std::to_string(lc.rank) +
          " on the base model needs " + shape_str(want) + " (wrong base checkpoint?)");
@@ -148,10 +122,10 @@ std::string resolve_lora_base_dir(const std::string& adapter_dir, const std::str
       throw std::runtime_error("base checkpoint " + base_dir + " has no config.json");
     return base_dir;
   }
-  const fs::path marker = adir / "lora_base.json";
+  const fs::path marker = adir / kLoraBaseFile;
   std::string named;
   if (fs::exists(marker)) {
-    named = base_from_lora_base_json(marker);
+    named = read_lora_base(adapter_dir).base;
     if (auto d = find_dir(named, adir)) return d->string();
   }
   // A LoRA training checkpoint also carries a copy of its base's config.json.
@@ -172,8 +146,8 @@ std::string resolve_lora_base_dir(const std::string& adapter_dir, const std::str
 std::string gguf_lora_tensor_name(const PeftKey& k) {
   static const char* const kNames[] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                        "ffn_gate", "ffn_up", "ffn_down"};
-  return "blk." + std::to_string(k.layer) + "." + kNames[static_cast<int>(k.target)] +
-         ".weight" + (k.is_b ? ".lora_b" : ".lora_a");
+  return "blk." + std::to_string(k.layer) + "." + kNames[static_cast<int>(k.target)] + ".weight" +
+         (k.is_b ? ".lora_b" : ".lora_a");
 }
 
 GgufLoraExportSummary export_gguf_lora(const GgufLoraExportOptions& o) {

@@ -40,11 +40,15 @@ class GgufLoraExportTest : public ::testing::Test {
   fs::path write_base(const std::string& name, const LoraBaseShape& b) {
     const fs::path dir = root_ / name;
     fs::create_directories(dir);
-    nlohmann::json c = {{"model_type", "llama"},         {"vocab_size", 100},
-                        {"hidden_size", b.hidden},       {"intermediate_size", b.ffn},
-                        {"num_hidden_layers", b.layers}, {"num_attention_heads", b.heads},
+    nlohmann::json c = {{"model_type", "llama"},
+                        {"vocab_size", 100},
+                        {"hidden_size", b.hidden},
+                        {"intermediate_size", b.ffn},
+                        {"num_hidden_layers", b.layers},
+                        {"num_attention_heads", b.heads},
                         {"num_key_value_heads", b.kv_heads},
-                        {"max_position_embeddings", 128}, {"tie_word_embeddings", true}};
+                        {"max_position_embeddings", 128},
+                        {"tie_word_embeddings", true}};
     write_file_atomic(dir / "config.json", c.dump(2));
     return dir;
   }
@@ -80,7 +84,7 @@ class GgufLoraExportTest : public ::testing::Test {
 int64_t hf_row_of(int64_t r, int64_t rows, int n_head) {
   const int64_t hd = rows / n_head, half = hd / 2;
   const int64_t h = r / hd, j = (r % hd) / 2, i = (r % hd) % 2;  // new index (h, j, i)
-  return h * hd + i * half + j;                                   // old index (h, i, j)
+  return h * hd + i * half + j;                                  // old index (h, i, j)
 }
 
 // x [rows, k] times y [k, cols], naively.
@@ -119,9 +123,8 @@ TEST_F(GgufLoraExportTest, MetadataAndTensorsAreWhatLlamaCppLoads) {
   // llama_adapter_lora_init_impl checks against the base tensor (base ne = {in, out}):
   // a.ne[0] == in, b.ne[1] == out, a.ne[1] == b.ne[0] == r.
   const std::pair<LoraTarget, const char*> base_names[] = {
-      {LoraTarget::kQ, "attn_q"},      {LoraTarget::kK, "attn_k"},
-      {LoraTarget::kV, "attn_v"},      {LoraTarget::kO, "attn_output"},
-      {LoraTarget::kGate, "ffn_gate"}, {LoraTarget::kUp, "ffn_up"},
+      {LoraTarget::kQ, "attn_q"},      {LoraTarget::kK, "attn_k"},      {LoraTarget::kV, "attn_v"},
+      {LoraTarget::kO, "attn_output"}, {LoraTarget::kGate, "ffn_gate"}, {LoraTarget::kUp, "ffn_up"},
       {LoraTarget::kDown, "ffn_down"}};
   size_t i = 0;
   ASSERT_EQ(f.tensors().size(), size_t(b.layers * 7 * 2));
@@ -160,7 +163,8 @@ TEST_F(GgufLoraExportTest, ValuesKeepAAndPermuteOnlyTheQkRowsOfB) {
       for (int64_t row = 0; row < out; ++row) {
         const int64_t src = heads ? hf_row_of(row, out, heads) : row;
         for (int64_t c = 0; c < r; ++c)
-          ASSERT_EQ(gb[row * r + c], B.values[src * r + c]) << lora_target_short_name(target) << " " << row;
+          ASSERT_EQ(gb[row * r + c], B.values[src * r + c])
+              << lora_target_short_name(target) << " " << row;
       }
       if (!heads) continue;
       // The delta llama.cpp adds (B_gguf A_gguf) is the Hugging Face delta (B A) with its rows
@@ -206,11 +210,11 @@ TEST_F(GgufLoraExportTest, SomeTargetsOnly) {
   const GgufFile f = GgufFile::open((root_ / "qv.gguf").string());
   std::vector<std::string> names;
   for (const auto& t : f.tensors()) names.push_back(t.name);
-  EXPECT_EQ(names, (std::vector<std::string>{
-                       "blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b",
-                       "blk.0.attn_v.weight.lora_a", "blk.0.attn_v.weight.lora_b",
-                       "blk.1.attn_q.weight.lora_a", "blk.1.attn_q.weight.lora_b",
-                       "blk.1.attn_v.weight.lora_a", "blk.1.attn_v.weight.lora_b"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"blk.0.attn_q.weight.lora_a", "blk.0.attn_q.weight.lora_b",
+                                      "blk.0.attn_v.weight.lora_a", "blk.0.attn_v.weight.lora_b",
+                                      "blk.1.attn_q.weight.lora_a", "blk.1.attn_q.weight.lora_b",
+                                      "blk.1.attn_v.weight.lora_a", "blk.1.attn_v.weight.lora_b"}));
 }
 
 TEST_F(GgufLoraExportTest, FindsTheBaseFromTheAdapterOrAsksForIt) {
@@ -232,11 +236,10 @@ TEST_F(GgufLoraExportTest, FindsTheBaseFromTheAdapterOrAsksForIt) {
   EXPECT_EQ(export_gguf_lora(o).base_dir, (root_ / "ad" / "../base").string());
   // lora_base.json (in a LoRA training checkpoint) wins over it.
   const fs::path other = write_base("other", LoraBaseShape{});
-  write_file_atomic(root_ / "ad" / "lora_base.json",
-                    nlohmann::json{{"base", other.string()}}.dump());
+  write_file_atomic(root_ / "ad" / kLoraBaseFile, lora_base_json({other.string(), "ab"}));
   EXPECT_EQ(export_gguf_lora(o).base_dir, other.string());
-  write_file_atomic(root_ / "ad" / "lora_base.json",
-                    nlohmann::json{{"base", (root_ / "gone").string()}}.dump());
+  write_file_atomic(root_ / "ad" / kLoraBaseFile,
+                    lora_base_json({(root_ / "gone").string(), "ab"}));
   EXPECT_THROW(export_gguf_lora(o), std::runtime_error);
   // A LoRA training checkpoint keeps a copy of its base's config.json: used when the base moved.
   fs::copy_file(base_ / "config.json", root_ / "ad" / "config.json");
@@ -314,7 +317,7 @@ TEST_F(GgufLoraExportTest, CliWritesTheAdapterGguf) {
   EXPECT_EQ(f.get_string("general.type"), "adapter");
   EXPECT_EQ(f.tensors().front().type, GgmlType::kF16);
   EXPECT_EQ(sh(cmd + " --base " + base_.string() + " --dtype q8_0"), 2);
-  EXPECT_EQ(sh(cmd + " --model " + base_.string()), 2);                  // --base, not --model
+  EXPECT_EQ(sh(cmd + " --model " + base_.string()), 2);                       // --base, not --model
   EXPECT_EQ(sh(std::string(bin) + " export --format gguf-lora --out x"), 2);  // no --adapter
   EXPECT_EQ(sh(cmd), 1);  // no base found: a runtime error naming --base
   EXPECT_EQ(sh(std::string(bin) + " export --model " + base_.string() + " --base " +
