@@ -27,6 +27,7 @@
 #include "tests/support/cli_process.h"
 #include "tests/support/job_test_util.h"
 #include "tests/support/korean_fixture.h"
+#include "tests/support/safetensors_diff.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -38,23 +39,6 @@ using ktl::cli_process::slurp;
 using ktl::cli_process::spawn;
 using ktl::cli_process::wait_exit;
 using ktl::cli_process::wait_for_text;
-
-// Largest absolute difference between the tensors of two model.safetensors (fp32, same names).
-double max_weight_diff(const std::string& a, const std::string& b) {
-  auto fa = ktl::SafetensorsFile::open(a), fb = ktl::SafetensorsFile::open(b);
-  EXPECT_EQ(fa.tensors().size(), fb.tensors().size());
-  double d = 0;
-  for (const auto& ta : fa.tensors()) {
-    const ktl::StTensorInfo* tb = nullptr;
-    for (const auto& t : fb.tensors())
-      if (t.name == ta.name) tb = &t;
-    if (!tb || tb->nbytes != ta.nbytes || ta.dtype != ktl::StDtype::F32) return INFINITY;
-    const float* x = static_cast<const float*>(fa.data(ta));
-    const float* y = static_cast<const float*>(fb.data(*tb));
-    for (size_t i = 0; i < ta.nbytes / 4; ++i) d = std::max(d, double(std::fabs(x[i] - y[i])));
-  }
-  return d;
-}
 
 class DpoCliTest : public ::testing::Test {
  protected:
@@ -174,7 +158,8 @@ TEST_F(DpoCliTest, UninterruptedRunReportsAndLeavesFinalAndLatest) {
   // keep_last_checkpoints 2: 180 and 200 remain.
   EXPECT_FALSE(fs::exists(path("straight/checkpoint-160")));
   EXPECT_TRUE(fs::exists(path("straight/checkpoint-180/optimizer.safetensors")));
-  EXPECT_GT(max_weight_diff(w, path("base/model.safetensors")), 1e-3);  // it trained
+  EXPECT_GT(ktl::testing::max_f32_tensor_diff(w, path("base/model.safetensors")),
+            1e-3);  // it trained
 }
 
 TEST_F(DpoCliTest, SigkillMidRunThenResumeEndsWithTheUninterruptedWeights) {
@@ -196,7 +181,7 @@ TEST_F(DpoCliTest, SigkillMidRunThenResumeEndsWithTheUninterruptedWeights) {
   // The reference log-probabilities computed before the kill come from the checkpoint.
   EXPECT_NE(slurp(log2).find("reference log-probabilities: 60 of 60 pairs"), std::string::npos)
       << slurp(log2);
-  EXPECT_LE(max_weight_diff(out + "/final/model.safetensors", want), 1e-5);
+  EXPECT_LE(ktl::testing::max_f32_tensor_diff(out + "/final/model.safetensors", want), 1e-5);
 }
 
 TEST_F(DpoCliTest, SigtermCheckpointsExitsZeroAndTheRunResumes) {
@@ -220,7 +205,7 @@ TEST_F(DpoCliTest, SigtermCheckpointsExitsZeroAndTheRunResumes) {
                 {"dpo", "--resume-from", out + "/latest", "--data", path("prefs.jsonl")}, log2)),
             0)
       << slurp(log2);
-  EXPECT_LE(max_weight_diff(out + "/final/model.safetensors", want), 1e-5);
+  EXPECT_LE(ktl::testing::max_f32_tensor_diff(out + "/final/model.safetensors", want), 1e-5);
 }
 
 TEST_F(DpoCliTest, OrpoRunsWithoutAReferenceOnASplitPreferenceFile) {
@@ -366,7 +351,8 @@ TEST_F(DpoCliTest, JobKindRunsCancelsAndResumesThroughTheRunner) {
         "train/rejected_reward", "train/lr", "val/loss", "val/reward_accuracy"})
     EXPECT_FALSE(store.metrics(id, key).empty()) << key;
   EXPECT_EQ(store.metrics(id, "train/loss").back().step, 200);
-  EXPECT_LE(max_weight_diff(store.require_job(id).output_dir + "/final/model.safetensors", want),
+  EXPECT_LE(ktl::testing::max_f32_tensor_diff(
+                store.require_job(id).output_dir + "/final/model.safetensors", want),
             1e-5);
   runner.stop();
 }

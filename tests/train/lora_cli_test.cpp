@@ -28,6 +28,7 @@
 #include "core/tokenizer/tokenizer.h"
 #include "tests/support/cli_process.h"
 #include "tests/support/korean_fixture.h"
+#include "tests/support/safetensors_diff.h"
 #include "tests/support/tiny_checkpoint.h"
 
 namespace fs = std::filesystem;
@@ -46,21 +47,6 @@ double logged_loss(const std::string& text, int step, int steps) {
   const std::string key = "step " + std::to_string(step) + "/" + std::to_string(steps) + " | loss ";
   const size_t at = text.find(key);
   return at == std::string::npos ? NAN : std::stod(text.substr(at + key.size()));
-}
-
-// Largest absolute difference between same-named F32 tensors of two safetensors files.
-double max_tensor_diff(const std::string& a, const std::string& b) {
-  auto fa = ktl::SafetensorsFile::open(a), fb = ktl::SafetensorsFile::open(b);
-  if (fa.tensors().size() != fb.tensors().size()) return INFINITY;
-  double d = 0;
-  for (const auto& ta : fa.tensors()) {
-    const ktl::StTensorInfo* tb = fb.find(ta.name);
-    if (!tb || tb->nbytes != ta.nbytes || ta.dtype != ktl::StDtype::F32) return INFINITY;
-    const float* x = static_cast<const float*>(fa.data(ta));
-    const float* y = static_cast<const float*>(fb.data(*tb));
-    for (size_t i = 0; i < ta.nbytes / 4; ++i) d = std::max(d, double(std::fabs(x[i] - y[i])));
-  }
-  return d;
 }
 
 class LoraCliTest : public ::testing::Test {
@@ -242,8 +228,8 @@ TEST_F(LoraCliTest, SigkilledRunResumesToTheUninterruptedAdapterBitForBit) {
       << slurp(log2);
   EXPECT_NE(slurp(log2).find("resumed from " + out + "/latest at step "), std::string::npos)
       << slurp(log2);
-  EXPECT_EQ(max_tensor_diff(out + "/final/adapter_model.safetensors",
-                            path("straight/final/adapter_model.safetensors")),
+  EXPECT_EQ(ktl::testing::max_f32_tensor_diff(out + "/final/adapter_model.safetensors",
+                                              path("straight/final/adapter_model.safetensors")),
             0.0);
 }
 
