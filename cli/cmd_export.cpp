@@ -3,8 +3,8 @@
 //   --format ollama: a directory with the GGUF and a Modelfile (core/export/ollama_export.h).
 //   --format gguf-lora: a PEFT LoRA adapter directory as llama.cpp's LoRA adapter GGUF
 //   (core/export/gguf_lora_export.h).
-//   --format ktl --quantize int8: an int8 checkpoint for `ktl generate` (the inference module
-//   adds it in export_ktl below).
+//   --format ktl --quantize int8, or --dtype int8: an int8 checkpoint for `ktl generate` and
+//   `ktl serve`, which load it as it is (export_ktl below).
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -91,10 +91,12 @@ int export_ollama_dir(const Args& a) {
 }
 
 int export_ktl(const Args& a) {
-  if (a.has("dtype")) throw UsageError("--dtype applies to --format gguf and ollama");
   if (a.has("system")) throw UsageError("--system applies to --format ollama");
-  const std::string q = a.get("quantize");
-  if (q.empty()) throw UsageError("--format ktl needs --quantize int8");
+  // --dtype int8 is the spelling of --quantize int8; both may be given if they agree.
+  const std::string q = a.get("quantize", a.get("dtype"));
+  if (a.has("dtype") && a.get("dtype") != "int8")
+    throw UsageError("--format ktl writes --dtype int8, got '" + a.get("dtype") + "'");
+  if (q.empty()) throw UsageError("--format ktl needs --quantize int8 (or --dtype int8)");
   if (q != "int8") throw UsageError("--quantize must be int8, got '" + q + "'");
   const std::string model = model_dir(a, "ktl");
   const std::string out = a.get("out");
@@ -133,7 +135,11 @@ int export_gguf_lora_file(const Args& a) {
 }
 
 int run_export(const Args& a) {
-  const std::string format = a.get("format", "gguf");
+  // `--dtype int8` without a format means the int8 ktl checkpoint (GGUF's 8-bit type is q8_0).
+  const bool int8_ktl = !a.has("format") && a.get("dtype") == "int8";
+  const std::string format = int8_ktl ? "ktl" : a.get("format", "gguf");
+  if (a.get("dtype") == "int8" && format != "ktl")
+    throw UsageError("--dtype int8 writes a ktl checkpoint; for GGUF use --dtype q8_0");
   if (format == "gguf") return export_gguf_file(a);
   if (format == "ollama") return export_ollama_dir(a);
   if (format == "ktl") return export_ktl(a);
@@ -146,15 +152,16 @@ KTL_COMMAND(ktl::cli::Command{
     "Export a checkpoint: GGUF for llama.cpp, GGUF + Modelfile for Ollama, or an int8 ktl "
     "checkpoint; or a LoRA adapter as llama.cpp's LoRA GGUF.",
     {{"model", "checkpoint directory (config.json, model.safetensors, tokenizer.model)", ""},
-     {"format", "gguf | ollama | ktl | gguf-lora", "gguf"},
+     {"format", "gguf | ollama | ktl | gguf-lora (--dtype int8 alone: ktl)", "gguf"},
      {"out", "output file (gguf, gguf-lora) or directory (ollama, ktl)", "", false, true},
-     {"dtype", "GGUF weight type: f32 | f16 | q8_0 (norms stay f32; gguf-lora: f32 | f16)", "f32"},
+     {"dtype", "GGUF weight type: f32 | f16 | q8_0 (norms stay f32; gguf-lora: f32 | f16); "
+               "int8: an int8 ktl checkpoint (= --format ktl --quantize int8)", "f32"},
      {"adapter", "with --format gguf-lora or ollama: a PEFT LoRA adapter directory "
                  "(adapter_config.json, adapter_model.safetensors)", ""},
      {"base", "with --format gguf-lora: the base checkpoint the adapter was trained on (default: "
               "the one lora_base.json or base_model_name_or_path names)", ""},
      {"system", "with --format ollama: the Modelfile's default system prompt (SYSTEM)", ""},
-     {"quantize", "with --format ktl: int8", ""},
+     {"quantize", "with --format ktl: int8 (the same as --dtype int8)", ""},
      {"name", "GGUF general.name (default: the checkpoint directory's name)", ""}},
     run_export});
 

@@ -7,6 +7,7 @@
 #include "cli/engine_device.h"
 #include "cli/verify_flag.h"
 #include "core/adapters/lora_checkpoint.h"
+#include "core/engine/engine_checkpoint.h"
 #include "core/engine/generator.h"
 #include "core/scheduling/sampler.h"
 
@@ -40,7 +41,7 @@ int run_generate(const Args& a) {
   ktl::cli::check_engine_device(a);
   const ktl::SamplingParams p = sampling_from_args(a);
   ktl::EngineConfig cfg;
-  cfg.dtype = a.get("dtype", "fp32");
+  cfg.dtype = a.get("dtype", "auto");
   cfg.device = a.get("device", "auto");
   cfg.num_threads = static_cast<int>(a.get_int("threads", 0));
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 256));
@@ -51,6 +52,11 @@ int run_generate(const Args& a) {
   if (adapter.empty() && ktl::is_lora_checkpoint(model)) {
     adapter = model;
     model = ktl::checked_lora_base(adapter);
+  }
+  try {  // auto: the checkpoint's own format (an int8 one is served as int8, not dequantized)
+    cfg.dtype = ktl::to_string(ktl::engine_dtype_for(cfg.dtype, model));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
   }
   auto gen = ktl::Generator::from_pretrained(model, cfg);
   if (!adapter.empty()) {  // a LoRA adapter (PEFT directory) on top of the model
@@ -127,7 +133,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"ignore-eos", "keep generating past </s> (exactly --max-tokens tokens)", "", true},
      {"json", "print one JSON object (text, prompt_ids, ids, finish) instead of streaming", "",
       true},
-     {"dtype", "fp32 | bf16 | int8 (weight-only)", "fp32"},
+     {"dtype", "auto | fp32 | bf16 | int8 (weight-only; auto: an int8 checkpoint as int8)", "auto"},
      {"threads", "CPU threads (0 = all cores)", "0"},
      ktl::cli::engine_device_flag(),
      {"kv-cache-mb", "KV cache budget", "256"},

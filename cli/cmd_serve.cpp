@@ -112,8 +112,8 @@ ktl::server::ServerConfig config_from(const Args& args) {
   c.web_root = locate_dir(args, "web-root", "KTL_WEB_ROOT", "web");
   c.configs_dir = locate_dir(args, "configs-dir", "KTL_CONFIG_DIR", "configs");
   c.ktl_binary = ktl::executable_path();
-  if (c.dtype != "fp32" && c.dtype != "bf16" && c.dtype != "int8")
-    throw UsageError("--dtype must be fp32, bf16 or int8");
+  if (c.dtype != "auto" && c.dtype != "fp32" && c.dtype != "bf16" && c.dtype != "int8")
+    throw UsageError("--dtype must be auto, fp32, bf16 or int8");
   return c;
 }
 
@@ -179,7 +179,8 @@ KTL_COMMAND(ktl::cli::Command{
      {"configs-dir", "model/training YAMLs for --quickstart (or $KTL_CONFIG_DIR)",
       "<exe>/../configs"},
      {"kv-cache-mb", "KV-cache budget (default: --max-num-seqs full contexts, <= 1 GiB)", "auto"},
-     {"dtype", "fp32 | bf16 | int8", "fp32"},
+     {"dtype", "auto | fp32 | bf16 | int8 (auto: an int8 checkpoint as int8, others as fp32)",
+      "auto"},
      {"max-num-seqs", "sequences batched per engine step", "16"},
      {"threads", "engine threads (0 = all cores)", "0"},
      ktl::cli::no_verify_flag(),

@@ -28,6 +28,12 @@ bool is_int8_checkpoint(const std::string& dir) {
   return it != m.extra.end() && it->second == "int8";
 }
 
+WeightDtype engine_dtype_for(const std::string& dtype, const std::string& dir) {
+  if (dtype.empty() || dtype == "auto")
+    return is_int8_checkpoint(dir) ? WeightDtype::kInt8 : WeightDtype::kFp32;
+  return parse_weight_dtype(dtype);
+}
+
 namespace {
 
 // Drops this process's pages of a read-only file mapping (they re-fault from the file if read
@@ -67,8 +73,7 @@ torch::Tensor tensor_from(const std::shared_ptr<SafetensorsFile>& f, const StTen
 
 // Every checkpoint (fp32, bf16 or int8 on disk) loads straight into the engine's form, without
 // building the training module: one tensor at a time, shapes checked against config.json.
-LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype,
-                                    bool verify_sha256) {
+LoadedEngineModel load_engine_model(const std::string& dir, WeightDtype dtype, bool verify_sha256) {
   CheckpointFiles files = open_checkpoint_files(dir, verify_sha256);
   LoadedEngineModel out;
   auto q = files.meta.extra.find("quantization");

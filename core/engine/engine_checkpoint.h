@@ -27,6 +27,10 @@ struct LoadedEngineModel {
 };
 
 bool is_int8_checkpoint(const std::string& dir);
+// The compute format for `dir` from a --dtype value: "auto" (or "") is the checkpoint's own, so
+// an int8 checkpoint is served as it is stored (int8) and any other as fp32; fp32 | bf16 | int8
+// as asked. Throws std::invalid_argument on another value.
+WeightDtype engine_dtype_for(const std::string& dtype, const std::string& dir);
 // Loads any checkpoint straight into the engine's form (no training module; fp32 weights the
 // engine does not fuse stay in the file's read-only mapping); `dtype` is the compute format (an
 // int8 checkpoint loads as int8 unless fp32/bf16 is asked, then it is dequantized). Throws with

@@ -17,6 +17,8 @@
 
 #include <torch/cuda.h>
 
+#include "core/base/file_util.h"
+#include "core/model/checkpoint_meta.h"
 #include "core/model/device.h"
 #include "tests/support/tiny_checkpoint.h"
 
@@ -200,6 +202,35 @@ TEST(Cli, GenerateJsonPrintsTheGreedyTokenIds) {
   RecordProperty("greedy_ids_compared", static_cast<int>(compared));
   EXPECT_EQ(last_json_line(run(args).out).at("ids").get<std::vector<int>>(), ids)
       << "greedy output should repeat exactly";
+}
+
+// `ktl export --dtype int8` (issue #24's spelling) is `--format ktl --quantize int8`: the same
+// int8 checkpoint, which `ktl generate` then serves as int8 without being told (--dtype auto).
+TEST(Cli, ExportDtypeInt8WritesAnInt8CheckpointThatLoadsAsIs) {
+  ktl::testing::TempDir d;
+  const auto tok = ktl::testing::make_tiny_tokenizer(d / "tok");
+  ktl::testing::make_tiny_checkpoint(d / "ck", tok, 3);
+  auto r = run("export --dtype int8 --model " + d / "ck" + " --out " + d / "q1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run("export --format ktl --quantize int8 --model " + d / "ck" + " --out " + d / "q2");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(ktl::read_checkpoint_meta(d / "q1").extra.at("quantization"), "int8");
+  EXPECT_EQ(ktl::read_file(d / "q1/model.safetensors"), ktl::read_file(d / "q2/model.safetensors"));
+  const std::string gen =
+      " --prompt '나는' --max-tokens 4 --temperature 0 --ignore-eos --json --threads 1 "
+      "--kv-cache-mb 8";
+  for (const auto& [dir, dtype] : {std::pair{"q1", "int8"}, std::pair{"ck", "fp32"}}) {
+    r = run("generate --model " + d / dir + gen);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(last_json_line(r.out).at("dtype"), dtype) << dir;
+  }
+  // int8 is not a GGUF type (q8_0 is), and --format ktl writes nothing but int8.
+  r = run("export --format gguf --dtype int8 --model " + d / "ck" + " --out " + d / "x.gguf");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("q8_0"), std::string::npos) << r.out;
+  EXPECT_EQ(run("export --format ktl --dtype f16 --model " + d / "ck" + " --out " + d / "q3").code,
+            2);
+  EXPECT_EQ(run("export --format ktl --model " + d / "ck" + " --out " + d / "q3").code, 2);
 }
 
 // `ktl chat` as a person uses it: a reply streams, Ctrl-C stops that reply and not the program
