@@ -1,8 +1,13 @@
 // One copy of the weights: tied heads share the embedding, int8 models keep no fp32 weights,
-// and the default KV pool follows the model and max_num_seqs.
+// loading an int8 checkpoint never materialises an fp32 weight, and the default KV pool follows
+// the model and max_num_seqs.
+#include <c10/core/CPUAllocator.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
 #include <map>
 #include <string>
 
@@ -12,6 +17,7 @@
 #include "core/engine/kv_budget.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
+#include "core/tokenizer/tokenizer.h"
 #include "tests/support/tiny_checkpoint.h"
 
 namespace ktl {
@@ -123,6 +129,98 @@ TEST(EngineMemory, CheckpointLoadsDirectlyAndMatchesTheTrainingLoader) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("wrong shape"), std::string::npos) << e.what();
   }
+}
+
+// LibTorch's CPU allocator, wrapped while an instance lives: counts every CPU tensor allocation
+// of at least `min_bytes`, whatever op, copy or conversion asked for it (blind to dtype, so the
+// caller picks a size no int8 weight reaches). Not thread-safe to install (c10's rule).
+class LargeCpuAllocations {
+ public:
+  explicit LargeCpuAllocations(size_t min_bytes) : prev_(c10::GetCPUAllocator()) {
+    recorder().inner = prev_;
+    recorder().min_bytes = min_bytes;
+    recorder().count = 0;
+    c10::SetCPUAllocator(&recorder());
+  }
+  ~LargeCpuAllocations() { c10::SetCPUAllocator(prev_); }
+  int count() const { return recorder().count.load(); }
+
+ private:
+  struct Recorder : c10::Allocator {
+    c10::Allocator* inner = nullptr;
+    size_t min_bytes = 0;
+    mutable std::atomic<int> count{0};
+    c10::DataPtr allocate(size_t n) const override {
+      if (n >= min_bytes) ++count;
+      return inner->allocate(n);
+    }
+    c10::DeleterFnPtr raw_deleter() const override { return inner->raw_deleter(); }
+  };
+  static Recorder& recorder() {
+    static Recorder r;  // c10 keeps the pointer: static lifetime
+    return r;
+  }
+  c10::Allocator* prev_;
+};
+
+// Issue #24 (Memory): serving an int8 checkpoint touches no fp32 copy. The model is shaped so
+// that the smallest weight matrix in fp32 is larger than every int8 tensor the loader may hold
+// (the fused qkv included): then any allocation that large during the load is an fp32 (or
+// bf16) weight. The controls show the counter sees the fp32 copies the other loads make.
+TEST(EngineMemory, LoadingAnInt8CheckpointAllocatesNoFp32Weight) {
+  ktl::testing::TempDir d("ktl-int8-load");
+  const std::string tok = ktl::testing::make_tiny_tokenizer(d / "tok");
+  ModelConfig c = testing::tiny_model_config(Tokenizer::load(tok)->vocab_size());
+  c.hidden_size = 256;  // 4 heads of 64, 4 kv heads: k_proj is [256, 256]
+  c.num_kv_heads = 4;
+  c.intermediate_size = 256;
+  for (bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied" : "untied");
+    c.tie_word_embeddings = tied;
+    Transformer t(c);
+    t->init_weights(4);
+    save_checkpoint(d / "fp32", *t, Tokenizer::load(tok)->model_bytes(), CheckpointMeta{});
+    {
+      LoadedEngineModel q = load_engine_model(d / "fp32", WeightDtype::kInt8);
+      save_int8_checkpoint(*q.model, d / "fp32", d / "int8");
+    }
+    ASSERT_TRUE(is_int8_checkpoint(d / "int8"));
+
+    const int64_t D = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+    const int64_t qkv_out = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim();
+    const size_t smallest_fp32 = static_cast<size_t>(c.num_kv_heads * c.head_dim() * D * 4);
+    const int64_t largest_int8 = std::max({qkv_out * D, 2 * F * D, V * D, D * F});
+    ASSERT_LT(largest_int8, static_cast<int64_t>(smallest_fp32)) << "the test's premise";
+
+    auto large_allocs = [&](const std::string& dir, WeightDtype dt) {
+      LargeCpuAllocations a(smallest_fp32);
+      LoadedEngineModel m = load_engine_model(dir, dt);
+      EXPECT_EQ(m.model->dtype(), dt);
+      return a.count();
+    };
+    EXPECT_EQ(large_allocs(d / "int8", engine_dtype_for("auto", d / "int8")), 0);
+    EXPECT_EQ(large_allocs(d / "int8", WeightDtype::kInt8), 0);
+    // Controls: quantizing at load, an fp32 load (fused qkv / gate_up) and dequantizing an int8
+    // checkpoint all make full-size fp32 weights.
+    EXPECT_GT(large_allocs(d / "fp32", WeightDtype::kInt8), 0);
+    EXPECT_GT(large_allocs(d / "fp32", WeightDtype::kFp32), 0);
+    EXPECT_GT(large_allocs(d / "int8", WeightDtype::kFp32), 0);
+    std::filesystem::remove_all(d / "fp32");
+    std::filesystem::remove_all(d / "int8");
+  }
+}
+
+TEST(EngineMemory, AutoDtypeServesACheckpointInItsOwnFormat) {
+  ktl::testing::TempDir d("ktl-auto-dtype");
+  const std::string tok = ktl::testing::make_tiny_tokenizer(d / "tok");
+  ktl::testing::make_tiny_checkpoint(d / "fp32", tok, 2);
+  save_int8_checkpoint(*load_engine_model(d / "fp32", WeightDtype::kInt8).model, d / "fp32",
+                       d / "int8");
+  EXPECT_EQ(engine_dtype_for("auto", d / "int8"), WeightDtype::kInt8);
+  EXPECT_EQ(engine_dtype_for("", d / "int8"), WeightDtype::kInt8);
+  EXPECT_EQ(engine_dtype_for("auto", d / "fp32"), WeightDtype::kFp32);
+  EXPECT_EQ(engine_dtype_for("bf16", d / "int8"), WeightDtype::kBf16);  // asked: dequantized
+  EXPECT_THROW(engine_dtype_for("int4", d / "int8"), std::invalid_argument);
 }
 
 TEST(KvBudget, DefaultFollowsTheModelAndMaxNumSeqs) {
