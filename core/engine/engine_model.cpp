@@ -20,17 +20,19 @@ std::string layer_name(int i, const std::string& rest) {
   return "model.layers." + std::to_string(i) + "." + rest;
 }
 
-// Fuses [out_i, in] weights along the output dim, keeping int8 when every part is int8.
+// Fuses [out_i, in] weights along the output dim; int8 parts stay as they are when int8 is asked.
 PackedLinear fuse(const std::vector<StoredWeight>& parts, WeightDtype dtype) {
-  bool all_int8 = true;
-  for (const auto& p : parts) all_int8 = all_int8 && p.value.scalar_type() == torch::kInt8;
   // One part is used as it is (no copy: an fp32 weight shares the source's storage).
   auto join = [](std::vector<torch::Tensor> v) { return v.size() == 1 ? v[0] : torch::cat(v, 0); };
   std::vector<torch::Tensor> vals, scales;
-  if (all_int8 && dtype == WeightDtype::kInt8) {
+  if (dtype == WeightDtype::kInt8) {
+    // Scales are per output row, so quantizing each part and joining the int8 parts is the same
+    // as quantizing the joined weight, without an fp32 copy of the fused matrix.
     for (const auto& p : parts) {
-      vals.push_back(p.value);
-      scales.push_back(p.scales);
+      auto [q, s] = p.value.scalar_type() == torch::kInt8 ? std::pair{p.value, p.scales}
+                                                          : quantize_int8_per_channel(p.value);
+      vals.push_back(q);
+      scales.push_back(s);
     }
     return PackedLinear::from_int8(join(vals), join(scales));
   }
@@ -86,7 +88,7 @@ EngineModel::EngineModel(const ModelConfig& cfg, const WeightSource& src, Weight
       embed_ = emb.value;
       embed_scales_ = emb.scales;
     } else {
-      std::tie(embed_, embed_scales_) = quantize_int8_per_channel(as_float(emb));
+      std::tie(embed_, embed_scales_) = quantize_int8_per_channel(emb.value);  // any float
     }
   } else if (dtype == WeightDtype::kBf16) {
     embed_ = as_float(emb).to(torch::kBFloat16);

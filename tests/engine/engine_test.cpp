@@ -288,6 +288,26 @@ TEST(PackedLinear, Int8MatchesDequantizedTwinAndFp32) {
   EXPECT_LT(rel(bf.forward(x), ref), 0.01);
 }
 
+// Quantizing 256 rows at a time (no full-size fp32 temporary) gives the bits of quantizing the
+// whole weight at once, and so does quantizing the parts of a fused weight one by one.
+TEST(PackedLinear, Int8QuantizationByRowBlocksAndPartsEqualsTheWholeWeight) {
+  torch::manual_seed(7);
+  auto w = torch::randn({600, 48}) * 0.05;  // three row blocks, the last one partial
+  w[3].zero_();                             // an all-zero row: the scale's floor
+  auto scales = (torch::maximum(w.amax(1), -w.amin(1)) / 127.0).clamp_min(1e-12);  // [600]
+  auto want = (w / scales.unsqueeze(1)).round_().clamp_(-127, 127).to(torch::kInt8);
+  auto [q, s] = quantize_int8_per_channel(w);
+  EXPECT_TRUE(torch::equal(q, want));
+  EXPECT_TRUE(torch::equal(s, scales));
+  auto [qa, sa] = quantize_int8_per_channel(w.narrow(0, 0, 250));
+  auto [qb, sb] = quantize_int8_per_channel(w.narrow(0, 250, 350));
+  EXPECT_TRUE(torch::equal(torch::cat({qa, qb}), q));
+  EXPECT_TRUE(torch::equal(torch::cat({sa, sb}), s));
+  auto [qh, sh] = quantize_int8_per_channel(w.to(torch::kBFloat16));  // any float dtype
+  EXPECT_EQ(qh.scalar_type(), torch::kInt8);
+  EXPECT_EQ(sh.scalar_type(), torch::kFloat32);
+}
+
 TEST(PackedLinear, Int8GemvEqualsDequantizedTwinForDecodeBatches) {
   torch::manual_seed(2);
   auto w = torch::randn({130, 70}) * 0.05;  // in_features not a multiple of the 16 lanes
