@@ -305,13 +305,15 @@ std::vector<std::pair<std::string, StoredWeight>> EngineModel::export_weights(
     out.front() = out.back();
     out.pop_back();
   } else {
-    out.front().second = {embed_scales_.defined()
-                              ? embed_.to(torch::kFloat32) * embed_scales_.unsqueeze(1)
-                              : embed_.to(torch::kFloat32),
-                          {}};
-    if (as == WeightDtype::kInt8) {
-      auto [q, s] = quantize_int8_per_channel(out.front().second.value);
+    if (as == WeightDtype::kInt8) {  // an int8 table as it is (no fp32 round trip)
+      auto [q, s] = embed_scales_.defined() ? std::pair{embed_, embed_scales_}
+                                            : quantize_int8_per_channel(embed_);
       out.front().second = {q, s};
+    } else {
+      out.front().second = {embed_scales_.defined()
+                                ? embed_.to(torch::kFloat32) * embed_scales_.unsqueeze(1)
+                                : embed_.to(torch::kFloat32),
+                            {}};
     }
     put("lm_head.weight", head_, 0, V);
   }

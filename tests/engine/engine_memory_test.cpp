@@ -200,8 +200,8 @@ TEST(EngineMemory, LoadingAnInt8CheckpointAllocatesNoFp32Weight) {
     };
     EXPECT_EQ(large_allocs(d / "int8", engine_dtype_for("auto", d / "int8")), 0);
     EXPECT_EQ(large_allocs(d / "int8", WeightDtype::kInt8), 0);
-    // Controls: quantizing at load, an fp32 load (fused qkv / gate_up) and dequantizing an int8
-    // checkpoint all make full-size fp32 weights.
+    // Controls: quantizing at load (fp32 blocks of 256 rows: whole matrices here), an fp32 load
+    // (fused qkv / gate_up) and dequantizing an int8 checkpoint all make fp32 weight copies.
     EXPECT_GT(large_allocs(d / "fp32", WeightDtype::kInt8), 0);
     EXPECT_GT(large_allocs(d / "fp32", WeightDtype::kFp32), 0);
     EXPECT_GT(large_allocs(d / "int8", WeightDtype::kFp32), 0);
