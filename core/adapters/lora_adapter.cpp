@@ -202,6 +202,21 @@ void merge_lora(TransformerImpl& model) {
   for (auto& p : model.parameters()) p.set_requires_grad(true);
 }
 
+int64_t store_frozen_projections(TransformerImpl& model, torch::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  int64_t freed = 0;
+  for (size_t i = 0; i < model.num_blocks(); ++i) {
+    for (auto t : kAllLoraTargets) {
+      auto& w = lora_projection(*model.block(i), t)->weight;  // [out, in]
+      if (w.requires_grad() || w.scalar_type() == dtype) continue;
+      const int64_t before = w.numel() * int64_t(w.element_size());
+      w.set_data(w.to(dtype));
+      freed += before - w.numel() * int64_t(w.element_size());
+    }
+  }
+  return freed;
+}
+
 LoraOffScope::LoraOffScope(TransformerImpl& model) {
   for (size_t i = 0; i < model.num_blocks(); ++i) {
     for (auto t : kAllLoraTargets) {

@@ -57,6 +57,12 @@ std::vector<std::pair<std::string, torch::Tensor>> lora_named_parameters(Transfo
 // again.
 void merge_lora(TransformerImpl& model);
 
+// Stores every frozen projection weight (a LoRA run's base) in `dtype`: bf16 for a bf16
+// autocast run halves the base's memory, and autocast no longer casts (and keeps for backward)
+// a bf16 copy of each weight every step. Outside autocast a projection casts such a weight to
+// its input's dtype. Trainable weights are left alone. Returns the bytes freed.
+int64_t store_frozen_projections(TransformerImpl& model, torch::ScalarType dtype);
+
 // The projection of block `b` that `t` names.
 Projection& lora_projection(BlockImpl& b, LoraTarget t);
 

@@ -122,6 +122,10 @@ torch::Tensor TransformerImpl::head(const torch::Tensor& h) {
 }
 
 torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
+  return head(hidden(tokens));  // [B, T, V]
+}
+
+torch::Tensor TransformerImpl::hidden(const torch::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 2, "tokens must be [B, T]");
   const auto T = tokens.size(1);
   TORCH_CHECK(T <= config_.max_seq_length, "sequence length ", T, " exceeds max_seq_length ",
@@ -129,24 +133,32 @@ torch::Tensor TransformerImpl::forward(const torch::Tensor& tokens) {
   auto [cos, sin] = rope(T, tokens.device());  // [T, Dh] each
   auto h = embed(tokens);                      // [B, T, D]
   for (auto& b : blocks_) h = b(h, cos, sin);
-  return head(h);  // [B, T, V]
+  return h;  // [B, T, D]
 }
 
-torch::Tensor TransformerImpl::forward_packed(const torch::Tensor& tokens,
-                                              const torch::Tensor& segments) {
-  TORCH_CHECK(tokens.dim() == 2 && segments.sizes() == tokens.sizes(),
-              "tokens and segments must both be [B, T]");
-  const auto B = tokens.size(0), T = tokens.size(1);
+TransformerImpl::PackedRope TransformerImpl::packed_rope(const torch::Tensor& segments) const {
+  const auto B = segments.size(0), T = segments.size(1);
   TORCH_CHECK(T <= config_.max_seq_length, "sequence length ", T, " exceeds max_seq_length ",
               config_.max_seq_length);
   auto [positions, allowed] =
       segment_positions_and_mask(segments.to(torch::kLong));  // [B,T], [B,T,T]
   auto [cos, sin] = rope_cos_sin(positions.reshape({-1}), config_.head_dim(), config_.rope_theta);
-  cos = cos.view({B, T, -1});  // [B, T, Dh]
-  sin = sin.view({B, T, -1});  // [B, T, Dh]
-  auto h = embed(tokens);      // [B, T, D]
-  for (auto& b : blocks_) h = b(h, cos, sin, allowed);
-  return head(h);  // [B, T, V]
+  return {cos.view({B, T, -1}), sin.view({B, T, -1}), allowed};  // [B, T, Dh] x2, [B, T, T]
+}
+
+torch::Tensor TransformerImpl::forward_packed(const torch::Tensor& tokens,
+                                              const torch::Tensor& segments) {
+  return head(hidden_packed(tokens, segments));  // [B, T, V]
+}
+
+torch::Tensor TransformerImpl::hidden_packed(const torch::Tensor& tokens,
+                                             const torch::Tensor& segments) {
+  TORCH_CHECK(tokens.dim() == 2 && segments.sizes() == tokens.sizes(),
+              "tokens and segments must both be [B, T]");
+  auto r = packed_rope(segments);
+  auto h = embed(tokens);  // [B, T, D]
+  for (auto& b : blocks_) h = b(h, r.cos, r.sin, r.allowed);
+  return h;  // [B, T, D]
 }
 
 void TransformerImpl::grow_vocab(int64_t new_vocab) {

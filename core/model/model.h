@@ -82,10 +82,22 @@ class TransformerImpl : public torch::nn::Module {
   // the old rows, and updates config().vocab_size. Old tokens' logits stay exactly the same.
   void grow_vocab(int64_t new_vocab);
 
+  // The last hidden states, before the final norm (forward() is head(hidden(tokens))): for
+  // losses that apply the head themselves (core/train/chunked_lm_head.h).
+  torch::Tensor hidden(const torch::Tensor& tokens);  // [B, T] int64 -> [B, T, D]
+  torch::Tensor hidden_packed(const torch::Tensor& tokens,     // [B, T] int64
+                              const torch::Tensor& segments);  // [B, T] int64 -> [B, T, D]
+
   // Pieces for callers that run blocks themselves (gradient checkpointing, the engine).
   torch::Tensor embed(const torch::Tensor& tokens);  // [...] int64 -> [..., D]
   std::pair<torch::Tensor, torch::Tensor> rope(int64_t T,
                                                const torch::Device& device) const;  // [T, Dh] x2
+  // Packed rows' RoPE tables and attention mask (see forward_packed).
+  struct PackedRope {
+    torch::Tensor cos, sin;  // [B, T, Dh] each
+    torch::Tensor allowed;   // [B, T, T] bool
+  };
+  PackedRope packed_rope(const torch::Tensor& segments) const;  // segments [B, T] int64
   torch::Tensor head(const torch::Tensor& h);  // final norm + output: [..., D] -> [..., V]
   torch::Tensor output_weight() const;         // [V, D], the embedding when tied
   Block& block(size_t i) { return blocks_[i]; }

@@ -1,5 +1,6 @@
 #include "core/model/projection.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/nn/functional/dropout.h>
 #include <torch/nn/functional/linear.h>
 #include <torch/torch.h>
@@ -18,7 +19,13 @@ ProjectionImpl::ProjectionImpl(int64_t in, int64_t out) : in_features(in), out_f
 }
 
 torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) {
-  auto y = torch::nn::functional::linear(x, weight);  // [..., out]
+  // A frozen base stored in bf16 (LoRA training) is used as it is under autocast, which casts
+  // x to match; outside autocast it is cast to x's dtype.
+  const bool autocast = x.is_cuda() ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+  const auto& w = weight.scalar_type() == x.scalar_type() || autocast
+                      ? weight
+                      : weight.to(x.scalar_type());
+  auto y = torch::nn::functional::linear(x, w);  // [..., out]
   // Scale 0: the adapter is switched off (DPO's reference pass), so skip its work and dropout.
   if (!lora_A.defined() || lora_scale == 0.0) return y;
   auto in = lora_dropout > 0.0 && is_training()

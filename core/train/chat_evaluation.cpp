@@ -24,17 +24,11 @@ struct EvalModeScope {
 torch::Tensor sft_loss_sum(TransformerImpl& model, const SftBatch& b, bool packed,
                            int64_t* n_targets, const torch::Device& device,
                            bool checkpoint_blocks) {
-  if (packed && checkpoint_blocks)
-    throw std::invalid_argument("gradient checkpointing is not supported with packed SFT rows");
   auto inputs = b.inputs.to(device), targets = b.targets.to(device);  // [B, T]
-  auto logits = packed ? model.forward_packed(inputs, b.segments.to(device))
-                       : training_forward(model, inputs, checkpoint_blocks);  // [B, T, V]
+  auto h = training_hidden(model, inputs, packed ? b.segments.to(device) : torch::Tensor(),
+                           checkpoint_blocks);  // [B, T, D]
   if (n_targets) *n_targets = (b.targets != kIgnoreIndex).sum().item<int64_t>();
-  return torch::nn::functional::cross_entropy(
-      logits.to(torch::kFloat32).reshape({-1, logits.size(-1)}), targets.reshape({-1}),
-      torch::nn::functional::CrossEntropyFuncOptions()
-          .reduction(torch::kSum)
-          .ignore_index(kIgnoreIndex));
+  return -target_logprobs(model, h, targets, kIgnoreIndex).sum();
 }
 
 EvalResult evaluate_sft(TransformerImpl& model, const SftBatches& batches, int batch_size,

@@ -22,9 +22,9 @@ namespace ktl {
 class Tokenizer;
 
 // Cross-entropy summed over the non-ignored targets of `b`, and their count. Packed batches go
-// through forward_packed, unpacked ones through forward (padding is after each conversation, so
-// a causal mask alone keeps it invisible), with per-block gradient checkpointing when
-// `checkpoint_blocks` (unpacked only: std::invalid_argument for packed rows).
+// through the packed attention mask, unpacked ones through the causal one (padding is after
+// each conversation, so a causal mask alone keeps it invisible), with per-block gradient
+// checkpointing when `checkpoint_blocks`; the head runs a chunk of rows at a time.
 torch::Tensor sft_loss_sum(TransformerImpl& model, const SftBatch& b, bool packed,
                            int64_t* n_targets, const torch::Device& device,
                            bool checkpoint_blocks = false);

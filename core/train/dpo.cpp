@@ -12,6 +12,7 @@
 #include "core/adapters/lora_adapter.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/train/checkpointed_forward.h"
+#include "core/train/lora_training.h"
 #include "core/train/data_loader.h"
 #include "core/train/run_directory.h"
 
@@ -115,11 +116,8 @@ torch::Tensor orpo_loss(const torch::Tensor& cs, const torch::Tensor& rs, const 
 torch::Tensor reply_logprobs(TransformerImpl& model, const SftBatch& b, const torch::Device& device,
                              bool checkpoint_blocks) {
   auto inputs = b.inputs.to(device), targets = b.targets.to(device);  // [B, T]
-  auto logits = training_forward(model, inputs, checkpoint_blocks);   // [B, T, V]
-  auto logp = torch::log_softmax(logits.to(torch::kFloat32), -1);
-  auto keep = targets != kIgnoreIndex;                                         // [B, T]
-  auto picked = logp.gather(2, targets.clamp_min(0).unsqueeze(2)).squeeze(2);  // [B, T]
-  return (picked * keep.to(torch::kFloat32)).sum(1);                           // [B]
+  auto h = training_hidden(model, inputs, torch::Tensor(), checkpoint_blocks);  // [B, T, D]
+  return target_logprobs(model, h, targets, kIgnoreIndex).sum(1);              // [B]
 }
 
 torch::Tensor reply_token_counts(const SftBatch& b) {
@@ -223,7 +221,7 @@ void DpoTrainer::resolve_precision() {
   precision_resolved_ = true;
   const TrainingConfig& c = cfg_.train;
   std::string why;
-  if (c.bf16 == "auto" && !c.fp16 && device_.is_cpu()) {
+  if (c.bf16 == "auto" && !c.fp16 && device_.is_cpu() && !lora_) {
     // Forward + backward of both replies of the first real micro-batch; weights untouched.
     const auto rows = step_rows(0, 0);
     auto step = [&](Precision p) {
@@ -246,6 +244,8 @@ void DpoTrainer::resolve_precision() {
     precision_ = choose_precision(c, device_, &why);
   }
   sink_.log("precision: " + why);
+  if (auto line = store_lora_base_in_precision(*policy_, precision_); !line.empty())
+    sink_.log(line);
   if (scaler_.enabled() != (precision_ == Precision::kFp16))
     scaler_ = GradScaler(precision_ == Precision::kFp16);
 }

@@ -84,6 +84,16 @@ void attach_training_lora(TransformerImpl& model, const TrainingConfig& c) {
   attach_lora(model, lora_config_of(c), uint64_t(c.seed));
 }
 
+std::string store_lora_base_in_precision(TransformerImpl& model, Precision precision) {
+  if (precision != Precision::kBf16 || !has_lora(model)) return "";
+  const int64_t freed = store_frozen_projections(model, torch::kBFloat16);
+  if (freed == 0) return "";
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "LoRA: frozen base projections stored in bf16 (%.0f MB freed)",
+                double(freed) / 1e6);
+  return buf;
+}
+
 std::string describe_lora(TransformerImpl& model, const TrainingConfig& c,
                           const LoraBaseRef& base) {
   int64_t trainable = 0, total = 0;

@@ -19,6 +19,7 @@
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/chat_evaluation.h"
 #include "core/train/checkpointed_forward.h"
+#include "core/train/lora_training.h"
 
 namespace ktl {
 
@@ -90,10 +91,6 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
   if (data_.sft_train) {
     if (data_.sft_train->seq_len() != config_.max_seq_length)
       throw std::invalid_argument("SFT rows must be max_seq_length long");
-    if (config_.gradient_checkpointing && data_.sft_train->packed())
-      throw std::invalid_argument(
-          "gradient_checkpointing is not supported with packed SFT rows: pack: false (--no-pack) "
-          "checkpoints each block");
   } else {
     sampler_ = std::make_unique<TrainBatchSampler>(
         data_.train, config_.batch_size, config_.max_seq_length, uint64_t(config_.seed),
@@ -113,11 +110,13 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
   // resume restores its state from the checkpoint).
   torch::manual_seed(uint64_t(config_.seed));
   std::string why;
-  if (config_.bf16 == "auto" && !config_.fp16 && device_.is_cpu())
+  const bool lora = has_lora(*model_);  // see store_lora_base_in_precision for `auto`
+  if (config_.bf16 == "auto" && !config_.fp16 && device_.is_cpu() && !lora)
     precision_ = measure_precision(&why);
   else
     precision_ = choose_precision(config_, device_, &why);
   log("precision: " + why);
+  if (auto line = store_lora_base_in_precision(*model_, precision_); !line.empty()) log(line);
   scaler_ = GradScaler(precision_ == Precision::kFp16);
 }
 
@@ -231,13 +230,14 @@ double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_bat
     auto mb = cpu_mb.to(device_);  // [b, T+1]
     const auto T = mb.size(1) - 1;
     auto inputs = mb.narrow(1, 0, T), targets = mb.narrow(1, 1, T);  // [b, T]
-    torch::Tensor logits;
+    torch::Tensor logp;  // [b, T]
     {
       AutocastScope autocast(precision_, device_);
-      logits = training_forward(*model_, inputs, config_.gradient_checkpointing);  // [b, T, V]
+      auto h = training_hidden(*model_, inputs, torch::Tensor(),
+                               config_.gradient_checkpointing);  // [b, T, D]
+      logp = target_logprobs(*model_, h, targets);
     }
-    auto loss = torch::nn::functional::cross_entropy(
-        logits.to(torch::kFloat32).reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+    auto loss = -logp.mean();  // cross-entropy over every position
     // Weight by rows so k micro-batches give the gradient of one batch k times larger.
     const double weight = double(mb.size(0)) / double(rows);
     (loss * (weight * scaler_.scale())).backward();
