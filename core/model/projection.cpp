@@ -1,12 +1,13 @@
 #include "core/model/projection.h"
 
 #include <ATen/autocast_mode.h>
-#include <torch/nn/functional/dropout.h>
 #include <torch/nn/functional/linear.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <stdexcept>
+
+#include "core/model/lora_down.h"
 
 namespace ktl {
 
@@ -28,10 +29,9 @@ torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) {
   auto y = torch::nn::functional::linear(x, w);  // [..., out]
   // Scale 0: the adapter is switched off (DPO's reference pass), so skip its work and dropout.
   if (!lora_A.defined() || lora_scale == 0.0) return y;
-  auto in = lora_dropout > 0.0 && is_training()
-                ? torch::dropout(x, lora_dropout, /*train=*/true)
-                : x;
-  auto low = torch::nn::functional::linear(in, lora_A);             // [..., r]
+  auto low = lora_dropout > 0.0 && is_training()
+                 ? lora_down_dropout(x, lora_A, lora_dropout)        // [..., r]
+                 : torch::nn::functional::linear(x, lora_A);         // [..., r]
   return y + torch::nn::functional::linear(low, lora_B) * lora_scale;  // [..., out]
 }
 
