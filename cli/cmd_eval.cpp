@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -9,11 +10,13 @@
 
 #include "cli/chat_split_flags.h"
 #include "cli/command.h"
+#include "core/adapters/lora_checkpoint.h"
 #include "core/data/chat_data.h"
 #include "core/data/chat_metrics.h"
 #include "core/data/chat_split.h"
 #include "core/data/token_shard.h"
-#include "core/adapters/lora_checkpoint.h"
+#include "core/engine/engine_checkpoint.h"
+#include "core/engine/engine_scoring.h"
 #include "core/model/checkpoint.h"
 #include "core/model/device.h"
 #include "core/model/thread_policy.h"
@@ -159,7 +162,36 @@ int run_eval(const Args& args) {
   ktl::apply_thread_policy(int(args.get_int("num-threads", 0)));
   const torch::Device device = ktl::resolve_device(args.get("device", "auto"));
 
-  auto ck = ktl::load_checkpoint_merging_lora(args.get("model"), device);
+  // --dtype: the engine's forward in that compute format (fp32, bf16 or int8 weights: what
+  // generate and serve run); otherwise the training module, under --bf16 autocast.
+  const std::string dtype = args.get("dtype", "");
+  ktl::LoadedCheckpoint ck;
+  ktl::LoadedEngineModel em;
+  std::string why;
+  ktl::Precision precision{};
+  if (dtype.empty()) {
+    ck = ktl::load_checkpoint_merging_lora(args.get("model"), device);
+    ktl::TrainingConfig pc;  // only for the precision choice
+    pc.bf16 = args.get("bf16", "auto");
+    if (pc.bf16 != "auto" && pc.bf16 != "true" && pc.bf16 != "false")
+      throw UsageError("--bf16 must be auto, true or false");
+    precision = ktl::choose_precision(pc, device, &why);
+  } else {
+    if (args.has("bf16")) throw UsageError("--bf16 is for the training path; give --dtype bf16");
+    ktl::WeightDtype wd;
+    try {
+      wd = ktl::engine_dtype_for(dtype, args.get("model"));
+    } catch (const std::invalid_argument& e) {
+      throw UsageError(e.what());
+    }
+    em = ktl::load_engine_model(args.get("model"), wd);
+    if (device != torch::kCPU) em.model->use_torch_ops(device);  // int8 runs as bf16 there
+    ck.config = em.config;
+    ck.tokenizer = em.tokenizer;
+    ck.meta = ktl::read_checkpoint_meta(args.get("model"));
+    why = std::string("engine, ") + ktl::to_string(em.model->dtype()) + " weights" +
+          (em.model->torch_ops() ? " (torch ops on " + device.str() + ")" : "");
+  }
   const int seq = int(args.get_int("max-seq-length", std::min(256, ck.config.max_seq_length)));
   if (seq < 2 || seq > ck.config.max_seq_length)
     throw UsageError("--max-seq-length must be in [2, " + std::to_string(ck.config.max_seq_length) +
@@ -173,16 +205,25 @@ int run_eval(const Args& args) {
     throw std::runtime_error(shard.string() + " was tokenized with a larger vocabulary than " +
                              "the checkpoint's tokenizer (" + std::to_string(ck.config.vocab_size) +
                              " pieces)");
-  ktl::TrainingConfig pc;  // only for the precision choice
-  pc.bf16 = args.get("bf16", "auto");
-  if (pc.bf16 != "auto" && pc.bf16 != "true" && pc.bf16 != "false")
-    throw UsageError("--bf16 must be auto, true or false");
-  std::string why;
-  const auto precision = ktl::choose_precision(pc, device, &why);
 
   ktl::EvalBatches batches(ktl::open_token_shard(shard.string()), batch, seq, max_batches);
   const int64_t chars = batches.count_target_chars(*ck.tokenizer);
-  const auto r = ktl::evaluate(*ck.model, batches, chars, precision, device);
+  ktl::EvalResult r;
+  if (dtype.empty()) {
+    r = ktl::evaluate(*ck.model, batches, chars, precision, device);
+  } else {
+    // The training path's formulas (core/train/evaluation.cpp) over the engine's sums.
+    double nats = 0;
+    for (int64_t i = 0; i < batches.num_batches(); ++i) {
+      const auto s = ktl::engine_window_nll(*em.model, batches.batch(i));
+      nats += s.nats;
+      r.tokens += s.tokens;
+    }
+    r.chars = chars;
+    r.loss = r.tokens > 0 ? nats / double(r.tokens) : 0.0;
+    r.ppl = std::exp(r.loss);
+    r.bpc = chars > 0 ? nats / double(chars) / std::log(2.0) : 0.0;
+  }
 
   if (args.has("job-db")) {
     auto sink = ktl::jobs::make_job_sink(args.get("job-db"), args.get_int("job-id", 0));
@@ -228,7 +269,11 @@ KTL_COMMAND(ktl::cli::Command{
      {"max-batches", "batches of the fixed subset (from the start of the split)", "50"},
      {"batch-size", "sequences per batch (--task: 16)", "8"},
      {"max-seq-length", "tokens per sequence", "min(256, model)"},
-     {"bf16", "auto, true or false", "auto"},
+     {"bf16", "auto, true or false (the training path)", "auto"},
+     {"dtype",
+      "score through the serving engine instead: fp32, bf16 or int8 weights (auto: what "
+      "generate and serve pick); none = the training module",
+      ""},
      {"device", "auto, cpu, cuda or mps", "auto"},
      {"num-threads", "threads (0 = every core)", "0"},
      {"job-db", "job database (set by the training daemon)"},

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -18,8 +19,10 @@
 #include <torch/cuda.h>
 
 #include "core/base/file_util.h"
+#include "core/data/token_shard.h"
 #include "core/model/checkpoint_meta.h"
 #include "core/model/device.h"
+#include "core/tokenizer/tokenizer.h"
 #include "tests/support/tiny_checkpoint.h"
 
 namespace {
@@ -231,6 +234,42 @@ TEST(Cli, ExportDtypeInt8WritesAnInt8CheckpointThatLoadsAsIs) {
   EXPECT_EQ(run("export --format ktl --dtype f16 --model " + d / "ck" + " --out " + d / "q3").code,
             2);
   EXPECT_EQ(run("export --format ktl --model " + d / "ck" + " --out " + d / "q3").code, 2);
+}
+
+// `ktl eval --dtype` scores the held-out windows through the serving engine: fp32 gives the
+// training path's bits per character (its --bf16 false), int8 and bf16 a finite, close value.
+TEST(Cli, EvalDtypeScoresTheSplitThroughTheEngine) {
+  ktl::testing::TempDir d;
+  const auto tok_path = ktl::testing::make_tiny_tokenizer(d / "tok");
+  ktl::testing::make_tiny_checkpoint(d / "ck", tok_path, 3);
+  auto tok = ktl::Tokenizer::load(tok_path);
+  std::filesystem::create_directories(d / "data");
+  {
+    ktl::TokenShardWriter w(d / "data/test.bin", uint32_t(tok->vocab_size()));
+    for (const auto& s : ktl::testing::korean_sentences(200, 5))
+      w.add_document(tok->encode(s), s.size() / 3);
+    w.finish();
+  }
+  auto bpc = [&](const std::string& extra) {
+    auto r = run("eval --model " + d / "ck" + " --data " + d / "data" +
+                 " --batch-size 3 --max-batches 2 --max-seq-length 50 --num-threads 1" + extra);
+    EXPECT_EQ(r.code, 0) << r.out;
+    const size_t at = r.out.find("bits per character: ");
+    EXPECT_NE(at, std::string::npos) << r.out;
+    return at == std::string::npos ? -1.0 : std::stod(r.out.substr(at + 20));
+  };
+  const double train = bpc(" --bf16 false");
+  ASSERT_GT(train, 0);
+  EXPECT_NEAR(bpc(" --dtype fp32"), train, 2e-4);  // printed to 4 decimals
+  for (const char* q : {" --dtype int8", " --dtype bf16"}) {
+    const double v = bpc(q);
+    EXPECT_TRUE(std::isfinite(v)) << q;
+    EXPECT_NEAR(v, train, 0.01 * train) << q;
+  }
+  EXPECT_EQ(run("eval --model " + d / "ck" + " --data " + d / "data" + " --dtype fp16").code, 2);
+  EXPECT_EQ(
+      run("eval --model " + d / "ck" + " --data " + d / "data" + " --dtype int8 --bf16 true").code,
+      2);
 }
 
 // `ktl chat` as a person uses it: a reply streams, Ctrl-C stops that reply and not the program
