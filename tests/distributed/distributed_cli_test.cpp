@@ -51,10 +51,11 @@ class TempDir {
   std::string path_;
 };
 
-// Largest |a - b| over every tensor of two checkpoints' model.safetensors (F32).
-double max_weight_diff(const std::string& a_dir, const std::string& b_dir) {
-  auto a = ktl::SafetensorsFile::open(a_dir + "/model.safetensors");
-  auto b = ktl::SafetensorsFile::open(b_dir + "/model.safetensors");
+// Largest |a - b| over every tensor of two checkpoints' model.safetensors (or `file`; F32).
+double max_weight_diff(const std::string& a_dir, const std::string& b_dir,
+                       const std::string& file = "model.safetensors") {
+  auto a = ktl::SafetensorsFile::open(a_dir + "/" + file);
+  auto b = ktl::SafetensorsFile::open(b_dir + "/" + file);
   EXPECT_EQ(a.tensors().size(), b.tensors().size());
   double worst = 0;
   for (const auto& ta : a.tensors()) {
@@ -206,6 +207,31 @@ TEST_F(DistributedTrainTest, AllReduceAfterBackwardGivesTheSameParameters) {
   ASSERT_EQ(wait_exit(spawn(args, out + ".log")), 0) << slurp(out + ".log");
   EXPECT_NE(slurp(out + ".log").find("overlap off"), std::string::npos);
   EXPECT_LE(max_weight_diff(one + "/final", out + "/final"), 1e-5);
+}
+
+// LoRA over two Gloo ranks: only the adapter is trainable, so only it is all-reduced, and the
+// ranks end with one process's adapter (dropout 0: ranks draw their own dropout masks).
+TEST_F(DistributedTrainTest, LoraOnTwoRanksEndsWithOneProcessesAdapter) {
+  const std::string base = one_process_run() + "/final";
+  std::string outs[2];
+  for (int ranks : {1, 2}) {
+    const std::string out = dir_->path() + "/lora" + std::to_string(ranks);
+    auto args = train_args(out, "4");
+    args[1] = "--init-from";  // instead of --model-config
+    args[2] = base;
+    for (const char* a : {"--lora-rank", "4", "--lora-dropout", "0"}) args.push_back(a);
+    if (ranks == 2)
+      for (const char* a : {"--nproc-per-node", "2", "--bucket-mb", "0.01"}) args.push_back(a);
+    ASSERT_EQ(wait_exit(spawn(args, out + ".log")), 0) << slurp(out + ".log");
+    outs[ranks - 1] = out;
+  }
+  const std::string log = slurp(outs[1] + ".log");
+  EXPECT_NE(log.find("rank 0 of 2 (gloo)"), std::string::npos) << log;
+  EXPECT_NE(log.find("LoRA: r 4"), std::string::npos) << log;
+  ASSERT_TRUE(fs::exists(outs[1] + "/final/adapter_model.safetensors")) << log;
+  EXPECT_FALSE(fs::exists(outs[1] + "/final/model.safetensors"));
+  EXPECT_LE(max_weight_diff(outs[0] + "/final", outs[1] + "/final", "adapter_model.safetensors"),
+            1e-5);
 }
 
 TEST_F(DistributedTrainTest, SigtermToTheLaunchersGroupStopsEveryRankWithACheckpoint) {
