@@ -20,17 +20,26 @@ int64_t LoraAdapter::parameter_count() const {
   return n;
 }
 
-int64_t LoraAdapter::bytes() const { return parameter_count() * 4; }
+int64_t LoraAdapter::bytes() const {
+  return parameter_count() * 4;
+}
 
 Projection& lora_projection(BlockImpl& b, LoraTarget t) {
   switch (t) {
-    case LoraTarget::kQ: return b.self_attn->q_proj;
-    case LoraTarget::kK: return b.self_attn->k_proj;
-    case LoraTarget::kV: return b.self_attn->v_proj;
-    case LoraTarget::kO: return b.self_attn->o_proj;
-    case LoraTarget::kGate: return b.mlp->gate_proj;
-    case LoraTarget::kUp: return b.mlp->up_proj;
-    case LoraTarget::kDown: return b.mlp->down_proj;
+    case LoraTarget::kQ:
+      return b.self_attn->q_proj;
+    case LoraTarget::kK:
+      return b.self_attn->k_proj;
+    case LoraTarget::kV:
+      return b.self_attn->v_proj;
+    case LoraTarget::kO:
+      return b.self_attn->o_proj;
+    case LoraTarget::kGate:
+      return b.mlp->gate_proj;
+    case LoraTarget::kUp:
+      return b.mlp->up_proj;
+    case LoraTarget::kDown:
+      return b.mlp->down_proj;
   }
   throw std::logic_error("bad LoRA target");
 }
@@ -39,9 +48,12 @@ namespace {
 
 torch::ScalarType float_type(StDtype d, const std::string& path, const std::string& name) {
   switch (d) {
-    case StDtype::F32: return torch::kFloat32;
-    case StDtype::F16: return torch::kFloat16;
-    case StDtype::BF16: return torch::kBFloat16;
+    case StDtype::F32:
+      return torch::kFloat32;
+    case StDtype::F16:
+      return torch::kFloat16;
+    case StDtype::BF16:
+      return torch::kBFloat16;
     default:
       throw std::runtime_error(path + ": tensor '" + name + "' has dtype " + st_dtype_name(d) +
                                " (expected F32, F16 or BF16)");
@@ -49,8 +61,7 @@ torch::ScalarType float_type(StDtype d, const std::string& path, const std::stri
 }
 
 void freeze_base(TransformerImpl& model) {
-  for (auto& p : model.named_parameters())
-    p.value().set_requires_grad(is_lora_parameter(p.key()));
+  for (auto& p : model.named_parameters()) p.value().set_requires_grad(is_lora_parameter(p.key()));
 }
 
 }  // namespace
@@ -59,7 +70,8 @@ LoraAdapter load_peft_adapter(const std::string& dir, const ModelConfig& base) {
   const fs::path cfg_path = fs::path(dir) / kAdapterConfigFile;
   const fs::path w_path = fs::path(dir) / kAdapterWeightsFile;
   if (!fs::exists(cfg_path))
-    throw std::runtime_error(dir + ": no " + kAdapterConfigFile + " (not a LoRA adapter directory)");
+    throw std::runtime_error(dir + ": no " + kAdapterConfigFile +
+                             " (not a LoRA adapter directory)");
   LoraAdapter a;
   try {
     a.config = lora_config_from_peft_json(read_file(cfg_path));
@@ -82,8 +94,8 @@ LoraAdapter load_peft_adapter(const std::string& dir, const ModelConfig& base) {
       throw std::runtime_error(w_path.string() + ": tensor '" + info.name +
                                "' is for a module not in target_modules");
     const auto [out, in] = lora_target_shape(base, key->target);
-    const std::vector<int64_t> want = key->is_b ? std::vector<int64_t>{out, r}
-                                                : std::vector<int64_t>{r, in};
+    const std::vector<int64_t> want =
+        key->is_b ? std::vector<int64_t>{out, r} : std::vector<int64_t>{r, in};
     if (info.shape != want)
       throw std::runtime_error(w_path.string() + ": tensor '" + info.name +
                                "' has the wrong shape for r = " + std::to_string(r) +
@@ -101,8 +113,8 @@ LoraAdapter load_peft_adapter(const std::string& dir, const ModelConfig& base) {
       const auto& w = a.layers[i][static_cast<int>(t)];
       for (bool b : {false, true}) {
         if (!(b ? w.B : w.A).defined())
-          throw std::runtime_error(w_path.string() + ": tensor '" +
-                                   peft_tensor_name({i, t, b}) + "' is missing");
+          throw std::runtime_error(w_path.string() + ": tensor '" + peft_tensor_name({i, t, b}) +
+                                   "' is missing");
       }
     }
   }

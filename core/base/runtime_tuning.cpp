@@ -40,4 +40,10 @@ void tune_runtime(int argc, char** argv) {
 #endif
 }
 
+void release_free_heap() {
+#if defined(__linux__) && defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 }  // namespace ktl

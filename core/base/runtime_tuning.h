@@ -13,4 +13,10 @@ namespace ktl {
 // No-op where these do not apply (macOS).
 void tune_runtime(int argc = 0, char** argv = nullptr);
 
+// Hands the pages of freed heap memory back to the OS once (malloc_trim): with the settings above
+// glibc keeps them, so memory freed after loading (an fp32 copy replaced by a smaller one) would
+// count in RSS until reused. Later allocations fault the pages back in as they touch them.
+// No-op outside glibc. Thread-safe (malloc's own locking).
+void release_free_heap();
+
 }  // namespace ktl

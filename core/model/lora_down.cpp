@@ -46,7 +46,7 @@ struct LoraDown : public torch::autograd::Function<LoraDown> {
     if (ctx->needs_input_grad(0))
       gx = (torch::matmul(g, a.to(cd)) * keep).mul_(s).to(x.scalar_type());  // [..., in]
     if (ctx->needs_input_grad(1)) {
-      auto xd = (x.to(cd) * keep).mul_(s).reshape({-1, in});  // [N, in]
+      auto xd = (x.to(cd) * keep).mul_(s).reshape({-1, in});           // [N, in]
       ga = torch::mm(g.reshape({-1, r}).t(), xd).to(a.scalar_type());  // [r, in]
     }
     // One gradient per forward input: x, a, keep, p, dtype.
@@ -68,7 +68,8 @@ torch::Tensor lora_down_dropout(const torch::Tensor& x, const torch::Tensor& a, 
   torch::Tensor keep;
   {
     torch::NoGradGuard no_grad;
-    keep = torch::empty(x.sizes(), x.options().dtype(torch::kFloat32)).bernoulli_(1.0 - p)
+    keep = torch::empty(x.sizes(), x.options().dtype(torch::kFloat32))
+               .bernoulli_(1.0 - p)
                .to(torch::kBool);  // [..., in]
   }
   return lora_down_masked(x, a, keep, p);

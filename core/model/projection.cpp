@@ -23,15 +23,14 @@ torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) {
   // A frozen base stored in bf16 (LoRA training) is used as it is under autocast, which casts
   // x to match; outside autocast it is cast to x's dtype.
   const bool autocast = x.is_cuda() ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
-  const auto& w = weight.scalar_type() == x.scalar_type() || autocast
-                      ? weight
-                      : weight.to(x.scalar_type());
+  const auto& w =
+      weight.scalar_type() == x.scalar_type() || autocast ? weight : weight.to(x.scalar_type());
   auto y = torch::nn::functional::linear(x, w);  // [..., out]
   // Scale 0: the adapter is switched off (DPO's reference pass), so skip its work and dropout.
   if (!lora_A.defined() || lora_scale == 0.0) return y;
   auto low = lora_dropout > 0.0 && is_training()
-                 ? lora_down_dropout(x, lora_A, lora_dropout)        // [..., r]
-                 : torch::nn::functional::linear(x, lora_A);         // [..., r]
+                 ? lora_down_dropout(x, lora_A, lora_dropout)          // [..., r]
+                 : torch::nn::functional::linear(x, lora_A);           // [..., r]
   return y + torch::nn::functional::linear(low, lora_B) * lora_scale;  // [..., out]
 }
 

@@ -100,13 +100,14 @@ struct CheckpointedBlock : public torch::autograd::Function<CheckpointedBlock> {
       RecomputeState state(ctx, saved[0].device());
       torch::AutoGradMode enable(true);
       auto h = saved[0].detach().requires_grad_(true);  // [B, T, D]
-      auto out = model->block(size_t(index))->forward(h, saved[1], saved[2], mask_or_none(saved[3]));
+      auto out =
+          model->block(size_t(index))->forward(h, saved[1], saved[2], mask_or_none(saved[3]));
       torch::autograd::backward({out}, {grad_out[0]});
       grad_h = h.grad();
     }
     // One gradient per forward input: h, cos, sin, allowed, model, index.
-    return {grad_h, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
-            torch::Tensor()};
+    return {grad_h,          torch::Tensor(), torch::Tensor(),
+            torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 

@@ -34,15 +34,15 @@ struct ChunkedLmHead : public torch::autograd::Function<ChunkedLmHead> {
     auto guard = no_autocast();
     const auto cd = static_cast<torch::ScalarType>(dtype);
     const int64_t N = h.size(0);
-    auto wc = weight.to(cd);                                   // [V, D]
-    auto keep = targets != ignore_index;                       // [N]
-    auto safe = targets.masked_fill(~keep, 0);                 // [N]
-    auto out = torch::empty({N}, h.options().dtype(torch::kFloat32));   // [N]
-    auto lse = torch::empty({N}, h.options().dtype(torch::kFloat32));   // [N]
+    auto wc = weight.to(cd);                                           // [V, D]
+    auto keep = targets != ignore_index;                               // [N]
+    auto safe = targets.masked_fill(~keep, 0);                         // [N]
+    auto out = torch::empty({N}, h.options().dtype(torch::kFloat32));  // [N]
+    auto lse = torch::empty({N}, h.options().dtype(torch::kFloat32));  // [N]
     for (int64_t s = 0; s < N; s += chunk) {
       const int64_t n = std::min(chunk, N - s);
       auto logits = torch::mm(h.narrow(0, s, n).to(cd), wc.t()).to(torch::kFloat32);  // [n, V]
-      auto l = torch::logsumexp(logits, 1);                                            // [n]
+      auto l = torch::logsumexp(logits, 1);                                           // [n]
       lse.narrow(0, s, n).copy_(l);
       out.narrow(0, s, n).copy_(logits.gather(1, safe.narrow(0, s, n).unsqueeze(1)).squeeze(1) - l);
     }
@@ -63,21 +63,21 @@ struct ChunkedLmHead : public torch::autograd::Function<ChunkedLmHead> {
     const bool want_h = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
     const int64_t N = h.size(0);
     auto g = grad_out[0].to(torch::kFloat32) * keep.to(torch::kFloat32);  // [N]
-    auto wc = weight.to(cd);                                               // [V, D]
+    auto wc = weight.to(cd);                                              // [V, D]
     torch::Tensor grad_h = want_h ? torch::empty_like(h) : torch::Tensor();
     torch::Tensor grad_w =
         want_w ? torch::zeros(weight.sizes(), weight.options().dtype(torch::kFloat32))
                : torch::Tensor();
     for (int64_t s = 0; s < N; s += chunk) {
       const int64_t n = std::min(chunk, N - s);
-      auto hc = h.narrow(0, s, n).to(cd);                                 // [n, D]
-      auto logits = torch::mm(hc, wc.t()).to(torch::kFloat32);            // [n, V]
-      auto gc = g.narrow(0, s, n).unsqueeze(1);                           // [n, 1]
+      auto hc = h.narrow(0, s, n).to(cd);                       // [n, D]
+      auto logits = torch::mm(hc, wc.t()).to(torch::kFloat32);  // [n, V]
+      auto gc = g.narrow(0, s, n).unsqueeze(1);                 // [n, 1]
       // d log p(t) / d logits = onehot(t) - softmax(logits)
       auto dlogits = (logits.sub_(lse.narrow(0, s, n).unsqueeze(1))).exp_().mul_(-gc);  // [n, V]
       dlogits.scatter_add_(1, safe.narrow(0, s, n).unsqueeze(1), gc);
       auto dl = dlogits.to(cd);
-      if (want_h) grad_h.narrow(0, s, n).copy_(torch::mm(dl, wc));       // [n, D]
+      if (want_h) grad_h.narrow(0, s, n).copy_(torch::mm(dl, wc));         // [n, D]
       if (want_w) grad_w.add_(torch::mm(dl.t(), hc).to(torch::kFloat32));  // [V, D]
     }
     if (want_w) grad_w = grad_w.to(weight.scalar_type());
@@ -96,7 +96,7 @@ torch::Tensor chunked_target_logprobs(const torch::Tensor& h, const torch::Tenso
   TORCH_CHECK(targets.dim() == 1 && targets.size(0) == h.size(0),
               "chunked_target_logprobs: targets [N] expected");
   const int64_t V = weight.size(0);
-  const int64_t chunk = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(16, (int64_t(1) << 23) / V);
+  const int64_t chunk = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(16, (int64_t(1) << 22) / V);
   const auto dtype = static_cast<int64_t>(compute_dtype(h.device()));
   return ChunkedLmHead::apply(h, weight, targets.to(torch::kLong), ignore_index, chunk, dtype)[0];
 }

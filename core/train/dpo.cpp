@@ -12,8 +12,8 @@
 #include "core/adapters/lora_adapter.h"
 #include "core/tokenizer/chat_template.h"
 #include "core/train/checkpointed_forward.h"
-#include "core/train/lora_training.h"
 #include "core/train/data_loader.h"
+#include "core/train/lora_training.h"
 #include "core/train/run_directory.h"
 
 namespace ktl {
@@ -115,9 +115,9 @@ torch::Tensor orpo_loss(const torch::Tensor& cs, const torch::Tensor& rs, const 
 
 torch::Tensor reply_logprobs(TransformerImpl& model, const SftBatch& b, const torch::Device& device,
                              bool checkpoint_blocks) {
-  auto inputs = b.inputs.to(device), targets = b.targets.to(device);  // [B, T]
+  auto inputs = b.inputs.to(device), targets = b.targets.to(device);            // [B, T]
   auto h = training_hidden(model, inputs, torch::Tensor(), checkpoint_blocks);  // [B, T, D]
-  return target_logprobs(model, h, targets, kIgnoreIndex).sum(1);              // [B]
+  return target_logprobs(model, h, targets, kIgnoreIndex).sum(1);               // [B]
 }
 
 torch::Tensor reply_token_counts(const SftBatch& b) {

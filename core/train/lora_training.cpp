@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "core/base/file_util.h"
+#include "core/base/runtime_tuning.h"
 
 namespace ktl {
 
@@ -22,8 +23,7 @@ std::string targets_text(const std::vector<LoraTarget>& ts) {
 
 // A resumed adapter must be the one the (possibly overridden) config asks for.
 void check_resumed_adapter(const std::string& dir, const TrainingConfig& c) {
-  const LoraConfig have =
-      lora_config_from_peft_json(read_file(fs::path(dir) / kAdapterConfigFile));
+  const LoraConfig have = lora_config_from_peft_json(read_file(fs::path(dir) / kAdapterConfigFile));
   const LoraConfig want = lora_config_of(c);
   if (have.rank != want.rank || have.targets != want.targets || have.alpha != want.alpha)
     throw std::invalid_argument(
@@ -44,8 +44,9 @@ TrainingStart load_training_start(const std::string& init_from, const std::strin
     if (is_lora_checkpoint(resume_from)) {
       if (!lora)
         throw std::invalid_argument(
-            resume_from + " is a LoRA checkpoint but lora_rank is 0: resume it with its own "
-                          "training_config.yaml (drop --lora-rank 0)");
+            resume_from +
+            " is a LoRA checkpoint but lora_rank is 0: resume it with its own "
+            "training_config.yaml (drop --lora-rank 0)");
       check_resumed_adapter(resume_from, c);
       s.lora_base = read_lora_base(resume_from);
       s.ck = load_lora_checkpoint(resume_from, device);  // checks the base's sha256
@@ -55,7 +56,8 @@ TrainingStart load_training_start(const std::string& init_from, const std::strin
     if (lora)
       throw std::invalid_argument(resume_from +
                                   " is a full checkpoint, not a LoRA one: to train an adapter on "
-                                  "it start a new run with --init-from " + resume_from);
+                                  "it start a new run with --init-from " +
+                                  resume_from);
     s.ck = load_checkpoint(resume_from, device);
     return s;
   }
@@ -68,9 +70,12 @@ TrainingStart load_training_start(const std::string& init_from, const std::strin
   if (is_lora_checkpoint(init_from)) {
     if (lora)
       throw std::invalid_argument(
-          init_from + " is a LoRA checkpoint: a new adapter needs a full base; write one with "
-                      "`ktl merge-lora --adapter " + init_from + " --output-dir DIR` and "
-                      "--init-from DIR");
+          init_from +
+          " is a LoRA checkpoint: a new adapter needs a full base; write one with "
+          "`ktl merge-lora --adapter " +
+          init_from +
+          " --output-dir DIR` and "
+          "--init-from DIR");
     s.ck = load_checkpoint_merging_lora(init_from, device);  // full training of base + adapter
     return s;
   }
@@ -88,6 +93,7 @@ std::string store_lora_base_in_precision(TransformerImpl& model, Precision preci
   if (precision != Precision::kBf16 || !has_lora(model)) return "";
   const int64_t freed = store_frozen_projections(model, torch::kBFloat16);
   if (freed == 0) return "";
+  release_free_heap();  // the fp32 copies' pages would otherwise stay resident
   char buf[160];
   std::snprintf(buf, sizeof buf, "LoRA: frozen base projections stored in bf16 (%.0f MB freed)",
                 double(freed) / 1e6);

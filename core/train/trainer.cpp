@@ -117,6 +117,9 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
     precision_ = choose_precision(config_, device_, &why);
   log("precision: " + why);
   if (auto line = store_lora_base_in_precision(*model_, precision_); !line.empty()) log(line);
+  if (lora && !config_.gradient_checkpointing)
+    log("LoRA: activations are most of this run's memory; --gradient-checkpointing cuts its peak "
+        "about 3x for ~15% of the speed (docs/training-guide.md, LoRA)");
   scaler_ = GradScaler(precision_ == Precision::kFp16);
 }
 
@@ -230,7 +233,7 @@ double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_bat
     auto mb = cpu_mb.to(device_);  // [b, T+1]
     const auto T = mb.size(1) - 1;
     auto inputs = mb.narrow(1, 0, T), targets = mb.narrow(1, 1, T);  // [b, T]
-    torch::Tensor logp;  // [b, T]
+    torch::Tensor logp;                                              // [b, T]
     {
       AutocastScope autocast(precision_, device_);
       auto h = training_hidden(*model_, inputs, torch::Tensor(),

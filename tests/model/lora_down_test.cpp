@@ -55,8 +55,7 @@ TEST(LoraDown, UnderBf16AutocastRunsInBf16LikeTheLinear) {
   EXPECT_EQ(x2.grad().scalar_type(), torch::kFloat32);
   // bf16 products: each gradient within 1% of its largest entry (a bf16 step is 0.4-0.8%).
   for (auto [mine, theirs] : {std::pair{x2.grad(), x1.grad()}, std::pair{a2.grad(), a1.grad()}})
-    EXPECT_LE((mine - theirs).abs().max().item<double>(),
-              0.01 * theirs.abs().max().item<double>());
+    EXPECT_LE((mine - theirs).abs().max().item<double>(), 0.01 * theirs.abs().max().item<double>());
 }
 
 // With A the identity the output is x's kept entries scaled by 1 / (1 - p): a fraction p of

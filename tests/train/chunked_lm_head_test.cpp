@@ -80,8 +80,10 @@ TEST(ChunkedLmHead, UnderBf16AutocastMatchesTheAutocastHead) {
   EXPECT_TRUE(torch::allclose(out, ref, 1e-3, 1e-3)) << (out - ref).abs().max();
   (ref * g).sum().backward();
   (out * g).sum().backward();
-  EXPECT_TRUE(torch::allclose(h.grad(), h0.grad(), 2e-2, 2e-2)) << (h.grad() - h0.grad()).abs().max();
-  EXPECT_TRUE(torch::allclose(w.grad(), w0.grad(), 2e-2, 2e-2)) << (w.grad() - w0.grad()).abs().max();
+  EXPECT_TRUE(torch::allclose(h.grad(), h0.grad(), 2e-2, 2e-2))
+      << (h.grad() - h0.grad()).abs().max();
+  EXPECT_TRUE(torch::allclose(w.grad(), w0.grad(), 2e-2, 2e-2))
+      << (w.grad() - w0.grad()).abs().max();
 }
 
 }  // namespace
