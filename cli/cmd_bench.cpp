@@ -296,10 +296,7 @@ int run_bench(const Args& a) {
   cfg.max_batched_tokens = static_cast<int>(a.get_int("max-batched-tokens", 512));
   ktl::WeightDtype dtype;
   try {
-    // auto: a checkpoint's own format (an int8 one runs as int8); random weights are fp32.
-    const bool ckpt = a.has("model") && !a.get_bool("random-init");
-    dtype = cfg.dtype == "auto" && !ckpt ? ktl::WeightDtype::kFp32
-                                         : ktl::engine_dtype_for(cfg.dtype, a.get("model"));
+    dtype = ktl::engine_dtype_for(cfg.dtype);  // auto: what serving runs (int8)
     cfg.dtype = ktl::to_string(dtype);
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
@@ -442,8 +439,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"streams", "concurrent streams, or a list: 1,4,8,16", "1"},
      {"prompt-tokens", "prompt length", "128"},
      {"gen-tokens", "tokens generated per stream", "128"},
-     {"dtype", "auto | fp32 | bf16 | int8 (auto: an int8 checkpoint as int8, others as fp32)",
-      "auto"},
+     {"dtype", "auto | fp32 | bf16 | int8 (auto: int8, the serving default)", "auto"},
      {"threads", "CPU threads", "2"},
      ktl::cli::engine_device_flag(),
      {"torch-ops", "on the CPU too, run the device path (torch ops) instead of the kernels", "",

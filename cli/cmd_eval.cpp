@@ -180,7 +180,7 @@ int run_eval(const Args& args) {
     if (args.has("bf16")) throw UsageError("--bf16 is for the training path; give --dtype bf16");
     ktl::WeightDtype wd;
     try {
-      wd = ktl::engine_dtype_for(dtype, args.get("model"));
+      wd = ktl::engine_dtype_for(dtype);
     } catch (const std::invalid_argument& e) {
       throw UsageError(e.what());
     }
@@ -272,7 +272,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"bf16", "auto, true or false (the training path)", "auto"},
      {"dtype",
       "score through the serving engine instead: fp32, bf16 or int8 weights (auto: what "
-      "generate and serve pick); none = the training module",
+      "generate and serve run, int8); none = the training module",
       ""},
      {"device", "auto, cpu, cuda or mps", "auto"},
      {"num-threads", "threads (0 = every core)", "0"},

@@ -53,8 +53,8 @@ int run_generate(const Args& a) {
     adapter = model;
     model = ktl::checked_lora_base(adapter);
   }
-  try {  // auto: the checkpoint's own format (an int8 one is served as int8, not dequantized)
-    cfg.dtype = ktl::to_string(ktl::engine_dtype_for(cfg.dtype, model));
+  try {  // auto: the serving default, int8 (an fp32 checkpoint is quantized at load)
+    cfg.dtype = ktl::to_string(ktl::engine_dtype_for(cfg.dtype));
   } catch (const std::invalid_argument& e) {
     throw UsageError(e.what());
   }
@@ -133,7 +133,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"ignore-eos", "keep generating past </s> (exactly --max-tokens tokens)", "", true},
      {"json", "print one JSON object (text, prompt_ids, ids, finish) instead of streaming", "",
       true},
-     {"dtype", "auto | fp32 | bf16 | int8 (weight-only; auto: an int8 checkpoint as int8)", "auto"},
+     {"dtype", "auto | fp32 | bf16 | int8 (weight-only; auto: int8)", "auto"},
      {"threads", "CPU threads (0 = all cores)", "0"},
      ktl::cli::engine_device_flag(),
      {"kv-cache-mb", "KV cache budget", "256"},

@@ -30,7 +30,7 @@ struct ServerConfig {
   // (--adapter NAME=DIR); one that fails to load fails that model load.
   std::vector<std::pair<std::string, std::string>> adapters;
   int kv_cache_mb = 512;                   // engine KV pool
-  std::string dtype = "auto";              // auto (the checkpoint's own) | fp32 | bf16 | int8
+  std::string dtype = "auto";              // auto (int8) | fp32 | bf16 | int8
   std::string device = "auto";             // auto | cpu | cuda | mps
   int max_num_seqs = 16;                   // engine batch
   int num_threads = 0;                     // engine threads; 0 = all cores

@@ -89,7 +89,7 @@ struct EngineConfig {
   bool enable_prefix_cache = true;
   std::string device = "auto";  // auto | cpu | cuda | mps (auto: cuda, then mps, then cpu)
   bool torch_ops = false;       // torch-ops path on the CPU too (always used off the CPU)
-  std::string dtype = "auto";   // auto (the checkpoint's own) | fp32 | bf16 | int8 (weight-only)
+  std::string dtype = "auto";   // auto (int8) | fp32 | bf16 | int8 (weight-only)
   int num_threads = 0;          // 0 = all cores
   // Check every checkpoint file's sha256 before loading (~0.75 s per GB with SHA-NI); false
   // (--no-verify) checks only that the files are there.

@@ -28,9 +28,8 @@ bool is_int8_checkpoint(const std::string& dir) {
   return it != m.extra.end() && it->second == "int8";
 }
 
-WeightDtype engine_dtype_for(const std::string& dtype, const std::string& dir) {
-  if (dtype.empty() || dtype == "auto")
-    return is_int8_checkpoint(dir) ? WeightDtype::kInt8 : WeightDtype::kFp32;
+WeightDtype engine_dtype_for(const std::string& dtype) {
+  if (dtype.empty() || dtype == "auto") return kDefaultServingDtype;
   return parse_weight_dtype(dtype);
 }
 

@@ -782,7 +782,7 @@ void place_engine_model(EngineModel& model, const EngineConfig& cfg) {
 std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineConfig& cfg) {
   resolve_device(cfg.device);  // an absent device fails before the checkpoint is read
   LoadedEngineModel m =
-      load_engine_model(model_dir, engine_dtype_for(cfg.dtype, model_dir), cfg.verify_checksums);
+      load_engine_model(model_dir, engine_dtype_for(cfg.dtype), cfg.verify_checksums);
   place_engine_model(*m.model, cfg);
   std::string name = std::filesystem::path(model_dir).filename().string();
   if (name.empty()) name = std::filesystem::path(model_dir).parent_path().filename().string();

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <torch/cuda.h>
@@ -127,7 +128,8 @@ TEST(Cli, EngineCommandsRefuseAbsentDevices) {
 TEST(Cli, BenchPassesTheDeviceThrough) {
   auto r = run(
       "bench --random-init --model-config " KTL_SOURCE_DIR
-      "/configs/model_tiny.yaml --device cpu --torch-ops --prompt-tokens 8 --gen-tokens 4 --json");
+      "/configs/model_tiny.yaml --device cpu --torch-ops --prompt-tokens 8 --gen-tokens 4 --json "
+      "--dtype fp32");
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = last_json_line(r.out);
   EXPECT_EQ(j["device"], "cpu");
@@ -175,7 +177,7 @@ TEST(Cli, GenerateJsonPrintsTheGreedyTokenIds) {
   ktl::testing::make_tiny_checkpoint(d / "ck", tok_path, 3);
   const std::string args = "generate --model " + d / "ck" +
                            " --prompt '나는 학교에서' --max-tokens 8 --temperature 0 --ignore-eos "
-                           "--json --threads 1 --kv-cache-mb 8";
+                           "--json --threads 1 --kv-cache-mb 8 --dtype fp32";
   auto r = run(args);
   ASSERT_EQ(r.code, 0) << r.out;
   const auto j = last_json_line(r.out);
@@ -208,7 +210,8 @@ TEST(Cli, GenerateJsonPrintsTheGreedyTokenIds) {
 }
 
 // `ktl export --dtype int8` (issue #24's spelling) is `--format ktl --quantize int8`: the same
-// int8 checkpoint, which `ktl generate` then serves as int8 without being told (--dtype auto).
+// int8 checkpoint, which `ktl generate` then serves as int8 without being told (--dtype auto);
+// auto serves the fp32 checkpoint as int8 too (the measured default), an asked format wins.
 TEST(Cli, ExportDtypeInt8WritesAnInt8CheckpointThatLoadsAsIs) {
   ktl::testing::TempDir d;
   const auto tok = ktl::testing::make_tiny_tokenizer(d / "tok");
@@ -222,10 +225,12 @@ TEST(Cli, ExportDtypeInt8WritesAnInt8CheckpointThatLoadsAsIs) {
   const std::string gen =
       " --prompt '나는' --max-tokens 4 --temperature 0 --ignore-eos --json --threads 1 "
       "--kv-cache-mb 8";
-  for (const auto& [dir, dtype] : {std::pair{"q1", "int8"}, std::pair{"ck", "fp32"}}) {
-    r = run("generate --model " + d / dir + gen);
+  for (const auto& [dir, extra, dtype] :
+       {std::tuple{"q1", "", "int8"}, std::tuple{"ck", "", "int8"},
+        std::tuple{"ck", " --dtype fp32", "fp32"}, std::tuple{"q1", " --dtype bf16", "bf16"}}) {
+    r = run("generate --model " + d / dir + gen + extra);
     ASSERT_EQ(r.code, 0) << r.out;
-    EXPECT_EQ(last_json_line(r.out).at("dtype"), dtype) << dir;
+    EXPECT_EQ(last_json_line(r.out).at("dtype"), dtype) << dir << extra;
   }
   // int8 is not a GGUF type (q8_0 is), and --format ktl writes nothing but int8.
   r = run("export --format gguf --dtype int8 --model " + d / "ck" + " --out " + d / "x.gguf");

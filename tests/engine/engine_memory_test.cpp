@@ -198,7 +198,7 @@ TEST(EngineMemory, LoadingAnInt8CheckpointAllocatesNoFp32Weight) {
       EXPECT_EQ(m.model->dtype(), dt);
       return a.count();
     };
-    EXPECT_EQ(large_allocs(d / "int8", engine_dtype_for("auto", d / "int8")), 0);
+    EXPECT_EQ(large_allocs(d / "int8", engine_dtype_for("auto")), 0);
     EXPECT_EQ(large_allocs(d / "int8", WeightDtype::kInt8), 0);
     // Controls: quantizing at load (fp32 blocks of 256 rows: whole matrices here), an fp32 load
     // (fused qkv / gate_up) and dequantizing an int8 checkpoint all make fp32 weight copies.
@@ -210,17 +210,23 @@ TEST(EngineMemory, LoadingAnInt8CheckpointAllocatesNoFp32Weight) {
   }
 }
 
-TEST(EngineMemory, AutoDtypeServesACheckpointInItsOwnFormat) {
+// The serving default (issue #24, by measurement): int8 whatever the checkpoint stores; an asked
+// format wins.
+TEST(EngineMemory, AutoDtypeServesEveryCheckpointAsInt8) {
   ktl::testing::TempDir d("ktl-auto-dtype");
   const std::string tok = ktl::testing::make_tiny_tokenizer(d / "tok");
   ktl::testing::make_tiny_checkpoint(d / "fp32", tok, 2);
   save_int8_checkpoint(*load_engine_model(d / "fp32", WeightDtype::kInt8).model, d / "fp32",
                        d / "int8");
-  EXPECT_EQ(engine_dtype_for("auto", d / "int8"), WeightDtype::kInt8);
-  EXPECT_EQ(engine_dtype_for("", d / "int8"), WeightDtype::kInt8);
-  EXPECT_EQ(engine_dtype_for("auto", d / "fp32"), WeightDtype::kFp32);
-  EXPECT_EQ(engine_dtype_for("bf16", d / "int8"), WeightDtype::kBf16);  // asked: dequantized
-  EXPECT_THROW(engine_dtype_for("int4", d / "int8"), std::invalid_argument);
+  EXPECT_EQ(engine_dtype_for("auto"), WeightDtype::kInt8);
+  EXPECT_EQ(engine_dtype_for(""), WeightDtype::kInt8);
+  for (const char* ck : {"fp32", "int8"})
+    EXPECT_EQ(load_engine_model(d / ck, engine_dtype_for("auto")).model->dtype(),
+              WeightDtype::kInt8)
+        << ck;
+  EXPECT_EQ(engine_dtype_for("fp32"), WeightDtype::kFp32);
+  EXPECT_EQ(engine_dtype_for("bf16"), WeightDtype::kBf16);  // an int8 checkpoint: dequantized
+  EXPECT_THROW(engine_dtype_for("int4"), std::invalid_argument);
 }
 
 TEST(KvBudget, DefaultFollowsTheModelAndMaxNumSeqs) {

@@ -96,7 +96,8 @@ TEST(SftChatE2E, TrainServeGenerateEvalExport) {
 
   const std::string gen_log = dir + "/gen.log";
   ASSERT_EQ(run(ktl_bin() + " generate --model " + ckpt +
-                    " --chat --prompt 이름이\\ 뭐예요 --temperature 0 --max-tokens 40 --json",
+                    " --chat --prompt 이름이\\ 뭐예요 --temperature 0 --max-tokens 40 --json "
+                    "--dtype fp32",
                 gen_log),
             0)
       << slurp(gen_log);

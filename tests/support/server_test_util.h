@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <strings.h>
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -61,13 +62,17 @@ inline std::string make_tiny_served_model(const std::string& dir, std::string* w
   return dir + "/model";
 }
 
-// `ktl serve --port 0 ...` as a child process; stdout+stderr go to a log file.
+// `ktl serve --port 0 ...` as a child process; stdout+stderr go to a log file. Serves fp32
+// unless `args` name a --dtype: the tests compare against in-process fp32 forwards, and the
+// serving default (int8) would move them by quantization.
 class ServerProcess {
  public:
   ServerProcess(const std::vector<std::string>& args, const std::string& log_path)
       : log_path_(log_path) {
     std::vector<std::string> argv_s{ktl_bin(), "serve", "--host", "127.0.0.1", "--port", "0"};
     argv_s.insert(argv_s.end(), args.begin(), args.end());
+    if (std::find(args.begin(), args.end(), "--dtype") == args.end())
+      argv_s.insert(argv_s.end(), {"--dtype", "fp32"});
     pid_ = fork();
     if (pid_ == 0) {
       FILE* f = std::freopen(log_path.c_str(), "w", stdout);

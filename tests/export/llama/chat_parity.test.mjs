@@ -224,7 +224,7 @@ before(async () => {
     if (messages.every((m) => m.role !== 'assistant')) {
       const args = ['generate', '--model', ckpt, '--chat', '--prompt', users[0].content,
                     '--temperature', '0', '--max-tokens', String(MAX_TOKENS), '--json',
-                    '--threads', '2', '--kv-cache-mb', '16'];
+                    '--threads', '2', '--kv-cache-mb', '16', '--dtype', 'fp32'];
       const sys = messages.find((m) => m.role === 'system');
       if (sys) args.push('--system', sys.content);
       cli = JSON.parse(ktl(args).trim().split('\n').pop());
