@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "core/engine/step_profile.h"
 #include "core/model/ops.h"
 
 namespace ktl {
@@ -187,6 +188,7 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
   auto with_lora = [&](torch::Tensor y, int layer, FusedLora EngineLora::Layer::*which,
                        const torch::Tensor& x) {
     if (lora.empty()) return y;
+    const StepTimer timer(StepPart::kMatmuls);  // the adapters' projections
     if (torch_ops_)
       apply_lora(lora, layer, which, x, y);
     else
@@ -217,8 +219,11 @@ torch::Tensor EngineModel::forward(const std::vector<int>& tokens, const std::ve
     auto v = qkv.narrow(1, (H + KV) * Dh, KV * Dh).reshape({N, KV, Dh});
     q = apply_rope(q, cos, sin);  // [N, H, Dh]
     k = apply_rope(k, cos, sin);  // [N, KV, Dh]
-    write_kv(pool.k[i], pool.v[i], slots, k, v);
-    auto attn = paged_attention(q, pool.k[i], pool.v[i], seqs, path);  // [N, H, Dh]
+    const torch::Tensor attn = [&] {
+      const StepTimer timer(StepPart::kAttention);
+      write_kv(pool.k[i], pool.v[i], slots, k, v);
+      return paged_attention(q, pool.k[i], pool.v[i], seqs, path);  // [N, H, Dh]
+    }();
     auto attn_flat = attn.reshape({N, H * Dh});
     h = h + with_lora(l.o.forward(attn_flat), li, &EngineLora::Layer::o, attn_flat);
     auto xf = rms_norm(h, l.ffn_norm, cfg_.rms_norm_eps);                              // [N, D]

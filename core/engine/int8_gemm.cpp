@@ -10,6 +10,7 @@
 #include "core/base/cpu_features.h"
 #include "core/base/simd_clones.h"
 #include "core/engine/kernel_threads.h"
+#include "core/engine/step_profile.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -666,12 +667,22 @@ void int8_dot_s32_packed(Int8Kernels k, const int8_t* w, const int32_t* wsum, in
              });
 }
 
+namespace {
+
+// The activations' quantization, timed apart from the matmul under ktl bench --profile.
+Int8Rows quantize_profiled(const float* x, int64_t rows, int64_t cols, bool with_signed) {
+  const StepTimer timer(StepPart::kQuantization);
+  return quantize_rows_int8(x, rows, cols, with_signed);
+}
+
+}  // namespace
+
 void int8_gemm(const int8_t* w, const float* w_scale, const int32_t* wsum, int64_t out, int64_t in,
                const float* x, int64_t n, float* y, Int8Kernels k) {
   if (k == Int8Kernels::kBest) k = best_int8_kernels();
   if (n >= kInt8PackedMinRows && int8_packed_supported(k)) {
     // Prefill: the sums go straight to y, scaled (no [n, out] int32 buffer).
-    const Int8Rows xq = quantize_rows_int8(x, n, in, /*with_signed=*/false);
+    const Int8Rows xq = quantize_profiled(x, n, in, /*with_signed=*/false);
     const PackedSet& ps = checked_packed_set(k, in, xq);
     // Whole blocks per task (a split block would be packed twice).
     const int64_t grain =
@@ -688,7 +699,7 @@ void int8_gemm(const int8_t* w, const float* w_scale, const int32_t* wsum, int64
     return;
   }
   // The VNNI kernels read only the u8 form: no signed copy on the decode path for them.
-  const Int8Rows xq = quantize_rows_int8(x, n, in, /*with_signed=*/!tile_set(k).u8);
+  const Int8Rows xq = quantize_profiled(x, n, in, /*with_signed=*/!tile_set(k).u8);
   std::vector<int32_t> acc(n * out);  // [n, out]
   // Grain: at least 64 output rows (a few KB to 128 KB of weights), and enough work per task.
   at::parallel_for(0, out, parallel_grain(n * in, 64), [&](int64_t begin, int64_t end) {

@@ -446,6 +446,7 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
     finish(r, FinishReason::kLength, "");
     return;
   }
+  std::optional<StepTimer> sampling(std::in_place, StepPart::kSampling);
   const int tok = sample_token(r, logits_row);
   if (tok < 0) {
     finish(r, FinishReason::kError, "",
@@ -456,6 +457,7 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
   std::optional<TokenLogprob> lp;  // the raw distribution's, before penalties and the mask
   if (r.params.logprobs >= 0) lp = token_logprob(logits_row, V, tok, r.params.logprobs);
   r.sampler.accept(tok);
+  sampling.reset();
   ++r.generated;
   if (r.ttft_ms < 0) {
     r.ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - r.t_submit).count();
@@ -471,7 +473,10 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
     return;
   }
   if (r.matcher) r.matcher->accept_token(tok);
-  scheduler_->append_token(r.id, tok);
+  {
+    const StepTimer timer(StepPart::kScheduling);
+    scheduler_->append_token(r.id, tok);
+  }
   std::string text = r.stop.push(r.detok.push(tok));
   if (r.stop.stopped()) {
     finish(r, FinishReason::kStop, text, "", std::move(lp), tok);
@@ -563,7 +568,24 @@ StepBatch LlmEngine::build_batch(const SchedulerOutput& out) const {
   return b;
 }
 
+void LlmEngine::set_step_profiling(bool on) {
+  std::lock_guard<std::mutex> lk(step_profile_mu_);
+  if (on) decode_profile_ = {};
+  step_profiling_.store(on);
+}
+
+StepProfile LlmEngine::decode_step_profile(bool reset) const {
+  std::lock_guard<std::mutex> lk(step_profile_mu_);
+  StepProfile p = decode_profile_;
+  if (reset) decode_profile_ = {};
+  return p;
+}
+
 void LlmEngine::step() {
+  // ktl bench --profile: this step's parts (null when off: the timers below read no clock).
+  StepProfile prof;
+  StepProfileScope profiling(step_profiling_.load(std::memory_order_relaxed) ? &prof : nullptr);
+  std::optional<StepTimer> scheduling(std::in_place, StepPart::kScheduling);
   SchedulerOutput out = scheduler_->schedule();
   if (out.empty()) {
     // Nothing fits (cannot happen while prompts are bounded by the pool): fail the head.
@@ -573,6 +595,7 @@ void LlmEngine::step() {
     return;
   }
   const StepBatch b = build_batch(out);
+  scheduling.reset();
   const auto t_fwd = Clock::now();
   // [R, V] on the host; no fork() meanwhile (ForwardForkGate)
   const torch::Tensor logits = [&] {
@@ -581,7 +604,9 @@ void LlmEngine::step() {
         .contiguous();
   }();
   const double fwd_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
+  scheduling.emplace(StepPart::kScheduling);
   scheduler_->complete_step(out);
+  scheduling.reset();
   {
     std::lock_guard<std::mutex> lk(stats_mu_);
     stats_.prompt_tokens_total += b.new_prompt_tokens;
@@ -597,8 +622,17 @@ void LlmEngine::step() {
     if (target < 0) {
       handle_sample(r, lp + i * V);
     } else if (target == static_cast<int>(r.prompt_lp.size())) {  // not scored before a preemption
+      const StepTimer timer(StepPart::kSampling);
       const int tok = scheduler_->find(r.id)->tokens[target];
       r.prompt_lp.push_back(token_logprob(lp + i * V, V, tok, std::max(0, r.params.logprobs)));
+    }
+  }
+  if (StepProfile* p = active_step_profile()) {
+    profiling.close();  // the step's wall time ends here
+    p->rows = static_cast<int64_t>(b.tokens.size());
+    if (b.tokens.size() == b.seqs.size()) {  // a decode step: one token per sequence
+      std::lock_guard<std::mutex> lk(step_profile_mu_);
+      decode_profile_.add(*p);
     }
   }
   if (profile_) {  // KTL_ENGINE_PROFILE=1: where a step's time goes

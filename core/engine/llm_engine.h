@@ -28,6 +28,7 @@
 #include "core/engine/engine.h"
 #include "core/engine/engine_model.h"
 #include "core/engine/paged_attention.h"
+#include "core/engine/step_profile.h"
 
 namespace ktl {
 
@@ -73,6 +74,13 @@ class LlmEngine : public Engine {
   // Threads ktl's own kernels run on in the engine thread (kernel_threads.h); 0 until it starts.
   int kernel_threads() const { return kernel_threads_.load(); }
   int eos_id() const { return eos_id_; }
+  // ktl bench --profile: while on, the engine thread times the parts of every step
+  // (step_profile.h) and sums its decode steps (one token per sequence); while off, it takes
+  // no timings. Switching on clears the sums.
+  void set_step_profiling(bool on);
+  // The decode steps' sums since profiling was switched on (or the last reset); reset clears
+  // them. Mixed and prefill steps are left out.
+  StepProfile decode_step_profile(bool reset = false) const;
 
  private:
   void loop();
@@ -108,6 +116,9 @@ class LlmEngine : public Engine {
   std::atomic<int> kernel_threads_{0};
   int num_threads_ = 1;
   bool profile_ = false;  // KTL_ENGINE_PROFILE set: per-step timings on stderr
+  std::atomic<bool> step_profiling_{false};
+  mutable std::mutex step_profile_mu_;  // guards decode_profile_
+  mutable StepProfile decode_profile_;  // decode_step_profile(true) clears it
 
   std::unique_ptr<PagedKvPool> pool_;
   std::unique_ptr<KvCacheManager> kv_;

@@ -12,6 +12,7 @@
 #include "core/engine/bf16_gemv.h"
 #include "core/engine/int8_gemm.h"
 #include "core/engine/kernel_threads.h"
+#include "core/engine/step_profile.h"
 
 namespace ktl {
 
@@ -313,6 +314,7 @@ torch::Tensor PackedLinear::forward_torch(const torch::Tensor& x) const {
 }
 
 torch::Tensor PackedLinear::forward(const torch::Tensor& x) const {
+  const StepTimer timer(StepPart::kMatmuls);  // ktl bench --profile
   if (torch_ops_) return forward_torch(x);
   // No rows (a step where no sequence samples: the output head gets none): the GEMV kernels
   // take 1..N rows, so answer here for every dtype.
