@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cli/bench_profile.h"
 #include "cli/command.h"
 #include "cli/engine_device.h"
 #include "core/adapters/lora_adapter.h"
@@ -117,12 +118,16 @@ std::vector<StreamTrace> run_streams(ktl::Engine& e, int streams, int prompt_tok
   return traces;
 }
 
+// `profiled`: the engine, profiling on (--profile); its decode steps of the streams' run go
+// into "profile".
 nlohmann::json bench_once(ktl::Engine& e, int streams, int P, int G, int vocab,
-                          const StreamSampling& how, const std::vector<std::string>& adapters = {}) {
+                          const StreamSampling& how, const std::vector<std::string>& adapters = {},
+                          ktl::LlmEngine* profiled = nullptr) {
   static uint64_t seed = 1000;
   // Prefill speed: one request, one new token.
   auto pre = run_streams(e, 1, P, 1, vocab, seed += 100);
   const double prefill_tok_s = P / (pre[0].ttft_ms / 1000.0);
+  if (profiled) profiled->decode_step_profile(/*reset=*/true);
   const auto t0 = Clock::now();
   auto traces = run_streams(e, streams, P, G, vocab, seed += 100, how, adapters);
   const auto t_end = Clock::now();
@@ -156,6 +161,12 @@ nlohmann::json bench_once(ktl::Engine& e, int streams, int P, int G, int vocab,
   j["itl_ms_p50"] = percentile(itl, 0.5);
   j["itl_ms_p99"] = percentile(itl, 0.99);
   j["peak_rss_mb"] = peak_rss_mb();
+  if (profiled) {
+    // The last tokens leave inside the last step, which is summed when it ends: wait for it.
+    for (int i = 0; i < 1000 && e.stats().running != 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    j["profile"] = ktl::cli::bench_profile_json(profiled->decode_step_profile());
+  }
   return j;
 }
 
@@ -344,6 +355,8 @@ int run_bench(const Args& a) {
     sampling.temperature = 1.0f;
   }
   run_streams(engine, 1, 16, 4, model->config().vocab_size, 1);  // warm-up
+  const bool profile = a.get_bool("profile");
+  engine.set_step_profiling(profile);  // off: the engine takes no timings
   const int num_adapters = static_cast<int>(a.get_int("adapters", 0));
   if (num_adapters < 0) throw UsageError("--adapters must be >= 0");
   if (num_adapters > 0 && grammar) throw UsageError("--adapters and --json-schema: one at a time");
@@ -370,7 +383,8 @@ int run_bench(const Args& a) {
     const bool with_adapters = constrained && num_adapters > 0;
     sampling.grammar = constrained ? grammar : nullptr;
     nlohmann::json j = bench_once(engine, n, P, G, model->config().vocab_size, sampling,
-                                  with_adapters ? adapter_names : std::vector<std::string>{});
+                                  with_adapters ? adapter_names : std::vector<std::string>{},
+                                  profile ? &engine : nullptr);
     if (!constrained) base_agg = j["aggregate_tok_s"].get<double>();
     if (num_adapters > 0) {
       j["adapters"] = with_adapters ? num_adapters : 0;
@@ -423,6 +437,8 @@ int run_bench(const Args& a) {
           j["itl_ms_p50"].get<double>(), j["itl_ms_p99"].get<double>(),
           j["peak_rss_mb"].get<double>(), model->weight_bytes() / 1048576.0,
           engine.kv_bytes() / 1048576.0);
+      if (profile)
+        std::printf("%s", ktl::cli::bench_profile_table(engine.decode_step_profile()).c_str());
     }
     std::fflush(stdout);
   }
@@ -447,6 +463,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"kv-cache-mb", "KV cache budget (default: the streams' full contexts, <= 1 GiB)", "auto"},
      {"max-batched-tokens", "prefill chunk budget per step", "512"},
      {"json", "one JSON object per stream count", "", true},
+     {"profile", "where a decode step's time goes (matmuls, attention, sampling, ...)", "", true},
      {"adapters", "also run every stream count spread over K random LoRA adapters", "0"},
      {"adapter-rank", "--adapters: their rank (every projection)", "16"},
      {"json-schema", "also run every stream count with this JSON schema on every stream", ""},
