@@ -21,8 +21,8 @@
 #include "core/tokenizer/chat_template.h"
 #include "core/tokenizer/tokenizer.h"
 #include "core/train/console_metrics_sink.h"
-#include "core/train/sft_batches.h"
 #include "core/train/lora_training.h"
+#include "core/train/sft_batches.h"
 #include "core/train/trainer.h"
 #include "core/train/training_config.h"
 #include "jobs/child_reporting.h"
@@ -41,14 +41,18 @@ extern "C" void on_sft_stop_signal(int sig) {
 }
 
 const std::vector<std::string> kOwnFlags = {
-    "config",       "data",          "output-dir", "init-from", "resume-from", "no-pack",
-    "val-fraction", "test-fraction", "split-seed", "format",    "samples",     "job-db",
-    "job-id",       "chat-format"};
+    "config",  "data",         "output-dir",    "init-from",  "resume-from",
+    "no-pack", "val-fraction", "test-fraction", "split-seed", "format",
+    "samples", "job-db",       "job-id",        "chat-format"};
 
 ktl::TrainingConfig resolve_config(const Args& args) {
   ktl::TrainingConfig c =
-      ktl::cli::resolve_training_overrides(args, ktl::sft_training_defaults(), kOwnFlags,
-                                           "sft");
+      ktl::cli::resolve_training_overrides(args, ktl::sft_training_defaults(), kOwnFlags, "sft");
+  // A LoRA run starts from the LoRA defaults: a learning rate set by --config or a flag is
+  // kept, an unset one is the adapter's (ten times too low otherwise).
+  if (c.lora_rank > 0)
+    c = ktl::cli::resolve_training_overrides(args, ktl::lora_sft_training_defaults(), kOwnFlags,
+                                             "sft");
   c.validate();
   return c;
 }

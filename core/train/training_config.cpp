@@ -281,6 +281,13 @@ TrainingConfig sft_training_defaults() {
   return c;
 }
 
+TrainingConfig lora_sft_training_defaults() {
+  TrainingConfig c = sft_training_defaults();
+  c.learning_rate = 3e-3;
+  c.min_learning_rate = 3e-4;
+  return c;
+}
+
 TrainingConfig dpo_training_defaults() {
   TrainingConfig c;
   c.learning_rate = 5e-6;
