@@ -48,8 +48,8 @@ const std::vector<std::string> kOwnFlags = {
 ktl::TrainingConfig resolve_config(const Args& args) {
   ktl::TrainingConfig c =
       ktl::cli::resolve_training_overrides(args, ktl::sft_training_defaults(), kOwnFlags, "sft");
-  // A LoRA run starts from the LoRA defaults: a learning rate set by --config or a flag is
-  // kept, an unset one is the adapter's (ten times too low otherwise).
+  // A LoRA run starts from the LoRA defaults: a learning rate or gradient_checkpointing set by
+  // --config or a flag is kept, an unset one is the adapter's default.
   if (c.lora_rank > 0)
     c = ktl::cli::resolve_training_overrides(args, ktl::lora_sft_training_defaults(), kOwnFlags,
                                              "sft");

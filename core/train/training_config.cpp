@@ -285,6 +285,7 @@ TrainingConfig lora_sft_training_defaults() {
   TrainingConfig c = sft_training_defaults();
   c.learning_rate = 3e-3;
   c.min_learning_rate = 3e-4;
+  c.gradient_checkpointing = true;
   return c;
 }
 

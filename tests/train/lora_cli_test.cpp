@@ -363,6 +363,7 @@ TEST_F(LoraCliTest, SftWithLoraWritesAnAdapterCheckpoint) {
   // No --learning-rate: the LoRA SFT defaults (3e-3 to 3e-4), not full SFT's 1e-4.
   EXPECT_NE(slurp(log).find("\nlearning_rate: 0.003\n"), std::string::npos) << slurp(log);
   EXPECT_NE(slurp(log).find("\nmin_learning_rate: 0.0003\n"), std::string::npos) << slurp(log);
+  EXPECT_NE(slurp(log).find("\ngradient_checkpointing: true\n"), std::string::npos) << slurp(log);
   EXPECT_NE(slurp(log).find("chat samples step 6"), std::string::npos) << slurp(log);
   EXPECT_TRUE(fs::exists(out + "/final/adapter_model.safetensors"));
   EXPECT_FALSE(fs::exists(out + "/final/model.safetensors"));
