@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "core/base/file_util.h"
+#include "core/model/checkpoint.h"
 #include "core/safetensors/safetensors.h"
 
 namespace ktl {
@@ -46,18 +47,12 @@ Projection& lora_projection(BlockImpl& b, LoraTarget t) {
 
 namespace {
 
-torch::ScalarType float_type(StDtype d, const std::string& path, const std::string& name) {
-  switch (d) {
-    case StDtype::F32:
-      return torch::kFloat32;
-    case StDtype::F16:
-      return torch::kFloat16;
-    case StDtype::BF16:
-      return torch::kBFloat16;
-    default:
-      throw std::runtime_error(path + ": tensor '" + name + "' has dtype " + st_dtype_name(d) +
-                               " (expected F32, F16 or BF16)");
-  }
+// checkpoint.h's mapping, less int8: adapters are floating point.
+torch::ScalarType float_type(const StTensorInfo& info, const std::string& path) {
+  if (info.dtype == StDtype::I8)
+    throw std::runtime_error(path + ": tensor '" + info.name +
+                             "' has dtype I8 (expected F32, F16 or BF16)");
+  return torch_dtype_of(info, path);
 }
 
 void freeze_base(TransformerImpl& model) {
@@ -100,11 +95,10 @@ LoraAdapter load_peft_adapter(const std::string& dir, const ModelConfig& base) {
       throw std::runtime_error(w_path.string() + ": tensor '" + info.name +
                                "' has the wrong shape for r = " + std::to_string(r) +
                                " on this base model");
+    // copy = true: own the bytes (the file is unmapped on return), in one copy whatever the dtype.
     auto t = torch::from_blob(const_cast<void*>(file.data(info)), want,
-                              torch::TensorOptions().dtype(float_type(info.dtype, w_path.string(),
-                                                                      info.name)))
-                 .to(torch::kFloat32)
-                 .clone();  // own the bytes: the file is unmapped on return
+                              torch::TensorOptions().dtype(float_type(info, w_path.string())))
+                 .to(torch::kFloat32, /*non_blocking=*/false, /*copy=*/true);
     auto& w = a.layers[key->layer][static_cast<int>(key->target)];
     (key->is_b ? w.B : w.A) = t;
   }

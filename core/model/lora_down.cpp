@@ -1,26 +1,14 @@
 #include "core/model/lora_down.h"
 
-#include <ATen/autocast_mode.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/torch.h>
+
+#include "core/model/no_autocast.h"
 
 namespace ktl {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-torch::ScalarType compute_dtype(const torch::Tensor& x) {
-  if (x.is_cpu() && at::autocast::is_cpu_enabled()) return at::autocast::get_autocast_cpu_dtype();
-  if (x.is_cuda() && at::autocast::is_enabled()) return at::autocast::get_autocast_gpu_dtype();
-  return x.scalar_type();
-}
-
-// Explicit casts inside, so the backward (which runs without autocast) matches the forward.
-struct NoAutocast {
-  c10::impl::ExcludeDispatchKeyGuard guard{
-      c10::DispatchKeySet({c10::DispatchKey::AutocastCPU, c10::DispatchKey::AutocastCUDA})};
-};
 
 struct LoraDown : public torch::autograd::Function<LoraDown> {
   static variable_list forward(AutogradContext* ctx, torch::Tensor x, torch::Tensor a,
@@ -61,7 +49,8 @@ torch::Tensor lora_down_masked(const torch::Tensor& x, const torch::Tensor& a,
   TORCH_CHECK(p >= 0.0 && p < 1.0, "LoRA dropout must be in [0, 1)");
   TORCH_CHECK(keep.sizes() == x.sizes() && keep.scalar_type() == torch::kBool,
               "keep must be a bool tensor of x's shape");
-  return LoraDown::apply(x, a, keep, p, static_cast<int64_t>(compute_dtype(x)))[0];
+  return LoraDown::apply(x, a, keep, p,
+                         static_cast<int64_t>(autocast_dtype(x.device(), x.scalar_type())))[0];
 }
 
 torch::Tensor lora_down_dropout(const torch::Tensor& x, const torch::Tensor& a, double p) {

@@ -1,8 +1,9 @@
 // The down half of a LoRA adapter in training, dropout(x) Aᵀ, as one autograd op that keeps
 // only a one-byte keep-mask for backward (plus x, which the base projection's caller already
 // holds, and A). torch::dropout would keep an fp32 noise tensor and the dropped copy of x (and
-// autocast a bf16 cast of it) for every targeted projection: about 1 GB for model_small's seven
-// targets at 8 x 256 tokens. Backward recomputes the dropped x from x and the mask.
+// autocast a bf16 cast of it) for every targeted projection (measured: model_small LoRA SFT at
+// 8 x 256 tokens peaked 3.34 GB with torch::dropout, 3.23 GB with this). Backward recomputes the
+// dropped x from x and the mask.
 // Thread-safety: as any autograd op.
 #pragma once
 

@@ -1,6 +1,5 @@
 #include "core/model/projection.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/nn/functional/linear.h>
 #include <torch/torch.h>
 
@@ -8,6 +7,7 @@
 #include <stdexcept>
 
 #include "core/model/lora_down.h"
+#include "core/model/no_autocast.h"
 
 namespace ktl {
 
@@ -22,7 +22,7 @@ ProjectionImpl::ProjectionImpl(int64_t in, int64_t out) : in_features(in), out_f
 torch::Tensor ProjectionImpl::forward(const torch::Tensor& x) {
   // A frozen base stored in bf16 (LoRA training) is used as it is under autocast, which casts
   // x to match; outside autocast it is cast to x's dtype.
-  const bool autocast = x.is_cuda() ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+  const bool autocast = autocast_enabled(x.device());
   const auto& w =
       weight.scalar_type() == x.scalar_type() || autocast ? weight : weight.to(x.scalar_type());
   auto y = torch::nn::functional::linear(x, w);  // [..., out]

@@ -141,12 +141,6 @@ torch::Tensor training_hidden(TransformerImpl& model, const torch::Tensor& token
   return h;  // [B, T, D]
 }
 
-torch::Tensor training_forward(TransformerImpl& model, const torch::Tensor& tokens,
-                               bool checkpoint_blocks) {
-  if (!checkpoint_blocks || !torch::GradMode::is_enabled()) return model.forward(tokens);
-  return model.head(training_hidden(model, tokens, torch::Tensor(), true));  // [B, T, V]
-}
-
 torch::Tensor target_logprobs(TransformerImpl& model, const torch::Tensor& hidden,
                               const torch::Tensor& targets, int64_t ignore_index) {
   const auto B = hidden.size(0), T = hidden.size(1), D = hidden.size(2);

@@ -15,10 +15,6 @@
 
 namespace ktl {
 
-// tokens [B, T] int64 -> logits [B, T, V]. checkpoint_blocks=false is model.forward().
-torch::Tensor training_forward(TransformerImpl& model, const torch::Tensor& tokens,
-                               bool checkpoint_blocks);
-
 // tokens [B, T] int64 (and, for packed rows, segments [B, T] int64; undefined otherwise) ->
 // the last hidden states [B, T, D] before the final norm.
 torch::Tensor training_hidden(TransformerImpl& model, const torch::Tensor& tokens,

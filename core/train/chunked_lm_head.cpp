@@ -1,10 +1,10 @@
 #include "core/train/chunked_lm_head.h"
 
-#include <ATen/autocast_mode.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+
+#include "core/model/no_autocast.h"
 
 namespace ktl {
 namespace {
@@ -12,26 +12,11 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The dtype autocast would run a matmul of tensors on `device` in, or fp32 without autocast.
-torch::ScalarType compute_dtype(const torch::Device& device) {
-  if (device.is_cpu() && at::autocast::is_cpu_enabled())
-    return at::autocast::get_autocast_cpu_dtype();
-  if (device.is_cuda() && at::autocast::is_enabled()) return at::autocast::get_autocast_gpu_dtype();
-  return torch::kFloat32;
-}
-
-// Autocast off inside: the casts are explicit, so forward and backward (which runs without
-// autocast) compute the same logits.
-c10::impl::ExcludeDispatchKeyGuard no_autocast() {
-  return c10::impl::ExcludeDispatchKeyGuard(
-      c10::DispatchKeySet({c10::DispatchKey::AutocastCPU, c10::DispatchKey::AutocastCUDA}));
-}
-
 struct ChunkedLmHead : public torch::autograd::Function<ChunkedLmHead> {
   static variable_list forward(AutogradContext* ctx, torch::Tensor h, torch::Tensor weight,
                                torch::Tensor targets, int64_t ignore_index, int64_t chunk,
                                int64_t dtype) {
-    auto guard = no_autocast();
+    NoAutocast no_autocast;
     const auto cd = static_cast<torch::ScalarType>(dtype);
     const int64_t N = h.size(0);
     auto wc = weight.to(cd);                                           // [V, D]
@@ -54,7 +39,7 @@ struct ChunkedLmHead : public torch::autograd::Function<ChunkedLmHead> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
-    auto guard = no_autocast();
+    NoAutocast no_autocast;
     auto saved = ctx->get_saved_variables();
     const auto &h = saved[0], &weight = saved[1], &safe = saved[2], &keep = saved[3],
                &lse = saved[4];
@@ -97,7 +82,7 @@ torch::Tensor chunked_target_logprobs(const torch::Tensor& h, const torch::Tenso
               "chunked_target_logprobs: targets [N] expected");
   const int64_t V = weight.size(0);
   const int64_t chunk = chunk_rows > 0 ? chunk_rows : std::max<int64_t>(16, (int64_t(1) << 22) / V);
-  const auto dtype = static_cast<int64_t>(compute_dtype(h.device()));
+  const auto dtype = static_cast<int64_t>(autocast_dtype(h.device(), torch::kFloat32));
   return ChunkedLmHead::apply(h, weight, targets.to(torch::kLong), ignore_index, chunk, dtype)[0];
 }
 

@@ -1,10 +1,11 @@
 // The output head and the log-probabilities of the targets, a chunk of rows at a time, so the
 // [N, V] logits never exist whole: forward keeps each row's log-sum-exp, backward recomputes one
-// chunk's logits at a time. With vocab 32000 and 8 x 256 tokens the whole-logits path holds
-// about 1 GB at its peak (fp32 logits, their log-softmax and its gradient); this holds one chunk
-// (16 MB of fp32 logits). Values and gradients are those of log_softmax(h W^T).gather(targets)
-// computed in the same dtype (bf16 under autocast, as the plain head gets from autocast).
-// Thread-safety: as any autograd op (tensors owned by the calling thread).
+// chunk's logits at a time. With vocab 32000 and 8 x 256 tokens one fp32 copy of the logits is
+// 262 MB, and the whole-logits path keeps several (bf16 and fp32 logits, the log-softmax, the
+// gradient); this holds one chunk (16 MB of fp32 logits). Values and gradients are those of
+// log_softmax(h W^T).gather(targets) computed in the same dtype (bf16 under autocast, as the plain
+// head gets from autocast). Thread-safety: as any autograd op (tensors owned by the calling
+// thread).
 #pragma once
 
 #include <torch/types.h>

@@ -31,9 +31,9 @@ Transformer tiny_model() {
 }
 
 void backward_micro(Transformer& m, const torch::Tensor& tokens, bool checkpointing) {
-  auto logits = training_forward(*m, tokens.narrow(1, 0, 8), checkpointing);  // [B, 8, V]
-  auto loss = torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
-                                                   tokens.narrow(1, 1, 8).reshape({-1}));
+  // The trainer's loss: checkpointed blocks, the chunked head.
+  auto h = ktl::training_hidden(*m, tokens.narrow(1, 0, 8), torch::Tensor(), checkpointing);
+  auto loss = -ktl::target_logprobs(*m, h, tokens.narrow(1, 1, 8)).mean();
   (loss * 0.5).backward();
 }
 
