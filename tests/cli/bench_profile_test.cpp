@@ -1,9 +1,7 @@
 // `ktl bench --profile`: each stream count's JSON carries where a decode step went, its parts
 // adding up to the step; without --profile there is no profile.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -11,24 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/cli_process.h"
+
 namespace {
 
-struct CliRun {
-  int code;
-  std::string out;  // stdout + stderr
-};
+using ktl::cli_process::CliRun;
 
 CliRun ktl(const std::string& args) {
-  const char* bin = std::getenv("KTL_BIN");
-  const std::string cmd = std::string(bin ? bin : KTL_BINARY_DIR "/ktl") + " " + args + " 2>&1";
-  CliRun r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return ktl::cli_process::run_ktl(args);
 }
 
 std::vector<nlohmann::json> json_lines(const std::string& out) {

@@ -26,24 +26,14 @@
 #include "core/tokenizer/tokenizer.h"
 #include "tests/support/tiny_checkpoint.h"
 
+#include "tests/support/cli_process.h"
+
 namespace {
 
-struct Result {
-  int code;
-  std::string out;  // stdout + stderr
-};
+using Result = ktl::cli_process::CliRun;
 
 Result run(const std::string& args) {
-  const char* bin = std::getenv("KTL_BIN");
-  std::string cmd = std::string(bin ? bin : KTL_BINARY_DIR "/ktl") + " " + args + " 2>&1";
-  Result r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return ktl::cli_process::run_ktl(args);
 }
 
 // run() merges stderr into the output; the JSON object is the last line starting with '{'.

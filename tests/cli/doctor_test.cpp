@@ -3,9 +3,7 @@
 // flipped in a checkpoint, a shard or the job database, or a broken link -> exit 1 naming the
 // file. And `ktl generate --no-verify` loads a checkpoint whose weights changed.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -18,27 +16,17 @@
 #include "jobs/job_store.h"
 #include "tests/support/tiny_checkpoint.h"
 
+#include "tests/support/cli_process.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct CliRun {
-  int code;
-  std::string out;  // stdout + stderr
-};
+using ktl::cli_process::CliRun;
 
 CliRun ktl(const std::string& args) {
-  const char* bin = std::getenv("KTL_BIN");
-  const std::string cmd = std::string(bin ? bin : KTL_BINARY_DIR "/ktl") + " " + args + " 2>&1";
-  CliRun r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return ktl::cli_process::run_ktl(args);
 }
 
 // XORs one byte at `at` (from the end when negative).

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,26 @@ namespace ktl::cli_process {
 inline std::string ktl_bin() {
   const char* b = std::getenv("KTL_BIN");
   return b ? b : std::string(KTL_BINARY_DIR) + "/ktl";
+}
+
+// What `run_ktl` saw: the exit code (-1 when killed by a signal) and stdout + stderr.
+struct CliRun {
+  int code;
+  std::string out;
+};
+
+// Runs `ktl ARGS` through the shell (args as one string, quoted for the shell) and waits.
+inline CliRun run_ktl(const std::string& args) {
+  const std::string cmd = ktl_bin() + " " + args + " 2>&1";
+  CliRun r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 // Runs ktl with args and extra environment, stdout+stderr to `log`; returns the pid.
