@@ -79,25 +79,50 @@ void Sampler::apply_penalties(float* logits, int vocab) const {
   }
 }
 
-int Sampler::draw(const std::vector<int>& ids, const std::vector<float>& probs, double total) {
+double TokenDistribution::prob(int id) const {
+  if (total <= 0) return 0;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] == id) return weights[i] / total;
+  return 0;
+}
+
+double Sampler::uniform() {
   // 53 random bits -> [0, 1): identical across platforms, unlike std::uniform_real_distribution.
-  const double u = static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);
-  double target = u * total, acc = 0;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    acc += probs[i];
-    if (target < acc) return ids[i];
+  return static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int Sampler::draw(const TokenDistribution& d) {
+  if (p_.temperature == 0.0f) return d.ids.front();  // greedy draws nothing
+  const double target = uniform() * d.total;
+  double acc = 0;
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    acc += d.weights[i];
+    if (target < acc) return d.ids[i];
   }
-  return ids.back();
+  return d.ids.back();
 }
 
 int Sampler::sample(float* logits, int vocab, const std::vector<int>* candidates) {
+  return draw(distribution(logits, vocab, candidates));
+}
+
+const TokenDistribution& Sampler::distribution(float* logits, int vocab,
+                                               const std::vector<int>* candidates) {
+  TokenDistribution& d = dist_;
   apply_penalties(logits, vocab);
   if (p_.temperature == 0.0f) {
-    if (!candidates) return argmax(logits, vocab);
-    int best = candidates->front();
-    for (int id : *candidates)
-      if (logits[id] > logits[best]) best = id;
-    return best;
+    int best = 0;
+    if (!candidates) {
+      best = argmax(logits, vocab);
+    } else {
+      best = candidates->front();
+      for (int id : *candidates)
+        if (logits[id] > logits[best]) best = id;
+    }
+    d.ids.assign(1, best);
+    d.weights.assign(1, 1.0f);
+    d.total = 1;
+    return d;
   }
   const float inv_t = 1.0f / p_.temperature;
 
@@ -155,18 +180,22 @@ int Sampler::sample(float* logits, int vocab, const std::vector<int>* candidates
       size_t cut = 0;
       while (cut < sorted && acc < need) acc += probs_[order[cut++]];
       if (acc >= need || sorted == order.size()) {
-        std::vector<int> ids(cut);
-        std::vector<float> probs(cut);
+        d.ids.resize(cut);
+        d.weights.resize(cut);
         for (size_t i = 0; i < cut; ++i) {
-          ids[i] = ids_[order[i]];
-          probs[i] = probs_[order[i]];
+          d.ids[i] = ids_[order[i]];
+          d.weights[i] = probs_[order[i]];
         }
-        return draw(ids, probs, acc);
+        d.total = acc;
+        return d;
       }
       sorted = std::min(order.size(), sorted * 4);
     }
   }
-  return draw(ids_, probs_, total);
+  d.ids.swap(ids_);
+  d.weights.swap(probs_);
+  d.total = total;
+  return d;
 }
 
 TokenLogprob token_logprob(const float* logits, int vocab, int token, int top) {

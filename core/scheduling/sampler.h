@@ -24,6 +24,16 @@
 
 namespace ktl {
 
+// The distribution a Sampler draws from: candidate ids with unnormalised weights (p(id) =
+// weight / total). Greedy: the one argmax id, weight 1. Speculative decoding verifies a draft
+// token against it (core/speculative/).
+struct TokenDistribution {
+  std::vector<int> ids;
+  std::vector<float> weights;
+  double total = 0;
+  double prob(int id) const;  // 0 for an id not among the candidates
+};
+
 class Sampler {
  public:
   Sampler(const SamplingParams& params, const std::vector<int>& prompt_tokens,
@@ -33,6 +43,16 @@ class Sampler {
   // `candidates` (ascending ids, not empty) only those are considered, exactly as if every other
   // logit were -inf, at a cost that grows with their number (structured output's mask).
   int sample(float* logits, int vocab, const std::vector<int>* candidates = nullptr);
+  // What sample() draws from, after penalties, temperature, top-k, min-p and top-p (same
+  // arguments). The reference stays valid until the next distribution() or sample() call.
+  const TokenDistribution& distribution(float* logits, int vocab,
+                                        const std::vector<int>* candidates = nullptr);
+  // A draw from `d` as sample() draws (greedy: its one id, no random number used).
+  int draw(const TokenDistribution& d);
+  // A uniform draw in [0, 1) from the request's generator (53 bits, identical across
+  // platforms).
+  double uniform();
+  bool greedy() const { return p_.temperature == 0.0f; }
   // Records a generated token for the penalties. sample() does not call it: the engine may
   // choose not to keep a token.
   void accept(int token);
@@ -44,14 +64,13 @@ class Sampler {
   static void validate(const SamplingParams& p);
 
  private:
-  int draw(const std::vector<int>& ids, const std::vector<float>& probs, double total);
-
   SamplingParams p_;
   std::unordered_set<int> seen_;             // prompt + output (repetition penalty)
   std::unordered_map<int, int> out_counts_;  // output only (presence/frequency)
   std::mt19937_64 rng_;
   std::vector<float> probs_;  // scratch
   std::vector<int> ids_;      // scratch
+  TokenDistribution dist_;    // distribution()'s result
 };
 
 // Index of the largest value (first one on ties).
