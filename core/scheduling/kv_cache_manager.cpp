@@ -100,6 +100,17 @@ bool KvCacheManager::allocate_slots(uint64_t seq, int num_tokens) {
   return true;
 }
 
+void KvCacheManager::truncate(uint64_t seq, int num_tokens) {
+  auto it = tables_.find(seq);
+  if (it == tables_.end()) return;
+  Table& t = it->second;
+  const int keep = std::max(t.num_cached_blocks, (num_tokens + block_size_ - 1) / block_size_);
+  while (static_cast<int>(t.blocks.size()) > keep) {
+    release(t.blocks.back());
+    t.blocks.pop_back();
+  }
+}
+
 void KvCacheManager::cache_full_blocks(uint64_t seq, const std::vector<int>& tokens,
                                        int num_computed, uint64_t salt) {
   if (!enable_prefix_cache_) return;

@@ -51,6 +51,10 @@ class KvCacheManager {
   // nothing, when the free queue is too short.
   bool allocate_slots(uint64_t seq, int num_tokens);
 
+  // Releases the sequence's blocks past the first `num_tokens` tokens (rejected draft tokens'
+  // slots). Blocks already published stay: truncation never reaches below them.
+  void truncate(uint64_t seq, int num_tokens);
+
   // Publishes the sequence's full blocks whose tokens are all computed ([0, num_computed)) in
   // the prefix cache. `tokens` is the sequence's token list (at least num_computed long).
   // `salt` as for attach_cached_prefix (a sequence's blocks are all published under one salt).

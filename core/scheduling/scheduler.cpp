@@ -41,12 +41,13 @@ void Scheduler::add(uint64_t id, std::vector<int> prompt, bool use_prefix_cache,
   requests_.emplace(id, std::move(r));
 }
 
-void Scheduler::emit(SchedRequest* r, int num_new, SchedulerOutput* out) {
+void Scheduler::emit(SchedRequest* r, int num_new, SchedulerOutput* out, int num_spec) {
   ScheduledSeq s;
   s.id = r->id;
   s.start = r->num_computed_tokens;
   s.num_tokens = num_new;
-  s.sample = r->num_computed_tokens + num_new == static_cast<int>(r->tokens.size());
+  s.num_spec = num_spec;
+  s.sample = r->num_computed_tokens + num_new - num_spec == static_cast<int>(r->tokens.size());
   s.block_table = kv_->block_table(r->id);
   out->num_tokens += num_new;
   out->seqs.push_back(std::move(s));
@@ -72,6 +73,17 @@ void Scheduler::schedule_running(SchedulerOutput* out, int* budget) {
     if (num_new <= 0) {
       ++i;
       continue;
+    }
+    // A decoding request with draft tokens: 1 + k rows, if the budget and free blocks allow
+    // (speculation never preempts anyone).
+    if (remaining == 1 && r->num_spec_wanted > 0 && *budget > 1) {
+      const int spec = std::min(r->num_spec_wanted, *budget - 1);
+      if (kv_->allocate_slots(r->id, r->num_computed_tokens + 1 + spec)) {
+        emit(r, 1 + spec, out, spec);
+        *budget -= 1 + spec;
+        ++i;
+        continue;
+      }
     }
     bool self_preempted = false;
     while (!kv_->allocate_slots(r->id, r->num_computed_tokens + num_new)) {
@@ -134,7 +146,7 @@ void Scheduler::complete_step(const SchedulerOutput& out) {
     if (it == requests_.end()) continue;
     SchedRequest* r = it->second.get();
     if (r->state != RequestState::kRunning || r->num_computed_tokens != s.start) continue;
-    r->num_computed_tokens += s.num_tokens;
+    r->num_computed_tokens += s.num_tokens - s.num_spec;
     kv_->cache_full_blocks(r->id, r->tokens, r->num_computed_tokens, r->cache_salt);
   }
 }
@@ -143,6 +155,22 @@ void Scheduler::append_token(uint64_t id, int token) {
   auto it = requests_.find(id);
   if (it == requests_.end()) throw std::invalid_argument("Scheduler::append_token: unknown id");
   it->second->tokens.push_back(token);
+}
+
+void Scheduler::set_speculation(uint64_t id, int num_tokens) {
+  auto it = requests_.find(id);
+  if (it != requests_.end()) it->second->num_spec_wanted = std::max(0, num_tokens);
+}
+
+void Scheduler::commit_speculation(uint64_t id, int accepted) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  SchedRequest* r = it->second.get();
+  if (r->state != RequestState::kRunning) return;
+  const int limit = static_cast<int>(r->tokens.size()) - 1;  // the newest token has no K/V yet
+  r->num_computed_tokens = std::min(r->num_computed_tokens + std::max(0, accepted), limit);
+  kv_->truncate(r->id, r->num_computed_tokens);
+  kv_->cache_full_blocks(r->id, r->tokens, r->num_computed_tokens, r->cache_salt);
 }
 
 bool Scheduler::finish(uint64_t id) {

@@ -22,6 +22,13 @@
 //   kPreempted -> kRunning    re-admitted, recomputes from the prefix cache / from scratch
 //   any        -> kFinished   finish() or cancel(); blocks freed at once, request forgotten
 //
+// Speculative decoding: a decoding request the engine marked with set_speculation(id, k) is
+// scheduled with 1 + k rows (its last token, then k draft tokens the engine fills in), when the
+// budget and the pool allow; the step's complete_step() counts only the real token as computed,
+// and commit_speculation() then counts the draft tokens verification kept and gives the blocks
+// of rejected ones back to the pool. Only verified tokens are ever published in the prefix
+// cache.
+//
 // Thread-safety: none; the engine thread owns the scheduler.
 #pragma once
 
@@ -53,6 +60,7 @@ struct SchedRequest {
   bool use_prefix_cache = true;  // false: never attach cached blocks (prompt logprobs)
   uint64_t share_prompt_of = 0;  // a fork's leader; 0 = none
   uint64_t cache_salt = 0;       // prefix-cache namespace (the LoRA adapter); 0 = the base
+  int num_spec_wanted = 0;       // draft tokens to verify in its next decoding step
   RequestState state = RequestState::kWaiting;
 };
 
@@ -62,6 +70,7 @@ struct ScheduledSeq {
   int start = 0;                 // position of the first token computed this step
   int num_tokens = 0;            // tokens computed this step: tokens[start, start + num_tokens)
   bool sample = false;           // the step reaches the end of the known tokens
+  int num_spec = 0;              // the last num_spec of num_tokens are draft slots (no tokens yet)
   std::vector<int> block_table;  // covers start + num_tokens tokens
 };
 
@@ -88,6 +97,13 @@ class Scheduler {
   void complete_step(const SchedulerOutput& out);
   // Appends a sampled token to a running request.
   void append_token(uint64_t id, int token);
+  // Draft tokens to verify in the request's next decoding step (0: none). Kept until changed;
+  // ignored while the request prefills. Unknown ids are ignored.
+  void set_speculation(uint64_t id, int num_tokens);
+  // After a speculative step's complete_step() and the append_token() of every emitted token:
+  // the first `accepted` draft tokens (now in `tokens`) have K/V, so they count as computed;
+  // blocks past the computed tokens go back to the pool. Unknown ids are ignored.
+  void commit_speculation(uint64_t id, int accepted);
   // Removes a request in any state and frees its blocks at once. False when unknown.
   bool finish(uint64_t id);
   bool cancel(uint64_t id) { return finish(id); }
@@ -102,7 +118,7 @@ class Scheduler {
   void schedule_running(SchedulerOutput* out, int* budget);
   void schedule_waiting(SchedulerOutput* out, int* budget);
   void preempt_newest(SchedulerOutput* out);
-  void emit(SchedRequest* r, int num_new, SchedulerOutput* out);
+  void emit(SchedRequest* r, int num_new, SchedulerOutput* out, int num_spec = 0);
   bool waits_for_leader(const SchedRequest& r) const;
 
   SchedulerConfig cfg_;

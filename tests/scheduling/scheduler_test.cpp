@@ -198,5 +198,83 @@ TEST(Scheduler, CacheSaltSeparatesPrefixes) {
   EXPECT_EQ(kv.block_table(4)[0], kv.block_table(2)[0]);
 }
 
+TEST(Scheduler, SpeculationReservesDraftSlotsAndCommitsOnlyKeptTokens) {
+  KvCacheManager kv(16, 4);
+  Scheduler s({/*max_num_seqs=*/4, /*max_batched_tokens=*/32}, &kv);
+  s.add(1, prompt(6, 100));
+  s.set_speculation(1, 3);  // ignored while prefilling
+  auto o1 = s.schedule();
+  EXPECT_EQ(o1.seqs[0].num_tokens, 6);
+  EXPECT_EQ(o1.seqs[0].num_spec, 0);
+  run_step(s, o1);  // 6 computed, 7 tokens
+  auto o2 = s.schedule();
+  ASSERT_EQ(o2.seqs.size(), 1u);
+  EXPECT_EQ(o2.seqs[0].start, 6);
+  EXPECT_EQ(o2.seqs[0].num_tokens, 4);  // the new token + 3 draft slots
+  EXPECT_EQ(o2.seqs[0].num_spec, 3);
+  EXPECT_TRUE(o2.seqs[0].sample);
+  EXPECT_EQ(o2.seqs[0].block_table.size(), 3u);  // 10 positions
+  EXPECT_EQ(kv.num_free_blocks(), 13);
+  s.complete_step(o2);
+  EXPECT_EQ(s.find(1)->num_computed_tokens, 7);  // draft slots are not computed tokens
+  // Verification kept 1 draft token (8) and replaced the next with 9.
+  s.append_token(1, 8);
+  s.append_token(1, 9);
+  s.commit_speculation(1, 1);
+  EXPECT_EQ(s.find(1)->num_computed_tokens, 8);
+  EXPECT_EQ(s.find(1)->tokens.size(), 9u);
+  EXPECT_EQ(kv.block_table(1).size(), 2u);  // the rejected slots' block went back
+  EXPECT_EQ(kv.num_free_blocks(), 14);
+  auto o3 = s.schedule();
+  EXPECT_EQ(o3.seqs[0].start, 8);
+  EXPECT_EQ(o3.seqs[0].num_tokens, 4);
+}
+
+TEST(Scheduler, SpeculationPublishesOnlyVerifiedBlocks) {
+  KvCacheManager kv(16, 4);
+  Scheduler s({4, 32}, &kv);
+  s.add(1, prompt(3, 100));
+  run_step(s, s.schedule());  // 3 computed, 4 tokens
+  s.set_speculation(1, 4);
+  auto o = s.schedule();
+  EXPECT_EQ(o.seqs[0].num_tokens, 5);  // positions 3..7: two blocks
+  s.complete_step(o);
+  EXPECT_EQ(kv.stats().cached_blocks, 1);  // block 0 (positions 0-3) verified
+  // All four draft tokens rejected: the replacement token is the only new one.
+  s.append_token(1, 42);
+  s.commit_speculation(1, 0);
+  EXPECT_EQ(s.find(1)->num_computed_tokens, 4);
+  EXPECT_EQ(kv.block_table(1).size(), 1u);
+  EXPECT_EQ(kv.stats().cached_blocks, 1);
+  // A second request with the same five tokens reuses block 0 only.
+  s.add(2, {100, 101, 102, 7, 42});
+  auto o2 = s.schedule();
+  EXPECT_EQ(s.find(2)->num_cached_tokens, 4);
+}
+
+TEST(Scheduler, SpeculationStaysWithinTheBudgetAndNeverPreempts) {
+  KvCacheManager kv(4, 4);  // 16 slots
+  Scheduler s({4, 32}, &kv);
+  s.add(1, prompt(7, 100));
+  s.add(2, prompt(7, 200));
+  run_step(s, s.schedule());  // both 7 computed + 1 token: 4 blocks used, none free
+  s.set_speculation(1, 4);
+  s.set_speculation(2, 4);
+  auto o = s.schedule();
+  ASSERT_EQ(o.seqs.size(), 2u);
+  EXPECT_TRUE(o.preempted.empty());
+  EXPECT_EQ(o.seqs[0].num_spec, 0);  // no free block for positions 8..11: plain decode
+  EXPECT_EQ(o.seqs[1].num_spec, 0);
+  // Budget: 3 rows for one decoding request -> 2 draft tokens.
+  KvCacheManager kv2(16, 4);
+  Scheduler t({4, 3}, &kv2);
+  t.add(1, prompt(2, 100));
+  run_step(t, t.schedule());
+  t.set_speculation(1, 4);
+  auto o2 = t.schedule();
+  EXPECT_EQ(o2.seqs[0].num_tokens, 3);
+  EXPECT_EQ(o2.seqs[0].num_spec, 2);
+}
+
 }  // namespace
 }  // namespace ktl
