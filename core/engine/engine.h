@@ -17,6 +17,7 @@
 
 #include "core/scheduling/sampler.h"
 #include "core/scheduling/sampling_params.h"
+#include "core/speculative/speculative_config.h"
 
 namespace ktl {
 
@@ -94,6 +95,10 @@ struct EngineConfig {
   // Check every checkpoint file's sha256 before loading (~0.75 s per GB with SHA-NI); false
   // (--no-verify) checks only that the files are there.
   bool verify_checksums = true;
+  // Speculative decoding (core/speculative/): draft tokens from a draft model
+  // (speculative.draft_model, loaded by Engine::load) or prompt lookup, verified in one step.
+  // Off by default.
+  SpeculativeConfig speculative;
 };
 
 struct EngineStats {
@@ -107,6 +112,11 @@ struct EngineStats {
   uint64_t prefix_cache_hits = 0;     // of those, served from cache
   uint64_t preemptions = 0;
   uint64_t steps = 0;
+  // Speculative decoding: draft tokens proposed and kept, sequence-steps that verified a draft
+  // (mean accepted length = spec_accepted / spec_verifications).
+  uint64_t spec_proposed = 0;
+  uint64_t spec_accepted = 0;
+  uint64_t spec_verifications = 0;
 };
 
 // A live request: read events until one has finish != kNone.

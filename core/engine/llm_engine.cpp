@@ -5,7 +5,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -16,8 +15,9 @@
 #include <random>
 #include <stdexcept>
 
-#include "core/adapters/lora_adapter.h"
 #include "core/base/thread_policy.h"
+#include "core/engine/active_request.h"
+#include "core/engine/draft_runner.h"
 #include "core/engine/engine_checkpoint.h"
 #include "core/engine/engine_lora.h"
 #include "core/engine/kernel_threads.h"
@@ -29,6 +29,7 @@
 #include "core/scheduling/sampler.h"
 #include "core/scheduling/scheduler.h"
 #include "core/scheduling/stop_matcher.h"
+#include "core/speculative/speculation_controller.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace ktl {
@@ -135,16 +136,6 @@ const char* to_string(FinishReason r) {
   return "?";
 }
 
-class RequestQueue;
-
-// A loaded LoRA adapter: its weights and its registry entry (counters guarded by the engine's
-// adapters_mu_).
-struct ServedAdapter {
-  AdapterInfo info;
-  uint64_t salt = 0;  // prefix-cache namespace: unique per load, so a reload never shares blocks
-  std::shared_ptr<const EngineLora> weights;
-};
-
 // Shared between the engine and the request handles (which may outlive the engine).
 struct EngineInbox {
   std::mutex mu;
@@ -163,76 +154,18 @@ struct EngineInbox {
   uint64_t next_id = 1;
 };
 
-class RequestQueue : public RequestHandle {
- public:
-  RequestQueue(uint64_t id, std::weak_ptr<EngineInbox> inbox) : id_(id), inbox_(std::move(inbox)) {}
-
-  bool next(GenerationEvent* out, std::chrono::milliseconds timeout) override {
-    std::unique_lock<std::mutex> lk(mu_);
-    if (!cv_.wait_for(lk, timeout, [&] { return !events_.empty(); })) return false;
-    *out = std::move(events_.front());
-    events_.pop_front();
-    return true;
+void RequestQueue::cancel() {
+  if (auto inbox = inbox_.lock()) {
+    std::lock_guard<std::mutex> lk(inbox->mu);
+    inbox->cancels.push_back(id_);
+    inbox->cv.notify_all();
   }
-  void cancel() override {
-    if (auto inbox = inbox_.lock()) {
-      std::lock_guard<std::mutex> lk(inbox->mu);
-      inbox->cancels.push_back(id_);
-      inbox->cv.notify_all();
-    }
-  }
-  uint64_t id() const override { return id_; }
-  void push(GenerationEvent ev) {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      events_.push_back(std::move(ev));
-    }
-    cv_.notify_all();
-  }
-
- private:
-  uint64_t id_;
-  std::weak_ptr<EngineInbox> inbox_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<GenerationEvent> events_;
-};
-
-struct ActiveRequest {
-  ActiveRequest(uint64_t id_, std::shared_ptr<RequestQueue> q_, const GenerationRequest& req,
-                uint64_t seed, std::function<std::string(int)> bytes, bool strip, int max_new_)
-      : id(id_),
-        q(std::move(q_)),
-        params(req.sampling),
-        sampler(req.sampling, req.prompt_tokens, seed),
-        detok(std::move(bytes), strip),
-        stop(req.sampling.stop),
-        prompt_len(static_cast<int>(req.prompt_tokens.size())),
-        max_new(max_new_) {
-    if (req.grammar) matcher = std::make_unique<grammar::GrammarMatcher>(req.grammar);
-  }
-  uint64_t id;
-  std::shared_ptr<RequestQueue> q;
-  SamplingParams params;
-  Sampler sampler;
-  IncrementalDetokenizer detok;
-  StopMatcher stop;
-  int prompt_len;
-  int max_new;
-  int generated = 0;
-  Clock::time_point t_submit;
-  double ttft_ms = -1;
-  std::unique_ptr<grammar::GrammarMatcher> matcher;  // structured output
-  // Echo: prompt log-probabilities computed so far (entry i scores prompt token i); sent whole
-  // with the first event once every position has them.
-  std::vector<TokenLogprob> prompt_lp;
-  bool prompt_lp_sent = false;
-  std::shared_ptr<ServedAdapter> adapter;  // null: the base model
-};
+}
 
 LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokenizer> tokenizer,
                      const EngineConfig& cfg, std::string model_name,
-                     std::function<std::string(int)> token_bytes)
+                     std::function<std::string(int)> token_bytes,
+                     std::shared_ptr<EngineModel> draft)
     : model_(std::move(model)),
       tokenizer_(std::move(tokenizer)),
       cfg_(cfg),
@@ -268,6 +201,19 @@ LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokeniz
       kv_.get());
   stats_.kv_blocks_total = num_blocks;
   next_seed_ = std::random_device{}();
+  draft_seed_ = next_seed_ ^ 0x9e3779b97f4a7c15ull;
+  if (cfg_.speculative.enabled()) {
+    if (!draft && cfg_.speculative.prompt_lookup <= 0) {
+      throw std::invalid_argument(
+          "speculative decoding needs a draft model (--draft-model) or prompt lookup "
+          "(--prompt-lookup N)");
+    }
+    if (cfg_.speculative.num_tokens < 1) {
+      throw std::invalid_argument("speculative decoding: num_tokens must be >= 1");
+    }
+    if (draft) draft_ = std::make_unique<DraftRunner>(draft, mc, num_blocks, cfg_.block_size);
+    spec_ctl_ = std::make_unique<SpeculationController>(cfg_.speculative, draft != nullptr);
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -441,19 +387,27 @@ int LlmEngine::sample_token(ActiveRequest& r, const float* logits_row) {
 }
 
 void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
-  const int V = model_->config().vocab_size;
   if (r.max_new <= 0) {  // max_tokens 0: the prompt was only scored
     finish(r, FinishReason::kLength, "");
     return;
   }
-  std::optional<StepTimer> sampling(std::in_place, StepPart::kSampling);
-  const int tok = sample_token(r, logits_row);
+  int tok = 0;
+  {
+    const StepTimer sampling(StepPart::kSampling);
+    tok = sample_token(r, logits_row);
+  }
   if (tok < 0) {
     finish(r, FinishReason::kError, "",
            "structured output: no token of the vocabulary continues "
            "the grammar here");
     return;
   }
+  emit_token(r, tok, logits_row);
+}
+
+bool LlmEngine::emit_token(ActiveRequest& r, int tok, const float* logits_row) {
+  const int V = model_->config().vocab_size;
+  std::optional<StepTimer> sampling(std::in_place, StepPart::kSampling);
   std::optional<TokenLogprob> lp;  // the raw distribution's, before penalties and the mask
   if (r.params.logprobs >= 0) lp = token_logprob(logits_row, V, tok, r.params.logprobs);
   r.sampler.accept(tok);
@@ -470,7 +424,7 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
     std::string tail = r.stop.push(r.detok.flush());
     if (!r.stop.stopped()) tail += r.stop.flush();
     finish(r, FinishReason::kStop, tail, "", std::move(lp), tok);
-    return;
+    return false;
   }
   if (r.matcher) r.matcher->accept_token(tok);
   {
@@ -480,20 +434,23 @@ void LlmEngine::handle_sample(ActiveRequest& r, const float* logits_row) {
   std::string text = r.stop.push(r.detok.push(tok));
   if (r.stop.stopped()) {
     finish(r, FinishReason::kStop, text, "", std::move(lp), tok);
-  } else if (const bool sentence_done = r.matcher && r.matcher->is_terminated();
-             sentence_done || r.generated >= r.max_new) {
+    return false;
+  }
+  if (const bool sentence_done = r.matcher && r.matcher->is_terminated();
+      sentence_done || r.generated >= r.max_new) {
     text += r.stop.push(r.detok.flush());
     const bool stopped = r.stop.stopped() || sentence_done;
     if (!r.stop.stopped()) text += r.stop.flush();
     finish(r, stopped ? FinishReason::kStop : FinishReason::kLength, text, "", std::move(lp), tok);
-  } else {
-    GenerationEvent ev;
-    ev.text = std::move(text);
-    ev.token_ids = {tok};
-    if (lp) ev.logprobs = {std::move(*lp)};
-    attach_prompt_logprobs(r, ev);
-    r.q->push(std::move(ev));
+    return false;
   }
+  GenerationEvent ev;
+  ev.text = std::move(text);
+  ev.token_ids = {tok};
+  if (lp) ev.logprobs = {std::move(*lp)};
+  attach_prompt_logprobs(r, ev);
+  r.q->push(std::move(ev));
+  return true;
 }
 
 // One step's flattened batch: the rows of every scheduled sequence, and which rows need logits.
@@ -501,17 +458,21 @@ struct StepBatch {
   std::vector<int> tokens;
   std::vector<AttnSeq> seqs;
   std::vector<int> logit_rows;
-  // What each logits row is for: sampling (target -1) or scoring prompt token `target`.
+  // What each logits row is for: sampling (target -1) or scoring prompt token `target`;
+  // `spec` >= 0: the row verifies draft token `spec` of the sequence's SpecDraft (its last row
+  // samples the next token), all of them handled with the row of spec 0.
   struct RowUse {
     uint64_t id;
     int target;
+    int spec = -1;
   };
   std::vector<RowUse> uses;
   uint64_t new_prompt_tokens = 0;
   std::vector<const EngineLora*> row_lora;  // each row's adapter (null: base); empty when none
 };
 
-StepBatch LlmEngine::build_batch(const SchedulerOutput& out) const {
+StepBatch LlmEngine::build_batch(const SchedulerOutput& out,
+                                 const std::unordered_map<uint64_t, SpecDraft>& drafts) const {
   StepBatch b;
   // Sequences of one adapter next to each other: each adapter's rows are then one run, which
   // the forward pass slices instead of gathering (base rows, salt 0, first).
@@ -535,16 +496,27 @@ StepBatch LlmEngine::build_batch(const SchedulerOutput& out) const {
   for (const ScheduledSeq* sp : order) {
     const ScheduledSeq& s = *sp;
     const SchedRequest* r = scheduler_->find(s.id);
+    // Draft slots hold the proposal (it may be shorter than the slots: the rest stay unused).
+    const SpecDraft* draft = nullptr;
+    if (s.num_spec > 0) {
+      auto d = drafts.find(s.id);
+      if (d != drafts.end()) draft = &d->second;
+    }
+    const int num_real = s.num_tokens - s.num_spec;
+    const int num_draft =
+        draft ? std::min(s.num_spec, static_cast<int>(draft->tokens.size())) : 0;
     AttnSeq a;
     a.row = static_cast<int>(b.tokens.size());
-    a.num_tokens = s.num_tokens;
+    a.num_tokens = num_real + num_draft;
     a.start = s.start;
     a.block_table = s.block_table;
     b.tokens.insert(b.tokens.end(), r->tokens.begin() + s.start,
-                    r->tokens.begin() + s.start + s.num_tokens);
+                    r->tokens.begin() + s.start + num_real);
+    if (num_draft > 0)
+      b.tokens.insert(b.tokens.end(), draft->tokens.begin(), draft->tokens.begin() + num_draft);
     if (any_lora) {
       const ServedAdapter* ad = adapter_of(s.id);
-      b.row_lora.insert(b.row_lora.end(), s.num_tokens, ad ? ad->weights.get() : nullptr);
+      b.row_lora.insert(b.row_lora.end(), a.num_tokens, ad ? ad->weights.get() : nullptr);
     }
     if (s.start == r->num_cached_tokens && r->num_preemptions == 0) {
       b.new_prompt_tokens += r->num_prompt_tokens;  // first chunk of a new request
@@ -559,7 +531,12 @@ StepBatch LlmEngine::build_batch(const SchedulerOutput& out) const {
         b.uses.push_back({s.id, p + 1});
       }
     }
-    if (s.sample) {
+    if (num_draft > 0) {
+      for (int j = 0; j <= num_draft; ++j) {
+        b.logit_rows.push_back(a.row + num_real - 1 + j);
+        b.uses.push_back({s.id, -1, j});
+      }
+    } else if (s.sample) {
       b.logit_rows.push_back(a.row + a.num_tokens - 1);
       b.uses.push_back({s.id, -1});
     }
@@ -586,7 +563,12 @@ void LlmEngine::step() {
   StepProfile prof;
   StepProfileScope profiling(step_profiling_.load(std::memory_order_relaxed) ? &prof : nullptr);
   std::optional<StepTimer> scheduling(std::in_place, StepPart::kScheduling);
+  if (spec_ctl_) plan_speculation();
   SchedulerOutput out = scheduler_->schedule();
+  for (uint64_t id : out.preempted) {  // its blocks, and the draft's K/V in them, are gone
+    auto it = active_.find(id);
+    if (it != active_.end()) it->second->draft_computed = 0;
+  }
   if (out.empty()) {
     // Nothing fits (cannot happen while prompts are bounded by the pool): fail the head.
     if (!active_.empty() && scheduler_->num_running() == 0) {
@@ -594,7 +576,11 @@ void LlmEngine::step() {
     }
     return;
   }
-  const StepBatch b = build_batch(out);
+  scheduling.reset();
+  const std::unordered_map<uint64_t, SpecDraft> drafts =
+      spec_ctl_ ? propose_drafts(out) : std::unordered_map<uint64_t, SpecDraft>{};
+  scheduling.emplace(StepPart::kScheduling);
+  const StepBatch b = build_batch(out, drafts);
   scheduling.reset();
   const auto t_fwd = Clock::now();
   // [R, V] on the host; no fork() meanwhile (ForwardForkGate)
@@ -604,6 +590,7 @@ void LlmEngine::step() {
         .contiguous();
   }();
   const double fwd_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
+  if (spec_ctl_) spec_ctl_->record_target_step(static_cast<int>(b.tokens.size()), fwd_ms);
   scheduling.emplace(StepPart::kScheduling);
   scheduler_->complete_step(out);
   scheduling.reset();
@@ -619,7 +606,10 @@ void LlmEngine::step() {
     if (it == active_.end()) continue;
     ActiveRequest& r = *it->second;
     const int target = b.uses[i].target;
-    if (target < 0) {
+    if (b.uses[i].spec > 0) continue;  // verified with the sequence's first row
+    if (b.uses[i].spec == 0) {
+      verify_speculation(r, lp + i * V, drafts.at(r.id));
+    } else if (target < 0) {
       handle_sample(r, lp + i * V);
     } else if (target == static_cast<int>(r.prompt_lp.size())) {  // not scored before a preemption
       const StepTimer timer(StepPart::kSampling);
@@ -705,104 +695,6 @@ void LlmEngine::shutdown() {
   inbox_->submissions.clear();
 }
 
-namespace {
-
-// Names go into URLs (DELETE /v1/adapters/NAME) and the "model" field: a safe set of characters.
-void check_adapter_name(const std::string& name) {
-  const bool ok = !name.empty() && name.size() <= 128 &&
-                  std::all_of(name.begin(), name.end(), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-                           c == '.' || c == ':';
-                  });
-  if (!ok)
-    throw std::invalid_argument("adapter name '" + name +
-                                "' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
-}
-
-std::vector<std::string> target_names(const LoraConfig& c) {
-  std::vector<std::string> out;
-  for (LoraTarget t : c.targets) out.emplace_back(lora_target_short_name(t));
-  return out;
-}
-
-}  // namespace
-
-AdapterInfo LlmEngine::load_adapter(const std::string& name, const std::string& dir) {
-  check_adapter_name(name);
-  auto check_free = [&] {  // under adapters_mu_
-    if (name == name_) throw AdapterConflict("'" + name + "' is the base model's name");
-    if (adapters_.count(name))
-      throw AdapterConflict("an adapter named '" + name + "' is already loaded" +
-                            (adapters_.at(name)->info.draining ? " (draining)" : ""));
-  };
-  {
-    std::lock_guard<std::mutex> lk(adapters_mu_);
-    check_free();
-  }
-  const auto t0 = Clock::now();
-  auto a = std::make_shared<ServedAdapter>();
-  try {  // on this (the caller's) thread: the engine thread keeps stepping meanwhile
-    c10::InferenceMode inference;
-    const LoraAdapter lora = load_peft_adapter(dir, model_->config());
-    // bf16 adapter weights on a bf16 / int8 base's CPU fast path: half the bytes a step reads.
-    const bool bf16 = model_->dtype() != WeightDtype::kFp32 && !model_->torch_ops();
-    a->weights = std::make_shared<const EngineLora>(lora, model_->config(), model_->device(),
-                                                    bf16 ? torch::kBFloat16 : torch::kFloat32);
-    a->info.rank = lora.config.rank;
-    a->info.alpha = lora.config.alpha;
-    a->info.targets = target_names(lora.config);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(e.what());
-  }
-  a->info.name = name;
-  a->info.path = dir;
-  a->info.bytes = a->weights->bytes();
-  a->info.load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  std::lock_guard<std::mutex> lk(adapters_mu_);
-  check_free();  // another thread may have taken the name meanwhile
-  a->salt = next_adapter_salt_++;
-  adapters_[name] = a;
-  return a->info;
-}
-
-AdapterUnload LlmEngine::unload_adapter(const std::string& name) {
-  std::lock_guard<std::mutex> lk(adapters_mu_);
-  auto it = adapters_.find(name);
-  if (it == adapters_.end()) return AdapterUnload::kNotFound;
-  if (it->second->info.in_flight == 0) {
-    adapters_.erase(it);  // requests hold their own reference: none does now
-    return AdapterUnload::kUnloaded;
-  }
-  it->second->info.draining = true;
-  return AdapterUnload::kDraining;
-}
-
-std::vector<AdapterInfo> LlmEngine::adapters() const {
-  std::lock_guard<std::mutex> lk(adapters_mu_);
-  std::vector<AdapterInfo> out;
-  for (const auto& [name, a] : adapters_) out.push_back(a->info);
-  return out;
-}
-
-std::shared_ptr<ServedAdapter> LlmEngine::acquire_adapter(const std::string& name, int n) {
-  if (name.empty()) return nullptr;
-  std::lock_guard<std::mutex> lk(adapters_mu_);
-  auto it = adapters_.find(name);
-  if (it == adapters_.end()) throw AdapterNotFound("adapter '" + name + "' is not loaded");
-  if (it->second->info.draining)
-    throw AdapterNotFound("adapter '" + name + "' is being unloaded");
-  it->second->info.in_flight += n;
-  it->second->info.requests_total += static_cast<uint64_t>(n);
-  return it->second;
-}
-
-void LlmEngine::release_adapter(const std::shared_ptr<ServedAdapter>& a) {
-  std::lock_guard<std::mutex> lk(adapters_mu_);
-  if (--a->info.in_flight > 0 || !a->info.draining) return;
-  auto it = adapters_.find(a->info.name);
-  if (it != adapters_.end() && it->second == a) adapters_.erase(it);
-}
-
 void place_engine_model(EngineModel& model, const EngineConfig& cfg) {
   const torch::Device device = resolve_device(cfg.device);
   if (model.torch_ops() && model.device() == device) return;
@@ -820,7 +712,11 @@ std::unique_ptr<Engine> Engine::load(const std::string& model_dir, const EngineC
   place_engine_model(*m.model, cfg);
   std::string name = std::filesystem::path(model_dir).filename().string();
   if (name.empty()) name = std::filesystem::path(model_dir).parent_path().filename().string();
-  return std::make_unique<LlmEngine>(m.model, m.tokenizer, cfg, name);
+  std::shared_ptr<EngineModel> draft;
+  if (!cfg.speculative.draft_model.empty()) {
+    draft = load_draft_model(cfg.speculative.draft_model, model_dir, cfg);
+  }
+  return std::make_unique<LlmEngine>(m.model, m.tokenizer, cfg, name, nullptr, draft);
 }
 
 }  // namespace ktl

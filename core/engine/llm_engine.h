@@ -37,6 +37,9 @@ struct ActiveRequest;
 struct ServedAdapter;
 struct StepBatch;
 class KvCacheManager;
+class DraftRunner;
+class SpeculationController;
+struct SpecDraft;
 class Scheduler;
 struct SchedulerOutput;
 
@@ -49,10 +52,13 @@ class LlmEngine : public Engine {
  public:
   // `tokenizer` may be null (tests, random-init benchmarks): text then comes from
   // `token_bytes` (default: ids < 256 are the byte itself, others "<id>"). The model runs where
-  // it is (place_engine_model); cfg.device is not read here.
+  // it is (place_engine_model); cfg.device is not read here. `draft` (same vocabulary, same
+  // device) proposes tokens when cfg.speculative is on; without it, prompt lookup does.
+  // Throws std::invalid_argument when speculation is on with nothing to propose.
   LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokenizer> tokenizer,
             const EngineConfig& cfg, std::string model_name,
-            std::function<std::string(int)> token_bytes = {});
+            std::function<std::string(int)> token_bytes = {},
+            std::shared_ptr<EngineModel> draft = nullptr);
   ~LlmEngine() override;
 
   std::shared_ptr<RequestHandle> submit(GenerationRequest req) override;
@@ -86,9 +92,21 @@ class LlmEngine : public Engine {
   void loop();
   void drain_inbox(bool* stop);
   void step();
-  StepBatch build_batch(const SchedulerOutput& out) const;
+  StepBatch build_batch(const SchedulerOutput& out,
+                        const std::unordered_map<uint64_t, SpecDraft>& drafts) const;
   void validate(const GenerationRequest& req) const;
   void handle_sample(ActiveRequest& r, const float* logits);
+  // Emits a chosen token (log-probability from `logits_row`, penalties, stop checks, event);
+  // false when it finished the request (r is gone then).
+  bool emit_token(ActiveRequest& r, int tok, const float* logits_row);
+  // Speculative decoding (speculative_decoding.cpp). Before schedule(): how many draft tokens
+  // each decoding sequence verifies this step (prompt lookup proposes here).
+  void plan_speculation();
+  // After schedule(): the draft tokens of every sequence given draft slots.
+  std::unordered_map<uint64_t, SpecDraft> propose_drafts(const SchedulerOutput& out);
+  // Verifies `d` against the target's logits rows (1 + d.tokens.size() of them, from `rows`)
+  // and emits the kept tokens and the next one.
+  void verify_speculation(ActiveRequest& r, const float* rows, const SpecDraft& d);
   // The next token under the request's sampler and grammar; -1 when the grammar allows none.
   int sample_token(ActiveRequest& r, const float* logits);
   bool is_end_token(const ActiveRequest& r, int tok) const;
@@ -123,6 +141,9 @@ class LlmEngine : public Engine {
   std::unique_ptr<PagedKvPool> pool_;
   std::unique_ptr<KvCacheManager> kv_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<DraftRunner> draft_;                // speculative decoding's draft model
+  std::unique_ptr<SpeculationController> spec_ctl_;  // null: speculation off
+  uint64_t draft_seed_ = 0;                           // draft samplers' seeds
   std::unordered_map<uint64_t, std::unique_ptr<ActiveRequest>> active_;
 
   std::shared_ptr<EngineInbox> inbox_;

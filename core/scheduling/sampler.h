@@ -53,6 +53,9 @@ class Sampler {
   // platforms).
   double uniform();
   bool greedy() const { return p_.temperature == 0.0f; }
+  // Restarts the generator from `seed` (a copy drawing for a speculative draft must not replay
+  // the request's own random numbers).
+  void reseed(uint64_t seed) { rng_.seed(seed); }
   // Records a generated token for the penalties. sample() does not call it: the engine may
   // choose not to keep a token.
   void accept(int token);
