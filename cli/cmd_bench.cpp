@@ -19,12 +19,15 @@
 #include <thread>
 
 #include "cli/bench_profile.h"
+#include "cli/bench_speculative.h"
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/speculative_flags.h"
 #include "core/adapters/lora_adapter.h"
 #include "core/base/blas_tuning.h"
 #include "core/base/cpu_features.h"
 #include "core/base/file_util.h"
+#include "core/engine/draft_runner.h"
 #include "core/engine/engine_checkpoint.h"
 #include "core/engine/int8_gemm.h"
 #include "core/engine/llm_engine.h"
@@ -332,12 +335,24 @@ int run_bench(const Args& a) {
     model_bytes = m.bytes_on_disk;
     name = a.get("model");
   }
-  if (P + G > model->config().max_seq_length)
+  if (!a.has("prompts") && P + G > model->config().max_seq_length)
     throw UsageError("--prompt-tokens + --gen-tokens exceed the context (" +
                      std::to_string(model->config().max_seq_length) + ")");
   ktl::place_engine_model(*model, cfg);  // off the CPU: weights moved there, torch ops
   const std::string device = model->device().str();
-  ktl::LlmEngine engine(model, tok, cfg, name);
+  cfg.speculative = ktl::cli::speculative_from_args(a);
+  std::shared_ptr<ktl::EngineModel> draft;
+  if (!cfg.speculative.draft_model.empty()) {
+    if (!a.has("model")) throw UsageError("--draft-model needs --model DIR");
+    draft = ktl::load_draft_model(cfg.speculative.draft_model, a.get("model"), cfg);
+  }
+  if (a.has("prompts")) {  // plain against speculative decoding on real prompts
+    if (!cfg.speculative.enabled())
+      throw UsageError("--prompts compares speculative decoding: give --draft-model or "
+                       "--prompt-lookup");
+    return ktl::cli::run_speculative_bench(a, {model, draft, tok, cfg, name, streams, G});
+  }
+  ktl::LlmEngine engine(model, tok, cfg, name, nullptr, draft);
   StreamSampling sampling;  // unconstrained
   std::shared_ptr<const ktl::grammar::CompiledGrammar> grammar;
   double compile_ms = 0;
@@ -449,7 +464,7 @@ int run_bench(const Args& a) {
 KTL_COMMAND(ktl::cli::Command{
     "bench",
     "Benchmark inference: prefill/decode tok/s, TTFT, per-token latency, peak RSS.",
-    {{"model", "checkpoint directory (or --random-init)", ""},
+    ktl::cli::with_speculative_flags({{"model", "checkpoint directory (or --random-init)", ""},
      {"random-init", "benchmark an untrained model of --model-config's shape", "", true},
      {"model-config", "model YAML for --random-init (e.g. configs/model_small.yaml)", ""},
      {"streams", "concurrent streams, or a list: 1,4,8,16", "1"},
@@ -468,7 +483,12 @@ KTL_COMMAND(ktl::cli::Command{
      {"adapter-rank", "--adapters: their rank (every projection)", "16"},
      {"json-schema", "also run every stream count with this JSON schema on every stream", ""},
      {"eval-text", "instead: perplexity of --dtype vs fp32 on this UTF-8 text file", ""},
-     {"eval-tokens", "with --eval-text: tokens to evaluate", "8192"}},
+     {"eval-tokens", "with --eval-text: tokens to evaluate", "8192"},
+     {"prompts", "instead: plain vs speculative decoding (greedy) on these prompts, one per line",
+      ""},
+     {"num-prompts", "with --prompts: how many lines to use", "100"},
+     {"prompt-max-tokens", "with --prompts: cut each prompt to this many tokens", "64"},
+     {"rounds", "with --prompts: interleaved rounds (plain and speculative alternate)", "1"}}),
     run_bench});
 
 }  // namespace

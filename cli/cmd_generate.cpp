@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/speculative_flags.h"
 #include "cli/verify_flag.h"
 #include "core/adapters/lora_checkpoint.h"
 #include "core/engine/engine_checkpoint.h"
@@ -46,6 +47,7 @@ int run_generate(const Args& a) {
   cfg.num_threads = static_cast<int>(a.get_int("threads", 0));
   cfg.kv_cache_mb = static_cast<int>(a.get_int("kv-cache-mb", 256));
   cfg.verify_checksums = !a.get_bool("no-verify");
+  cfg.speculative = ktl::cli::speculative_from_args(a);
   // --model may be a LoRA checkpoint (ktl train/sft/dpo with --lora-rank): it runs on the base
   // its lora_base.json names, which must still be the base it was trained on.
   std::string model = a.get("model"), adapter = a.get("adapter", "");
@@ -114,7 +116,7 @@ int run_generate(const Args& a) {
 KTL_COMMAND(ktl::cli::Command{
     "generate",
     "Generate a continuation of a prompt, printing tokens as they come.",
-    {{"model", "checkpoint directory (a LoRA checkpoint runs on the base it names)", "", false,
+    ktl::cli::with_speculative_flags({{"model", "checkpoint directory (a LoRA checkpoint runs on the base it names)", "", false,
       true},
      {"prompt", "text to continue (--chat: the user message)", "", false, true},
      {"adapter", "LoRA adapter directory (PEFT layout) to run on top of --model", ""},
@@ -137,7 +139,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"threads", "CPU threads (0 = all cores)", "0"},
      ktl::cli::engine_device_flag(),
      {"kv-cache-mb", "KV cache budget", "256"},
-     ktl::cli::no_verify_flag()},
+     ktl::cli::no_verify_flag()}),
     run_generate});
 
 }  // namespace

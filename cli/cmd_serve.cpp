@@ -13,6 +13,7 @@
 
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/speculative_flags.h"
 #include "cli/verify_flag.h"
 #include "core/base/file_util.h"
 #include "server/http_server.h"
@@ -105,6 +106,7 @@ ktl::server::ServerConfig config_from(const Args& args) {
   c.max_num_seqs = std::max(1, positive(args, "max-num-seqs", c.max_num_seqs, 1024));
   c.num_threads = positive(args, "threads", c.num_threads, 1024);
   c.verify_checksums = !args.get_bool("no-verify");
+  c.speculative = ktl::cli::speculative_from_args(args);
   c.quickstart = args.get_bool("quickstart");
   c.quickstart_steps = std::max(1, positive(args, "quickstart-steps", c.quickstart_steps));
   c.max_jobs = std::max(1, positive(args, "max-jobs", c.max_jobs, 64));
@@ -169,7 +171,7 @@ int run_serve(const Args& args) {
 KTL_COMMAND(ktl::cli::Command{
     "serve",
     "Serve a model over HTTP (OpenAI-compatible), the training-jobs API and the dashboard.",
-    {{"model", "checkpoint directory to serve (optional: load one later)", ""},
+    ktl::cli::with_speculative_flags({{"model", "checkpoint directory to serve (optional: load one later)", ""},
      {"host", "address to listen on (non-loopback needs --api-key or --insecure)", "127.0.0.1"},
      {"port", "port (0 = any free port)", "8080"},
      {"data-dir", "jobs database, runs and checkpoints", "var"},
@@ -202,7 +204,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"allow-path", "another root that job specs and model loads may use", "", false, false, true},
      {"auto-resume", "at start-up, resume jobs interrupted by a crash or a stop", "", true},
      {"max-jobs", "training jobs running at once", "1"},
-     {"log-level", "trace | debug | info | warn | error", "info"}},
+     {"log-level", "trace | debug | info | warn | error", "info"}}),
     run_serve});
 
 }  // namespace

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/speculative/speculative_config.h"
+
 namespace ktl::server {
 
 struct ServerConfig {
@@ -35,6 +37,7 @@ struct ServerConfig {
   int max_num_seqs = 16;                   // engine batch
   int num_threads = 0;                     // engine threads; 0 = all cores
   bool verify_checksums = true;            // sha256 of every checkpoint file before a load
+  SpeculativeConfig speculative;           // speculative decoding (--speculative, --draft-model)
   bool quickstart = false;                 // train a tiny model when none exists (make run)
   int quickstart_steps = 300;              // training steps of the quickstart job
   std::string configs_dir = "configs";     // model_tiny.yaml and training.yaml for quickstart

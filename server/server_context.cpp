@@ -21,6 +21,7 @@ EngineConfig engine_config(const ServerConfig& c) {
   e.max_num_seqs = c.max_num_seqs;
   e.num_threads = c.num_threads;
   e.verify_checksums = c.verify_checksums;
+  e.speculative = c.speculative;
   return e;
 }
 

@@ -133,6 +133,19 @@ std::string ServerMetrics::render_prometheus(const std::optional<EngineStats>& s
   metric(&out, "ktl_preemptions_total", "counter", "Sequences preempted for lack of KV blocks",
          static_cast<double>(s.preemptions));
   metric(&out, "ktl_engine_steps_total", "counter", "Engine steps", static_cast<double>(s.steps));
+  metric(&out, "ktl_spec_draft_tokens_total", "counter",
+         "Speculative decoding: draft tokens proposed", static_cast<double>(s.spec_proposed));
+  metric(&out, "ktl_spec_accepted_tokens_total", "counter",
+         "Speculative decoding: draft tokens verification kept",
+         static_cast<double>(s.spec_accepted));
+  metric(&out, "ktl_spec_verifications_total", "counter",
+         "Speculative decoding: sequence-steps that verified draft tokens",
+         static_cast<double>(s.spec_verifications));
+  metric(&out, "ktl_spec_acceptance_rate", "gauge", "spec_accepted_tokens / spec_draft_tokens",
+         s.spec_proposed ? static_cast<double>(s.spec_accepted) / s.spec_proposed : 0.0);
+  metric(&out, "ktl_spec_mean_accepted_length", "gauge",
+         "Draft tokens kept per verifying sequence-step (spec_accepted / spec_verifications)",
+         s.spec_verifications ? static_cast<double>(s.spec_accepted) / s.spec_verifications : 0.0);
   metric(&out, "ktl_adapters_loaded", "gauge", "LoRA adapters loaded (draining ones included)",
          static_cast<double>(model.adapters.size()));
   if (!model.adapters.empty()) {
@@ -187,6 +200,12 @@ std::string ServerMetrics::render_serving_json(const std::optional<EngineStats>&
            ? static_cast<double>(s.prefix_cache_hits) / static_cast<double>(s.prefix_cache_queries)
            : 0.0},
       {"preemptions", s.preemptions},
+      {"spec_proposed", s.spec_proposed},
+      {"spec_accepted", s.spec_accepted},
+      {"spec_acceptance_rate",
+       s.spec_proposed ? static_cast<double>(s.spec_accepted) / s.spec_proposed : 0.0},
+      {"spec_mean_accepted_length",
+       s.spec_verifications ? static_cast<double>(s.spec_accepted) / s.spec_verifications : 0.0},
       {"engine_tokens_generated", s.generated_tokens_total},
       {"engine_prompt_tokens", s.prompt_tokens_total}};
   std::lock_guard<std::mutex> lock(mu_);

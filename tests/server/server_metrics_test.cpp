@@ -38,6 +38,9 @@ TEST(ServerMetrics, RendersEngineAndServerNumbers) {
   s.kv_blocks_used = 40;
   s.prefix_cache_queries = 10;
   s.prefix_cache_hits = 5;
+  s.spec_proposed = 40;
+  s.spec_accepted = 30;
+  s.spec_verifications = 10;
   ModelInfo info{"tiny", "ready", 256};
   std::string text = m.render_prometheus(s, info);
   for (const char* want :
@@ -46,7 +49,9 @@ TEST(ServerMetrics, RendersEngineAndServerNumbers) {
         "ktl_http_streams_active 1\n", "ktl_requests_finished_total{reason=\"cancelled\"} 1\n",
         "ktl_http_requests_total{status=\"429\"} 2\n", "ktl_prompt_tokens_total 14\n",
         "ktl_generation_tokens_total 6\n", "ktl_time_to_first_token_seconds_count 2\n",
-        "ktl_time_per_output_token_seconds_count 1\n", "# TYPE ktl_requests_running gauge\n"})
+        "ktl_time_per_output_token_seconds_count 1\n", "# TYPE ktl_requests_running gauge\n",
+        "ktl_spec_draft_tokens_total 40\n", "ktl_spec_accepted_tokens_total 30\n",
+        "ktl_spec_acceptance_rate 0.75\n", "ktl_spec_mean_accepted_length 3\n"})
     EXPECT_NE(text.find(want), std::string::npos) << want;
   auto j = nlohmann::json::parse(m.render_serving_json(s, info));
   EXPECT_EQ(j["model"], "tiny");
@@ -54,6 +59,8 @@ TEST(ServerMetrics, RendersEngineAndServerNumbers) {
   EXPECT_EQ(j["kv_blocks_total"], 100);
   EXPECT_DOUBLE_EQ(j["prefix_cache_hit_rate"].get<double>(), 0.5);
   EXPECT_EQ(j["tokens_generated"], 6);
+  EXPECT_DOUBLE_EQ(j["spec_acceptance_rate"].get<double>(), 0.75);
+  EXPECT_DOUBLE_EQ(j["spec_mean_accepted_length"].get<double>(), 3.0);
   m.stream_closed();
   EXPECT_EQ(m.active_streams(), 0);
   auto none = nlohmann::json::parse(m.render_serving_json(std::nullopt, {"", "none", 0}));
