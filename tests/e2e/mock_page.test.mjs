@@ -89,6 +89,9 @@ if (missing) {
 
       await page.click('a[data-view=serving]');
       await page.waitForSelector('#serving-model:text("ktl-tiny-ko")');
+      // Speculative decoding's counters in the serving panel.
+      await page.waitForSelector('#serving-spec-length:text("2.5")');
+      assert.equal(await page.textContent('#serving-spec-acceptance'), '75% of 40');
 
       assert.deepEqual(problems.console, []);
       assert.deepEqual(problems.external, []);

@@ -42,7 +42,7 @@ export function startMockServer({ port = 0, apiKey = '', model = 'ktl-tiny-ko', 
   let nextId = 1;
   let nextEventId = 1;
   let loadedModel = model;
-  const serving = { running: 0, waiting: 0, kv_blocks_used: 0, kv_blocks_total: 512, prefix_cache_hit_rate: 0.42, tokens_generated: 0 };
+  const serving = { running: 0, waiting: 0, kv_blocks_used: 0, kv_blocks_total: 512, prefix_cache_hit_rate: 0.42, tokens_generated: 0, spec_proposed: 40, spec_accepted: 30, spec_acceptance_rate: 0.75, spec_mean_accepted_length: 2.5 };
   const adapters = new Map(); // name -> GET /v1/adapters row
   const requestedModels = []; // the "model" of each completion request, in order
 

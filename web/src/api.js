@@ -404,6 +404,10 @@ export async function serving() {
     requestsTotal: num(s.requests_total),
     ttftP50: num(s.ttft_p50_s), // seconds
     ttftP99: num(s.ttft_p99_s),
+    // Speculative decoding: null from a server that predates it.
+    specProposed: num(s.spec_proposed),
+    specAcceptance: num(s.spec_acceptance_rate),
+    specMeanAccepted: num(s.spec_mean_accepted_length),
   };
 }
 

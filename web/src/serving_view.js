@@ -55,6 +55,8 @@ export class ServingView {
         big('serving-ttft99', 'TTFT p99'),
         big('serving-context', 'Context length'),
         big('serving-adapter-count', 'Adapters loaded'),
+        big('serving-spec-acceptance', 'Draft tokens accepted'),
+        big('serving-spec-length', 'Mean accepted length'),
       ),
       new AdaptersCard('serving').el,
       h(
@@ -98,6 +100,10 @@ export class ServingView {
     set('serving-ttft99', ms(s.ttftP99));
     set('serving-context', s.maxContext ? `${s.maxContext} tok` : '–');
     set('serving-adapter-count', s.adaptersLoaded === null ? String(store.adapters.length) : String(s.adaptersLoaded));
+    // Speculative decoding: '–' until a draft token was proposed (off, or nothing served yet).
+    const spec = s.specProposed !== null && s.specProposed > 0;
+    set('serving-spec-acceptance', spec ? `${fmtNum(100 * s.specAcceptance, 3)}% of ${fmtNum(s.specProposed)}` : '–');
+    set('serving-spec-length', spec ? fmtNum(s.specMeanAccepted, 3) : '–');
     const pct = s.kvTotal ? (100 * s.kvUsed) / s.kvTotal : 0;
     this.kvFill.style.width = `${pct}%`;
     this.kvFill.classList.toggle('warn', pct > 85);
