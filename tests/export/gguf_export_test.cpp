@@ -512,5 +512,44 @@ TEST_F(GgufExportTest, CliExportsAndRejectsBadFlags) {
             1);
 }
 
+bool same_value(const GgufValue& a, const GgufValue& b) {
+  if (a.type != b.type || a.elem_type != b.elem_type || a.u != b.u || a.i != b.i || a.f != b.f ||
+      a.s != b.s || a.arr.size() != b.arr.size())
+    return false;
+  for (size_t i = 0; i < a.arr.size(); ++i)
+    if (!same_value(a.arr[i], b.arr[i])) return false;
+  return true;
+}
+
+// Speculative decoding in llama.cpp (llama-speculative, -md) accepts a draft only when its
+// vocabulary matches the target's: the same tokenizer type, size, special ids and token texts.
+// A draft distilled by ktl (the teacher's tokenizer.model) exports every tokenizer.* key equal,
+// whatever its shape and dtype.
+TEST_F(GgufExportTest, ADraftAndItsTargetExportIdenticalVocabularies) {
+  TinyModel draft;
+  draft.hidden = 32;
+  draft.layers = 1;
+  draft.heads = 2;
+  draft.kv_heads = 1;
+  draft.ffn = 64;
+  run(make_checkpoint("spec_target", TinyModel{}), GgufDtype::kF32, "spec_target.gguf");
+  run(make_checkpoint("spec_draft", draft), GgufDtype::kQ8_0, "spec_draft.gguf");
+  GgufFile t = GgufFile::open((root_ / "spec_target.gguf").string());
+  GgufFile d = GgufFile::open((root_ / "spec_draft.gguf").string());
+  int keys = 0;
+  for (const auto& [key, value] : t.metadata()) {
+    if (key.rfind("tokenizer.", 0) != 0) continue;
+    ++keys;
+    const GgufValue* other = d.find(key);
+    ASSERT_NE(other, nullptr) << key;
+    EXPECT_TRUE(same_value(value, *other)) << key;
+  }
+  for (const auto& [key, value] : d.metadata())
+    if (key.rfind("tokenizer.", 0) == 0) EXPECT_NE(t.find(key), nullptr) << key;
+  EXPECT_GE(keys, 6);  // model, tokens, scores, token_type, bos, eos at least
+  EXPECT_EQ(t.get_u32("llama.vocab_size"), d.get_u32("llama.vocab_size"));
+  EXPECT_NE(t.get_u32("llama.block_count"), d.get_u32("llama.block_count"));
+}
+
 }  // namespace
 }  // namespace ktl
