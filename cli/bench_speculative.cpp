@@ -161,7 +161,8 @@ int run_speculative_bench(const Args& a, const SpeculativeBenchSetup& s) {
     // over the wall time of the run (what a loaded server delivers).
     j["plain_decode_tok_s"] = plain_tok / std::max(plain_s, 1e-9);
     j["spec_decode_tok_s"] = spec_tok / std::max(spec_s, 1e-9);
-    j["decode_ratio"] = j["spec_decode_tok_s"].get<double>() / j["plain_decode_tok_s"].get<double>();
+    j["decode_ratio"] =
+        j["spec_decode_tok_s"].get<double>() / j["plain_decode_tok_s"].get<double>();
     j["plain_aggregate_tok_s"] = plain_tok / std::max(plain_wall, 1e-9);
     j["spec_aggregate_tok_s"] = spec_tok / std::max(spec_wall, 1e-9);
     j["aggregate_ratio"] = plain_wall / std::max(spec_wall, 1e-9);

@@ -33,7 +33,6 @@ struct ServedAdapter {
   std::shared_ptr<const EngineLora> weights;
 };
 
-
 // One sequence's draft tokens for a speculative step.
 struct SpecDraft {
   std::vector<int> tokens;           // proposed tokens, verified in order

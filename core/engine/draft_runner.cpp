@@ -42,9 +42,9 @@ DraftRunner::DraftRunner(std::shared_ptr<const EngineModel> draft, const ModelCo
   }
   pool_ = PagedKvPool(dc.num_layers, num_blocks, block_size, dc.num_kv_heads, dc.head_dim(),
                       model_->device());
-  kv_bytes_ = PagedKvPool::bytes_per_block(dc.num_layers, block_size, dc.num_kv_heads,
-                                           dc.head_dim()) *
-              num_blocks;
+  kv_bytes_ =
+      PagedKvPool::bytes_per_block(dc.num_layers, block_size, dc.num_kv_heads, dc.head_dim()) *
+      num_blocks;
 }
 
 std::vector<DraftRunner::Proposal> DraftRunner::propose(

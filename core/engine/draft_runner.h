@@ -44,9 +44,9 @@ class DraftRunner {
     Sampler sampler;  // the request's, reseeded: penalties see each draft token
   };
   struct Proposal {
-    std::vector<int> tokens;             // k draft tokens
-    std::vector<TokenDistribution> q;    // what each was drawn from (empty when greedy)
-    int computed = 0;                    // tokens with draft K/V now: tokens->size() + k - 1
+    std::vector<int> tokens;           // k draft tokens
+    std::vector<TokenDistribution> q;  // what each was drawn from (empty when greedy)
+    int computed = 0;                  // tokens with draft K/V now: tokens->size() + k - 1
   };
   // k draft forward passes at most (the first also catches each sequence up on the tokens it
   // has not computed). `on_step(seqs, ms)` reports each pass of one row per sequence.

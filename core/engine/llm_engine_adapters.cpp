@@ -18,11 +18,11 @@ namespace {
 
 // Names go into URLs (DELETE /v1/adapters/NAME) and the "model" field: a safe set of characters.
 void check_adapter_name(const std::string& name) {
-  const bool ok = !name.empty() && name.size() <= 128 &&
-                  std::all_of(name.begin(), name.end(), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
-                           c == '.' || c == ':';
-                  });
+  const bool ok =
+      !name.empty() && name.size() <= 128 && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+               c == ':';
+      });
   if (!ok)
     throw std::invalid_argument("adapter name '" + name +
                                 "' must be 1-128 characters of A-Z a-z 0-9 - _ . :");
@@ -98,8 +98,7 @@ std::shared_ptr<ServedAdapter> LlmEngine::acquire_adapter(const std::string& nam
   std::lock_guard<std::mutex> lk(adapters_mu_);
   auto it = adapters_.find(name);
   if (it == adapters_.end()) throw AdapterNotFound("adapter '" + name + "' is not loaded");
-  if (it->second->info.draining)
-    throw AdapterNotFound("adapter '" + name + "' is being unloaded");
+  if (it->second->info.draining) throw AdapterNotFound("adapter '" + name + "' is being unloaded");
   it->second->info.in_flight += n;
   it->second->info.requests_total += static_cast<uint64_t>(n);
   return it->second;

@@ -24,7 +24,7 @@ class LinearCostFit {
   explicit LinearCostFit(double decay = 0.98) : decay_(decay) {}
   void add(double x, double y);
   bool ready() const { return n_ >= 2 && spread() > 0; }  // two distinct x seen
-  double predict(double x) const;                          // 0 before any sample
+  double predict(double x) const;                         // 0 before any sample
   double intercept() const;
   double slope() const;
   double samples() const { return n_; }

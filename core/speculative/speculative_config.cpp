@@ -33,8 +33,8 @@ SpeculativeConfig parse_speculative_mode(const std::string& value, SpeculativeCo
     used = 0;
   }
   if (used != value.size() || value.empty() || k < 1 || k > 16) {
-    throw std::invalid_argument("--speculative must be off, auto or a number of tokens 1-16, not '" +
-                                value + "'");
+    throw std::invalid_argument(
+        "--speculative must be off, auto or a number of tokens 1-16, not '" + value + "'");
   }
   base.mode = SpeculativeMode::kFixed;
   base.num_tokens = k;

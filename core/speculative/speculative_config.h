@@ -14,8 +14,8 @@ enum class SpeculativeMode {
 
 struct SpeculativeConfig {
   SpeculativeMode mode = SpeculativeMode::kOff;
-  int num_tokens = 4;     // k in kFixed; the largest k kAuto tries
-  int prompt_lookup = 0;  // longest n-gram matched against the sequence itself; 0 = no lookup
+  int num_tokens = 4;         // k in kFixed; the largest k kAuto tries
+  int prompt_lookup = 0;      // longest n-gram matched against the sequence itself; 0 = no lookup
   int prompt_lookup_min = 1;  // shortest n-gram tried before giving up for this step
   std::string draft_model;    // draft checkpoint dir (same vocabulary); empty = none
   bool enabled() const { return mode != SpeculativeMode::kOff; }

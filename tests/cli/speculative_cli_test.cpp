@@ -57,7 +57,8 @@ TEST(SpeculativeCli, RefusesADraftWithAnotherTokenizerAndFlagsWithoutASource) {
   const auto other = ktl::testing::make_tiny_tokenizer(d / "tok2", 600);
   ktl::testing::make_tiny_checkpoint(d / "ck", tok, 3);
   ktl::testing::make_tiny_checkpoint(d / "foreign", other, 4);
-  const std::string gen = "generate --model " + d / "ck" + " --prompt '나는' --max-tokens 4 "
+  const std::string gen = "generate --model " + d / "ck" +
+                          " --prompt '나는' --max-tokens 4 "
                           "--threads 1 --kv-cache-mb 8";
   CliRun r = run(gen + " --draft-model " + d / "foreign");
   EXPECT_NE(r.code, 0);
@@ -74,8 +75,8 @@ TEST(SpeculativeCli, BenchPromptsComparesPlainAndSpeculative) {
   ktl::testing::TempDir d;
   const auto tok = ktl::testing::make_tiny_tokenizer(d / "tok");
   ktl::testing::make_tiny_checkpoint(d / "ck", tok, 3);
-  ktl::testing::write_lines(d / "prompts.txt",
-                            {"나는 학교에서", "오늘 날씨가 좋다. 오늘 날씨가", "", "영화가 재미있다"});
+  ktl::testing::write_lines(
+      d / "prompts.txt", {"나는 학교에서", "오늘 날씨가 좋다. 오늘 날씨가", "", "영화가 재미있다"});
   const CliRun r = run("bench --model " + d / "ck" + " --prompts " + d / "prompts.txt" +
                        " --prompt-lookup 2 --speculative 3 --streams 1,2 --gen-tokens 12 "
                        "--threads 1 --json");

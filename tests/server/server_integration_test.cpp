@@ -511,3 +511,38 @@ TEST_F(ServeOwnServerTest, CorruptModelLeavesTheServerUpButUnhealthy) {
   EXPECT_TRUE(c.Get("/v1/models"));  // the rest of the server still answers
   EXPECT_EQ(server.stop(), 0);
 }
+
+// `ktl serve --prompt-lookup`: completions speculate (the engine gets the server's settings), the
+// greedy text equals the plain server's, and /metrics and /v1/serving count the draft tokens.
+TEST_F(ServeOwnServerTest, SpeculativeServingMatchesPlainAndIsCounted) {
+  const std::string body =
+      R"({"prompt":"나는 학교에서 나는 학교에서 나는","max_tokens":24,"temperature":0,)"
+      R"("ignore_eos":true})";
+  std::string texts[2];
+  for (int spec = 0; spec < 2; ++spec) {
+    std::vector<std::string> args{"--model",       model_,
+                                  "--data-dir",    dir_ + "/data" + std::to_string(spec),
+                                  "--kv-cache-mb", "16"};
+    if (spec) args.insert(args.end(), {"--prompt-lookup", "2", "--speculative", "3"});
+    ServerProcess server(args, dir_ + "/server" + std::to_string(spec) + ".log");
+    ASSERT_TRUE(server.wait_healthy()) << server.log();
+    httplib::Client c("127.0.0.1", server.port());
+    c.set_read_timeout(60, 0);
+    auto r = c.Post("/v1/completions", body, "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    texts[spec] = json::parse(r->body)["choices"][0]["text"].get<std::string>();
+    auto m = c.Get("/metrics");
+    ASSERT_TRUE(m);
+    auto s = json::parse(c.Get("/v1/serving")->body);
+    if (spec) {
+      EXPECT_GT(s["spec_proposed"].get<int>(), 0) << s.dump();
+      EXPECT_EQ(m->body.find("ktl_spec_draft_tokens_total 0\n"), std::string::npos) << m->body;
+    } else {
+      EXPECT_EQ(s["spec_proposed"].get<int>(), 0);
+      EXPECT_NE(m->body.find("ktl_spec_draft_tokens_total 0\n"), std::string::npos);
+    }
+    EXPECT_EQ(server.stop(), 0) << server.log();
+  }
+  EXPECT_EQ(texts[1], texts[0]);
+}

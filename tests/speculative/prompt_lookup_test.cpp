@@ -25,7 +25,7 @@ TEST(PromptLookup, PrefersTheLongestNgramThenTheLatestPosition) {
 
 TEST(PromptLookup, NothingWithoutARecurringSuffix) {
   EXPECT_TRUE(prompt_lookup({1, 2, 3, 4}, 3, 1, 4).empty());
-  EXPECT_TRUE(prompt_lookup({1, 2, 1, 3}, 3, 2, 4).empty());  // "1 3" never recurs; min 2
+  EXPECT_TRUE(prompt_lookup({1, 2, 1, 3}, 3, 2, 4).empty());            // "1 3" never recurs; min 2
   EXPECT_EQ(prompt_lookup({1, 2, 1, 3}, 3, 1, 4), std::vector<int>{});  // "3" is new
   EXPECT_TRUE(prompt_lookup({4}, 3, 1, 4).empty());
   EXPECT_TRUE(prompt_lookup({}, 3, 1, 4).empty());
