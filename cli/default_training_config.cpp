@@ -7,8 +7,11 @@
 namespace ktl::cli {
 
 std::string default_training_config_path() {
+  return shipped_config_path("configs/training.yaml");
+}
+
+std::string shipped_config_path(const std::string& rel) {
   namespace fs = std::filesystem;
-  const char* rel = "configs/training.yaml";
   if (fs::exists(rel)) return rel;
   const std::string exe = ktl::executable_path();
   if (!exe.empty()) {

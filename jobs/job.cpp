@@ -16,7 +16,7 @@ constexpr std::array<std::pair<JobStatus, const char*>, 6> kStatusNames = {{
     {JobStatus::kInterrupted, "interrupted"},
 }};
 
-constexpr std::array<std::pair<JobKind, const char*>, 8> kKindNames = {{
+constexpr std::array<std::pair<JobKind, const char*>, 9> kKindNames = {{
     {JobKind::kPrepareData, "prepare-data"},
     {JobKind::kTrainTokenizer, "train-tokenizer"},
     {JobKind::kTrain, "train"},
@@ -25,6 +25,7 @@ constexpr std::array<std::pair<JobKind, const char*>, 8> kKindNames = {{
     {JobKind::kSweep, "sweep"},
     {JobKind::kSft, "sft"},
     {JobKind::kDpo, "dpo"},
+    {JobKind::kDistill, "distill"},
 }};
 
 }  // namespace

@@ -25,8 +25,19 @@ enum class JobStatus { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kInte
 // What the child runs. kPipeline = prepare-data, then train on the prepared data (one job,
 // two child processes in sequence; see job_spec.h). kSweep = `ktl sweep`: many short trainings
 // in one child; a resumed sweep continues from its output dir's sweep_state.json. kSft / kDpo =
-// `ktl sft` / `ktl dpo` (instruction and preference tuning from a checkpoint).
-enum class JobKind { kPrepareData, kTrainTokenizer, kTrain, kEval, kPipeline, kSweep, kSft, kDpo };
+// `ktl sft` / `ktl dpo` (instruction and preference tuning from a checkpoint). kDistill = `ktl
+// distill` (a draft model trained on a teacher's outputs, for speculative decoding).
+enum class JobKind {
+  kPrepareData,
+  kTrainTokenizer,
+  kTrain,
+  kEval,
+  kPipeline,
+  kSweep,
+  kSft,
+  kDpo,
+  kDistill
+};
 
 bool job_status_transition_allowed(JobStatus from, JobStatus to);
 // succeeded, failed, cancelled, interrupted: no child runs and none will without a resume.

@@ -156,7 +156,7 @@ Job JobRunner::resume(int64_t id) {
                         std::to_string(j.pid) + ") is still stopping; try again shortly");
   std::string from;
   if (j.kind == JobKind::kTrain || j.kind == JobKind::kPipeline || j.kind == JobKind::kSft ||
-      j.kind == JobKind::kDpo) {
+      j.kind == JobKind::kDpo || j.kind == JobKind::kDistill) {
     auto cps = store_.checkpoints(id);
     for (auto it = cps.rbegin(); it != cps.rend(); ++it) {
       std::error_code ec;

@@ -104,6 +104,18 @@ const std::vector<KindDef>& kind_defs() {
        "output_dir",
        "checkpoints",
        true},
+      {JobKind::kDistill,
+       "distill",
+       {{"teacher", OptType::kInputDir, true, "--teacher"},
+        {"data", OptType::kInputDir, true, "--data"},
+        {"model_config", OptType::kInputFile, false, "--model-config"},
+        {"config", OptType::kInputFile, false, "--config"},
+        {"output_dir", OptType::kOutputDir, false, "--output-dir"},
+        {"resume_from", OptType::kInputDir, false, "--resume-from"},
+        {"init_from", OptType::kInputDir, false, "--init-from"}},
+       "output_dir",
+       "checkpoints",
+       true},
       {JobKind::kTrainTokenizer,
        "train-tokenizer",
        {{"input", OptType::kInputPaths, true, "--input"},
@@ -294,6 +306,9 @@ void validate_training_overrides(const KindDef& def, const json& opts, const std
     if (file_alone) fail(prefix + ".config", std::string(e.what()) + " (in the config file)");
     fail(prefix, std::string(e.what()) + " (the config file with these overrides)");
   }
+  if (def.kind != JobKind::kDistill && c.distill_teacher != TrainingConfig{}.distill_teacher)
+    fail(prefix + (opts.contains("distill_teacher") ? ".distill_teacher" : ".config"),
+         "distillation runs as the distill job kind (its teacher option)");
   // LoRA trains an adapter on a base checkpoint: refused here rather than by the child.
   if (c.lora_rank > 0 && !opts.contains("init_from") && !opts.contains("resume_from"))
     fail(prefix + (opts.contains("lora_rank") ? ".lora_rank" : ".config"),
@@ -335,6 +350,30 @@ void validate_dpo_options(const KindDef& def, const json& out, const std::string
                                               out["rejected_max_tokens"].get<int64_t>() < 1))
     fail(prefix + ".rejected_max_tokens", "must be an integer >= 1");
   validate_training_overrides(def, out, prefix, kDpoKeys);
+}
+
+// A distill stage: alpha, temperature and top_k (ktl distill's flags for the distill_* keys)
+// checked here, every other key as a training key.
+void validate_distill_options(const KindDef& def, const json& out, const std::string& prefix) {
+  auto number = [&](const char* key, const char* range, const std::function<bool(double)>& ok) {
+    if (!out.contains(key)) return;
+    const json& v = out[key];
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || !ok(v.get<double>()))
+      fail(prefix + "." + key, std::string("must be a number ") + range);
+  };
+  number("alpha", "in [0, 1]", [](double x) { return x >= 0 && x <= 1; });
+  number("temperature", "in (0, 100]", [](double x) { return x > 0 && x <= 100; });
+  if (out.contains("top_k") &&
+      (!out["top_k"].is_number_integer() || out["top_k"].get<int64_t>() < 0 ||
+       out["top_k"].get<int64_t>() > (int64_t(1) << 24)))
+    fail(prefix + ".top_k", "must be an integer >= 0 (0 = the whole vocabulary)");
+  for (const char* key :
+       {"distill_teacher", "distill_alpha", "distill_temperature", "distill_top_k"})
+    if (out.contains(key))
+      fail(prefix + "." + key, "is set by the teacher, alpha, temperature and top_k options");
+  if (out.contains("lora_rank") && out["lora_rank"] != 0)
+    fail(prefix + ".lora_rank", "distillation trains the whole draft (no LoRA)");
+  validate_training_overrides(def, out, prefix, {"alpha", "temperature", "top_k"});
 }
 
 // A sweep takes no overrides (the space and the config file say everything); its space and
@@ -405,6 +444,7 @@ json validate_options(const KindDef& def, const json& opts, const std::string& p
   if (def.kind == JobKind::kTrain) validate_training_overrides(def, out, prefix);
   if (def.kind == JobKind::kSweep) validate_sweep_options(out, prefix);
   if (def.kind == JobKind::kDpo) validate_dpo_options(def, out, prefix);
+  if (def.kind == JobKind::kDistill) validate_distill_options(def, out, prefix);
   if (def.kind == JobKind::kSft) {
     if (!out.contains("init_from") && !out.contains("resume_from"))
       fail(prefix + ".init_from", "is required (the checkpoint to fine-tune)");
@@ -491,8 +531,10 @@ ValidatedSpec validate_job_spec(const json& spec, const JobSpecContext& ctx) {
   if (!spec["kind"].is_string()) fail("kind", "must be a string");
   auto kind = parse_job_kind(spec["kind"].get<std::string>());
   if (!kind)
-    fail("kind", "unknown job kind '" + spec["kind"].get<std::string>() +
-                     "' (expected prepare-data, train-tokenizer, train, eval, pipeline or sweep)");
+    fail("kind",
+         "unknown job kind '" + spec["kind"].get<std::string>() +
+             "' (expected prepare-data, train-tokenizer, train, eval, pipeline, sweep, sft, dpo or "
+             "distill)");
   ValidatedSpec v;
   v.kind = *kind;
   v.name = to_string(*kind);

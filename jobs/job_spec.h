@@ -32,6 +32,12 @@
 //                    dpo_training_defaults) plus loss ("dpo" | "orpo"), beta, orpo_lambda,
 //                    val_fraction, rejected_from_model (bool), rejected_max_tokens,
 //                    rejected_temperature, rejected_top_p, each checked here
+//   distill          teacher (dir, required) -> --teacher, data (dir, required) -> --data,
+//                    model_config (file, optional; default configs/model_draft.yaml) ->
+//                    --model-config, config (file, optional) -> --config, output_dir (dir,
+//                    optional), resume_from / init_from (dir, optional); overrides are training
+//                    keys (max_minutes, ...) plus alpha ([0, 1]), temperature ((0, 100]) and
+//                    top_k (integer >= 0), each checked here
 //   pipeline         {"prepare_data": {prepare-data options}, "train": {train options}}:
 //                    runs prepare-data, then train; train.data defaults to prepare's output.
 // Any other option key (lowercase [a-z0-9_]) is an override passed as --key-with-dashes=VALUE:

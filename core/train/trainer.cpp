@@ -80,6 +80,7 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
         " exceeds the model's max_seq_length " + std::to_string(model_->config().max_seq_length));
   if (config_.lora_rank > 0 && !has_lora(*model_))
     throw std::invalid_argument("lora_rank > 0 but the model carries no adapter");
+  check_distillation();
   // Frozen parameters (a LoRA base) stay out of the optimizer, the clipping and the reducer.
   std::vector<std::pair<std::string, torch::Tensor>> named;
   for (const auto& p : model_->named_parameters()) {
@@ -122,6 +123,33 @@ Trainer::Trainer(TrainingConfig config, Transformer model, std::shared_ptr<Token
         "model_small's peak 3x (3.3 -> 1.05 GB) for 20-40% of the speed (docs/training-guide.md, "
         "LoRA)");
   scaler_ = GradScaler(precision_ == Precision::kFp16);
+}
+
+void Trainer::check_distillation() {
+  const bool want = !config_.distill_teacher.empty();
+  if (want != bool(data_.teacher))
+    throw std::invalid_argument(
+        want ? "distill_teacher is set (" + config_.distill_teacher +
+                   ") but no teacher was loaded: distillation runs through `ktl distill`"
+             : "a teacher was given but distill_teacher is not set");
+  if (!data_.teacher) return;
+  if (data_.sft_train) throw std::invalid_argument("distillation trains on token shards, not SFT");
+  const ModelConfig& t = data_.teacher->config();
+  if (t.vocab_size != model_->config().vocab_size)
+    throw std::invalid_argument("the teacher's vocabulary (" + std::to_string(t.vocab_size) +
+                                ") differs from the student's (" +
+                                std::to_string(model_->config().vocab_size) + ")");
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "distillation: teacher %s (%lld parameters, %d layers, hidden %d); loss %.3g * "
+                "T^2 * KL + %.3g * CE at T %.3g, KL over %s",
+                data_.teacher->identity().path.c_str(), (long long)t.num_parameters(), t.num_layers,
+                t.hidden_size, config_.distill_alpha, 1.0 - config_.distill_alpha,
+                config_.distill_temperature,
+                config_.distill_top_k > 0
+                    ? ("the teacher's top " + std::to_string(config_.distill_top_k)).c_str()
+                    : "the whole vocabulary");
+  log(buf);
 }
 
 Precision Trainer::measure_precision(std::string* why) {
@@ -223,10 +251,32 @@ bool Trainer::agree_any(bool flag) {
   return pg_->sum(flag ? 1.0 : 0.0) > 0.5;
 }
 
+torch::Tensor Trainer::micro_batch_loss(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                        double weight, torch::Tensor& kl_sum,
+                                        torch::Tensor& ce_sum) {
+  AutocastScope autocast(precision_, device_);
+  // [b, T, D]
+  auto h = training_hidden(*model_, inputs, torch::Tensor(), config_.gradient_checkpointing);
+  if (!data_.teacher) return -target_logprobs(*model_, h, targets).mean();  // cross-entropy
+  // The teacher sees the same inputs, without gradients, in this autocast.
+  const DistillTargets t =
+      data_.teacher->targets(inputs, config_.distill_top_k, config_.distill_temperature);
+  DistillLossOptions o;
+  o.alpha = config_.distill_alpha;
+  o.temperature = config_.distill_temperature;
+  auto hn = model_->norm(h).reshape({-1, h.size(2)});  // [b*T, D]
+  const DistillLoss d = distill_loss(hn, model_->output_weight(), targets.reshape({-1}), t, o);
+  auto kl = d.kl.mean() * weight, ce = d.ce.mean() * weight;
+  kl_sum = kl_sum.defined() ? kl_sum + kl : kl;
+  ce_sum = ce_sum.defined() ? ce_sum + ce : ce;
+  return d.loss.mean();
+}
+
 double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_batches) {
   int64_t rows = 0;
   for (const auto& mb : micro_batches) rows += mb.size(0);
-  torch::Tensor loss_sum;  // summed as a tensor: one host read per step, not per micro-batch
+  // Summed as tensors: one host read per step, not per micro-batch.
+  torch::Tensor loss_sum, kl_sum, ce_sum;
   for (size_t i = 0; i < micro_batches.size(); ++i) {
     const auto& cpu_mb = micro_batches[i];
     // Data parallel: the last backward of the step all-reduces buckets as they fill.
@@ -234,24 +284,21 @@ double Trainer::accumulate_gradients(const std::vector<torch::Tensor>& micro_bat
     auto mb = cpu_mb.to(device_);  // [b, T+1]
     const auto T = mb.size(1) - 1;
     auto inputs = mb.narrow(1, 0, T), targets = mb.narrow(1, 1, T);  // [b, T]
-    torch::Tensor logp;                                              // [b, T]
-    {
-      AutocastScope autocast(precision_, device_);
-      auto h = training_hidden(*model_, inputs, torch::Tensor(),
-                               config_.gradient_checkpointing);  // [b, T, D]
-      logp = target_logprobs(*model_, h, targets);
-    }
-    auto loss = -logp.mean();  // cross-entropy over every position
     // Weight by rows so k micro-batches give the gradient of one batch k times larger.
     const double weight = double(mb.size(0)) / double(rows);
+    auto loss = micro_batch_loss(inputs, targets, weight, kl_sum, ce_sum);
     (loss * (weight * scaler_.scale())).backward();
     auto w = loss.detach() * weight;
     loss_sum = loss_sum.defined() ? loss_sum + w : w;
   }
   double loss = loss_sum.defined() ? loss_sum.item<double>() : 0.0;
+  last_kl_ = kl_sum.defined() ? kl_sum.item<double>() : 0.0;
+  last_ce_ = ce_sum.defined() ? ce_sum.item<double>() : 0.0;
   if (reducer_) {
     reducer_->finish();  // every rank now holds the mean gradient of the global batch
-    loss = pg_->sum(loss) / double(pg_->world_size());
+    const double W = double(pg_->world_size());
+    loss = pg_->sum(loss) / W;
+    if (data_.teacher) last_kl_ = pg_->sum(last_kl_) / W, last_ce_ = pg_->sum(last_ce_) / W;
   }
   return loss;
 }
@@ -408,17 +455,18 @@ void Trainer::write_samples() {
   }
 }
 
-void Trainer::log_progress(double loss, double grad_norm, double lr, double tokens_per_s) {
+void Trainer::log_progress(double loss, double grad_norm, double lr, double tokens_per_s,
+                           const std::string& parts) {
   const double elapsed = train_seconds_;
   const int64_t done_here = step_ - run_start_step_;
   const double per_step = done_here > 0 ? elapsed_this_run_ / double(done_here) : 0;
   const double eta = per_step * double(expected_total_steps() - step_);
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "step %lld/%lld | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | loop %.0f "
+                "step %lld/%lld | loss %.4f%s | lr %.2e | grad norm %.3f | %.0f tok/s | loop %.0f "
                 "tok/s excl. eval | elapsed %s | eta %s",
-                (long long)step_, (long long)expected_total_steps(), loss, lr, grad_norm,
-                tokens_per_s, loop_tokens_per_s(), fmt_duration(elapsed).c_str(),
+                (long long)step_, (long long)expected_total_steps(), loss, parts.c_str(), lr,
+                grad_norm, tokens_per_s, loop_tokens_per_s(), fmt_duration(elapsed).c_str(),
                 fmt_duration(eta).c_str());
   log(buf);
 }
@@ -467,7 +515,16 @@ void Trainer::report_interval(LogInterval& iv, double lr) {
   sink_.metric("train/grad_norm", step_, mean_norm);
   sink_.metric("train/tokens_per_s", step_, tps);
   sink_.metric("train/loop_tokens_per_s", step_, loop_tokens_per_s());
-  log_progress(mean_loss, mean_norm, lr, tps);
+  std::string parts;
+  if (data_.teacher) {
+    const double kl = iv.kl / iv.steps, ce = iv.ce / iv.steps;
+    sink_.metric("train/kl", step_, kl);
+    sink_.metric("train/ce", step_, ce);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, " | kl %.4f | ce %.4f", kl, ce);
+    parts = buf;
+  }
+  log_progress(mean_loss, mean_norm, lr, tps, parts);
   if (reducer_) report_distributed(iv);
   iv = LogInterval{};
 }
@@ -528,6 +585,7 @@ TrainResult Trainer::run(int64_t until_step) {
     train_seconds_ += dt;
     elapsed_this_run_ += dt;
     iv.loss += loss, iv.grad_norm += norm, iv.seconds += dt, ++iv.steps;
+    iv.kl += last_kl_, iv.ce += last_ce_;
     if (reducer_) iv.comm_wait += reducer_->stats().wait_seconds;
     sink_.progress(step_, expected_total_steps());
     if (step_ % config_.log_steps == 0 || step_ == end ||

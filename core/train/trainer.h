@@ -43,6 +43,7 @@
 #include "core/task_eval/mc_task.h"
 #include "core/train/adamw.h"
 #include "core/train/data_loader.h"
+#include "core/train/distill_teacher.h"
 #include "core/train/evaluation.h"
 #include "core/train/lr_schedule.h"
 #include "core/train/metrics_sink.h"
@@ -77,6 +78,9 @@ struct TrainerData {
   // Held-out conversations whose last user turn is answered at each sample step; the answers
   // are scored (val/chrf, val/rouge_l) against the references.
   std::vector<ChatConversation> sample_chats;
+  // Distillation (config distill_teacher set): the teacher run on every token-shard batch; the
+  // loss is then core/train/distill_loss.h's, with train/kl and train/ce logged beside it.
+  std::shared_ptr<DistillTeacher> teacher;
 };
 
 class Trainer {
@@ -93,7 +97,8 @@ class Trainer {
 
   // Restores optimizer, scheduler position, data position and counters from a checkpoint
   // written by this trainer (the weights are loaded by the caller through load_checkpoint).
-  // Throws std::runtime_error naming the file on a missing, truncated or corrupt state.
+  // Throws std::runtime_error naming the file on a missing, truncated or corrupt state, and
+  // when the checkpoint was distilled from another teacher than this run's.
   void restore(const std::string& checkpoint_dir);
 
   // Joins a data-parallel job (before restore() and run()): copies rank 0's weights to every
@@ -130,13 +135,19 @@ class Trainer {
 
  private:
   void log(const std::string& line);
-  struct LogInterval {  // sums since the last progress line
-    double loss = 0, grad_norm = 0, seconds = 0, comm_wait = 0;
+  void check_distillation();  // the teacher fits this run (constructor); logs its settings
+  struct LogInterval {        // sums since the last progress line
+    double loss = 0, grad_norm = 0, seconds = 0, comm_wait = 0, kl = 0, ce = 0;
     int steps = 0;
   };
   void report_distributed(const LogInterval& iv);
   bool agree_any(bool flag);  // true on every rank when it is true on any
-  void log_progress(double loss, double grad_norm, double lr, double tokens_per_s);
+  void log_progress(double loss, double grad_norm, double lr, double tokens_per_s,
+                    const std::string& parts);
+  // inputs, targets [b, T] -> the micro-batch's mean loss (scalar; distillation: also adds its
+  // mean KL and CE, times `weight`, to kl_sum / ce_sum).
+  torch::Tensor micro_batch_loss(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                 double weight, torch::Tensor& kl_sum, torch::Tensor& ce_sum);
   Precision measure_precision(std::string* why);
   double current_lr() const;             // the schedule at step_ (by time under max_minutes)
   bool time_budget_spent() const;        // max_minutes set and reached
@@ -189,6 +200,7 @@ class Trainer {
   std::chrono::steady_clock::time_point run_t0_{};  // run() began
   double aside_seconds_ = 0;                        // this run's eval, checkpoint and sample time
   int64_t run_start_step_ = 0;
+  double last_kl_ = 0, last_ce_ = 0;  // distillation: the last step's mean KL and CE
   std::atomic<bool> stop_requested_{false};
   std::shared_ptr<ProcessGroup> pg_;
   std::unique_ptr<GradientReducer> reducer_;

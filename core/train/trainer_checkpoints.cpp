@@ -16,6 +16,46 @@ namespace ktl {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+namespace {
+
+json teacher_json(const TeacherIdentity& t) {
+  return {{"teacher", t.path},
+          {"teacher_config_sha256", t.config_sha256},
+          {"teacher_weights_sha256", t.weights_sha256}};
+}
+
+// A distillation run resumes only with the teacher it started with (a moved copy is fine); a
+// change of loss (distilling a checkpoint trained without a teacher, or the reverse) is logged.
+std::string check_resumed_teacher(const json& state, const DistillTeacher* teacher,
+                                  const std::string& checkpoint_dir) {
+  const bool had = state.contains("distill");
+  if (!had && !teacher) return "";
+  if (!had)
+    return "note: " + checkpoint_dir +
+           " was trained without a teacher; distillation starts at this step";
+  const json& d = state["distill"];
+  const std::string was = d.value("teacher", std::string("?"));
+  if (!teacher)
+    return "note: " + checkpoint_dir + " was distilled from " + was +
+           "; this run continues with the next-token loss alone";
+  TeacherIdentity old;
+  old.path = was;
+  old.config_sha256 = d.value("teacher_config_sha256", std::string());
+  old.weights_sha256 = d.value("teacher_weights_sha256", std::string());
+  const std::string why = teacher->identity().mismatch(old);
+  if (!why.empty())
+    throw std::runtime_error(checkpoint_dir + " was distilled from the teacher " + was +
+                             ", but this run's teacher " + teacher->identity().path +
+                             " is another model: " + why + " (resume with --teacher " + was +
+                             ", or start a new run from these weights with --init-from)");
+  if (old.path != teacher->identity().path)
+    return "note: the teacher moved from " + old.path + " to " + teacher->identity().path +
+           " (same config and weights)";
+  return "";
+}
+
+}  // namespace
+
 void Trainer::write_state_files(const std::string& dir) const {
   const fs::path d(dir);
   write_file_atomic(d / kTrainingConfigFile, config_.to_yaml());
@@ -39,6 +79,7 @@ void Trainer::write_state_files(const std::string& dir) const {
       {"loss_scale_good_steps", scaler_.good_steps()},
       {"precision", precision_name(precision_)},
   };
+  if (data_.teacher) s["distill"] = teacher_json(data_.teacher->identity());
   if (precision_timing_.fp32_s > 0)  // bf16: auto measured both
     s["precision_step_seconds"] = {{"fp32", precision_timing_.fp32_s},
                                    {"bf16", precision_timing_.bf16_s}};
@@ -66,6 +107,7 @@ std::string Trainer::save_checkpoint_now(bool with_eval_metrics) {
     meta.extra["precision_bf16_step_s"] = std::to_string(precision_timing_.bf16_s);
   }
   meta.extra["max_steps"] = std::to_string(config_.max_steps);
+  if (data_.teacher) meta.extra["distill_teacher"] = data_.teacher->identity().path;
   const fs::path dir = fs::path(output_dir_) / ("checkpoint-" + std::to_string(step_));
   const std::string bytes = tokenizer_ ? tokenizer_->model_bytes() : std::string();
   // Decide best before writing so trainer_state.json records it.
@@ -116,6 +158,9 @@ void Trainer::restore(const std::string& checkpoint_dir) {
   const json s = read_trainer_state(checkpoint_dir);
   const fs::path state_path = fs::path(checkpoint_dir) / kTrainerStateFile;
   try {
+    // Before anything is restored: a run with another teacher is refused.
+    if (auto note = check_resumed_teacher(s, data_.teacher.get(), checkpoint_dir); !note.empty())
+      log(note);
     read_optimizer_file((fs::path(checkpoint_dir) / kOptimizerFile).string(),
                         s.at("optimizer_sha256").get<std::string>(),
                         s.at("adamw_steps").get<int64_t>(), *optimizer_);

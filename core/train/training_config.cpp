@@ -123,6 +123,10 @@ const std::vector<KeyDef>& key_defs() {
       KTL_DOUBLE(lora_alpha),
       KTL_DOUBLE(lora_dropout),
       KTL_STRING(lora_targets),
+      KTL_STRING(distill_teacher),
+      KTL_DOUBLE(distill_alpha),
+      KTL_DOUBLE(distill_temperature),
+      KTL_INT(distill_top_k),
   };
   return defs;
 }
@@ -226,6 +230,10 @@ void TrainingConfig::validate() const {
   } catch (const std::invalid_argument& e) {
     req(false, "lora_targets", e.what());
   }
+  req(distill_alpha >= 0 && distill_alpha <= 1, "distill_alpha", "must be in [0, 1]");
+  req(distill_temperature > 0 && distill_temperature <= 100, "distill_temperature",
+      "must be in (0, 100]");
+  req(distill_top_k >= 0, "distill_top_k", "must be >= 0 (0 = the whole vocabulary)");
 }
 
 LoraConfig lora_config_of(const TrainingConfig& c) {

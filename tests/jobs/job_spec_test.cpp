@@ -573,3 +573,90 @@ TEST_F(JobSpecTest, SweepSpecValidatesItsSpaceAndBuildsTheSweepCommand) {
 
 }  // namespace
 }  // namespace ktl::jobs
+
+namespace ktl::jobs {
+namespace {
+
+// distill: teacher and data required, alpha/temperature/top_k checked here and passed as
+// ktl distill's flags, every other key a training key; a resumed job gets --resume-from.
+TEST_F(JobSpecTest, DistillSpecChecksItsOptionsAndResumes) {
+  fs::create_directories(root_.path() / "data" / "teacher");
+  fs::create_directories(root_.path() / "data" / "jobs" / "5" / "checkpoints" / "checkpoint-9");
+  ctx_.allowed_roots = {root_.str("configs")};
+  json distill = {{"kind", "distill"},
+                  {"options",
+                   {{"teacher", "teacher"},
+                    {"data", "shards"},
+                    {"model_config", root_.str("configs/model.yaml")},
+                    {"config", root_.str("configs/training.yaml")},
+                    {"max_minutes", 30},
+                    {"alpha", 0.7},
+                    {"temperature", 2},
+                    {"top_k", 64}}}};
+  ValidatedSpec v = validate_job_spec(distill, ctx_);
+  EXPECT_EQ(v.kind, JobKind::kDistill);
+  EXPECT_EQ(to_string(v.kind), "distill");
+  EXPECT_EQ(parse_job_kind("distill"), JobKind::kDistill);
+  Job job;
+  job.id = 5;
+  job.kind = v.kind;
+  job.spec_json = v.to_json();
+  job.output_dir = job_output_dir(v, ctx_, job.id);
+  EXPECT_EQ(job.output_dir, root_.str("data/jobs/5/checkpoints"));
+  job.resume_from = root_.str("data/jobs/5/checkpoints/checkpoint-9");
+  auto stages = build_job_stages(job, ctx_, "/db/jobs.db");
+  ASSERT_EQ(stages.size(), 1u);
+  std::vector<std::string> want = {"distill",
+                                   "--teacher",
+                                   root_.str("data/teacher"),
+                                   "--data",
+                                   root_.str("data/shards"),
+                                   "--model-config",
+                                   root_.str("configs/model.yaml"),
+                                   "--config",
+                                   root_.str("configs/training.yaml"),
+                                   "--output-dir",
+                                   root_.str("data/jobs/5/checkpoints"),
+                                   "--resume-from",
+                                   job.resume_from,
+                                   "--alpha=0.7",
+                                   "--max-minutes=30",
+                                   "--temperature=2",
+                                   "--top-k=64",
+                                   "--job-db",
+                                   "/db/jobs.db",
+                                   "--job-id",
+                                   "5"};
+  EXPECT_EQ(stages[0].args, want);
+  auto refused = [&](const std::string& key, const json& value, const std::string& why) {
+    json bad = distill;
+    bad["options"][key] = value;
+    const std::string e = error_of(bad);
+    EXPECT_NE(e.find("options." + key), std::string::npos) << key << ": " << e;
+    EXPECT_NE(e.find(why), std::string::npos) << key << ": " << e;
+  };
+  refused("alpha", 1.5, "in [0, 1]");
+  refused("alpha", "high", "in [0, 1]");
+  refused("temperature", 0, "in (0, 100]");
+  refused("top_k", -1, "integer >= 0");
+  refused("top_k", 2.5, "integer >= 0");
+  refused("max_minutes", -1, "max_minutes");
+  refused("distill_alpha", 0.5, "alpha, temperature and top_k options");
+  refused("lora_rank", 8, "no LoRA");
+  refused("bogus", 1, "not a training option");
+  refused("teacher", "../../outside", "");
+  json no_teacher = distill;
+  no_teacher["options"].erase("teacher");
+  EXPECT_NE(error_of(no_teacher).find("options.teacher: is required"), std::string::npos);
+  json no_data = distill;
+  no_data["options"].erase("data");
+  EXPECT_NE(error_of(no_data).find("options.data: is required"), std::string::npos);
+  // The other kinds do not take a teacher: distillation is this kind's.
+  json train = train_spec();
+  ctx_.allowed_roots = {root_.str("configs")};
+  train["options"]["distill_teacher"] = "teacher";
+  EXPECT_NE(error_of(train).find("options.distill_teacher"), std::string::npos) << error_of(train);
+}
+
+}  // namespace
+}  // namespace ktl::jobs
