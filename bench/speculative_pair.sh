@@ -51,14 +51,15 @@ for dt in f32 q8_0; do
     [ -z "${line// }" ] && continue
     n=$((n + 1))
     p=$(printf '%b' "$line")
+    # </dev/null: the tools must not eat the prompt file this loop reads.
     out=$("$BIN/llama-completion" -m "$W/target-$dt.gguf" -p "$p" -n "$GEN" --temp 0 --top-k 1 \
-      -t "$THREADS" -no-cnv --ignore-eos 2>&1 || true)
+      -t "$THREADS" -no-cnv --ignore-eos < /dev/null 2>&1 || true)
     # "eval time =  X ms /  N runs"
-    read -r ms runs < <(echo "$out" | sed -n 's/.*[^_]eval time = *\([0-9.]*\) ms \/ *\([0-9]*\) runs.*/\1 \2/p' | tail -1)
+    read -r ms runs < <(echo "$out" | sed -n 's/.*[^_]eval time = *\([0-9.]*\) ms \/ *\([0-9]*\) runs.*/\1 \2/p' | tail -1) || true
     plain_ms=$(python3 -c "print($plain_ms + ${ms:-0})"); plain_tok=$((plain_tok + ${runs:-0}))
     out=$("$BIN/llama-speculative" -m "$W/target-$dt.gguf" -md "$W/draft-$dt.gguf" -p "$p" -n "$GEN" \
-      --temp 0 --top-k 1 -t "$THREADS" -td "$THREADS" --ignore-eos --spec-draft-n-max 4 2>&1 || true)
-    read -r tok sec < <(echo "$out" | sed -n 's/.*decoded *\([0-9]*\) tokens in *\([0-9.]*\) seconds.*/\1 \2/p' | tail -1)
+      --temp 0 --top-k 1 -t "$THREADS" -td "$THREADS" --ignore-eos --spec-draft-n-max 4 < /dev/null 2>&1 || true)
+    read -r tok sec < <(echo "$out" | sed -n 's/.*decoded *\([0-9]*\) tokens in *\([0-9.]*\) seconds.*/\1 \2/p' | tail -1) || true
     acc=$(echo "$out" | sed -n 's/.*accept *= *\([0-9.]*\)%.*/\1/p' | tail -1)
     spec_tok=$((spec_tok + ${tok:-0})); spec_s=$(python3 -c "print($spec_s + ${sec:-0})")
     acc_sum=$(python3 -c "print($acc_sum + ${acc:-0})")

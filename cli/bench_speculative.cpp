@@ -10,6 +10,7 @@
 
 #include "core/base/file_util.h"
 #include "core/engine/llm_engine.h"
+#include "core/scheduling/sampler.h"
 #include "core/tokenizer/tokenizer.h"
 
 namespace ktl::cli {
@@ -27,8 +28,11 @@ struct RunResult {
 };
 
 // Every prompt once, `streams` at a time (a finished request makes room for the next).
+// Greedy unless `sampling` says otherwise (then the seed is the prompt's index, so two runs of
+// one engine repeat; a speculative run draws other numbers than a plain one, so their outputs
+// differ while following the same distribution).
 RunResult run_prompts(LlmEngine& e, const std::vector<std::vector<int>>& prompts, int streams,
-                      int gen_tokens) {
+                      int gen_tokens, const SamplingParams& sampling = {}) {
   RunResult out;
   out.outputs.resize(prompts.size());
   out.before = e.stats();
@@ -41,9 +45,10 @@ RunResult run_prompts(LlmEngine& e, const std::vector<std::vector<int>>& prompts
       for (size_t i = next++; i < prompts.size(); i = next++) {
         GenerationRequest r;
         r.prompt_tokens = prompts[i];
-        r.sampling.temperature = 0;
+        r.sampling = sampling;
         r.sampling.max_tokens = gen_tokens;
         r.sampling.ignore_eos = true;
+        r.sampling.seed = i;
         auto h = e.submit(std::move(r));
         GenerationEvent ev;
         std::vector<int> toks;
@@ -110,6 +115,15 @@ int run_speculative_bench(const Args& a, const SpeculativeBenchSetup& s) {
   if (!s.tokenizer) throw UsageError("--prompts needs --model DIR (a checkpoint with a tokenizer)");
   const auto prompts = read_prompts(a, *s.tokenizer);
   const int rounds = std::max<int>(1, static_cast<int>(a.get_int("rounds", 1)));
+  SamplingParams sampling;
+  sampling.temperature = static_cast<float>(a.get_double("temperature", 0.0));
+  sampling.top_p = static_cast<float>(a.get_double("top-p", 1.0));
+  try {
+    Sampler::validate(sampling);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  const bool greedy = sampling.temperature == 0.0f;
   EngineConfig plain_cfg = s.cfg;
   plain_cfg.speculative = {};
   LlmEngine plain(s.model, s.tokenizer, plain_cfg, s.name);
@@ -125,11 +139,11 @@ int run_speculative_bench(const Args& a, const SpeculativeBenchSetup& s) {
       // Interleaved, the order alternating by round: drift on a noisy machine hits both.
       RunResult p, q;
       if (round % 2 == 0) {
-        p = run_prompts(plain, prompts, streams, s.gen_tokens);
-        q = run_prompts(spec, prompts, streams, s.gen_tokens);
+        p = run_prompts(plain, prompts, streams, s.gen_tokens, sampling);
+        q = run_prompts(spec, prompts, streams, s.gen_tokens, sampling);
       } else {
-        q = run_prompts(spec, prompts, streams, s.gen_tokens);
-        p = run_prompts(plain, prompts, streams, s.gen_tokens);
+        q = run_prompts(spec, prompts, streams, s.gen_tokens, sampling);
+        p = run_prompts(plain, prompts, streams, s.gen_tokens, sampling);
       }
       plain_tok += p.decode_tokens;
       plain_s += p.decode_seconds;
@@ -166,8 +180,11 @@ int run_speculative_bench(const Args& a, const SpeculativeBenchSetup& s) {
     j["plain_aggregate_tok_s"] = plain_tok / std::max(plain_wall, 1e-9);
     j["spec_aggregate_tok_s"] = spec_tok / std::max(spec_wall, 1e-9);
     j["aggregate_ratio"] = plain_wall / std::max(spec_wall, 1e-9);
-    j["identical_outputs"] = identical;
-    j["compared_outputs"] = compared;
+    j["temperature"] = sampling.temperature;
+    j["top_p"] = sampling.top_p;
+    // Sampled outputs differ by construction (other random numbers): only greedy is compared.
+    j["identical_outputs"] = greedy ? nlohmann::json(identical) : nlohmann::json(nullptr);
+    j["compared_outputs"] = greedy ? compared : 0;
     j["draft_tokens"] = proposed;
     j["acceptance_rate"] = proposed ? static_cast<double>(accepted) / proposed : 0.0;
     j["mean_accepted_length"] = verifications ? static_cast<double>(accepted) / verifications : 0.0;
@@ -175,17 +192,22 @@ int run_speculative_bench(const Args& a, const SpeculativeBenchSetup& s) {
       std::printf("%s\n", j.dump().c_str());
     } else {
       std::printf(
-          "%s %s, %d stream(s), %zu prompts x %d tokens, %s (k %d%s): decode %.1f -> %.1f tok/s "
-          "per stream (%.2fx), aggregate %.1f -> %.1f tok/s (%.2fx) | identical %zu/%zu | "
+          "%s %s, %d stream(s), %zu prompts x %d tokens, %s, %s (k %d%s): decode %.1f -> %.1f "
+          "tok/s per stream (%.2fx), aggregate %.1f -> %.1f tok/s (%.2fx) | identical %s | "
           "acceptance %.1f%%, mean accepted length %.2f\n",
           s.name.c_str(), s.cfg.dtype.c_str(), streams, prompts.size(), s.gen_tokens,
+          greedy ? "greedy"
+                 : ("temperature " + std::to_string(sampling.temperature).substr(0, 4) +
+                    ", top-p " + std::to_string(sampling.top_p).substr(0, 4))
+                       .c_str(),
           j["draft"].get<std::string>().c_str(), s.cfg.speculative.num_tokens,
           s.cfg.speculative.mode == SpeculativeMode::kAuto ? " max, auto" : "",
           j["plain_decode_tok_s"].get<double>(), j["spec_decode_tok_s"].get<double>(),
           j["decode_ratio"].get<double>(), j["plain_aggregate_tok_s"].get<double>(),
-          j["spec_aggregate_tok_s"].get<double>(), j["aggregate_ratio"].get<double>(), identical,
-          compared, 100.0 * j["acceptance_rate"].get<double>(),
-          j["mean_accepted_length"].get<double>());
+          j["spec_aggregate_tok_s"].get<double>(), j["aggregate_ratio"].get<double>(),
+          greedy ? (std::to_string(identical) + "/" + std::to_string(compared)).c_str()
+                 : "n/a (sampled)",
+          100.0 * j["acceptance_rate"].get<double>(), j["mean_accepted_length"].get<double>());
     }
     std::fflush(stdout);
   }

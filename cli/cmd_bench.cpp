@@ -488,7 +488,9 @@ KTL_COMMAND(ktl::cli::Command{
       ""},
      {"num-prompts", "with --prompts: how many lines to use", "100"},
      {"prompt-max-tokens", "with --prompts: cut each prompt to this many tokens", "64"},
-     {"rounds", "with --prompts: interleaved rounds (plain and speculative alternate)", "1"}}),
+     {"rounds", "with --prompts: interleaved rounds (plain and speculative alternate)", "1"},
+     {"temperature", "with --prompts: sample at this temperature (0: greedy, outputs compared)", "0"},
+     {"top-p", "with --prompts and --temperature: nucleus", "1"}}),
     run_bench});
 
 }  // namespace

@@ -7,7 +7,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -47,8 +46,7 @@ DraftRunner::DraftRunner(std::shared_ptr<const EngineModel> draft, const ModelCo
       num_blocks;
 }
 
-std::vector<DraftRunner::Proposal> DraftRunner::propose(
-    std::vector<Job>& jobs, const std::function<void(int, double)>& on_step) {
+std::vector<DraftRunner::Proposal> DraftRunner::propose(std::vector<Job>& jobs) {
   const int V = model_->config().vocab_size;
   std::vector<Proposal> out(jobs.size());
   int max_k = 0;
@@ -79,12 +77,8 @@ std::vector<DraftRunner::Proposal> DraftRunner::propose(
       seqs.push_back(std::move(a));
       who.push_back(i);
     }
-    const auto t0 = std::chrono::steady_clock::now();
     // [R, V] fp32 on the host
     const torch::Tensor logits = model_->forward(tokens, seqs, pool_, logit_rows).contiguous();
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (on_step && tokens.size() == seqs.size()) on_step(static_cast<int>(seqs.size()), ms);
     const float* lp = logits.data_ptr<float>();
     for (size_t r = 0; r < who.size(); ++r) {
       Job& j = jobs[who[r]];

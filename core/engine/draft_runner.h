@@ -11,7 +11,6 @@
 // Thread-safety: the engine thread owns it (forward passes write the pool).
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,9 +48,8 @@ class DraftRunner {
     int computed = 0;                  // tokens with draft K/V now: tokens->size() + k - 1
   };
   // k draft forward passes at most (the first also catches each sequence up on the tokens it
-  // has not computed). `on_step(seqs, ms)` reports each pass of one row per sequence.
-  std::vector<Proposal> propose(std::vector<Job>& jobs,
-                                const std::function<void(int, double)>& on_step = {});
+  // has not computed).
+  std::vector<Proposal> propose(std::vector<Job>& jobs);
 
   const EngineModel& model() const { return *model_; }
   int64_t kv_bytes() const { return kv_bytes_; }

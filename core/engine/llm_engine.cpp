@@ -212,7 +212,7 @@ LlmEngine::LlmEngine(std::shared_ptr<EngineModel> model, std::shared_ptr<Tokeniz
       throw std::invalid_argument("speculative decoding: num_tokens must be >= 1");
     }
     if (draft) draft_ = std::make_unique<DraftRunner>(draft, mc, num_blocks, cfg_.block_size);
-    spec_ctl_ = std::make_unique<SpeculationController>(cfg_.speculative, draft != nullptr);
+    spec_ctl_ = std::make_unique<SpeculationController>(cfg_.speculative);
   }
   thread_ = std::thread([this] { loop(); });
 }
@@ -562,6 +562,8 @@ void LlmEngine::step() {
   // ktl bench --profile: this step's parts (null when off: the timers below read no clock).
   StepProfile prof;
   StepProfileScope profiling(step_profiling_.load(std::memory_order_relaxed) ? &prof : nullptr);
+  const auto t_step = Clock::now();
+  const uint64_t generated_before = stats_.generated_tokens_total;  // written by this thread only
   std::optional<StepTimer> scheduling(std::in_place, StepPart::kScheduling);
   if (spec_ctl_) plan_speculation();
   SchedulerOutput out = scheduler_->schedule();
@@ -590,7 +592,7 @@ void LlmEngine::step() {
         .contiguous();
   }();
   const double fwd_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_fwd).count();
-  if (spec_ctl_) spec_ctl_->record_target_step(static_cast<int>(b.tokens.size()), fwd_ms);
+
   scheduling.emplace(StepPart::kScheduling);
   scheduler_->complete_step(out);
   scheduling.reset();
@@ -617,6 +619,15 @@ void LlmEngine::step() {
       r.prompt_lp.push_back(token_logprob(lp + i * V, V, tok, std::max(0, r.params.logprobs)));
     }
   }
+  // --speculative auto measures decode steps, whole (drafting, forward, verification): a step
+  // with a prefill chunk costs otherwise and is left out.
+  if (spec_ctl_ && std::all_of(out.seqs.begin(), out.seqs.end(), [](const ScheduledSeq& s) {
+        return s.num_tokens - s.num_spec == 1;
+      })) {
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t_step).count();
+    const auto emitted = static_cast<int>(stats_.generated_tokens_total - generated_before);
+    spec_ctl_->record_step(spec_batch_, spec_k_, emitted, ms);
+  }
   if (StepProfile* p = active_step_profile()) {
     profiling.close();  // the step's wall time ends here
     p->rows = static_cast<int64_t>(b.tokens.size());
@@ -631,6 +642,7 @@ void LlmEngine::step() {
                  "[engine] step %llu: %zu seqs, %zu tokens, forward %.1f ms, sample+emit %.1f ms\n",
                  static_cast<unsigned long long>(stats_.steps), b.seqs.size(), b.tokens.size(),
                  fwd_ms, all_ms - fwd_ms);
+    if (spec_ctl_) std::fprintf(stderr, "[engine] speculation: %s\n", spec_ctl_->describe().c_str());
   }
 }
 

@@ -144,6 +144,8 @@ class LlmEngine : public Engine {
   std::unique_ptr<DraftRunner> draft_;                // speculative decoding's draft model
   std::unique_ptr<SpeculationController> spec_ctl_;  // null: speculation off
   uint64_t draft_seed_ = 0;                           // draft samplers' seeds
+  int spec_k_ = 0;      // the k plan_speculation chose for this step
+  int spec_batch_ = 0;  // the decoding sequences it chose it for
   std::unordered_map<uint64_t, std::unique_ptr<ActiveRequest>> active_;
 
   std::shared_ptr<EngineInbox> inbox_;

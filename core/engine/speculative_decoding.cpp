@@ -23,6 +23,8 @@ void LlmEngine::plan_speculation() {
     decoding.emplace_back(r.get(), s);
   }
   const int k = spec_ctl_->choose_k(static_cast<int>(decoding.size()));
+  spec_k_ = k;
+  spec_batch_ = static_cast<int>(decoding.size());
   const int context = std::min(max_context(), capacity_tokens_);
   const SpeculativeConfig& sc = cfg_.speculative;
   for (auto& [r, s] : decoding) {
@@ -63,8 +65,7 @@ std::unordered_map<uint64_t, SpecDraft> LlmEngine::propose_drafts(const Schedule
     ids.push_back(s.id);
   }
   if (jobs.empty()) return drafts;
-  std::vector<DraftRunner::Proposal> props = draft_->propose(
-      jobs, [this](int seqs, double ms) { spec_ctl_->record_draft_step(seqs, ms); });
+  std::vector<DraftRunner::Proposal> props = draft_->propose(jobs);
   for (size_t i = 0; i < ids.size(); ++i) {
     SpecDraft& d = drafts[ids[i]];
     d.tokens = std::move(props[i].tokens);

@@ -1,72 +1,75 @@
 #include "core/speculative/speculation_controller.h"
 
 #include <algorithm>
-#include <cmath>
+#include <cstdio>
 
 namespace ktl {
 
-void LinearCostFit::add(double x, double y) {
-  s0_ = decay_ * s0_ + 1;
-  sx_ = decay_ * sx_ + x;
-  sy_ = decay_ * sy_ + y;
-  sxx_ = decay_ * sxx_ + x * x;
-  sxy_ = decay_ * sxy_ + x * y;
-  n_ += 1;
+SpeculationController::SpeculationController(const SpeculativeConfig& cfg) : cfg_(cfg) {
+  cfg_.num_tokens = std::clamp(cfg_.num_tokens, 0, kMaxK);
 }
 
-double LinearCostFit::slope() const {
-  if (!ready()) return 0;
-  return std::max(0.0, (s0_ * sxy_ - sx_ * sy_) / spread());
+int SpeculationController::bucket(int num_decoding) {
+  const int n = std::max(num_decoding, 1);
+  if (n <= 16) return n - 1;
+  return n <= 32 ? 16 : n <= 64 ? 17 : 18;
 }
 
-double LinearCostFit::intercept() const {
-  if (s0_ <= 0) return 0;
-  if (!ready()) return sy_ / s0_;  // one x seen: its mean cost, all of it fixed
-  return std::max(0.0, (sy_ - slope() * sx_) / s0_);
+int SpeculationController::best_k(int b) const {
+  int best = 0;
+  for (int k = 1; k <= cfg_.num_tokens; ++k)
+    if (cells_[b][k].rate > cells_[b][best].rate) best = k;
+  return best;
 }
 
-double LinearCostFit::predict(double x) const {
-  return intercept() + slope() * x;
+int SpeculationController::choose_k(int num_decoding) {
+  if (cfg_.mode == SpeculativeMode::kOff || num_decoding <= 0) return 0;
+  if (cfg_.mode == SpeculativeMode::kFixed) return cfg_.num_tokens;
+  const int b = bucket(num_decoding);
+  last_bucket_ = b;
+  const uint64_t n = choices_[b]++;
+  // First measure every k (the largest first: on one stream it is the likely winner).
+  for (int k = cfg_.num_tokens; k >= 0; --k)
+    if (cells_[b][k].samples < kTrials) return k;
+  const int best = best_k(b);
+  if (n % kExplore == kExplore - 1) {  // a neighbour, alternating below and above
+    const int up = std::min(best + 1, cfg_.num_tokens), down = std::max(best - 1, 0);
+    return (n / kExplore) % 2 == 0 ? down : up;
+  }
+  return best;
 }
 
-SpeculationController::SpeculationController(const SpeculativeConfig& cfg, bool has_draft_cost)
-    : cfg_(cfg), has_draft_cost_(has_draft_cost) {}
+void SpeculationController::record_step(int num_decoding, int k, int tokens, double ms) {
+  if (cfg_.mode != SpeculativeMode::kAuto || ms <= 0 || k < 0 || k > cfg_.num_tokens) return;
+  Cell& c = cells_[bucket(num_decoding)][k];
+  const double r = tokens / ms / std::max(num_decoding, 1);
+  c.rate = c.samples == 0 ? r : 0.8 * c.rate + 0.2 * r;
+  ++c.samples;
+}
 
 void SpeculationController::record_verification(int proposed, int accepted) {
   constexpr double kDecay = 0.99;  // about the last hundred verifications
+  proposed_ = kDecay * proposed_ + proposed;
   kept_ = kDecay * kept_ + accepted;
-  rejected_ = kDecay * rejected_ + (accepted < proposed ? 1 : 0);
 }
 
 double SpeculationController::acceptance() const {
-  constexpr double kPrior = 2;  // pseudo-counts: alpha 0.5 until evidence outweighs them
-  return (kept_ + 0.5 * kPrior) / (kept_ + rejected_ + kPrior);
+  return proposed_ > 0 ? kept_ / proposed_ : 0.0;
 }
 
-double SpeculationController::throughput(int num_decoding, int k) const {
-  const double alpha = std::min(acceptance(), 0.999);
-  const double tokens = num_decoding * (1 - std::pow(alpha, k + 1)) / (1 - alpha);
-  double ms = target_.predict(num_decoding * (1.0 + k));
-  if (has_draft_cost_) ms += k * draft_.predict(num_decoding);
-  return ms > 0 ? tokens / ms : 0;
+double SpeculationController::rate(int num_decoding, int k) const {
+  if (k < 0 || k > kMaxK) return 0;
+  return cells_[bucket(num_decoding)][k].rate;
 }
 
-int SpeculationController::choose_k(int num_decoding) const {
-  if (cfg_.mode == SpeculativeMode::kOff || num_decoding <= 0) return 0;
-  if (cfg_.mode == SpeculativeMode::kFixed) return cfg_.num_tokens;
-  // Until the target's cost has a slope (two row counts seen), speculate: it is the only way
-  // to measure what more rows cost.
-  if (!target_.ready()) return cfg_.num_tokens;
-  int best = 0;
-  double best_rate = throughput(num_decoding, 0);
-  for (int k = 1; k <= cfg_.num_tokens; ++k) {
-    const double rate = throughput(num_decoding, k);
-    if (rate > best_rate * 1.02) {  // a 2% margin: noise in the fit should not buy rows
-      best = k;
-      best_rate = rate;
-    }
+std::string SpeculationController::describe() const {
+  std::string s = "acceptance " + std::to_string(acceptance()).substr(0, 5) + ", tokens/ms by k:";
+  char buf[32];
+  for (int k = 0; k <= cfg_.num_tokens; ++k) {
+    std::snprintf(buf, sizeof buf, " %d:%.3f", k, cells_[last_bucket_][k].rate);
+    s += buf;
   }
-  return best;
+  return s;
 }
 
 }  // namespace ktl

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <functional>
+
 namespace ktl {
 namespace {
 
@@ -12,61 +15,75 @@ SpeculativeConfig config(SpeculativeMode mode, int k) {
   return c;
 }
 
-TEST(LinearCostFit, RecoversALine) {
-  LinearCostFit f;
-  EXPECT_FALSE(f.ready());
-  for (int i = 0; i < 50; ++i) f.add(1 + i % 7, 10 + 0.5 * (1 + i % 7));
-  ASSERT_TRUE(f.ready());
-  EXPECT_NEAR(f.intercept(), 10, 1e-6);
-  EXPECT_NEAR(f.slope(), 0.5, 1e-6);
-  EXPECT_NEAR(f.predict(20), 20, 1e-6);
-}
-
-TEST(LinearCostFit, OneRowCountIsAllFixedCost) {
-  LinearCostFit f;
-  f.add(4, 8);
-  f.add(4, 12);
-  EXPECT_FALSE(f.ready());
-  EXPECT_NEAR(f.predict(100), 10, 0.05);  // the (weighted) mean, whatever x
+// A simulated engine: a step of B sequences at k costs step_ms(B, k) and emits B * E(k) tokens,
+// E(k) = (1 - alpha^(k+1)) / (1 - alpha). Returns the share of the last `tail` choices that
+// were `want`.
+double run(SpeculationController& c, int batch, double alpha,
+           const std::function<double(int, int)>& step_ms, int steps, int want) {
+  int hits = 0;
+  const int tail = steps / 2;
+  for (int i = 0; i < steps; ++i) {
+    const int k = c.choose_k(batch);
+    const double emitted = batch * (1 - std::pow(alpha, k + 1)) / (1 - alpha);
+    c.record_step(batch, k, static_cast<int>(std::lround(emitted)), step_ms(batch, k));
+    if (i >= steps - tail) hits += k == want;
+  }
+  return static_cast<double>(hits) / tail;
 }
 
 TEST(SpeculationController, OffAndFixed) {
-  EXPECT_EQ(SpeculationController(config(SpeculativeMode::kOff, 4), false).choose_k(1), 0);
-  EXPECT_EQ(SpeculationController(config(SpeculativeMode::kFixed, 3), false).choose_k(16), 3);
+  SpeculationController off(config(SpeculativeMode::kOff, 4));
+  EXPECT_EQ(off.choose_k(1), 0);
+  SpeculationController fixed(config(SpeculativeMode::kFixed, 3));
+  EXPECT_EQ(fixed.choose_k(16), 3);
 }
 
-TEST(SpeculationController, WeightBoundStepsSpeculateComputeBoundOnesDoNot) {
-  SpeculationController c(config(SpeculativeMode::kAuto, 5), /*has_draft_cost=*/true);
-  // Target: 20 ms to read the weights, 0.4 ms per row. Draft: 2 ms + 0.05 ms per sequence.
-  for (int rows : {1, 2, 6, 16, 32, 96}) c.record_target_step(rows, 20 + 0.4 * rows);
-  for (int s : {1, 4, 16}) c.record_draft_step(s, 2 + 0.05 * s);
-  for (int i = 0; i < 200; ++i) c.record_verification(5, i % 4 == 0 ? 1 : 5);  // alpha ~0.9
-  EXPECT_GT(c.acceptance(), 0.8);
-  const int k1 = c.choose_k(1);
-  EXPECT_GE(k1, 3);  // one stream: rows are nearly free
-  EXPECT_GT(c.throughput(1, k1), 1.5 * c.throughput(1, 0));
-  // 64 streams: each extra row costs 0.4 ms of a step already ~46 ms: not worth it.
-  SpeculationController big(config(SpeculativeMode::kAuto, 5), true);
-  for (int rows : {64, 128, 320}) big.record_target_step(rows, 2 + 0.8 * rows);
-  for (int s : {1, 64}) big.record_draft_step(s, 2 + 0.2 * s);
-  for (int i = 0; i < 200; ++i) big.record_verification(5, i % 2 == 0 ? 0 : 2);  // alpha ~0.5
-  EXPECT_EQ(big.choose_k(64), 0);
+TEST(SpeculationController, MeasuresEveryKFirstLargestFirst) {
+  SpeculationController c(config(SpeculativeMode::kAuto, 2));
+  for (int want : {2, 2, 2, 1, 1, 1, 0, 0, 0}) {
+    const int k = c.choose_k(1);
+    EXPECT_EQ(k, want);
+    c.record_step(1, k, 1 + k, 10);
+  }
+}
+
+// Weight-bound steps (one stream): rows are nearly free, so the largest k wins at high
+// acceptance. Compute-bound steps (many streams): every row costs, so k 0 wins.
+TEST(SpeculationController, SpeculatesWhereItPaysAndStopsWhereItLoses) {
+  auto cost = [](int batch, int k) { return 20.0 + 0.8 * batch * (1 + k); };
+  SpeculationController one(config(SpeculativeMode::kAuto, 4));
+  EXPECT_GT(run(one, 1, 0.9, cost, 400, 4), 0.85);
+  SpeculationController many(config(SpeculativeMode::kAuto, 4));
+  EXPECT_GT(run(many, 64, 0.6, cost, 400, 0), 0.85);
+  EXPECT_GT(many.rate(64, 0), many.rate(64, 4));
 }
 
 TEST(SpeculationController, LowAcceptanceTurnsSpeculationOff) {
-  SpeculationController c(config(SpeculativeMode::kAuto, 4), true);
-  for (int rows : {1, 5, 20}) c.record_target_step(rows, 20 + 0.5 * rows);
-  for (int s : {1, 4}) c.record_draft_step(s, 4 + 0.1 * s);
-  for (int i = 0; i < 300; ++i) c.record_verification(4, 0);  // never kept
-  EXPECT_LT(c.acceptance(), 0.05);
-  EXPECT_EQ(c.choose_k(1), 0);
+  auto cost = [](int batch, int k) { return 20.0 + 0.5 * batch * (1 + k) + 4.0 * k; };
+  SpeculationController c(config(SpeculativeMode::kAuto, 4));
+  EXPECT_GT(run(c, 1, 0.05, cost, 300, 0), 0.85);
 }
 
-TEST(SpeculationController, SpeculatesUntilItHasMeasuredRowCosts) {
-  SpeculationController c(config(SpeculativeMode::kAuto, 4), false);
-  EXPECT_EQ(c.choose_k(2), 4);
-  c.record_target_step(2, 30);
-  EXPECT_EQ(c.choose_k(2), 4);  // one row count seen: no slope yet
+TEST(SpeculationController, FollowsAChangeInAcceptance) {
+  auto cost = [](int batch, int k) { return 20.0 + 0.5 * batch * (1 + k) + 2.0 * k; };
+  SpeculationController c(config(SpeculativeMode::kAuto, 4));
+  EXPECT_GT(run(c, 1, 0.95, cost, 300, 4), 0.8);
+  EXPECT_GT(run(c, 1, 0.05, cost, 1200, 0), 0.8);  // exploration notices the drop
+}
+
+TEST(SpeculationController, BatchSizesAreMeasuredApart) {
+  auto cost = [](int batch, int k) { return 20.0 + 0.8 * batch * (1 + k); };
+  SpeculationController c(config(SpeculativeMode::kAuto, 4));
+  run(c, 1, 0.9, cost, 200, 4);
+  run(c, 64, 0.6, cost, 200, 0);
+  EXPECT_EQ(c.choose_k(1), 4);  // the one-stream measurements still hold
+}
+
+TEST(SpeculationController, AcceptanceCountsKeptDraftTokens) {
+  SpeculationController c(config(SpeculativeMode::kAuto, 4));
+  EXPECT_EQ(c.acceptance(), 0.0);
+  for (int i = 0; i < 10; ++i) c.record_verification(4, 3);
+  EXPECT_NEAR(c.acceptance(), 0.75, 1e-9);
 }
 
 TEST(ParseSpeculativeMode, Values) {
