@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/chat_split_flags.h"
 #include "cli/command.h"
@@ -26,6 +27,7 @@
 #include "core/train/chat_evaluation.h"
 #include "core/train/console_metrics_sink.h"
 #include "core/train/data_loader.h"
+#include "core/train/draft_agreement.h"
 #include "core/train/evaluation.h"
 #include "core/train/mixed_precision.h"
 #include "core/train/training_config.h"
@@ -225,11 +227,27 @@ int run_eval(const Args& args) {
     r.bpc = chars > 0 ? nats / double(chars) / std::log(2.0) : 0.0;
   }
 
+  // --teacher: how well this model (a draft) predicts the teacher on the same batches.
+  std::optional<ktl::DraftAgreement> agree;
+  if (args.has("teacher")) {
+    if (!dtype.empty()) throw UsageError("--teacher runs on the training path: drop --dtype");
+    ktl::LoadedCheckpoint teacher = ktl::load_checkpoint(args.get("teacher"), device);
+    if (teacher.tokenizer->model_bytes() != ck.tokenizer->model_bytes())
+      throw std::runtime_error(args.get("teacher") + " has another tokenizer than " +
+                               args.get("model") + ": a draft must share its teacher's");
+    agree = ktl::evaluate_draft_agreement(*ck.model, *teacher.model, batches, precision, device);
+  }
+
   if (args.has("job-db")) {
     auto sink = ktl::jobs::make_job_sink(args.get("job-db"), args.get_int("job-id", 0));
     sink->metric(split + "/loss", ck.meta.step, r.loss);
     sink->metric(split + "/ppl", ck.meta.step, r.ppl);
     sink->metric(split + "/bpc", ck.meta.step, r.bpc);
+    if (agree) {
+      sink->metric(split + "/teacher_top1", ck.meta.step, agree->top1);
+      sink->metric(split + "/teacher_acceptance", ck.meta.step, agree->acceptance);
+      sink->metric(split + "/teacher_kl", ck.meta.step, agree->kl);
+    }
     sink->flush();
   }
   std::printf(
@@ -238,6 +256,11 @@ int run_eval(const Args& args) {
       args.get("model").c_str(), (long long)ck.meta.step, split.c_str(),
       (long long)batches.num_batches(), batch, seq, (long long)r.tokens, (long long)r.chars,
       why.c_str(), r.loss, r.ppl, r.bpc);
+  if (agree)
+    std::printf(
+        "teacher: %s\nteacher top-1 agreement: %.4f\nteacher acceptance (1 - TV, T = 1): "
+        "%.4f\nKL(teacher || model): %.4f nats/token\n",
+        args.get("teacher").c_str(), agree->top1, agree->acceptance, agree->kl);
   return 0;
 }
 
@@ -275,6 +298,10 @@ KTL_COMMAND(ktl::cli::Command{
       "generate and serve run, int8); none = the training module",
       ""},
      {"device", "auto, cpu, cuda or mps", "auto"},
+     {"teacher",
+      "also compare with this teacher checkpoint (a draft's): top-1 agreement, acceptance "
+      "(1 - TV) and KL on the same batches",
+      ""},
      {"num-threads", "threads (0 = every core)", "0"},
      {"job-db", "job database (set by the training daemon)"},
      {"job-id", "job id in --job-db"}},

@@ -1,7 +1,8 @@
 // `ktl distill` end to end through the binary: a tiny teacher trained by `ktl train`, a draft
 // distilled from it (the loss and the KL fall, the draft takes the teacher's vocabulary and
-// tokenizer and loads in `ktl generate`), resume, and the refusals (another teacher on resume,
-// data tokenized with another tokenizer, bad flags).
+// tokenizer, loads in `ktl generate` and is compared with its teacher by `ktl eval --teacher`),
+// resume, and the refusals (another teacher on resume, data tokenized with another tokenizer,
+// bad flags).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -168,6 +169,19 @@ TEST_F(DistillCliTest, DistillsADraftWithTheTeachersVocabularyAndResumes) {
                            "/final --prompt '안녕하세요' "
                            "--max-tokens 5 --temperature 0 --threads 1");
   EXPECT_EQ(gen.code, 0) << gen.out;
+  // ktl eval --teacher: how well the draft predicts its teacher; the teacher agrees with itself.
+  const std::string eval = "eval --data " + path("data") +
+                           " --split val --max-batches 2 "
+                           "--max-seq-length 32 --num-threads 1 --bf16 false --teacher " +
+                           teacher;
+  const auto ev = run_ktl(eval + " --model " + out + "/final");
+  ASSERT_EQ(ev.code, 0) << ev.out;
+  EXPECT_NE(ev.out.find("teacher top-1 agreement: 0."), std::string::npos) << ev.out;
+  EXPECT_NE(ev.out.find("teacher acceptance (1 - TV, T = 1): 0."), std::string::npos) << ev.out;
+  const auto self = run_ktl(eval + " --model " + teacher);
+  ASSERT_EQ(self.code, 0) << self.out;
+  EXPECT_NE(self.out.find("teacher top-1 agreement: 1.0000"), std::string::npos) << self.out;
+  EXPECT_NE(self.out.find("KL(teacher || model): 0.0000"), std::string::npos) << self.out;
 
   // Resume: the teacher comes from the checkpoint's training_config.yaml.
   const auto resumed =
