@@ -313,7 +313,7 @@ export class JobsView {
     if (api.ACTIVE_STATUSES.has(job.status) && !job.cancelRequested) actions.push(button('cancel', 'Cancel', 'btn-danger'));
     if (api.RESUMABLE_STATUSES.has(job.status)) actions.push(button('resume', 'Resume'));
     // A checkpoint can be served as soon as one exists, even while the job still trains.
-    const trains = job.kind === 'train' || job.kind === 'pipeline' || !job.kind;
+    const trains = job.kind === 'train' || job.kind === 'pipeline' || job.kind === 'distill' || !job.kind;
     const hasCheckpoint = job.checkpoints ? job.checkpoints.length > 0 : api.LOADABLE_STATUSES.has(job.status);
     const lora = api.jobLora(job);
     // A LoRA checkpoint is no model of its own: it is served beside its base ("Serve adapter").
