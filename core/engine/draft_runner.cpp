@@ -24,8 +24,8 @@ std::shared_ptr<EngineModel> load_draft_model(const std::string& draft_dir,
                                 " has another tokenizer than the target " + target_dir +
                                 ": distil the draft from this model (ktl distill --teacher)");
   }
-  LoadedEngineModel m =
-      load_engine_model(draft_dir, engine_dtype_for(cfg.dtype), cfg.verify_checksums);
+  LoadedEngineModel m = load_engine_model(draft_dir, engine_dtype_for(cfg.speculative.draft_dtype),
+                                          cfg.verify_checksums);
   place_engine_model(*m.model, cfg);
   return m.model;
 }

@@ -22,8 +22,8 @@
 
 namespace ktl {
 
-// Loads the draft checkpoint `draft_dir` for the target checkpoint `target_dir` in the engine's
-// dtype and device (cfg). Throws std::invalid_argument when its tokenizer.model differs from the
+// Loads the draft checkpoint `draft_dir` for the target checkpoint `target_dir` in
+// cfg.speculative.draft_dtype on the engine's device. Throws std::invalid_argument when its tokenizer.model differs from the
 // target's (the same vocabulary size is not enough: the ids must mean the same pieces).
 std::shared_ptr<EngineModel> load_draft_model(const std::string& draft_dir,
                                               const std::string& target_dir,

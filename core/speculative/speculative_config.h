@@ -18,6 +18,10 @@ struct SpeculativeConfig {
   int prompt_lookup = 0;      // longest n-gram matched against the sequence itself; 0 = no lookup
   int prompt_lookup_min = 1;  // shortest n-gram tried before giving up for this step
   std::string draft_model;    // draft checkpoint dir (same vocabulary); empty = none
+  // The draft's weights: auto (int8) | fp32 | bf16 | int8, whatever the target's. Its precision
+  // changes only how often it is right, never the output; int8 reads a quarter of fp32's bytes
+  // (on model_draft.yaml's 8k draft, 4 fp32 passes took 9.3 ms of a 30 ms step).
+  std::string draft_dtype = "auto";
   bool enabled() const { return mode != SpeculativeMode::kOff; }
 };
 

@@ -47,6 +47,8 @@ TEST(SpeculativeCli, GenerateGivesTheSameGreedyTokens) {
   ASSERT_EQ(plain.size(), 24u);
   EXPECT_EQ(generated_ids(gen + " --draft-model " + d / "draft"), plain);  // auto
   EXPECT_EQ(generated_ids(gen + " --draft-model " + d / "draft" + " --speculative 3"), plain);
+  // The draft's precision changes how often it is right, never the output.
+  EXPECT_EQ(generated_ids(gen + " --draft-model " + d / "draft" + " --draft-dtype fp32"), plain);
   EXPECT_EQ(generated_ids(gen + " --prompt-lookup 2"), plain);
   EXPECT_EQ(generated_ids(gen + " --draft-model " + d / "draft" + " --speculative off"), plain);
 }
@@ -66,6 +68,9 @@ TEST(SpeculativeCli, RefusesADraftWithAnotherTokenizerAndFlagsWithoutASource) {
   r = run(gen + " --speculative 4");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("--draft-model"), std::string::npos) << r.out;
+  r = run(gen + " --draft-model " + d / "ck" + " --draft-dtype int4");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--draft-dtype"), std::string::npos) << r.out;
   r = run(gen + " --prompt-lookup 2 --speculative sometimes");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("off, auto or a number"), std::string::npos) << r.out;
