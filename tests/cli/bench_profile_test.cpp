@@ -14,17 +14,10 @@
 namespace {
 
 using ktl::cli_process::CliRun;
+using ktl::cli_process::json_lines;
 
 CliRun ktl(const std::string& args) {
   return ktl::cli_process::run_ktl(args);
-}
-
-std::vector<nlohmann::json> json_lines(const std::string& out) {
-  std::vector<nlohmann::json> v;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty() && line[0] == '{') v.push_back(nlohmann::json::parse(line));
-  return v;
 }
 
 const std::string kBench = "bench --random-init --model-config " KTL_SOURCE_DIR

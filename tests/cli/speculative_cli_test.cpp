@@ -14,17 +14,10 @@
 namespace {
 
 using ktl::cli_process::CliRun;
+using ktl::cli_process::json_lines;
 
 CliRun run(const std::string& args) {
   return ktl::cli_process::run_ktl(args);
-}
-
-std::vector<nlohmann::json> json_lines(const std::string& out) {
-  std::vector<nlohmann::json> v;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty() && line[0] == '{') v.push_back(nlohmann::json::parse(line));
-  return v;
 }
 
 std::vector<int> generated_ids(const std::string& args) {
