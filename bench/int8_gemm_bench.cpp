@@ -18,8 +18,9 @@
 
 #include "core/base/blas_tuning.h"
 #include "core/base/runtime_tuning.h"
-#include "core/engine/int8_gemm.h"
+#include "core/engine/kernel_threads.h"
 #include "core/engine/packed_linear.h"
+#include "core/kernels/int8_gemm.h"
 
 namespace {
 
@@ -57,6 +58,7 @@ void s32(ktl::Int8Kernels k, bool packed, const ktl::PackedLinear& l, const torc
 
 int main(int argc, char** argv) {
   ktl::tune_runtime(argc, argv);  // as ktl does: OpenMP waiting, OpenBLAS's core
+  ktl::install_kernel_parallel_for();  // the quantizer alone runs on the threads too
   // The onednn column needs oneDNN's packed copy, which ktl no longer makes where the packed
   // int8 kernel runs; ask for it (the gemm() column calls the int8 kernels directly either way).
   setenv("KTL_INT8_PREFILL", "onednn", 0);

@@ -11,9 +11,9 @@
 #include "cli/command.h"
 #include "core/base/blas_tuning.h"
 #include "core/base/cpu_features.h"
-#include "core/engine/int8_gemm.h"
 #include "core/engine/kernel_threads.h"
 #include "core/engine/packed_linear.h"
+#include "core/kernels/int8_gemm.h"
 #include "core/model/model_config.h"
 
 namespace {

@@ -10,9 +10,9 @@
 
 #include "core/base/simd_clones.h"
 #include "core/engine/bf16_gemv.h"
-#include "core/engine/int8_gemm.h"
 #include "core/engine/kernel_threads.h"
 #include "core/engine/step_profile.h"
+#include "core/kernels/int8_gemm.h"
 
 namespace ktl {
 
@@ -346,8 +346,15 @@ torch::Tensor PackedLinear::forward_int8_gemm(const torch::Tensor& x, Int8Kernel
   if (dtype_ != WeightDtype::kInt8) throw std::logic_error("forward_int8_gemm: not int8");
   auto xc = x.to(torch::kFloat32).contiguous();             // [N, in]
   auto y = torch::empty({xc.size(0), out_}, xc.options());  // [N, out]
-  int8_gemm(q_.data_ptr<int8_t>(), scales_.data_ptr<float>(), wsum_.data_ptr<int32_t>(), out_, in_,
-            xc.data_ptr<float>(), xc.size(0), y.data_ptr<float>(), k);
+  install_kernel_parallel_for();
+  const int64_t n = xc.size(0);
+  Int8Rows xq;
+  {  // the activations' quantization, timed apart from the matmul under ktl bench --profile
+    const StepTimer timer(StepPart::kQuantization);
+    xq = quantize_rows_int8(xc.data_ptr<float>(), n, in_, int8_gemm_needs_signed(k, n));
+  }
+  int8_gemm_quantized(q_.data_ptr<int8_t>(), scales_.data_ptr<float>(), wsum_.data_ptr<int32_t>(),
+                      out_, in_, xq, y.data_ptr<float>(), k);
   return y;
 }
 

@@ -21,7 +21,7 @@
 #include <ATen/native/quantized/PackedParams.h>
 #include <torch/types.h>
 
-#include "core/engine/int8_gemm.h"
+#include "core/kernels/int8_gemm.h"
 
 #include <string>
 #include <vector>

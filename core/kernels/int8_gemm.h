@@ -17,7 +17,8 @@
 // 4 weight rows x up to 4 activation rows, all activation tiles in turn over the same (cached)
 // weight rows, so a batched decode step streams the weights from memory once.
 //
-// Thread-safety: pure functions; int8_gemm() runs parallel over output rows (at::parallel_for).
+// Thread-safety: pure functions; int8_gemm() and the quantizer run parallel over rows through the
+// kernels' parallel_for hook (core/kernels/parallel.h: serial unless installed).
 #pragma once
 
 #include <cstdint>
@@ -66,9 +67,19 @@ bool int8_packed_supported(Int8Kernels k);
 void int8_dot_s32_packed(Int8Kernels k, const int8_t* w, const int32_t* wsum, int64_t in,
                          int64_t o0, int64_t o1, const Int8Rows& x, int32_t* acc, int64_t ld);
 
-// y [n, out] = dequantized int8 GEMM of x [n, in] (fp32) with w [out, in] int8, scales [out].
-// Parallel over blocks of output rows.
+// y [n, out] = dequantized int8 GEMM of x [n, in] (fp32) with w [out, in] int8, scales [out]:
+// quantize_rows_int8 (the signed copy only where int8_gemm_needs_signed), then
+// int8_gemm_quantized. Parallel over blocks of output rows. (The engine times the quantization
+// apart and calls the two halves itself.)
 void int8_gemm(const int8_t* w, const float* w_scale, const int32_t* wsum, int64_t out, int64_t in,
                const float* x, int64_t n, float* y, Int8Kernels k = Int8Kernels::kBest);
+// Whether int8_gemm of n rows takes the packed prefill kernels, and whether its row tiles read
+// the signed activations (without them, only the u8 form is quantized).
+bool int8_gemm_packed(Int8Kernels k, int64_t n);
+bool int8_gemm_needs_signed(Int8Kernels k, int64_t n);
+// The same from activations already quantized (xq.rows rows of width in): y [xq.rows, out].
+void int8_gemm_quantized(const int8_t* w, const float* w_scale, const int32_t* wsum, int64_t out,
+                         int64_t in, const Int8Rows& xq, float* y,
+                         Int8Kernels k = Int8Kernels::kBest);
 
 }  // namespace ktl

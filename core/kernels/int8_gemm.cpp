@@ -1,6 +1,4 @@
-#include "core/engine/int8_gemm.h"
-
-#include <ATen/Parallel.h>
+#include "core/kernels/int8_gemm.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,8 +7,7 @@
 
 #include "core/base/cpu_features.h"
 #include "core/base/simd_clones.h"
-#include "core/engine/kernel_threads.h"
-#include "core/engine/step_profile.h"
+#include "core/kernels/parallel.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -571,7 +568,7 @@ Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool wit
   if (simd && avx512) row_fn = quantize_row_avx512;
 #endif
   // Prefill quantizes hundreds of rows: split them over the threads too.
-  at::parallel_for(0, rows, parallel_grain(cols, 16), [&](int64_t begin, int64_t end) {
+  parallel_for(0, rows, parallel_grain(cols, 16), [&](int64_t begin, int64_t end) {
     for (int64_t n = begin; n < end; ++n)
       row_fn(x + n * cols, cols, with_signed ? r.q.data() + n * cols : nullptr,
              r.u.data() + n * cols, &r.scale[n]);
@@ -667,27 +664,28 @@ void int8_dot_s32_packed(Int8Kernels k, const int8_t* w, const int32_t* wsum, in
              });
 }
 
-namespace {
-
-// The activations' quantization, timed apart from the matmul under ktl bench --profile.
-Int8Rows quantize_profiled(const float* x, int64_t rows, int64_t cols, bool with_signed) {
-  const StepTimer timer(StepPart::kQuantization);
-  return quantize_rows_int8(x, rows, cols, with_signed);
+bool int8_gemm_packed(Int8Kernels k, int64_t n) {
+  if (k == Int8Kernels::kBest) k = best_int8_kernels();
+  return n >= kInt8PackedMinRows && int8_packed_supported(k);
 }
 
-}  // namespace
-
-void int8_gemm(const int8_t* w, const float* w_scale, const int32_t* wsum, int64_t out, int64_t in,
-               const float* x, int64_t n, float* y, Int8Kernels k) {
+bool int8_gemm_needs_signed(Int8Kernels k, int64_t n) {
   if (k == Int8Kernels::kBest) k = best_int8_kernels();
-  if (n >= kInt8PackedMinRows && int8_packed_supported(k)) {
+  // The VNNI and packed kernels read only the u8 form: no signed copy for them.
+  return !int8_gemm_packed(k, n) && !tile_set(k).u8;
+}
+
+void int8_gemm_quantized(const int8_t* w, const float* w_scale, const int32_t* wsum, int64_t out,
+                         int64_t in, const Int8Rows& xq, float* y, Int8Kernels k) {
+  if (k == Int8Kernels::kBest) k = best_int8_kernels();
+  const int64_t n = xq.rows;
+  if (int8_gemm_packed(k, n)) {
     // Prefill: the sums go straight to y, scaled (no [n, out] int32 buffer).
-    const Int8Rows xq = quantize_profiled(x, n, in, /*with_signed=*/false);
     const PackedSet& ps = checked_packed_set(k, in, xq);
     // Whole blocks per task (a split block would be packed twice).
     const int64_t grain =
         (parallel_grain(n * in, kPackCols) + kPackCols - 1) / kPackCols * kPackCols;
-    at::parallel_for(0, out, grain, [&](int64_t begin, int64_t end) {
+    parallel_for(0, out, grain, [&](int64_t begin, int64_t end) {
       run_packed(ps, w, wsum, in, begin, end, xq,
                  [&](int64_t r, int64_t o, int cols, const int32_t* sums) {
                    const float sx = xq.scale[r];
@@ -698,16 +696,21 @@ void int8_gemm(const int8_t* w, const float* w_scale, const int32_t* wsum, int64
     });
     return;
   }
-  // The VNNI kernels read only the u8 form: no signed copy on the decode path for them.
-  const Int8Rows xq = quantize_profiled(x, n, in, /*with_signed=*/!tile_set(k).u8);
   std::vector<int32_t> acc(n * out);  // [n, out]
   // Grain: at least 64 output rows (a few KB to 128 KB of weights), and enough work per task.
-  at::parallel_for(0, out, parallel_grain(n * in, 64), [&](int64_t begin, int64_t end) {
+  parallel_for(0, out, parallel_grain(n * in, 64), [&](int64_t begin, int64_t end) {
     int8_dot_s32(k, w, wsum, in, begin, end, xq, acc.data(), out);
     for (int64_t r = 0; r < n; ++r)
       for (int64_t o = begin; o < end; ++o)
         y[r * out + o] = static_cast<float>(acc[r * out + o]) * (xq.scale[r] * w_scale[o]);
   });
+}
+
+void int8_gemm(const int8_t* w, const float* w_scale, const int32_t* wsum, int64_t out, int64_t in,
+               const float* x, int64_t n, float* y, Int8Kernels k) {
+  if (k == Int8Kernels::kBest) k = best_int8_kernels();
+  const Int8Rows xq = quantize_rows_int8(x, n, in, int8_gemm_needs_signed(k, n));
+  int8_gemm_quantized(w, w_scale, wsum, out, in, xq, y, k);
 }
 
 }  // namespace ktl
