@@ -105,6 +105,11 @@ bool is_generic_blas_core(const std::string& core) {
   return std::find(std::begin(kGeneric), std::end(kGeneric), c) != std::end(kGeneric);
 }
 
+bool is_avx512_blas_core(const std::string& core) {
+  const std::string c = lower(core);
+  return c == "skylakex" || c == "cooperlake" || c == "sapphirerapids";
+}
+
 std::string best_blas_core_for(const CpuFeatures& cpu) {
   if (cpu.avx512f && cpu.avx512bw && cpu.avx512vl) {
     return cpu.avx512_bf16 ? "Cooperlake" : "SkylakeX";
@@ -117,8 +122,13 @@ BlasCoreChoice choose_blas_core(const BlasCoreInputs& in) {
   if (!in.user_env.empty()) return {"", "OPENBLAS_CORETYPE=" + in.user_env + " set outside ktl"};
   if (in.reported.empty()) return {"", "the BLAS is not OpenBLAS"};
   if (!in.rejected.empty()) return {"", "ktl's choice was rejected: " + in.rejected};
-  if (!is_generic_blas_core(in.reported)) return {"", "chosen by OpenBLAS"};
   const std::string best = best_blas_core_for(in.cpu);
+  if (is_avx512_blas_core(in.reported) && best != "SkylakeX" && best != "Cooperlake") {
+    // The CPU runs AVX-512, the kernel ceiling (kernel_ceiling.h) does not allow it.
+    if (best.empty()) return {"", "OpenBLAS took " + in.reported + "; no core fits the ceiling"};
+    return {best, "OpenBLAS took " + in.reported + "; the kernel ceiling allows " + best};
+  }
+  if (!is_generic_blas_core(in.reported)) return {"", "chosen by OpenBLAS"};
   if (best.empty()) return {"", "generic core; the CPU has no AVX2+FMA for a better one"};
   return {best, "OpenBLAS took the CPU (" + in.cpu.vendor + " family " +
                     std::to_string(in.cpu.family) + " model " + std::to_string(in.cpu.model) +

@@ -5,7 +5,9 @@
 // when the library loads, so tune_runtime() sets it and re-executes the program: once to try the
 // kernel the CPU allows (AVX2+FMA -> Haswell, AVX-512 F/BW/VL -> SkylakeX, + AVX512_BF16 ->
 // Cooperlake), and once more without it if that kernel then fails an SGEMM check against a naive
-// twin. A value the user set is never touched, nor a real core OpenBLAS chose itself.
+// twin. A value the user set is never touched, nor a real core OpenBLAS chose itself unless it
+// needs AVX-512 and the kernel ceiling (kernel_ceiling.h, `--kernels avx2`) forbids it: then
+// Haswell, the same way.
 //
 // OpenBLAS is looked up with dlsym(RTLD_DEFAULT), so this builds and runs without it (macOS,
 // reference BLAS): there it does nothing. Torch-free.
@@ -23,6 +25,8 @@ namespace ktl {
 
 // True for the pre-AVX2 cores OpenBLAS falls back to (Prescott, Nehalem, Sandybridge, ...).
 bool is_generic_blas_core(const std::string& core);
+// True for OpenBLAS's AVX-512 cores (SkylakeX, Cooperlake, SapphireRapids).
+bool is_avx512_blas_core(const std::string& core);
 // The best kernel set the CPU allows: "Cooperlake", "SkylakeX", "Haswell" or "" (none better).
 std::string best_blas_core_for(const CpuFeatures& cpu);
 

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "core/base/kernel_ceiling.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #define KTL_X86 1
@@ -36,7 +38,7 @@ bool bit(unsigned v, int i) {
 }  // namespace
 #endif
 
-CpuFeatures detect_cpu_features() {
+CpuFeatures detect_native_cpu_features() {
   CpuFeatures f;
 #if KTL_X86
   Regs v = cpuid(0, 0);
@@ -69,6 +71,10 @@ CpuFeatures detect_cpu_features() {
   f.amx = os_amx && bit(l7.d, 24);
 #endif
   return f;
+}
+
+CpuFeatures detect_cpu_features() {
+  return apply_kernel_ceiling(detect_native_cpu_features(), kernel_ceiling());
 }
 
 std::vector<std::pair<std::string, bool>> cpu_feature_flags(const CpuFeatures& f) {

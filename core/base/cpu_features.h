@@ -1,6 +1,7 @@
 // What the CPU can run, read from cpuid (x86) and checked against what the OS saves on a context
 // switch (XGETBV): an AVX-512 CPU under an OS that does not save ZMM state reports no AVX-512.
-// On other architectures every flag is false.
+// On other architectures every flag is false. detect_cpu_features() is what ktl's kernels may use:
+// the CPU under the process's kernel ceiling (kernel_ceiling.h, `--kernels avx2`).
 //
 // Thread-safety: free functions; detect_cpu_features() may be called from any thread.
 #pragma once
@@ -20,7 +21,8 @@ struct CpuFeatures {
   bool amx = false;  // AMX tiles usable (AMX-TILE + OS support)
 };
 
-CpuFeatures detect_cpu_features();
+CpuFeatures detect_cpu_features();         // masked by kernel_ceiling()
+CpuFeatures detect_native_cpu_features();  // the CPU as it is
 // Every flag by name (avx2, fma, avx512f, avx512bw, avx512vl, avx512_vnni, avx_vnni,
 // avx512_bf16, amx), in that order.
 std::vector<std::pair<std::string, bool>> cpu_feature_flags(const CpuFeatures& f);

@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "core/base/blas_tuning.h"
+#include "core/base/kernel_ceiling.h"
 
 #if defined(__linux__)
 #include <malloc.h>
@@ -16,6 +17,8 @@ void tune_runtime(int argc, char** argv) {
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   mallopt(M_TOP_PAD, 64 << 20);
+  // First: the ceiling masks the CPU features the OpenBLAS choice below reads.
+  prepare_kernel_ceiling_env(argc, argv);
   if (!argv) return;
   // Both variables are read when their library loads: one re-execution applies them.
   bool reexec = false;

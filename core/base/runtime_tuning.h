@@ -9,7 +9,8 @@ namespace ktl {
 // the engine's many small parallel regions. Both are read when libgomp loads, so when either is
 // unset this re-executes the program once with it set (argv is needed; pass null to skip).
 // The same re-execution gives OpenBLAS a real kernel set when it misreads the CPU
-// (core/base/blas_tuning.h).
+// (core/base/blas_tuning.h). `--kernels X` in argv or KTL_KERNELS caps every kernel's instruction
+// set first (core/base/kernel_ceiling.h).
 // No-op where these do not apply (macOS).
 void tune_runtime(int argc = 0, char** argv = nullptr);
 

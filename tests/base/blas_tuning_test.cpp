@@ -50,6 +50,21 @@ TEST(BlasCore, BestCoreFollowsTheFeatures) {
   EXPECT_EQ(best_blas_core_for(f_only), "Haswell");
 }
 
+TEST(BlasCore, KernelCeilingBelowOpenBlassOwnChoiceGetsHaswell) {
+  // --kernels avx2 on an AVX-512 CPU: the masked features allow Haswell.
+  EXPECT_TRUE(is_avx512_blas_core("Cooperlake"));
+  EXPECT_TRUE(is_avx512_blas_core("SKYLAKEX"));
+  EXPECT_FALSE(is_avx512_blas_core("Haswell"));
+  EXPECT_FALSE(is_avx512_blas_core("Zen"));
+  auto c = choose_blas_core({avx2_cpu(), "Cooperlake", "", ""});
+  EXPECT_EQ(c.core, "Haswell");
+  EXPECT_NE(c.reason.find("ceiling"), std::string::npos) << c.reason;
+  EXPECT_EQ(choose_blas_core({avx2_cpu(), "Zen", "", ""}).core, "");  // already AVX2 kernels
+  EXPECT_EQ(choose_blas_core({avx512_cpu(true), "Cooperlake", "", ""}).core, "");
+  EXPECT_EQ(choose_blas_core({avx2_cpu(), "SkylakeX", "SkylakeX", ""}).core, "");  // the user's
+  EXPECT_EQ(choose_blas_core({avx2_cpu(), "SkylakeX", "", "Haswell: failed"}).core, "");
+}
+
 TEST(BlasCore, MisreadCpuGetsTheKernelItAllows) {
   auto c = choose_blas_core({avx512_cpu(true), "Prescott", "", ""});
   EXPECT_EQ(c.core, "Cooperlake");
