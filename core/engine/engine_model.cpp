@@ -6,10 +6,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <stdexcept>
 #include <tuple>
 
+#include "core/base/huge_page_arena.h"
 #include "core/engine/step_profile.h"
 #include "core/model/ops.h"
 
@@ -21,10 +23,39 @@ std::string layer_name(int i, const std::string& rest) {
   return "model.layers." + std::to_string(i) + "." + rest;
 }
 
+// An uninitialised tensor in `arena` (huge pages: core/base/huge_page_arena.h); its deleter
+// holds the arena, which goes when the last such tensor goes.
+torch::Tensor arena_empty(const std::shared_ptr<HugePageArena>& arena, int64_t rows, int64_t cols,
+                          torch::ScalarType st) {
+  const size_t bytes = static_cast<size_t>(rows * cols) * c10::elementSize(st);
+  void* p = arena->allocate(bytes == 0 ? 1 : bytes, 64);
+  return torch::from_blob(p, {rows, cols}, [arena](void*) {}, torch::TensorOptions().dtype(st));
+}
+
+// Joins [out_i, in] parts along the output dim into one [sum out_i, in] tensor of `st`: in
+// `arena` when there is one (each part converted while copied), else torch::cat (one part is
+// used as it is: an fp32 weight then shares the source's storage).
+torch::Tensor join_rows(const std::vector<torch::Tensor>& parts, torch::ScalarType st,
+                        const std::shared_ptr<HugePageArena>& arena) {
+  if (!arena) {
+    auto j = parts.size() == 1 ? parts[0] : torch::cat(parts, 0);
+    return j.to(st).contiguous();
+  }
+  int64_t rows = 0;
+  for (const auto& p : parts) rows += p.size(0);
+  auto out = arena_empty(arena, rows, parts[0].size(1), st);  // [sum out_i, in]
+  int64_t at = 0;
+  for (const auto& p : parts) {
+    out.narrow(0, at, p.size(0)).copy_(p);
+    at += p.size(0);
+  }
+  return out;
+}
+
 // Fuses [out_i, in] weights along the output dim; int8 parts stay as they are when int8 is asked.
-PackedLinear fuse(const std::vector<StoredWeight>& parts, WeightDtype dtype) {
-  // One part is used as it is (no copy: an fp32 weight shares the source's storage).
-  auto join = [](std::vector<torch::Tensor> v) { return v.size() == 1 ? v[0] : torch::cat(v, 0); };
+// The fused weight goes to `arena` (null: plain tensors).
+PackedLinear fuse(const std::vector<StoredWeight>& parts, WeightDtype dtype,
+                  const std::shared_ptr<HugePageArena>& arena) {
   std::vector<torch::Tensor> vals, scales;
   if (dtype == WeightDtype::kInt8) {
     // Scales are per output row, so quantizing each part and joining the int8 parts is the same
@@ -35,14 +66,19 @@ PackedLinear fuse(const std::vector<StoredWeight>& parts, WeightDtype dtype) {
       vals.push_back(q);
       scales.push_back(s);
     }
-    return PackedLinear::from_int8(join(vals), join(scales));
+    // The quantized engine replaces the weight with its own unpacked copy: no arena there, or
+    // the arena's copy would be held for nothing.
+    const bool engine_copy = std::string(int8_prefill_path()).rfind("quantized engine", 0) == 0;
+    return PackedLinear::from_int8(join_rows(vals, torch::kInt8, engine_copy ? nullptr : arena),
+                                   join_rows(scales, torch::kFloat32, nullptr).view({-1}));
   }
   for (const auto& p : parts) {
     vals.push_back(p.value.scalar_type() == torch::kInt8
                        ? p.value.to(torch::kFloat32) * p.scales.unsqueeze(1)
-                       : p.value.to(torch::kFloat32));
+                       : p.value);
   }
-  return PackedLinear::from_float(join(vals), dtype);
+  const auto st = dtype == WeightDtype::kBf16 ? torch::kBFloat16 : torch::kFloat32;
+  return PackedLinear::from_float(join_rows(vals, st, arena), dtype);
 }
 
 torch::Tensor as_float(const StoredWeight& w) {
@@ -58,6 +94,14 @@ EngineModel::EngineModel(const ModelConfig& cfg, const WeightSource& src, Weight
     : cfg_(cfg), dtype_(dtype) {
   cfg_.validate();
   torch::NoGradGuard no_grad;
+  // The matrices every decode step streams live in huge pages (1-stream decode is bound by the
+  // memory read rate: huge_page_arena.h); the tensors hold the arena, not the model.
+  // KTL_HUGE_PAGES=0 keeps plain tensors (to measure what huge pages give).
+  const char* env = std::getenv("KTL_HUGE_PAGES");
+  auto arena = env && std::string(env) == "0" ? nullptr : std::make_shared<HugePageArena>();
+  auto fuse = [&](const std::vector<StoredWeight>& parts, WeightDtype dt) {
+    return ktl::fuse(parts, dt, arena);
+  };
   for (int i = 0; i < cfg_.num_layers; ++i) {
     Layer l;
     l.attn_norm = as_float(src(layer_name(i, "input_layernorm.weight")));

@@ -7,17 +7,20 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <string>
 
 #include "core/base/file_util.h"
+#include "core/base/huge_page_arena.h"
 #include "core/engine/engine_checkpoint.h"
 #include "core/engine/engine_model.h"
 #include "core/engine/kv_budget.h"
 #include "core/model/model.h"
 #include "core/model/model_config.h"
 #include "core/tokenizer/tokenizer.h"
+#include "tests/support/smaps.h"
 #include "tests/support/tiny_checkpoint.h"
 
 namespace ktl {
@@ -203,10 +206,39 @@ TEST(EngineMemory, LoadingAnInt8CheckpointAllocatesNoFp32Weight) {
     // Controls: quantizing at load (fp32 blocks of 256 rows: whole matrices here), an fp32 load
     // (fused qkv / gate_up) and dequantizing an int8 checkpoint all make fp32 weight copies.
     EXPECT_GT(large_allocs(d / "fp32", WeightDtype::kInt8), 0);
+    // (fp32 weights go to the huge-page arena, which this counter does not see, unless asked.)
+    setenv("KTL_HUGE_PAGES", "0", 1);
     EXPECT_GT(large_allocs(d / "fp32", WeightDtype::kFp32), 0);
+    unsetenv("KTL_HUGE_PAGES");
     EXPECT_GT(large_allocs(d / "int8", WeightDtype::kFp32), 0);
     std::filesystem::remove_all(d / "fp32");
     std::filesystem::remove_all(d / "int8");
+  }
+}
+
+// The matrices each decode step streams live in memory advised for huge pages
+// (core/base/huge_page_arena.h), and in plain tensors under KTL_HUGE_PAGES=0; same outputs.
+TEST(EngineMemory, WeightsLiveInHugePagesWhereTheOsHasThem) {
+  if (!transparent_huge_pages_enabled()) GTEST_SKIP() << "transparent huge pages are off here";
+  const ModelConfig c = tiny_config();
+  Transformer t(c);
+  t->init_weights(2);
+  const std::vector<int> toks = {2, 40, 41, 300};
+  const std::vector<int> rows = {0, 1, 2, 3};
+  AttnSeq a{0, 4, 0, {0}};
+  for (WeightDtype d : {WeightDtype::kFp32, WeightDtype::kBf16, WeightDtype::kInt8}) {
+    EngineModel m = EngineModel::from_module(*t, d);
+    const void* head = d == WeightDtype::kInt8 ? m.head().int8_parts().first.data_ptr()
+                                               : m.head().weight().data_ptr();
+    const int eligible = testing::thp_eligible(head);
+    if (eligible < 0) GTEST_SKIP() << "this kernel's smaps has no THPeligible";
+    EXPECT_EQ(eligible, 1) << to_string(d);
+    setenv("KTL_HUGE_PAGES", "0", 1);
+    EngineModel plain = EngineModel::from_module(*t, d);
+    unsetenv("KTL_HUGE_PAGES");
+    PagedKvPool p1(2, 2, 16, 2, 16), p2(2, 2, 16, 2, 16);
+    EXPECT_TRUE(torch::equal(m.forward(toks, {a}, p1, rows), plain.forward(toks, {a}, p2, rows)))
+        << to_string(d);
   }
 }
 
