@@ -20,8 +20,10 @@ DEB_PACKAGES := build-essential cmake pkg-config ccache git \
 # Only for the tests: Node.js clients and the browser test (fonts-nanum: Korean glyphs in its
 # screenshots); clang and its runtime (libclang-rt-14-dev: libFuzzer) for the fuzz targets;
 # libvalijson-dev: the JSON-schema validator that checks structured output; python3-jinja2:
-# the chat template rendered as transformers renders it.
-DEB_TEST_PACKAGES := chromium fonts-nanum clang libclang-rt-14-dev libvalijson-dev python3-jinja2
+# the chat template rendered as transformers renders it; g++-aarch64-linux-gnu and qemu-user: the
+# kernels built for aarch64 and run under qemu (the kernels_aarch64_qemu test).
+DEB_TEST_PACKAGES := chromium fonts-nanum clang libclang-rt-14-dev libvalijson-dev python3-jinja2 \
+  g++-aarch64-linux-gnu qemu-user
 # `make fuzz`: seconds per fuzz target, and how many run at once.
 FUZZ_SECONDS ?= 600
 FUZZ_JOBS ?= 1

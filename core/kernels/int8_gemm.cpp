@@ -7,25 +7,26 @@
 
 #include "core/base/cpu_features.h"
 #include "core/base/simd_clones.h"
+#include "core/kernels/int8_tiles.h"
 #include "core/kernels/parallel.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
-#if defined(__aarch64__) && defined(__ARM_FEATURE_DOTPROD)
-#include <arm_neon.h>
+#if defined(__aarch64__)
+#include <arm_neon.h>  // baseline on AArch64 (the quantizer)
+#if defined(__ARM_FEATURE_DOTPROD)
 #define KTL_INT8_NEON_DOT 1
+#endif
 #endif
 
 namespace ktl {
 
 namespace {
 
-constexpr int kTileRows = 4;     // weight rows per tile
-constexpr int kTileStreams = 4;  // activation rows per tile
-
-// A tile: out[s * R + r] = sum_i x[s, i] * w[r, i] (x: u8 for the VNNI kernels, s8 otherwise).
-using TileFn = void (*)(const int8_t* w, int64_t in, const void* x, int64_t xld, int32_t* out);
+constexpr int kTileRows = kInt8TileRows;
+constexpr int kTileStreams = kInt8TileStreams;
+using TileFn = Int8TileFn;  // int8_tiles.h
 
 // out[s * R + r] += sum over columns [i, in): the tail a vector loop leaves, and with i = 0 the
 // whole of the scalar kernel. X: uint8_t for the shifted (VNNI) activations, int8_t otherwise.
@@ -203,6 +204,16 @@ const TileSet& tile_set(Int8Kernels k) {
   static const TileSet neon = KTL_TILESET(tile_neon_dot, false);
   if (k == Int8Kernels::kNeonDot) return neon;
 #endif
+  if (k == Int8Kernels::kNeonI8mm && int8_i8mm_tiles()) {  // its own translation unit
+    static const TileSet i8mm = [] {
+      TileSet t{};
+      for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < kTileStreams; ++b) t.tiles[a][b] = int8_i8mm_tiles()->tiles[a][b];
+      t.u8 = false;
+      return t;
+    }();
+    return i8mm;
+  }
   return scalar;
 }
 
@@ -436,12 +447,14 @@ bool int8_kernels_supported(Int8Kernels k) {
       return f.avx2 && f.avx_vnni;
     case Int8Kernels::kAvx2:
       return f.avx2;
-    case Int8Kernels::kNeonDot:
+    case Int8Kernels::kNeonDot:  // compiled in (dotprod target) and reported by the CPU
 #if defined(KTL_INT8_NEON_DOT)
-      return true;
+      return f.neon_dot;
 #else
       return false;
 #endif
+    case Int8Kernels::kNeonI8mm:
+      return int8_i8mm_tiles() != nullptr && f.i8mm;
   }
   return false;
 }
@@ -449,7 +462,7 @@ bool int8_kernels_supported(Int8Kernels k) {
 Int8Kernels best_int8_kernels() {
   static const Int8Kernels best = [] {
     for (auto k : {Int8Kernels::kAvx512Vnni, Int8Kernels::kAvxVnni, Int8Kernels::kAvx2,
-                   Int8Kernels::kNeonDot}) {
+                   Int8Kernels::kNeonI8mm, Int8Kernels::kNeonDot}) {
       if (int8_kernels_supported(k)) return k;
     }
     return Int8Kernels::kScalar;
@@ -469,6 +482,8 @@ const char* to_string(Int8Kernels k) {
       return "avx2";
     case Int8Kernels::kNeonDot:
       return "neon-dot";
+    case Int8Kernels::kNeonI8mm:
+      return "neon-i8mm";
     case Int8Kernels::kScalar:
       return "scalar";
   }
@@ -542,6 +557,33 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quantize_row_avx512(co
 #pragma GCC diagnostic pop
 #endif
 
+#if defined(__aarch64__)
+// quantize_row's twin in NEON, bit for bit: the same fp32 multiply and clamp, and fcvtns rounds
+// to nearest even as the magic-number trick does; q + 128 is q ^ 0x80 in two's complement.
+void quantize_row_neon(const float* x, int64_t n, int8_t* q, uint8_t* u, float* scale_out) {
+  float32x4_t m = vdupq_n_f32(0);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) m = vmaxq_f32(m, vabsq_f32(vld1q_f32(x + i)));
+  float amax = vmaxvq_f32(m);
+  for (; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  const float scale = amax > 0 ? amax / 127.0f : 1.0f;
+  *scale_out = scale;
+  const float inv_s = 1.0f / scale;
+  const float32x4_t inv = vdupq_n_f32(inv_s), hi = vdupq_n_f32(127.0f), lo = vdupq_n_f32(-127.0f);
+  auto q4 = [&](int64_t j) {  // 4 values rounded, as int16
+    const float32x4_t v = vminq_f32(hi, vmaxq_f32(lo, vmulq_f32(vld1q_f32(x + j), inv)));
+    return vmovn_s32(vcvtnq_s32_f32(v));
+  };
+  for (i = 0; i + 16 <= n; i += 16) {
+    const int8x16_t r = vcombine_s8(vmovn_s16(vcombine_s16(q4(i), q4(i + 4))),
+                                    vmovn_s16(vcombine_s16(q4(i + 8), q4(i + 12))));
+    vst1q_u8(u + i, veorq_u8(vreinterpretq_u8_s8(r), vdupq_n_u8(0x80)));
+    if (q) vst1q_s8(q + i, r);
+  }
+  if (i < n) quantize_row(x + i, n - i, inv_s, q ? q + i : nullptr, u + i);
+}
+#endif
+
 void quantize_row_portable(const float* x, int64_t n, int8_t* q, uint8_t* u, float* scale_out) {
   const float amax = abs_max(x, n);
   const float scale = amax > 0 ? amax / 127.0f : 1.0f;
@@ -566,6 +608,8 @@ Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool wit
     return f.avx512f && f.avx512bw && f.avx512vl;
   }();
   if (simd && avx512) row_fn = quantize_row_avx512;
+#elif defined(__aarch64__)
+  if (simd) row_fn = quantize_row_neon;
 #endif
   // Prefill quantizes hundreds of rows: split them over the threads too.
   parallel_for(0, rows, parallel_grain(cols, 16), [&](int64_t begin, int64_t end) {
@@ -574,6 +618,17 @@ Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool wit
              r.u.data() + n * cols, &r.scale[n]);
   });
   return r;
+}
+
+const char* int8_quantizer() {
+#if defined(__x86_64__)
+  const CpuFeatures f = detect_cpu_features();
+  return f.avx512f && f.avx512bw && f.avx512vl ? "avx512" : "portable";
+#elif defined(__aarch64__)
+  return "neon";
+#else
+  return "portable";
+#endif
 }
 
 std::vector<int32_t> int8_row_sums(const int8_t* w, int64_t out, int64_t in) {

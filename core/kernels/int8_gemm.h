@@ -9,7 +9,10 @@
 //  - kAvxVnni:    the same on 32 bytes (VEX vpdpbusd; Alder Lake, Zen 5).
 //  - kAvx2:       vpmaddubsw/vpmaddwd with the sign trick (|w| as u8 times sign(w) * xq as s8,
 //    which cannot saturate since |xq|, |w| <= 127 and 2 * 127 * 128 < 32768).
-//  - kNeonDot:    sdot on AArch64 where the compiler targets dotprod (not tested here).
+//  - kNeonI8mm:   smmla (ARMv8.6-A int8 matrix multiply) on 2 x 8 by 8 x 2 blocks
+//    (int8_neon_i8mm.cpp, a translation unit built for ARMv8.6-A; HWCAP2_I8MM at run time).
+//  - kNeonDot:    sdot on AArch64 where the compiler targets dotprod (HWCAP_ASIMDDP at run time).
+//    Both ARM kernels run under qemu in the kernels_aarch64_qemu test (tests/kernels/aarch64/).
 //  - kScalar:     the portable loop, also the naive twin of the tests.
 // Every kernel returns the exact int32 sums, so they agree bit for bit.
 //
@@ -31,7 +34,7 @@ namespace ktl {
 constexpr int64_t kInt8GemmMaxRows = 64;
 
 // kBest: the widest this CPU runs; the others to test each kernel (kScalar is the naive twin).
-enum class Int8Kernels { kBest, kAvx512Vnni, kAvxVnni, kAvx2, kNeonDot, kScalar };
+enum class Int8Kernels { kBest, kAvx512Vnni, kAvxVnni, kAvx2, kNeonI8mm, kNeonDot, kScalar };
 bool int8_kernels_supported(Int8Kernels k);
 Int8Kernels best_int8_kernels();  // never kBest
 const char* to_string(Int8Kernels k);
@@ -44,9 +47,12 @@ struct Int8Rows {
   std::vector<uint8_t> u;    // [rows, cols] q + 128 for the u8 x s8 (VNNI) kernels, + 3 bytes
   std::vector<float> scale;  // [rows]
 };
-// simd = false: the portable loops only (the twin of the AVX-512 quantizer).
+// simd = false: the portable loops only (the twin of the AVX-512 and NEON quantizers).
 Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool with_signed = true,
                             bool simd = true);
+
+// The quantizer simd = true runs here: "avx512", "neon" or "portable".
+const char* int8_quantizer();
 
 // sum_i w[o, i] for every row of w [out, in] (the correction of the u8 shift).
 std::vector<int32_t> int8_row_sums(const int8_t* w, int64_t out, int64_t in);

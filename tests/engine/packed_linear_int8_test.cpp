@@ -14,7 +14,7 @@ namespace ktl {
 namespace {
 
 const Int8Kernels kAll[] = {Int8Kernels::kAvx512Vnni, Int8Kernels::kAvxVnni, Int8Kernels::kAvx2,
-                            Int8Kernels::kNeonDot, Int8Kernels::kScalar};
+                            Int8Kernels::kNeonI8mm,   Int8Kernels::kNeonDot, Int8Kernels::kScalar};
 
 TEST(PackedLinearInt8, DequantizedGemmEqualsTwinAndIsCloseToFp32) {
   torch::manual_seed(7);

@@ -41,7 +41,7 @@ std::vector<int32_t> naive_s32(const Int8Rows& x, const std::vector<int8_t>& w, 
 }
 
 const Int8Kernels kAll[] = {Int8Kernels::kAvx512Vnni, Int8Kernels::kAvxVnni, Int8Kernels::kAvx2,
-                            Int8Kernels::kNeonDot, Int8Kernels::kScalar};
+                            Int8Kernels::kNeonI8mm,   Int8Kernels::kNeonDot, Int8Kernels::kScalar};
 
 TEST(Int8Gemm, EveryKernelEqualsTheScalarTwinExactlyOverOddSizes) {
   int tested = 0;
