@@ -4,7 +4,9 @@
 # llama.cpp), in one interleaved run on the same random-init checkpoint:
 #   1-stream and N-stream decode (same prompt and generation lengths), 512-token prefill, peak RSS;
 #   ktl fp32 / int8 (`ktl bench --json`) against llama.cpp f32 / q8_0 (llama-batched-bench for
-#   decode, llama-bench for prefill, each under /usr/bin/time for its peak RSS).
+#   decode, llama-bench for prefill and again for 1-stream decode, keeping the better; the
+#   batched run under /usr/bin/time for its peak RSS); and the machine's limits
+#   (ktl_machine_limits), so each decode figure comes with its share of them.
 #
 #   bench/llama_native.sh build            clone + build into the cache (once per machine)
 #   bench/llama_native.sh [run] [path/to/ktl]
@@ -74,6 +76,10 @@ done
 R=$W/results.jsonl
 : > "$R"
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+# This machine's limits, measured now on the same threads (bench/machine_limits.cpp): the table
+# gives each figure's share of them.
+LIMITS=$(dirname "$KTL")/ktl_machine_limits
+if [ -x "$LIMITS" ]; then "$LIMITS" --threads "$THREADS" | sed 's/^{/{"who":"limits",/' >> "$R"; fi
 rss() { sed -n 's/.*Maximum resident set size (kbytes): *//p' "$1"; }
 for round in $(seq "$REPEAT"); do
   for dt in fp32 int8; do
@@ -92,7 +98,9 @@ for round in $(seq "$REPEAT"); do
       -c $(( (PROMPT + GEN) * STREAMS + 256 )) -b 2048 -ub 512 -npp "$PROMPT" -ntg "$GEN" \
       -npl "1,$STREAMS" --output-format jsonl > "$W/out" 2> "$W/time" || { tail "$W/time"; exit 1; }
     grep '^{' "$W/out" | sed "s/^{/{\"who\":\"llama\",\"dtype\":\"$dt\",\"rss_kb\":$(rss "$W/time"),/" >> "$R"
-    "$BIN/llama-bench" -m "$W/model-$dt.gguf" -t "$THREADS" -p "$PREFILL" -n 0 -r 1 -o jsonl \
+    # llama-bench: the prefill, and 1-stream decode a second way (its tg test, from an empty
+    # context); the table keeps llama.cpp's better 1-stream figure of the two tools.
+    "$BIN/llama-bench" -m "$W/model-$dt.gguf" -t "$THREADS" -p "$PREFILL" -n "$GEN" -r 1 -o jsonl \
       2>/dev/null | grep '^{' | sed "s/^{/{\"who\":\"llama\",\"dtype\":\"$dt\",\"phase\":\"prefill\",/" >> "$R"
   done
 done
@@ -100,4 +108,4 @@ done
 flags=$(grep -m1 -o -w -E 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') ($flags), family $(sed -n 's/^cpu family\t*: //p' /proc/cpuinfo | head -1) model $(sed -n 's/^model\t*: //p' /proc/cpuinfo | head -1), $(nproc) cores; threads $THREADS each; llama.cpp $FLAVOR; load average before: $LOAD0; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 echo "model: $MODEL_CONFIG, random init; decode: prompt $PROMPT + $GEN new tokens; prefill: $PREFILL tokens; $(date -u +%Y-%m-%dT%H:%MZ)"
-python3 bench/llama_native_table.py "$R" "$STREAMS"
+python3 bench/llama_native_table.py "$R" "$STREAMS" "$FLAVOR"

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """The table of bench/llama_native.sh: the best figure of each configuration over the rounds,
-ktl against llama.cpp, with the ratio. Usage: llama_native_table.py RESULTS.jsonl STREAMS"""
+ktl against llama.cpp, with the ratio; then each decode figure's share of this machine's limits
+when ktl_machine_limits ran (1 stream: bytes of weights read per token x tok/s over the best read
+rate measured; N streams: 2 x parameters x tok/s over the int8 or fp32 peak).
+Usage: llama_native_table.py RESULTS.jsonl STREAMS [native|avx2]"""
 import json
 import sys
 
 
 def main():
     path, streams = sys.argv[1], int(sys.argv[2])
+    flavor = sys.argv[3] if len(sys.argv) > 3 else "native"
     best = {}
 
     def keep(key, value):
@@ -17,11 +21,19 @@ def main():
         if value is not None and (key not in best or value < best[key]):
             best[key] = value
 
+    limits, sizes = None, {}
     for line in open(path, encoding="utf-8"):
         if not line.strip():
             continue
         r = json.loads(line)
+        if r["who"] == "limits":
+            limits = r
+            continue
         who, dt = r["who"], r["dtype"]
+        if who == "ktl" and "weight_bytes_in_memory" in r:
+            sizes[dt] = (r["weight_bytes_in_memory"], r["model_bytes"] / 4)  # bytes, parameters
+        if who == "llama" and "model_size" in r:
+            sizes[dt] = (r["model_size"], r.get("model_n_params"))
         if who == "ktl":
             if r.get("phase") == "prefill":
                 keep((who, dt, "prefill"), r["prefill_tok_s"])
@@ -31,7 +43,10 @@ def main():
             keep_least((who, dt, "rss_mb"), r["rss_kb"] / 1024)
         else:
             if r.get("phase") == "prefill":
-                keep((who, dt, "prefill"), r.get("avg_ts"))
+                if r.get("n_gen", 0) > 0:  # llama-bench's tg test: 1 stream, another tool
+                    keep((who, dt, "decode1"), r.get("avg_ts"))
+                else:
+                    keep((who, dt, "prefill"), r.get("avg_ts"))
                 continue
             keep((who, dt, f"decode{r['pl']}"), r["speed_tg"])
             keep_least((who, dt, "rss_mb"), r["rss_kb"] / 1024)
@@ -49,6 +64,36 @@ def main():
             cells += [fmt(k), fmt(l), "—" if ratio is None else f"{ratio:.2f}"]
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("ratio: ktl / llama.cpp for speeds, llama.cpp / ktl for memory (above 1: ktl ahead)")
+    if limits:
+        print_shares(best, limits, sizes, streams, flavor)
+
+
+def print_shares(best, limits, sizes, streams, flavor):
+    bw = max(v for k, v in limits.items() if k.startswith("read_gb_s"))
+    if flavor == "avx2":  # both sides run AVX2 code: its peaks are the limit
+        int8_peak, fp32_peak = limits.get("int8_avx2_gops"), limits.get("fp32_fma256_gflops")
+    else:
+        int8_peak = limits.get("int8_vnni512_gops") or limits.get("int8_avx2_gops")
+        fp32_peak = limits.get("fp32_fma512_gflops") or limits.get("fp32_fma256_gflops")
+    print()
+    print(f"limits ({limits['threads']} threads): best read rate {bw:.1f} GB/s "
+          f"(4 KB pages {limits.get('read_gb_s', 0):.1f}, huge pages "
+          f"{limits.get('read_gb_s_huge_pages', 0):.1f}); int8 peak {int8_peak:.0f} GOP/s; "
+          f"fp32 peak {fp32_peak:.0f} GFLOP/s")
+    print("| who | dtype | weight MB read / token | 1 stream: share of read rate "
+          f"| {streams} streams: share of compute peak |")
+    print("|---|---|---|---|---|")
+    for who, dts in (("ktl", ("fp32", "int8")), ("llama", ("f32", "q8_0"))):
+        for dt in dts:
+            if dt not in sizes:
+                continue
+            nbytes, params = sizes[dt]
+            params = params or sizes.get("fp32", (0, 0))[1]
+            one, many = best.get((who, dt, "decode1")), best.get((who, dt, f"decode{streams}"))
+            peak = int8_peak if dt in ("int8", "q8_0") else fp32_peak
+            s1 = f"{one * nbytes / 1e9 / bw:.0%}" if one else "—"
+            sn = f"{many * 2 * params / 1e9 / peak:.0%}" if many and params and peak else "—"
+            print(f"| {who} | {dt} | {nbytes / 1e6:,.0f} | {s1} | {sn} |")
 
 
 if __name__ == "__main__":
