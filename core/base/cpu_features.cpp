@@ -9,6 +9,11 @@
 #include <cpuid.h>
 #define KTL_X86 1
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#elif defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 
 namespace ktl {
 
@@ -33,6 +38,30 @@ uint64_t xgetbv0() {
 
 bool bit(unsigned v, int i) {
   return (v >> i) & 1u;
+}
+
+}  // namespace
+#endif
+
+#if defined(__aarch64__)
+namespace {
+
+// What the OS reports of the ARM extensions ktl's kernels use.
+void detect_arm(CpuFeatures& f) {
+#if defined(__linux__)
+  // The bits of <asm/hwcap.h>, spelled out for C libraries whose headers predate them.
+  constexpr unsigned long kHwcapAsimdDp = 1ul << 20, kHwcap2I8mm = 1ul << 13;
+  f.neon_dot = (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0;
+  f.i8mm = (getauxval(AT_HWCAP2) & kHwcap2I8mm) != 0;
+#elif defined(__APPLE__)
+  auto on = [](const char* name) {
+    int v = 0;
+    size_t n = sizeof v;
+    return sysctlbyname(name, &v, &n, nullptr, 0) == 0 && v != 0;
+  };
+  f.neon_dot = on("hw.optional.arm.FEAT_DotProd");
+  f.i8mm = on("hw.optional.arm.FEAT_I8MM");
+#endif
 }
 
 }  // namespace
@@ -70,6 +99,9 @@ CpuFeatures detect_native_cpu_features() {
   f.avx512_bf16 = os_avx512 && bit(l7s1.a, 5);
   f.amx = os_amx && bit(l7.d, 24);
 #endif
+#if defined(__aarch64__)
+  detect_arm(f);
+#endif
   return f;
 }
 
@@ -86,7 +118,9 @@ std::vector<std::pair<std::string, bool>> cpu_feature_flags(const CpuFeatures& f
           {"avx512_vnni", f.avx512_vnni},
           {"avx_vnni", f.avx_vnni},
           {"avx512_bf16", f.avx512_bf16},
-          {"amx", f.amx}};
+          {"amx", f.amx},
+          {"asimddp", f.neon_dot},
+          {"i8mm", f.i8mm}};
 }
 
 std::string cpu_feature_list(const CpuFeatures& f) {
