@@ -9,9 +9,9 @@
 #include <stdexcept>
 
 #include "core/base/simd_clones.h"
-#include "core/engine/bf16_gemv.h"
 #include "core/engine/kernel_threads.h"
 #include "core/engine/step_profile.h"
+#include "core/engine/tensor_gemv.h"
 #include "core/kernels/int8_gemm.h"
 
 namespace ktl {

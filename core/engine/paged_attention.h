@@ -9,7 +9,8 @@
 //
 // Two paths, same results (tests check both against dense attention):
 //  - kKernel: a direct CPU loop reading K/V in place, block by block through the block table
-//    (no dense copy); each K/V row is read once for all query heads of its GQA group. Best for
+//    (no dense copy); each K/V row is read once for all query heads of its GQA group. The loop
+//    is core/kernels/paged_attention_row.h (torch-free); this file splits rows over threads. Best for
 //    decode rows, where a gather would copy the whole context for one query.
 //  - kGather: index_select the sequence's blocks into a dense [S, KV, Dh] buffer and run the
 //    matmul attention (ops.h causal_attention); best for long prefill chunks (BLAS-bound).

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "core/base/cpu_features.h"
+#include "core/kernels/bf16_gemv.h"
 #include "core/kernels/int8_gemm.h"
 
 namespace ktl {
@@ -18,11 +19,13 @@ TEST(ArmKernels, TheCpuFeaturesTheKernelsNeedAreReported) {
   EXPECT_TRUE(f.i8mm);
 #endif
   EXPECT_EQ(int8_kernels_supported(Int8Kernels::kNeonDot), f.neon_dot);
+  EXPECT_EQ(best_bf16_kernels(), Bf16Kernels::kNeon);  // NEON is baseline on AArch64
 #else
   const CpuFeatures f = detect_native_cpu_features();
   EXPECT_FALSE(f.neon_dot || f.i8mm);
   EXPECT_FALSE(int8_kernels_supported(Int8Kernels::kNeonDot));
   EXPECT_FALSE(int8_kernels_supported(Int8Kernels::kNeonI8mm));
+  EXPECT_FALSE(bf16_kernels_supported(Bf16Kernels::kNeon));
 #endif
 }
 
@@ -33,6 +36,7 @@ TEST(ArmKernels, QemuMaxRunsTheNeonKernels) {
   EXPECT_EQ(best_int8_kernels(), Int8Kernels::kNeonI8mm);
   EXPECT_STREQ(to_string(Int8Kernels::kBest), "neon-i8mm");
   EXPECT_STREQ(int8_quantizer(), "neon");
+  EXPECT_STREQ(to_string(Bf16Kernels::kBest), "neon");
 }
 #endif
 

@@ -1,7 +1,4 @@
-#include "core/engine/bf16_gemv.h"
-
-#include <ATen/Parallel.h>
-#include <torch/torch.h>
+#include "core/kernels/bf16_gemv.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -11,10 +8,13 @@
 #include <string>
 
 #include "core/base/cpu_features.h"
-#include "core/engine/kernel_threads.h"
+#include "core/kernels/parallel.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 namespace ktl {
@@ -165,13 +165,47 @@ __attribute__((target("avx2,fma"))) void rows_dot_avx2(const W* w, const float* 
 #pragma GCC diagnostic pop
 #endif
 
+#if defined(__aarch64__)
+// 4 weights as fp32: bf16 widened by a 16-bit shift (ushll), fp32 loaded.
+inline float32x4_t load4(const uint16_t* p) {
+  return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
+inline float32x4_t load4(const float* p) {
+  return vld1q_f32(p);
+}
+
+// rows_dot_avx2 on NEON's 4 lanes (32 registers: U = 4 chunks for one row still fit).
+template <class W, int R, int U>
+void rows_dot_neon(const W* w, const float* x, int64_t in, float* out) {
+  float32x4_t acc[R][U];
+  for (int n = 0; n < R; ++n)
+    for (int u = 0; u < U; ++u) acc[n][u] = vdupq_n_f32(0);
+  int64_t i = 0;
+  for (; i + 4 * U <= in; i += 4 * U) {
+    for (int u = 0; u < U; ++u) {
+      const float32x4_t wf = load4(w + i + 4 * u);
+      for (int n = 0; n < R; ++n)
+        acc[n][u] = vfmaq_f32(acc[n][u], wf, vld1q_f32(x + n * in + i + 4 * u));
+    }
+  }
+  for (int n = 0; n < R; ++n) {
+    for (int u = 1; u < U; ++u) acc[n][0] = vaddq_f32(acc[n][0], acc[n][u]);
+    float total = vaddvq_f32(acc[n][0]);
+    for (int64_t k = i; k < in; ++k) total += to_float(w[k]) * x[n * in + k];
+    out[n] = total;
+  }
+}
+#endif
+
 // The portable twin of the kernels above (and the path on other CPUs).
+// out[n * ld] = sum_k w[k] x[n * in + k].
 template <class W>
-void rows_dot_scalar(const W* w, const float* x, int64_t n_rows, int64_t in, float* out) {
+void rows_dot_scalar(const W* w, const float* x, int64_t n_rows, int64_t in, float* out,
+                     int64_t ld) {
   for (int64_t n = 0; n < n_rows; ++n) {
     float total = 0;
     for (int64_t k = 0; k < in; ++k) total += to_float(w[k]) * x[n * in + k];
-    out[n] = total;
+    out[n * ld] = total;
   }
 }
 
@@ -187,16 +221,6 @@ const int64_t kTileMinRows = [] {
   const char* v = std::getenv("KTL_GEMV_TILE_MIN_ROWS");
   return v ? std::max<int64_t>(1, std::atoll(v)) : int64_t{2};
 }();
-
-Bf16Kernels best_kernels() {
-  static const Bf16Kernels best = [] {
-    const CpuFeatures f = detect_cpu_features();
-    if (f.avx512f) return Bf16Kernels::kAvx512;
-    if (f.avx2 && f.fma) return Bf16Kernels::kAvx2;
-    return Bf16Kernels::kScalar;
-  }();
-  return best;
-}
 
 // The kernel for n_rows (1..kRowsPerCall) rows (null: the scalar loop).
 template <class W>
@@ -214,6 +238,13 @@ RowsDot<W> pick_kernel(Bf16Kernels set, int64_t n_rows) {
   if (set == Bf16Kernels::kAvx512) return k512[n_rows - 1];
   if (set == Bf16Kernels::kAvx2) return k256[n_rows - 1];
 #endif
+#if defined(__aarch64__)
+  static const RowsDot<W> k128[] = {rows_dot_neon<W, 1, 4>, rows_dot_neon<W, 2, 2>,
+                                    rows_dot_neon<W, 3, 2>, rows_dot_neon<W, 4, 2>,
+                                    rows_dot_neon<W, 5, 1>, rows_dot_neon<W, 6, 1>,
+                                    rows_dot_neon<W, 7, 1>, rows_dot_neon<W, 8, 1>};
+  if (set == Bf16Kernels::kNeon) return k128[n_rows - 1];
+#endif
   (void)set;
   (void)n_rows;
   return nullptr;
@@ -222,17 +253,17 @@ RowsDot<W> pick_kernel(Bf16Kernels set, int64_t n_rows) {
 // y [N, out] = x [N, in] w [out, in]^T, parallel over output rows; each weight row is read once
 // (from memory) for all N rows, in calls of up to kRowsPerCall rows.
 template <class W>
-torch::Tensor gemv(const W* wp, int64_t out, int64_t in, const torch::Tensor& x,
-                   Bf16Kernels kernels) {
-  const int64_t N = x.size(0);
-  auto xc = x.to(torch::kFloat32).contiguous();
-  auto y = torch::empty({out, N}, xc.options());  // [out, N], transposed at the end
-  const float* xp = xc.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  const Bf16Kernels set = kernels == Bf16Kernels::kBest ? best_kernels() : kernels;
+void gemv(const W* wp, int64_t out, int64_t in, const float* xp, int64_t N, float* yp,
+          Bf16Kernels kernels) {
+  if (kernels == Bf16Kernels::kBest) kernels = best_bf16_kernels();
+  if (!bf16_kernels_supported(kernels))
+    throw std::invalid_argument(std::string("gemv: ") + to_string(kernels) +
+                                " kernels do not run on this CPU");
+  if (N <= 0 || out <= 0) return;
+  const Bf16Kernels set = kernels;
   // 4 x 4 tiles from kTileMinRows rows on (AVX-512); below, one weight row at a time.
   const bool tiles = set == Bf16Kernels::kAvx512 && N >= kTileMinRows;
-  at::parallel_for(0, out, parallel_grain(N * in, 64), [&](int64_t begin, int64_t end) {
+  parallel_for(0, out, parallel_grain(N * in, 64), [&](int64_t begin, int64_t end) {
     int64_t o = begin;
 #if defined(__x86_64__)
     if (tiles) {
@@ -245,57 +276,75 @@ torch::Tensor gemv(const W* wp, int64_t out, int64_t in, const torch::Tensor& x,
           const int64_t S = std::min<int64_t>(4, N - n);
           fns[S - 1](wp + o * in, in, xp + n * in, in, t);
           for (int64_t s = 0; s < S; ++s)
-            for (int r = 0; r < 4; ++r) yp[(o + r) * N + n + s] = t[s * 4 + r];
+            for (int r = 0; r < 4; ++r) yp[(n + s) * out + o + r] = t[s * 4 + r];
         }
       }
     }
+#else
+    (void)tiles;
 #endif
+    float col[kRowsPerCall];  // one output of up to kRowsPerCall rows
     for (; o < end; ++o) {
       for (int64_t n = 0; n < N; n += kRowsPerCall) {
         const int64_t r = std::min(kRowsPerCall, N - n);
         const RowsDot<W> kernel = pick_kernel<W>(set, r);
-        if (kernel)
-          kernel(wp + o * in, xp + n * in, in, yp + o * N + n);
-        else
-          rows_dot_scalar(wp + o * in, xp + n * in, r, in, yp + o * N + n);
+        if (!kernel) {
+          rows_dot_scalar(wp + o * in, xp + n * in, r, in, yp + n * out + o, out);
+          continue;
+        }
+        kernel(wp + o * in, xp + n * in, in, col);
+        for (int64_t s = 0; s < r; ++s) yp[(n + s) * out + o] = col[s];
       }
     }
   });
-  return N == 1 ? y.view({1, out}) : y.t().contiguous();  // [N, out]
 }
 
 }  // namespace
+
+Bf16Kernels best_bf16_kernels() {
+  static const Bf16Kernels best = [] {
+#if defined(__x86_64__)
+    const CpuFeatures f = detect_cpu_features();
+    if (f.avx512f) return Bf16Kernels::kAvx512;
+    if (f.avx2 && f.fma) return Bf16Kernels::kAvx2;
+#elif defined(__aarch64__)
+    return Bf16Kernels::kNeon;  // NEON is baseline on AArch64
+#endif
+    return Bf16Kernels::kScalar;
+  }();
+  return best;
+}
 
 bool bf16_kernels_supported(Bf16Kernels k) {
-  return k == Bf16Kernels::kBest || k == Bf16Kernels::kScalar || k == best_kernels() ||
-         (k == Bf16Kernels::kAvx2 && best_kernels() == Bf16Kernels::kAvx512);
+  const Bf16Kernels best = best_bf16_kernels();
+  return k == Bf16Kernels::kBest || k == Bf16Kernels::kScalar || k == best ||
+         (k == Bf16Kernels::kAvx2 && best == Bf16Kernels::kAvx512);
 }
 
-namespace {
-
-// w [out, in] of `dtype`, contiguous; x [1..max_rows, in]; kernels this CPU runs.
-void check_gemv_args(const char* name, const torch::Tensor& w, torch::ScalarType dtype,
-                     const torch::Tensor& x, int64_t max_rows, Bf16Kernels kernels) {
-  if (w.scalar_type() != dtype || !w.is_contiguous() || w.dim() != 2 || x.dim() != 2 ||
-      x.size(1) != w.size(1) || x.size(0) < 1 || x.size(0) > max_rows ||
-      !bf16_kernels_supported(kernels)) {
-    throw std::invalid_argument(std::string(name) + ": need " + c10::toString(dtype) +
-                                " [out, in] weights, 1.." + std::to_string(max_rows) +
-                                " rows of [in], and kernels this CPU runs");
+const char* to_string(Bf16Kernels k) {
+  switch (k) {
+    case Bf16Kernels::kBest:
+      return to_string(best_bf16_kernels());
+    case Bf16Kernels::kAvx512:
+      return "avx512";
+    case Bf16Kernels::kAvx2:
+      return "avx2";
+    case Bf16Kernels::kNeon:
+      return "neon";
+    case Bf16Kernels::kScalar:
+      return "scalar";
   }
+  return "?";
 }
 
-}  // namespace
-
-torch::Tensor bf16_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kernels kernels) {
-  check_gemv_args("bf16_gemv", w, torch::kBFloat16, x, kBf16GemvMaxRows, kernels);
-  const auto* wp = reinterpret_cast<const uint16_t*>(w.data_ptr<at::BFloat16>());
-  return gemv(wp, w.size(0), w.size(1), x, kernels);
+void bf16_gemv(const uint16_t* w, int64_t out, int64_t in, const float* x, int64_t n, float* y,
+               Bf16Kernels kernels) {
+  gemv(w, out, in, x, n, y, kernels);
 }
 
-torch::Tensor fp32_gemv(const torch::Tensor& w, const torch::Tensor& x, Bf16Kernels kernels) {
-  check_gemv_args("fp32_gemv", w, torch::kFloat32, x, kFp32GemvMaxRows, kernels);
-  return gemv(w.data_ptr<float>(), w.size(0), w.size(1), x, kernels);
+void fp32_gemv(const float* w, int64_t out, int64_t in, const float* x, int64_t n, float* y,
+               Bf16Kernels kernels) {
+  gemv(w, out, in, x, n, y, kernels);
 }
 
 }  // namespace ktl

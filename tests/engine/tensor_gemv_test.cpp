@@ -1,5 +1,6 @@
-// The bf16 GEMV against its naive twin: the same bf16 weights widened to fp32, fp32 matmul.
-#include "core/engine/bf16_gemv.h"
+// The GEMV kernels through their tensor wrappers and PackedLinear: against at::linear of the
+// same weights (bf16 widened to fp32), the argument checks, zero rows in every dtype.
+#include "core/engine/tensor_gemv.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
