@@ -7,6 +7,7 @@
 
 #include "core/base/cpu_features.h"
 #include "core/base/simd_clones.h"
+#include "core/kernels/int8_packed_avx2.h"
 #include "core/kernels/int8_tiles.h"
 #include "core/kernels/parallel.h"
 
@@ -460,9 +461,19 @@ void packed_avxvnni(const int8_t* wp, int64_t in, const uint8_t* x, int64_t xld,
 }
 #endif
 
+#if defined(__x86_64__)
+// AVX2: signed activations (q) and the sign trick, in its own file (int8_packed_avx2.h).
+template <int M>
+void packed_avx2(const int8_t* wp, int64_t in, const uint8_t* x, int64_t xld, int32_t* c) {
+  static_assert(kPackCols == kInt8Avx2PackCols);
+  int8_packed_avx2(M, wp, in, reinterpret_cast<const int8_t*>(x), xld, c);
+}
+#endif
+
 struct PackedSet {
   PackedFn fns[kPackRows];  // fns[M - 1]
   int group;                // outputs per contiguous group in the packed block
+  bool u8 = true;           // activations as q + 128 (else q: AVX2), 128 * wsum taken off after
 };
 #define KTL_PACKEDSET(fn, group)                      \
   PackedSet {                                         \
@@ -476,6 +487,11 @@ const PackedSet* packed_set(Int8Kernels k) {
   static const PackedSet avxvnni = KTL_PACKEDSET(packed_avxvnni, 32);
   if (k == Int8Kernels::kAvx512Vnni) return &avx512;
   if (k == Int8Kernels::kAvxVnni) return &avxvnni;
+  static const PackedSet avx2 = {{packed_avx2<1>, packed_avx2<2>, packed_avx2<3>, packed_avx2<4>,
+                                  packed_avx2<5>, packed_avx2<6>},
+                                 kInt8Avx2PackGroup,
+                                 false};
+  if (k == Int8Kernels::kAvx2) return &avx2;
 #endif
   if (k == Int8Kernels::kScalar) return &scalar;
   return nullptr;
@@ -738,10 +754,13 @@ void run_packed(const PackedSet& ps, const int8_t* w, const int32_t* wsum, int64
     pack_vnni_block(w, in, o, cols, ps.group, block.data());
     for (int64_t n = 0; n < x.rows; n += kPackRows) {
       const int M = static_cast<int>(std::min<int64_t>(kPackRows, x.rows - n));
-      ps.fns[M - 1](block.data(), in, x.u.data() + n * in, in, c);
+      const uint8_t* xm =
+          ps.u8 ? x.u.data() + n * in : reinterpret_cast<const uint8_t*>(x.q.data() + n * in);
+      ps.fns[M - 1](block.data(), in, xm, in, c);
       for (int m = 0; m < M; ++m) {
         int32_t* cm = c + m * kPackCols;
-        for (int j = 0; j < cols; ++j) cm[j] -= 128 * wsum[o + j];
+        if (ps.u8)
+          for (int j = 0; j < cols; ++j) cm[j] -= 128 * wsum[o + j];
         emit(n + m, o, cols, cm);
       }
     }
@@ -751,9 +770,12 @@ void run_packed(const PackedSet& ps, const int8_t* w, const int32_t* wsum, int64
 const PackedSet& checked_packed_set(Int8Kernels k, int64_t in, const Int8Rows& x) {
   if (!int8_packed_supported(k)) throw std::invalid_argument("packed int8 kernels not supported");
   if (x.cols != in) throw std::invalid_argument("int8_dot_s32_packed: activation width != in");
-  if (static_cast<int64_t>(x.u.size()) < x.rows * in + 3)
+  const PackedSet& ps = *packed_set(k);
+  if (ps.u8 && static_cast<int64_t>(x.u.size()) < x.rows * in + 3)
     throw std::invalid_argument("int8_dot_s32_packed: activations without their 3 bytes of slack");
-  return *packed_set(k);
+  if (!ps.u8 && static_cast<int64_t>(x.q.size()) < x.rows * in)
+    throw std::invalid_argument("int8_dot_s32_packed: AVX2 needs the signed activations");
+  return ps;
 }
 
 }  // namespace
@@ -774,8 +796,8 @@ bool int8_gemm_packed(Int8Kernels k, int64_t n) {
 
 bool int8_gemm_needs_signed(Int8Kernels k, int64_t n) {
   if (k == Int8Kernels::kBest) k = best_int8_kernels();
-  // The VNNI and packed kernels read only the u8 form: no signed copy for them.
-  return !int8_gemm_packed(k, n) && !tile_set(k).u8;
+  // The VNNI kernels read only the u8 form: no signed copy for them.
+  return int8_gemm_packed(k, n) ? !packed_set(k)->u8 : !tile_set(k).u8;
 }
 
 void int8_gemm_quantized(const int8_t* w, const float* w_scale, const int32_t* wsum, int64_t out,

@@ -66,7 +66,8 @@ void int8_dot_s32(Int8Kernels k, const int8_t* w, const int32_t* wsum, int64_t i
 // (a thread-local buffer of 64 x in bytes; no second copy of the weights is kept) into the VNNI
 // layout, and a micro-kernel of 6 activation rows x 64 outputs accumulates outer products of
 // broadcast activations, with no horizontal sums. Supported for kAvx512Vnni, kAvxVnni (passes of
-// 2 rows x 32 outputs over 24 KB slices of the block) and kScalar (the twin of the packing);
+// 2 rows x 32 outputs over 24 KB slices of the block), kAvx2 (the same passes with the sign trick
+// on the signed activations x.q: int8_packed_avx2.h) and kScalar (the twin of the packing);
 // int8_gemm() uses it from kInt8PackedMinRows rows.
 constexpr int64_t kInt8PackedMinRows = 96;
 bool int8_packed_supported(Int8Kernels k);
