@@ -13,6 +13,7 @@
 #include "core/base/cpu_features.h"
 #include "core/engine/kernel_threads.h"
 #include "core/engine/packed_linear.h"
+#include "core/kernels/bf16_gemv.h"
 #include "core/kernels/int8_gemm.h"
 #include "core/model/model_config.h"
 
@@ -46,6 +47,8 @@ int run_info(const ktl::cli::Args& args) {
   if (!blas.config.empty()) std::printf("BLAS config    %s\n", blas.config.c_str());
   std::printf("int8 kernels   %s; prefill: %s\n", ktl::to_string(ktl::Int8Kernels::kBest),
               ktl::int8_prefill_path());
+  std::printf("gemv kernels   %s (fp32/bf16 decode); int8 quantizer %s\n",
+              ktl::to_string(ktl::Bf16Kernels::kBest), ktl::int8_quantizer());
   // ktl's own kernels (at::parallel_for compiled into ktl): do they get the threads asked for?
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(cores);

@@ -135,6 +135,7 @@ TEST(Cli, InfoPrintsClosedFormParameterCount) {
   EXPECT_NE(r.out.find(std::to_string(small.num_parameters())), std::string::npos) << r.out;
   // The engine's kernels and the threads they really get (all of them, with OpenMP built in).
   EXPECT_NE(r.out.find("int8 kernels"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gemv kernels"), std::string::npos) << r.out;
 #if defined(KTL_ENGINE_OPENMP) || !defined(__APPLE__)
   const std::string n = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
   EXPECT_NE(r.out.find("engine threads " + n + " of " + n), std::string::npos) << r.out;
