@@ -4,6 +4,7 @@
 // oneDNN only above 64 rows (below, PackedLinear::forward runs the int8 kernels).
 //
 //   ktl_int8_gemm_bench [--rows 1,16,64,512] [--ms 300] [--threads N] [--kernels avx-vnni]
+// (--kernels: any Int8Kernels name this CPU runs, neon-i8mm and neon-dot on AArch64)
 // Run it with the environment ktl runs with (OMP_WAIT_POLICY=PASSIVE, OPENBLAS_CORETYPE as set).
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -57,7 +58,7 @@ void s32(ktl::Int8Kernels k, bool packed, const ktl::PackedLinear& l, const torc
 }  // namespace
 
 int main(int argc, char** argv) {
-  ktl::tune_runtime(argc, argv);  // as ktl does: OpenMP waiting, OpenBLAS's core
+  ktl::tune_runtime(argc, argv);       // as ktl does: OpenMP waiting, OpenBLAS's core
   ktl::install_kernel_parallel_for();  // the quantizer alone runs on the threads too
   // The onednn column needs oneDNN's packed copy, which ktl no longer makes where the packed
   // int8 kernel runs; ask for it (the gemm() column calls the int8 kernels directly either way).
@@ -71,9 +72,10 @@ int main(int argc, char** argv) {
       rows.clear();
       std::stringstream ss(argv[i + 1]);
       for (std::string t; std::getline(ss, t, ',');) rows.push_back(std::stoll(t));
-    } else if (a == "--kernels") {  // avx512-vnni | avx-vnni | avx2 | scalar
-      for (auto k : {ktl::Int8Kernels::kAvx512Vnni, ktl::Int8Kernels::kAvxVnni,
-                     ktl::Int8Kernels::kAvx2, ktl::Int8Kernels::kScalar})
+    } else if (a == "--kernels") {  // avx512-vnni | avx-vnni | avx2 | neon-i8mm | neon-dot | scalar
+      for (auto k :
+           {ktl::Int8Kernels::kAvx512Vnni, ktl::Int8Kernels::kAvxVnni, ktl::Int8Kernels::kAvx2,
+            ktl::Int8Kernels::kNeonI8mm, ktl::Int8Kernels::kNeonDot, ktl::Int8Kernels::kScalar})
         if (ktl::to_string(k) == std::string(argv[i + 1])) kernels = k;
     } else if (a == "--threads") {
       at::set_num_threads(std::atoi(argv[i + 1]));
