@@ -17,6 +17,10 @@ namespace {
 
 // Chunks at least this long go through the gather + matmul path under kAuto.
 constexpr int kGatherMinTokens = 8;
+// Query rows per dense attention call: each holds [H, rows, ctx] fp32 scores a few times over
+// (scaled, masked, softmax), so a long prompt's chunk in one call held ~90 KB per prompt token
+// (a 401-token prefill on model_small: 34 MiB); 128 rows at a time bounds that by the context.
+constexpr int64_t kGatherQueryRows = 128;
 
 torch::Tensor gather_attention(const torch::Tensor& q, const torch::Tensor& k_pool,
                                const torch::Tensor& v_pool, const AttnSeq& s) {
@@ -28,8 +32,18 @@ torch::Tensor gather_attention(const torch::Tensor& q, const torch::Tensor& k_po
           .to(k_pool.device());                                                      // [nb]
   auto k = k_pool.index_select(0, table).view({nb * BS, KV, Dh}).narrow(0, 0, ctx);  // [S, KV, Dh]
   auto v = v_pool.index_select(0, table).view({nb * BS, KV, Dh}).narrow(0, 0, ctx);  // [S, KV, Dh]
-  auto qs = q.narrow(0, s.row, s.num_tokens).unsqueeze(0);                          // [1, T, H, Dh]
-  return causal_attention(qs, k.unsqueeze(0), v.unsqueeze(0), s.start).squeeze(0);  // [T, H, Dh]
+  auto qs = q.narrow(0, s.row, s.num_tokens).unsqueeze(0);  // [1, T, H, Dh]
+  if (s.num_tokens <= kGatherQueryRows)
+    return causal_attention(qs, k.unsqueeze(0), v.unsqueeze(0), s.start).squeeze(0);  // [T, H, Dh]
+  std::vector<torch::Tensor> parts;
+  for (int64_t t0 = 0; t0 < s.num_tokens; t0 += kGatherQueryRows) {
+    const int64_t n = std::min<int64_t>(kGatherQueryRows, s.num_tokens - t0);
+    const int64_t seen = s.start + t0 + n;  // the keys the chunk's last row sees
+    parts.push_back(causal_attention(qs.narrow(1, t0, n), k.narrow(0, 0, seen).unsqueeze(0),
+                                     v.narrow(0, 0, seen).unsqueeze(0), s.start + t0)
+                        .squeeze(0));  // [n, H, Dh]
+  }
+  return torch::cat(parts, 0);  // [T, H, Dh]
 }
 
 }  // namespace
