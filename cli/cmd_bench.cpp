@@ -22,6 +22,7 @@
 #include "cli/bench_speculative.h"
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/kernels_flag.h"
 #include "cli/speculative_flags.h"
 #include "core/adapters/lora_adapter.h"
 #include "core/base/blas_tuning.h"
@@ -177,8 +178,10 @@ nlohmann::json bench_once(ktl::Engine& e, int streams, int P, int G, int vocab,
   return j;
 }
 
-// What the figures were measured with: CPU features and OpenBLAS's kernel set.
+// What the figures were measured with: CPU features (under the kernel ceiling), the kernels,
+// OpenBLAS's kernel set.
 void add_machine(nlohmann::json& j) {
+  j["kernels"] = ktl::cli::kernels_json();
   const ktl::CpuFeatures cpu = ktl::detect_cpu_features();
   nlohmann::json flags = nlohmann::json::object();
   for (const auto& [name, on] : ktl::cpu_feature_flags(cpu)) flags[name] = on;
@@ -299,6 +302,7 @@ std::vector<std::string> load_random_adapters(ktl::Engine& e, const ktl::ModelCo
 
 int run_bench(const Args& a) {
   ktl::cli::check_engine_device(a);
+  ktl::cli::check_kernels_flag(a);
   const int P = static_cast<int>(a.get_int("prompt-tokens", 128));
   const int G = static_cast<int>(a.get_int("gen-tokens", 128));
   if (P < 2 || G < 2) throw UsageError("--prompt-tokens and --gen-tokens must be >= 2");
@@ -435,6 +439,7 @@ int run_bench(const Args& a) {
       j["int8_kernels"] = ktl::int8_decode_activations() == ktl::Int8Activations::kInt8
                               ? ktl::to_string(ktl::best_int8_kernels())
                               : "weight-only (fp32 activations)";
+      j["int8_prefill"] = ktl::int8_prefill_path();
     }
     if (a.get_bool("json")) {
       std::printf("%s\n", j.dump().c_str());
@@ -477,6 +482,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"dtype", "auto | fp32 | bf16 | int8 (auto: int8, the serving default)", "auto"},
      {"threads", "CPU threads", "2"},
      ktl::cli::engine_device_flag(),
+     ktl::cli::kernels_flag(),
      {"torch-ops", "on the CPU too, run the device path (torch ops) instead of the kernels", "",
       true},
      {"kv-cache-mb", "KV cache budget (default: the streams' full contexts, <= 1 GiB)", "auto"},

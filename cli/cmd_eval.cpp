@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "cli/chat_split_flags.h"
+#include "cli/kernels_flag.h"
 #include "cli/command.h"
 #include "core/adapters/lora_checkpoint.h"
 #include "core/data/chat_data.h"
@@ -147,6 +148,7 @@ int run_task_eval(const Args& args, const torch::Device& device) {
 }
 
 int run_eval(const Args& args) {
+  ktl::cli::check_kernels_flag(args);
   if (args.has("task")) {
     ktl::apply_thread_policy(int(args.get_int("num-threads", 0)));
     return run_task_eval(args, ktl::resolve_device(args.get("device", "auto")));
@@ -298,6 +300,7 @@ KTL_COMMAND(ktl::cli::Command{
       "generate and serve run, int8); none = the training module",
       ""},
      {"device", "auto, cpu, cuda or mps", "auto"},
+     ktl::cli::kernels_flag(),
      {"teacher",
       "also compare with this teacher checkpoint (a draft's): top-1 agreement, acceptance "
       "(1 - TV) and KL on the same batches",

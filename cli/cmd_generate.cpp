@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/kernels_flag.h"
 #include "cli/speculative_flags.h"
 #include "cli/verify_flag.h"
 #include "core/adapters/lora_checkpoint.h"
@@ -40,6 +41,7 @@ ktl::SamplingParams sampling_from_args(const Args& a) {
 
 int run_generate(const Args& a) {
   ktl::cli::check_engine_device(a);
+  ktl::cli::check_kernels_flag(a);
   const ktl::SamplingParams p = sampling_from_args(a);
   ktl::EngineConfig cfg;
   cfg.dtype = a.get("dtype", "auto");
@@ -138,6 +140,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"dtype", "auto | fp32 | bf16 | int8 (weight-only; auto: int8)", "auto"},
      {"threads", "CPU threads (0 = all cores)", "0"},
      ktl::cli::engine_device_flag(),
+     ktl::cli::kernels_flag(),
      {"kv-cache-mb", "KV cache budget", "256"},
      ktl::cli::no_verify_flag()}),
     run_generate});

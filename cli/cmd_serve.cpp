@@ -13,6 +13,7 @@
 
 #include "cli/command.h"
 #include "cli/engine_device.h"
+#include "cli/kernels_flag.h"
 #include "cli/speculative_flags.h"
 #include "cli/verify_flag.h"
 #include "core/base/file_util.h"
@@ -121,6 +122,7 @@ ktl::server::ServerConfig config_from(const Args& args) {
 
 int run_serve(const Args& args) {
   ktl::cli::check_engine_device(args);
+  ktl::cli::check_kernels_flag(args);
   ktl::server::ServerConfig cfg = config_from(args);
   spdlog::set_level(spdlog::level::from_str(args.get("log-level", "info")));
   ktl::server::check_bind_safety(cfg);
@@ -186,6 +188,7 @@ KTL_COMMAND(ktl::cli::Command{
      {"threads", "engine threads (0 = all cores)", "0"},
      ktl::cli::no_verify_flag(),
      ktl::cli::engine_device_flag(),
+     ktl::cli::kernels_flag(),
      {"max-streams", "generation requests in flight before 429", "64"},
      {"max-queue", "engine queue length before 429", "256"},
      {"max-body-mb", "largest request body before 413", "1"},

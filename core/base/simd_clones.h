@@ -27,6 +27,10 @@ inline SimdLevel simd_level() {
   return level;
 }
 
+inline const char* to_string(SimdLevel l) {
+  return l == SimdLevel::kAvx512 ? "avx512" : l == SimdLevel::kAvx2 ? "avx2" : "default";
+}
+
 }  // namespace ktl
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
