@@ -713,8 +713,18 @@ void int8_dot_s32(Int8Kernels k, const int8_t* w, const int32_t* wsum, int64_t i
   const TileSet& ts = tile_set(k);
   const void* xbase = ts.u8 ? static_cast<const void*>(x.u.data()) : x.q.data();
   int32_t tile[kTileRows * kTileStreams];
+  // From 3 activation rows the tiles read their weight rows side by side, a pattern the
+  // prefetchers do not follow: ask for the tile two ahead (contiguous bytes) into L2 while this
+  // one computes. Model_small's matrices from memory, one thread (AMD EPYC Zen 4): 4 rows
+  // 11.2 -> 5.1 ms, 16 rows 18.9 -> 15.2 ms; into L1 it evicted the activations at 16 rows.
+  constexpr int64_t kPrefetchTiles = 2;
+  const bool prefetch = x.rows >= 3;
   for (int64_t o = o0; o < o1;) {
     const int R = o1 - o >= kTileRows ? kTileRows : 1;
+    if (prefetch && o + (kPrefetchTiles + 1) * kTileRows <= o1) {
+      const int8_t* ahead = w + (o + kPrefetchTiles * kTileRows) * in;
+      for (int64_t b = 0; b < kTileRows * in; b += 64) __builtin_prefetch(ahead + b, 0, 1);
+    }
     // Every activation tile over the same weight rows: they stay in L1 after the first.
     for (int64_t n = 0; n < x.rows; n += kTileStreams) {
       const int S = static_cast<int>(std::min<int64_t>(kTileStreams, x.rows - n));
