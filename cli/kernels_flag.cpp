@@ -1,8 +1,8 @@
 #include "cli/kernels_flag.h"
 
 #include <ATen/Context.h>
-#include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "core/base/cpu_features.h"
@@ -36,10 +36,11 @@ void check_kernels_flag(const Args& args) {
   // at AVX2 has no bf16 matmul: off, as on an AVX2-only CPU (ATen's own bf16 GEMM then).
   if (c == KernelCeiling::kAvx2 && detect_native_cpu_features().avx512f)
     at::globalContext().setUserEnabledMkldnn(false);
+  // On stderr: stdout may be bench --json's lines.
   if (c != KernelCeiling::kAuto)
-    spdlog::info("kernels capped at {}: CPU features in use {} (of {})", to_string(c),
-                 cpu_feature_list(detect_cpu_features()),
-                 cpu_feature_list(detect_native_cpu_features()));
+    std::fprintf(stderr, "ktl: kernels capped at %s: CPU features in use %s (of %s)\n",
+                 to_string(c), cpu_feature_list(detect_cpu_features()).c_str(),
+                 cpu_feature_list(detect_native_cpu_features()).c_str());
 }
 
 nlohmann::json kernels_json() {

@@ -10,8 +10,8 @@
 namespace ktl::cli {
 
 Flag kernels_flag();
-// UsageError for a value (or KTL_KERNELS) that is not auto, avx512 or avx2; logs the ceiling when
-// it is not auto.
+// UsageError for a value (or KTL_KERNELS) that is not auto, avx512 or avx2; says the ceiling on
+// stderr when it is not auto.
 void check_kernels_flag(const Args& args);
 // What the kernels run with: {"ceiling", "simd", "cpu_features_native", "aten_cpu_capability",
 // "dnnl_max_cpu_isa"} (bench --json; the int8 kernels are added by the caller).

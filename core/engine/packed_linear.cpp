@@ -57,8 +57,9 @@ c10::intrusive_ptr<LinearPackedParamsBase> prepack(const torch::Tensor& q,
 // Weight-only int8 GEMV for decode-sized batches: y[n, o] = scale[o] * sum_i q[o, i] * x[n, i].
 // Streams the int8 weights once for all rows (a quarter of fp32's bytes); 16 independent lanes
 // let the compiler vectorise the int8->float multiply-add without reassociating a reduction.
-// Cloned for AVX-512/AVX2 and picked at load time, so the binary stays portable.
-KTL_SIMD_CLONES float int8_dot(const int8_t* q, const float* x, int64_t in) {
+// Compiled for AVX-512/AVX2 and picked at run time (capped by --kernels), so the binary stays
+// portable.
+KTL_SIMD_BODY float int8_dot_body(const int8_t* q, const float* x, int64_t in) {
   constexpr int kLanes = 16;
   float acc[kLanes] = {};
   int64_t i = 0;
@@ -71,8 +72,8 @@ KTL_SIMD_CLONES float int8_dot(const int8_t* q, const float* x, int64_t in) {
 }
 
 // Several rows: each 16-weight chunk is converted once and reused by every row.
-KTL_SIMD_CLONES void int8_rows_dot(const int8_t* q, const float* x, int64_t n_rows, int64_t in,
-                                   float* acc_out) {
+KTL_SIMD_BODY void int8_rows_dot_body(const int8_t* q, const float* x, int64_t n_rows, int64_t in,
+                                      float* acc_out) {
   constexpr int kLanes = 16, kMaxRows = 8;
   float acc[kMaxRows][kLanes] = {};
   int64_t i = 0;
@@ -89,6 +90,11 @@ KTL_SIMD_CLONES void int8_rows_dot(const int8_t* q, const float* x, int64_t n_ro
     acc_out[n] = total;
   }
 }
+
+KTL_SIMD_DISPATCH(float, int8_dot, (const int8_t* q, const float* x, int64_t in), (q, x, in))
+KTL_SIMD_DISPATCH(void, int8_rows_dot,
+                  (const int8_t* q, const float* x, int64_t n_rows, int64_t in, float* acc_out),
+                  (q, x, n_rows, in, acc_out))
 
 constexpr int64_t kGemvMaxRows = 8;  // above this, a GEMM wins
 
