@@ -58,7 +58,7 @@ export OMP_WAIT_POLICY=PASSIVE
 KERNELS=()
 if [ "$FLAVOR" = avx2 ]; then
   # ktl under the same ceiling: its kernels, LibTorch, oneDNN and OpenBLAS capped at AVX2
-  # (core/base/kernel_ceiling.h); the machine limits below measured under it too.
+  # (core/base/kernel_ceiling.h); the table takes the limits' AVX2 peaks.
   KERNELS=(--kernels avx2)
   export KTL_KERNELS=avx2
 fi

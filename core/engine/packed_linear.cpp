@@ -153,8 +153,9 @@ Int8Prefill int8_prefill_mode() {
     if (s == "gemm") return Int8Prefill::kInt8Gemm;
     if (s == "onednn") return Int8Prefill::kQuantizedEngine;
     // Default: on AVX-512 VNNI the packed prefill kernel matches oneDNN (measured) with no
-    // packed copy; on AVX2 (int8_packed_avx2.h) a 512-token prefill of model_small ran as fast
-    // as oneDNN's AVX2 path end to end, with 185 MB less RSS (--kernels avx2, AMD EPYC Zen 4).
+    // packed copy. On AVX2 (int8_packed_avx2.h) too, for the one copy: a 512-token prefill of
+    // model_small at 696-743 tok/s vs oneDNN's AVX2 path 931-1004, peak RSS 408 vs 628 MB
+    // (--kernels avx2 on an AMD EPYC Zen 4, quiet); KTL_INT8_PREFILL=onednn trades back.
     // Elsewhere the quantized engine keeps its copy: the AVX-VNNI packed kernel ran at ~42 % of
     // the AVX-512 one here, and no AVX-VNNI-only CPU was at hand to compare it with oneDNN
     // there (KTL_INT8_PREFILL=gemm runs it).
