@@ -8,6 +8,7 @@
 #include "core/base/cpu_features.h"
 #include "core/base/simd_clones.h"
 #include "core/kernels/int8_packed_avx2.h"
+#include "core/kernels/int8_quantize_avx2.h"
 #include "core/kernels/int8_tiles.h"
 #include "core/kernels/parallel.h"
 
@@ -568,7 +569,7 @@ float abs_max(const float* x, int64_t n) {
   return r;
 }
 
-KTL_SIMD_CLONES void quantize_row(const float* x, int64_t n, float inv, int8_t* q, uint8_t* u) {
+KTL_SIMD_BODY void quantize_row_body(const float* x, int64_t n, float inv, int8_t* q, uint8_t* u) {
   // Adding and subtracting 1.5 * 2^23 rounds to nearest even (|v| <= 127), and vectorises
   // (std::nearbyint is a library call per element).
   constexpr float kMagic = 12582912.0f;
@@ -586,6 +587,9 @@ KTL_SIMD_CLONES void quantize_row(const float* x, int64_t n, float inv, int8_t* 
     for (int64_t i = 0; i < n; ++i) u[i] = static_cast<uint8_t>(round(i) + 128);
   }
 }
+// Per-ISA copies picked at run time, capped by --kernels (simd_clones.h).
+KTL_SIMD_DISPATCH(void, quantize_row, (const float* x, int64_t n, float inv, int8_t* q, uint8_t* u),
+                  (x, n, inv, q, u))
 
 #if defined(__x86_64__)
 #pragma GCC diagnostic push
@@ -655,6 +659,18 @@ void quantize_row_portable(const float* x, int64_t n, int8_t* q, uint8_t* u, flo
   quantize_row(x, n, 1.0f / scale, q, u);
 }
 
+#if defined(__x86_64__)
+// The portable loops' AVX2 twin (int8_quantize_avx2.h), bit for bit.
+void quantize_row_avx2(const float* x, int64_t n, int8_t* q, uint8_t* u, float* scale_out) {
+  const float amax = int8_abs_max_avx2(x, n);
+  const float scale = amax > 0 ? amax / 127.0f : 1.0f;
+  *scale_out = scale;
+  const float inv = 1.0f / scale;
+  const int64_t i = int8_quantize_avx2(x, n, inv, q, u);
+  if (i < n) quantize_row(x + i, n - i, inv, q ? q + i : nullptr, u + i);
+}
+#endif
+
 }  // namespace
 
 Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool with_signed,
@@ -671,7 +687,11 @@ Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool wit
     const CpuFeatures f = detect_cpu_features();
     return f.avx512f && f.avx512bw && f.avx512vl;
   }();
-  if (simd && avx512) row_fn = quantize_row_avx512;
+  static const bool avx2 = detect_cpu_features().avx2;
+  if (simd && avx512)
+    row_fn = quantize_row_avx512;
+  else if (simd && avx2)
+    row_fn = quantize_row_avx2;
 #elif defined(__aarch64__)
   if (simd) row_fn = quantize_row_neon;
 #endif
@@ -687,7 +707,7 @@ Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool wit
 const char* int8_quantizer() {
 #if defined(__x86_64__)
   const CpuFeatures f = detect_cpu_features();
-  return f.avx512f && f.avx512bw && f.avx512vl ? "avx512" : "portable";
+  return f.avx512f && f.avx512bw && f.avx512vl ? "avx512" : f.avx2 ? "avx2" : "portable";
 #elif defined(__aarch64__)
   return "neon";
 #else

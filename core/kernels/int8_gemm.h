@@ -47,11 +47,11 @@ struct Int8Rows {
   std::vector<uint8_t> u;    // [rows, cols] q + 128 for the u8 x s8 (VNNI) kernels, + 3 bytes
   std::vector<float> scale;  // [rows]
 };
-// simd = false: the portable loops only (the twin of the AVX-512 and NEON quantizers).
+// simd = false: the portable loops only (the twin of the AVX-512, AVX2 and NEON quantizers).
 Int8Rows quantize_rows_int8(const float* x, int64_t rows, int64_t cols, bool with_signed = true,
                             bool simd = true);
 
-// The quantizer simd = true runs here: "avx512", "neon" or "portable".
+// The quantizer simd = true runs here: "avx512", "avx2", "neon" or "portable".
 const char* int8_quantizer();
 
 // sum_i w[o, i] for every row of w [out, in] (the correction of the u8 shift).
