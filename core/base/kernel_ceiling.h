@@ -4,19 +4,18 @@
 //
 // detect_cpu_features() reports the CPU masked by the ceiling, so every run-time choice made from
 // it follows: the int8 and bf16/fp32 GEMV kernels, paged attention and the other explicit
-// dispatches (simd_dispatch.h), the quantizer, OpenBLAS's kernel set (blas_tuning.h picks
-// Haswell when OpenBLAS itself took an AVX-512 one). LibTorch's own kernels are capped through
-// the variables they read once, at their first use: ATEN_CPU_CAPABILITY (ATen) and
-// DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA (oneDNN); prepare_kernel_ceiling_env() sets those the
+// dispatches (KTL_SIMD_DISPATCH, simd_clones.h), the quantizer, OpenBLAS's kernel set
+// (blas_tuning.h picks Haswell when OpenBLAS itself took an AVX-512 one). LibTorch's own kernels
+// are capped through the variables they read once, at their first use: ATEN_CPU_CAPABILITY (ATen)
+// and DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA (oneDNN); prepare_kernel_ceiling_env() sets those the
 // user left unset, before any of them runs.
 //
 //   avx2:   no AVX-512 (F/BW/VL/VNNI/BF16), no AVX-VNNI, no AMX: a Haswell-level x86 CPU.
 //   avx512: no AMX (AVX-512 and its VNNI/BF16 stay).
 //   auto:   the CPU as it is.
 //
-// What stays native: GCC's target_clones functions picked by the loader from cpuid (none in ktl's
-// kernels: they dispatch through simd_dispatch.h), and code in other libraries that reads cpuid
-// itself (glibc's memcpy/string functions).
+// What stays native: code in other libraries that reads cpuid itself (glibc's memcpy and string
+// functions). ktl's own copies all go through KTL_SIMD_DISPATCH (simd_clones.h).
 //
 // Thread-safety: the pure functions are; kernel_ceiling() reads the environment on each call, so
 // it must be set (main: tune_runtime) before another thread starts or any kernel is chosen.

@@ -58,18 +58,3 @@ inline const char* to_string(SimdLevel l) {
     return name##_body args;                       \
   }
 #endif
-
-// Deprecated spelling, until its last users move to KTL_SIMD_DISPATCH: GCC target_clones,
-// chosen by the loader from cpuid (not capped by the kernel ceiling).
-#if defined(__SANITIZE_THREAD__)
-#define KTL_NO_SIMD_CLONES 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KTL_NO_SIMD_CLONES 1
-#endif
-#endif
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(KTL_NO_SIMD_CLONES)
-#define KTL_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define KTL_SIMD_CLONES
-#endif
