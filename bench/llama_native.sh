@@ -52,7 +52,11 @@ KTL=${1:-build/ktl}
 MODEL_CONFIG=${MODEL_CONFIG:-configs/model_small.yaml}
 THREADS=${THREADS:-2} STREAMS=${STREAMS:-16} PROMPT=${PROMPT:-32} GEN=${GEN:-64}
 PREFILL=${PREFILL:-512} REPEAT=${REPEAT:-3}
-export OMP_WAIT_POLICY=PASSIVE
+# Each runtime runs with its own threading defaults: ktl sets OMP_WAIT_POLICY=PASSIVE itself
+# (core/base/runtime_tuning.h); llama.cpp's OpenMP barriers want libgomp's default spinning.
+# Passive waiting (exported by the Makefile, or left in a shell) halved llama.cpp's 1-stream
+# decode here (q8_0 84-100 against 182-193 tok/s), so it is removed for llama.cpp's runs.
+LLAMA_ENV=(env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT)
 [ -x "$KTL" ] || { echo "$KTL not found: build it first" >&2; exit 1; }
 [ -x "$BIN/llama-batched-bench" ] || { echo "no llama.cpp in $BIN: bench/llama_native.sh build" >&2; exit 1; }
 KERNELS=()
@@ -98,13 +102,13 @@ for round in $(seq "$REPEAT"); do
   done
   for dt in f32 q8_0; do
     echo "# round $round: llama.cpp $dt" >&2
-    /usr/bin/time -v "$BIN/llama-batched-bench" -m "$W/model-$dt.gguf" -t "$THREADS" -tb "$THREADS" \
+    /usr/bin/time -v "${LLAMA_ENV[@]}" "$BIN/llama-batched-bench" -m "$W/model-$dt.gguf" -t "$THREADS" -tb "$THREADS" \
       -c $(( (PROMPT + GEN) * STREAMS + 256 )) -b 2048 -ub 512 -npp "$PROMPT" -ntg "$GEN" \
       -npl "1,$STREAMS" --output-format jsonl > "$W/out" 2> "$W/time" || { tail "$W/time"; exit 1; }
     grep '^{' "$W/out" | sed "s/^{/{\"who\":\"llama\",\"dtype\":\"$dt\",\"rss_kb\":$(rss "$W/time"),/" >> "$R"
     # llama-bench: the prefill, and 1-stream decode a second way (its tg test, from an empty
     # context); the table keeps llama.cpp's better 1-stream figure of the two tools.
-    "$BIN/llama-bench" -m "$W/model-$dt.gguf" -t "$THREADS" -p "$PREFILL" -n "$GEN" -r 1 -o jsonl \
+    "${LLAMA_ENV[@]}" "$BIN/llama-bench" -m "$W/model-$dt.gguf" -t "$THREADS" -p "$PREFILL" -n "$GEN" -r 1 -o jsonl \
       2>/dev/null | grep '^{' | sed "s/^{/{\"who\":\"llama\",\"dtype\":\"$dt\",\"phase\":\"prefill\",/" >> "$R"
   done
 done

@@ -19,7 +19,9 @@ THREADS=${THREADS:-1} GEN=${GEN:-128} NUM=${NUM:-100} STREAMS=${STREAMS:-16} K=$
 LOOKUP=${LOOKUP:-3} LLAMA_NUM=${LLAMA_NUM:-20} ROUNDS=${ROUNDS:-1}
 CACHE=${KTL_LLAMA_CACHE:-$HOME/.cache/ktl-llama}
 BIN=$CACHE/build-${FLAVOR:-native}/bin
-export OMP_WAIT_POLICY=PASSIVE
+# ktl sets its own OpenMP waiting (PASSIVE, short spin); llama.cpp keeps libgomp's default
+# spinning, which passive waiting halved here (bench/llama_native.sh).
+unset OMP_WAIT_POLICY GOMP_SPINCOUNT
 if [ -n "${KEEP:-}" ]; then W=$KEEP; mkdir -p "$W"; else W=$(mktemp -d); trap 'rm -rf "$W"' EXIT; fi
 
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), family $(sed -n 's/^cpu family\t*: //p' /proc/cpuinfo | head -1) model $(sed -n 's/^model\t*: //p' /proc/cpuinfo | head -1), $(nproc) cores; threads $THREADS; load before: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%Y-%m-%dT%H:%MZ)"
