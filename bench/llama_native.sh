@@ -113,6 +113,9 @@ for round in $(seq "$REPEAT"); do
   done
 done
 
+# The limits again after the rounds: this VM's read rate moved 2x between runs, so the table
+# gives both and takes the higher (the shares are then the lower bound).
+if [ -x "$LIMITS" ]; then "$LIMITS" --threads "$THREADS" | sed 's/^{/{"who":"limits",/' >> "$R"; fi
 flags=$(grep -m1 -o -w -E 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') ($flags), family $(sed -n 's/^cpu family\t*: //p' /proc/cpuinfo | head -1) model $(sed -n 's/^model\t*: //p' /proc/cpuinfo | head -1), $(nproc) cores; threads $THREADS each; llama.cpp $FLAVOR; load average before: $LOAD0; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 echo "model: $MODEL_CONFIG, random init; decode: prompt $PROMPT + $GEN new tokens; prefill: $PREFILL tokens; $(date -u +%Y-%m-%dT%H:%MZ)"
