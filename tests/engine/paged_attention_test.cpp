@@ -33,7 +33,8 @@ TEST(PagedAttention, InPlaceKernelEqualsNaiveDenseOverLayoutsAndGqa) {
     int H, KV, Dh, BS;
   };
   for (Case c : {Case{4, 2, 16, 4}, Case{6, 2, 24, 3}, Case{8, 1, 64, 16}, Case{4, 4, 20, 1},
-                 Case{4, 2, 128, 5}, Case{12, 4, 64, 16}}) {
+                 Case{4, 2, 128, 5}, Case{12, 4, 64, 16}, Case{5, 1, 64, 8}, Case{4, 4, 64, 16},
+                 Case{6, 1, 128, 4}}) {
     const int NB = 64;
     PagedKvPool pool(1, NB, c.BS, c.KV, c.Dh);
     // Decode rows at several lengths (1, not multiples of BS, exactly a block), a short chunk.
