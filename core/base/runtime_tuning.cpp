@@ -28,11 +28,13 @@ void tune_runtime(int argc, char** argv) {
   }
   // A short spin before sleeping (it overrides PASSIVE's 0): the engine's kernels open dozens of
   // parallel regions per decode step, and waking a sleeping worker for each cost ~100 us
-  // (int8 1-stream decode: 275 tok/s with it; without, 148 at the best grain, 98 at the same
-  // one); still short enough that idle OpenMP threads leave OpenBLAS's threads alone (fp32
-  // decode and training unchanged, measured).
+  // (int8 1-stream decode: 275 tok/s with 30000; without, 148 at the best grain, 98 at the same
+  // one). 3000, not 30000: the longer spin fought OpenBLAS's threads after an fp32 prefill
+  // (512-token prompt, model_small, 2 threads, AMD EPYC Zen 4: fp32 prefill 420-861 -> 815-967
+  // tok/s, the decode after it 38-43 -> 56-62), while short-context decode and training
+  // measured the same within noise.
   if (!std::getenv("GOMP_SPINCOUNT")) {
-    setenv("GOMP_SPINCOUNT", "30000", 1);
+    setenv("GOMP_SPINCOUNT", "3000", 1);
     reexec = true;
   }
   if (prepare_blas_core_env()) reexec = true;

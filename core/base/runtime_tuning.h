@@ -5,7 +5,7 @@ namespace ktl {
 
 // Keeps glibc malloc from returning big blocks to the OS (re-faulting them cost 30-40% of CPU
 // time in training here), and makes OpenMP threads wait passively so they do not spin against
-// OpenBLAS's threads, after a short spin (GOMP_SPINCOUNT=30000) that keeps them awake between
+// OpenBLAS's threads, after a short spin (GOMP_SPINCOUNT=3000) that keeps them awake between
 // the engine's many small parallel regions. Both are read when libgomp loads, so when either is
 // unset this re-executes the program once with it set (argv is needed; pass null to skip).
 // The same re-execution gives OpenBLAS a real kernel set when it misreads the CPU
