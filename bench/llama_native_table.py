@@ -70,7 +70,11 @@ def main():
 
 def print_shares(best, runs, sizes, streams, flavor):
     # Each limit at its best over the measurements (before and after the rounds).
-    limits = {k: max(r.get(k, 0) for r in runs) for r in runs for k in r if k != "who"}
+    limits = {}
+    for r in runs:
+        for k, v in r.items():
+            if k != "who":
+                limits[k] = max(limits.get(k, 0), v)
     reads = ", ".join(f"{r.get('read_gb_s_huge_pages', r.get('read_gb_s', 0)):.1f}" for r in runs)
     bw = max(v for k, v in limits.items() if k.startswith("read_gb_s"))
     if flavor == "avx2":  # both sides run AVX2 code: its peaks are the limit

@@ -70,7 +70,7 @@ PackedLinear fuse(const std::vector<StoredWeight>& parts, WeightDtype dtype,
     }
     // The quantized engine replaces the weight with its own unpacked copy: no arena there, or
     // the arena's copy would be held for nothing.
-    const bool engine_copy = std::string(int8_prefill_path()).rfind("quantized engine", 0) == 0;
+    const bool engine_copy = int8_prefill_keeps_engine_copy();
     return PackedLinear::from_int8(join_rows(vals, torch::kInt8, engine_copy ? nullptr : arena),
                                    join_rows(scales, torch::kFloat32, nullptr).view({-1}));
   }

@@ -202,6 +202,10 @@ int64_t int8_gemm_max_rows() {
 
 }  // namespace
 
+bool int8_prefill_keeps_engine_copy() {
+  return use_quantized_engine_prefill();
+}
+
 const char* int8_prefill_path() {
   switch (int8_prefill_mode()) {
     case Int8Prefill::kInt8Gemm:

@@ -43,6 +43,9 @@ Int8Activations int8_decode_activations();
 
 // How int8 prefill-sized batches run in this process (KTL_INT8_PREFILL or the CPU's default).
 const char* int8_prefill_path();
+// Whether int8 layers hand their weight to the quantized engine, which then holds the copy the
+// kernels read (from_int8 replaces q with it): the caller's own copy is not kept.
+bool int8_prefill_keeps_engine_copy();
 
 // Per-output-channel symmetric int8 quantisation of w [out, in]: returns {q int8, scale fp32
 // [out]}.

@@ -105,8 +105,11 @@ inline __attribute__((always_inline)) void attend_row_t(const float* qr, float* 
       const float* kr = kp + (base + j) * KV * Dh;  // [KV, Dh]
       for (int h = h0; h < h1; ++h) {
         const float* kh = kr + (h / G) * Dh;
-        const float dot = DH > 0 ? dot_vec<(DH > 0 ? DH : kVec)>(qr + h * Dh, kh)
-                                 : dot_lanes(qr + h * Dh, kh, Dh);
+        float dot;
+        if constexpr (DH > 0)
+          dot = dot_vec<DH>(qr + h * Dh, kh);
+        else
+          dot = dot_lanes(qr + h * Dh, kh, Dh);
         scores[h * ctx + j0 + j] = dot * scale;
       }
     }
@@ -125,7 +128,6 @@ inline __attribute__((always_inline)) void attend_row_t(const float* qr, float* 
   }
   if constexpr (DH > 0) {
     // The heads of each KV group in passes of up to 4 (4 x DH / 16 accumulators).
-    constexpr int D = DH > 0 ? DH : kVec;
     const int64_t row_stride = static_cast<int64_t>(KV) * Dh;
     for (int g = kv0; g < kv1; ++g) {
       for (int hh = g * G; hh < (g + 1) * G; hh += 4) {
@@ -139,16 +141,16 @@ inline __attribute__((always_inline)) void attend_row_t(const float* qr, float* 
         const int64_t voff = static_cast<int64_t>(g) * Dh;
         switch (nh) {
           case 1:
-            pv_heads<D, 1>(sc, out, vp, table, ctx, BS, row_stride, voff);
+            pv_heads<DH, 1>(sc, out, vp, table, ctx, BS, row_stride, voff);
             break;
           case 2:
-            pv_heads<D, 2>(sc, out, vp, table, ctx, BS, row_stride, voff);
+            pv_heads<DH, 2>(sc, out, vp, table, ctx, BS, row_stride, voff);
             break;
           case 3:
-            pv_heads<D, 3>(sc, out, vp, table, ctx, BS, row_stride, voff);
+            pv_heads<DH, 3>(sc, out, vp, table, ctx, BS, row_stride, voff);
             break;
           default:
-            pv_heads<D, 4>(sc, out, vp, table, ctx, BS, row_stride, voff);
+            pv_heads<DH, 4>(sc, out, vp, table, ctx, BS, row_stride, voff);
             break;
         }
       }
