@@ -17,10 +17,7 @@ namespace {
 
 using ktl::cli_process::CliRun;
 using ktl::cli_process::json_lines;
-
-CliRun ktl_run(const std::string& args) {
-  return ktl::cli_process::run_ktl(args);
-}
+using ktl::cli_process::run_ktl;
 
 const std::string kBench = "bench --random-init --model-config " KTL_SOURCE_DIR
                            "/configs/model_tiny.yaml --streams 1 --prompt-tokens 8 "
@@ -30,7 +27,7 @@ TEST(KernelsFlag, BenchReportsTheCeilingAndTheKernelsUnderIt) {
   if (!ktl::detect_native_cpu_features().avx2) GTEST_SKIP() << "no AVX2 here";
   for (const std::string how : {"--kernels avx2", "env"}) {
     if (how == "env") setenv("KTL_KERNELS", "avx2", 1);  // the child inherits it
-    const CliRun r = ktl_run(how == "env" ? kBench : kBench + how);
+    const CliRun r = run_ktl(how == "env" ? kBench : kBench + how);
     unsetenv("KTL_KERNELS");
     ASSERT_EQ(r.code, 0) << r.out;
     const auto runs = json_lines(r.out);
@@ -49,17 +46,17 @@ TEST(KernelsFlag, BenchReportsTheCeilingAndTheKernelsUnderIt) {
       EXPECT_TRUE(core != "SkylakeX" && core != "Cooperlake" && core != "SapphireRapids") << core;
     }
   }
-  const CliRun r = ktl_run(kBench);
+  const CliRun r = run_ktl(kBench);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(json_lines(r.out).at(0)["kernels"]["ceiling"], "auto");
 }
 
 TEST(KernelsFlag, ABadValueIsAUsageError) {
-  CliRun r = ktl_run(kBench + "--kernels avx1024");
+  CliRun r = run_ktl(kBench + "--kernels avx1024");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--kernels must be auto, avx512 or avx2"), std::string::npos) << r.out;
   setenv("KTL_KERNELS", "sse", 1);
-  r = ktl_run(kBench);
+  r = run_ktl(kBench);
   unsetenv("KTL_KERNELS");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("KTL_KERNELS=sse"), std::string::npos) << r.out;
@@ -75,7 +72,7 @@ TEST(KernelsFlag, GreedyTokensUnderAvx2EqualTheNativeKernels) {
                             " --prompt '나는 학교에서 친구를' --max-tokens 12 --temperature 0 "
                             "--ignore-eos --json --threads 1 --kv-cache-mb 8 --dtype " +
                             dtype;
-    const CliRun native = ktl_run(gen), avx2 = ktl_run(gen + " --kernels avx2");
+    const CliRun native = run_ktl(gen), avx2 = run_ktl(gen + " --kernels avx2");
     ASSERT_EQ(native.code, 0) << native.out;
     ASSERT_EQ(avx2.code, 0) << avx2.out;
     const auto ids = json_lines(native.out).back().at("ids").get<std::vector<int>>();

@@ -16,9 +16,6 @@ namespace ktl {
 namespace {
 
 using testing::random_tokens;
-ModelConfig tiny_config() {
-  return testing::engine_tiny_config();
-}
 Transformer tiny_model(uint64_t seed = 1) {
   return testing::margin_model(seed);
 }

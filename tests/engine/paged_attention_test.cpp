@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 namespace ktl {
 namespace {
@@ -27,6 +29,52 @@ torch::Tensor naive_attention(const torch::Tensor& q,  // [T, H, Dh]
   return out;
 }
 
+// Sequence s has ctx[s] positions, the last ntok[s] of them query rows of this step (rows laid
+// out one sequence after the other); its random K/V are written into a one-layer pool of NB
+// blocks, block b of the whole run at block_of(b).
+struct PagedSetup {
+  PagedKvPool pool;
+  std::vector<AttnSeq> seqs;
+  std::vector<torch::Tensor> ks, vs;  // per sequence: [ctx, KV, Dh]
+  int rows = 0;
+};
+
+template <class BlockOf>
+PagedSetup fill_pool(int KV, int Dh, int BS, int NB, const std::vector<int>& ctx,
+                     const std::vector<int>& ntok, const BlockOf& block_of) {
+  PagedSetup p{PagedKvPool(1, NB, BS, KV, Dh), {}, {}, {}, 0};
+  int next = 0;
+  for (size_t s = 0; s < ctx.size(); ++s) {
+    AttnSeq a;
+    a.num_tokens = ntok[s];
+    a.start = ctx[s] - ntok[s];
+    a.row = p.rows;
+    p.rows += a.num_tokens;
+    for (int b = 0; b < (ctx[s] + BS - 1) / BS; ++b, ++next)
+      a.block_table.push_back(block_of(next));
+    p.ks.push_back(torch::randn({ctx[s], KV, Dh}));
+    p.vs.push_back(torch::randn({ctx[s], KV, Dh}));
+    AttnSeq all = a;
+    all.start = 0;
+    all.num_tokens = ctx[s];
+    write_kv(p.pool.k[0], p.pool.v[0], compute_slots({all}, BS), p.ks.back(), p.vs.back());
+    p.seqs.push_back(a);
+  }
+  EXPECT_LE(next, NB);
+  return p;
+}
+
+// Every sequence's rows of `got` against the naive dense twin.
+void expect_equals_twin(const torch::Tensor& got, const torch::Tensor& q, const PagedSetup& p,
+                        const std::string& what) {
+  for (size_t s = 0; s < p.seqs.size(); ++s) {
+    const auto& a = p.seqs[s];
+    auto twin = naive_attention(q.narrow(0, a.row, a.num_tokens), p.ks[s], p.vs[s], a.start);
+    EXPECT_TRUE(torch::allclose(got.narrow(0, a.row, a.num_tokens), twin, 1e-5, 1e-5))
+        << what << " seq " << s;
+  }
+}
+
 TEST(PagedAttention, InPlaceKernelEqualsNaiveDenseOverLayoutsAndGqa) {
   torch::manual_seed(11);
   struct Case {
@@ -35,42 +83,17 @@ TEST(PagedAttention, InPlaceKernelEqualsNaiveDenseOverLayoutsAndGqa) {
   for (Case c : {Case{4, 2, 16, 4}, Case{6, 2, 24, 3}, Case{8, 1, 64, 16}, Case{4, 4, 20, 1},
                  Case{4, 2, 128, 5}, Case{12, 4, 64, 16}, Case{5, 1, 64, 8}, Case{4, 4, 64, 16},
                  Case{6, 1, 128, 4}}) {
+    // Decode rows at several lengths (1, not multiples of BS, exactly a block), a short chunk,
+    // in scrambled, non-contiguous blocks.
     const int NB = 64;
-    PagedKvPool pool(1, NB, c.BS, c.KV, c.Dh);
-    // Decode rows at several lengths (1, not multiples of BS, exactly a block), a short chunk.
-    std::vector<int> ctx = {1, 5, c.BS, 2 * c.BS + 1, 37, 9};
-    std::vector<int> ntok = {1, 1, 1, 1, 1, 3};
-    std::vector<AttnSeq> seqs;
-    std::vector<torch::Tensor> ks, vs;
-    int row = 0, next = 0;
-    for (size_t s = 0; s < ctx.size(); ++s) {
-      AttnSeq a;
-      a.num_tokens = ntok[s];
-      a.start = ctx[s] - ntok[s];
-      a.row = row;
-      row += a.num_tokens;
-      // Scrambled, non-contiguous blocks.
-      for (int b = 0; b < (ctx[s] + c.BS - 1) / c.BS; ++b, ++next)
-        a.block_table.push_back((next * 37 + 5) % NB);
-      ks.push_back(torch::randn({ctx[s], c.KV, c.Dh}));
-      vs.push_back(torch::randn({ctx[s], c.KV, c.Dh}));
-      AttnSeq all = a;
-      all.start = 0;
-      all.num_tokens = ctx[s];
-      write_kv(pool.k[0], pool.v[0], compute_slots({all}, c.BS), ks.back(), vs.back());
-      seqs.push_back(a);
-    }
-    ASSERT_LE(next, NB);
-    auto q = torch::randn({row, c.H, c.Dh});
-    for (AttnPath p : {AttnPath::kKernel, AttnPath::kGather, AttnPath::kAuto}) {
-      auto got = paged_attention(q, pool.k[0], pool.v[0], seqs, p);
-      for (size_t s = 0; s < seqs.size(); ++s) {
-        const auto& a = seqs[s];
-        auto twin = naive_attention(q.narrow(0, a.row, a.num_tokens), ks[s], vs[s], a.start);
-        EXPECT_TRUE(torch::allclose(got.narrow(0, a.row, a.num_tokens), twin, 1e-5, 1e-5))
-            << "H " << c.H << " KV " << c.KV << " BS " << c.BS << " seq " << s << " path "
-            << static_cast<int>(p);
-      }
+    const PagedSetup p = fill_pool(c.KV, c.Dh, c.BS, NB, {1, 5, c.BS, 2 * c.BS + 1, 37, 9},
+                                   {1, 1, 1, 1, 1, 3}, [&](int b) { return (b * 37 + 5) % NB; });
+    auto q = torch::randn({p.rows, c.H, c.Dh});
+    for (AttnPath path : {AttnPath::kKernel, AttnPath::kGather, AttnPath::kAuto}) {
+      expect_equals_twin(paged_attention(q, p.pool.k[0], p.pool.v[0], p.seqs, path), q, p,
+                         "H " + std::to_string(c.H) + " KV " + std::to_string(c.KV) + " BS " +
+                             std::to_string(c.BS) + " path " +
+                             std::to_string(static_cast<int>(path)));
     }
   }
 }
@@ -80,34 +103,11 @@ TEST(PagedAttention, InPlaceKernelEqualsNaiveDenseOverLayoutsAndGqa) {
 TEST(PagedAttention, LongChunksEqualNaiveDenseAcrossQueryParts) {
   torch::manual_seed(12);
   const int H = 4, KV = 2, Dh = 16, BS = 16, NB = 64;
-  PagedKvPool pool(1, NB, BS, KV, Dh);
-  std::vector<int> ctx = {129, 350, 256}, ntok = {129, 300, 128};
-  std::vector<AttnSeq> seqs;
-  std::vector<torch::Tensor> ks, vs;
-  int row = 0, next = 0;
-  for (size_t s = 0; s < ctx.size(); ++s) {
-    AttnSeq a;
-    a.num_tokens = ntok[s];
-    a.start = ctx[s] - ntok[s];
-    a.row = row;
-    row += a.num_tokens;
-    for (int b = 0; b < (ctx[s] + BS - 1) / BS; ++b, ++next) a.block_table.push_back(next);
-    ks.push_back(torch::randn({ctx[s], KV, Dh}));
-    vs.push_back(torch::randn({ctx[s], KV, Dh}));
-    AttnSeq all = a;
-    all.start = 0;
-    all.num_tokens = ctx[s];
-    write_kv(pool.k[0], pool.v[0], compute_slots({all}, BS), ks.back(), vs.back());
-    seqs.push_back(a);
-  }
-  ASSERT_LE(next, NB);
-  auto q = torch::randn({row, H, Dh});
-  auto got = paged_attention(q, pool.k[0], pool.v[0], seqs, AttnPath::kGather);
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    const auto& a = seqs[s];
-    auto twin = naive_attention(q.narrow(0, a.row, a.num_tokens), ks[s], vs[s], a.start);
-    EXPECT_TRUE(torch::allclose(got.narrow(0, a.row, a.num_tokens), twin, 1e-5, 1e-5)) << s;
-  }
+  const PagedSetup p =
+      fill_pool(KV, Dh, BS, NB, {129, 350, 256}, {129, 300, 128}, [](int b) { return b; });
+  auto q = torch::randn({p.rows, H, Dh});
+  expect_equals_twin(paged_attention(q, p.pool.k[0], p.pool.v[0], p.seqs, AttnPath::kGather), q, p,
+                     "gather");
 }
 
 }  // namespace

@@ -247,8 +247,9 @@ TEST(SpeculativeDecoding, StopsAtMaxTokensAndEosWithinADraft) {
   const auto want_eos = plain_reference(target, eos_reqs);
   const auto got_eos = run_all(*e, eos_reqs);
   EXPECT_EQ(got_eos, want_eos);
-  for (size_t i = 0; i < eos_reqs.size(); ++i)
+  for (size_t i = 0; i < eos_reqs.size(); ++i) {
     if (plain[i].size() >= 6) EXPECT_LE(got_eos[i].size(), 6u) << i;
+  }
 }
 
 // (Whether auto picks the right k is the controller's test, on a simulated engine.)
