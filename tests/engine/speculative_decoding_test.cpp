@@ -248,7 +248,9 @@ TEST(SpeculativeDecoding, StopsAtMaxTokensAndEosWithinADraft) {
   const auto got_eos = run_all(*e, eos_reqs);
   EXPECT_EQ(got_eos, want_eos);
   for (size_t i = 0; i < eos_reqs.size(); ++i) {
-    if (plain[i].size() >= 6) EXPECT_LE(got_eos[i].size(), 6u) << i;
+    if (plain[i].size() >= 6) {
+      EXPECT_LE(got_eos[i].size(), 6u) << i;
+    }
   }
 }
 
