@@ -16,6 +16,7 @@ ktl::PipelineConfig config_from(const ktl::cli::Args& a) {
   if (c.inputs.empty())
     throw ktl::cli::UsageError("give --input FILE_OR_DIR (repeatable) or --default-corpus");
   c.output_dir = a.get("output");
+  c.exclude = a.get_all("exclude");
   c.reader.format = a.get("format", "auto");
   c.reader.text_field = a.get("text-field", "text");
   c.reader.txt_docs = a.get("txt-docs", "auto");
@@ -66,6 +67,11 @@ int run(const ktl::cli::Args& a) {
             << s.cleaned.docs << " after cleaning, " << s.after_exact.docs << " after exact dedup";
   if (cfg.near_dedup) std::cout << ", " << s.after_near.docs << " after near dedup";
   std::cout << "; " << s.input_errors << " input errors\n";
+  if (!cfg.exclude.empty()) {
+    const auto it = s.dropped.find("held_out");
+    std::cout << "held out: " << (it == s.dropped.end() ? 0 : it->second)
+              << " documents dropped, matching " << s.held_out_texts << " texts of --exclude\n";
+  }
   for (const char* name : {"train", "val", "test"}) {
     const auto it = s.splits.find(name);
     if (it == s.splits.end()) continue;
@@ -113,6 +119,10 @@ KTL_COMMAND(ktl::cli::Command{
      {"squeeze-repeats", "cap runs of one character at N (0 = off; 3: ㅋㅋㅋㅋㅋ -> ㅋㅋㅋ)", "0"},
      {"mask-urls", "replace URLs with <url> and e-mail addresses with <email>", "", true},
      {"keep-html", "do not strip HTML tags/entities from text and JSON inputs", "", true},
+     {"exclude",
+      "evaluation file whose texts no split may contain (.jsonl: every string; else a line each; "
+      "repeatable)",
+      "", false, false, true},
      {"near-dedup", "also drop near-duplicates (MinHash over character 5-grams)", "", true},
      {"near-dedup-threshold", "estimated Jaccard similarity counted as duplicate", "0.8"},
      {"seed", "split and sampling seed", "1234"},

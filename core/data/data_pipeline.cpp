@@ -17,6 +17,7 @@
 
 #include "core/base/file_util.h"
 #include "core/base/utf8_util.h"
+#include "core/data/held_out_texts.h"
 #include "core/data/input_stream.h"
 #include "core/data/sentence_splitter.h"
 #include "core/data/token_shard.h"
@@ -300,6 +301,7 @@ std::string pipeline_stats_json(const PipelineStats& s) {
                  {"near_dedup", stage(s.after_near)}};
   j["dropped"] = s.dropped;
   j["exact_duplicates"] = s.exact_duplicates;
+  j["held_out_texts"] = s.held_out_texts;
   j["near_duplicates"] = s.near_duplicates;
   j["input_errors"] = s.input_errors;
   for (const auto& [name, sp] : s.splits)
@@ -366,6 +368,8 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
       std::cerr << "warning: more input errors (counted in stats.json)\n";
   };
   const TextCleaner cleaner(cfg.cleaner);
+  HeldOutTexts held_out(cfg.cleaner);
+  for (const auto& f : cfg.exclude) st.held_out_texts += held_out.add_file(f);
   ExactDedup exact;
   std::unique_ptr<NearDedup> near;
   if (cfg.near_dedup) near = std::make_unique<NearDedup>(cfg.near);
@@ -391,6 +395,10 @@ void build_text_splits(const PipelineConfig& cfg, const fs::path& tok_input, Pip
     prog.update(st.read.docs, raw_bytes);
     if (!r.kept()) {
       st.dropped[drop_reason_name(r.reason)] += 1;
+      return;
+    }
+    if (held_out.contains(r.text)) {
+      st.dropped["held_out"] += 1;
       return;
     }
     const uint64_t chars = utf8::count_chars(r.text);

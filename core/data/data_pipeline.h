@@ -1,4 +1,4 @@
-// The `ktl prepare-data` pipeline: read -> clean -> exact dedup -> (near dedup) -> split ->
+// The `ktl prepare-data` pipeline: read -> clean -> drop held-out texts -> exact dedup -> (near dedup) -> split ->
 // tokenizer (trained on the train split unless one is given) -> token shards + stats.json.
 //
 // DATA_DIR layout it writes:
@@ -29,6 +29,9 @@ namespace ktl {
 
 struct PipelineConfig {
   std::vector<std::string> inputs;   // files and directories
+  // Evaluation files whose texts no split may contain (core/data/held_out_texts.h); matching
+  // documents are dropped as "held_out" before dedup.
+  std::vector<std::string> exclude;
   std::filesystem::path output_dir;  // DATA_DIR, created when missing
   ReaderConfig reader;
   CleanerConfig cleaner;
@@ -71,6 +74,7 @@ struct PipelineStats {
   StageCount read, cleaned, after_exact, after_near;
   std::map<std::string, uint64_t> dropped;  // reason -> documents (too_short, low_hangul, ...)
   uint64_t exact_duplicates = 0, near_duplicates = 0, input_errors = 0;
+  uint64_t held_out_texts = 0;  // texts loaded from PipelineConfig::exclude
   std::map<std::string, SplitStats> splits;    // train, val, test
   double val_chars_per_token = 0;              // val characters / val tokens without </s>
   std::map<std::string, SourceStats> sources;  // by source name

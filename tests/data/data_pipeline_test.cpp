@@ -137,6 +137,40 @@ TEST_F(DataPipelineTest, DeterministicGivenSeedAndReusesTokenizer) {
             ktl::testing::read_text((t.output_dir / "val.bin").string()));
 }
 
+TEST_F(DataPipelineTest, ExcludedEvaluationTextsReachNoSplit) {
+  auto base = config("base");
+  base.tokenize = false;
+  ktl::run_data_pipeline(base);
+  // Hold out three documents of the corpus (one from each split where possible), respaced.
+  std::vector<std::string> held;
+  for (const char* s : {"train", "val", "test"}) {
+    const auto docs = split_docs(base.output_dir / (std::string(s) + ".txt"));
+    ASSERT_FALSE(docs.empty()) << s;
+    held.push_back(docs.front());
+  }
+  std::string jsonl;
+  for (const auto& d : held) {
+    std::string respaced = d;
+    for (auto& c : respaced)
+      if (c == '\n') c = ' ';
+    jsonl += nlohmann::json{{"text", respaced}, {"label", 1}}.dump() + "\n";
+  }
+  ktl::testing::write_text(dir_.file("dev.jsonl"), jsonl);
+
+  auto cfg = config("ex");
+  cfg.tokenize = false;
+  cfg.exclude = {dir_.file("dev.jsonl")};
+  const auto st = ktl::run_data_pipeline(cfg);
+  EXPECT_EQ(st.held_out_texts, 3u);
+  EXPECT_GE(st.dropped.at("held_out"), 3u);  // a held-out text's exact duplicates go too
+  EXPECT_EQ(st.after_exact.docs, n_docs_ - 3);
+  for (const char* s : {"train", "val", "test"})
+    for (const auto& d : split_docs(cfg.output_dir / (std::string(s) + ".txt")))
+      for (const auto& h : held) EXPECT_NE(d, h) << s;
+  auto j = nlohmann::json::parse(ktl::testing::read_text((cfg.output_dir / "stats.json").string()));
+  EXPECT_EQ(j["held_out_texts"].get<uint64_t>(), 3u);
+}
+
 TEST_F(DataPipelineTest, TinyCorpusStillGetsValAndTest) {
   ktl::testing::write_text(
       dir_.file("tiny.txt"),

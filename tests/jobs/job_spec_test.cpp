@@ -333,6 +333,17 @@ TEST_F(JobSpecTest, PipelinePreparesThenTrainsOnThePreparedData) {
 
   job.resume_from = "/ck";
   EXPECT_EQ(build_job_stages(job, ctx_, "/db").size(), 1u);  // data already prepared
+  job.resume_from.clear();
+
+  // Held-out evaluation files are paths too: checked against the roots, one flag each.
+  spec["options"]["prepare_data"]["exclude"] = json::array({outside_.str("corpus")});
+  job.spec_json = validate_job_spec(spec, ctx_).to_json();
+  EXPECT_EQ(build_job_stages(job, ctx_, "/db")[0].args,
+            (std::vector<std::string>{"prepare-data", "--input", outside_.str("corpus"),
+                                      "--exclude", outside_.str("corpus"), "--output", prepared}));
+  spec["options"]["prepare_data"]["exclude"] = "/etc/passwd";
+  EXPECT_NE(error_of(spec).find("options.prepare_data.exclude"), std::string::npos);
+  spec["options"]["prepare_data"].erase("exclude");
 
   spec["options"].erase("train");
   EXPECT_NE(error_of(spec).find("options.train: is required"), std::string::npos);
