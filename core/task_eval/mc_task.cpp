@@ -28,9 +28,10 @@ std::string get_text(const json& j, const char* key, const std::string& path, in
 
 McExample nsmc_example(const json& j, const std::string& path, int line) {
   McExample e;
-  // Chosen on the dev set among 8 candidates (docs/training-guide.md): NSMC's own slang.
+  // Chosen on half of the dev set among 12 candidates, the same on two models, and checked on the
+  // other half (docs/training-guide.md): a phrase the reviews use, not a one-word label.
   e.context = get_text(j, "text", path, line) + " 한마디로";
-  e.choices = {" 노잼", " 꿀잼"};
+  e.choices = {" 진짜 재미없다", " 진짜 재밌다"};
   auto it = j.find("label");
   if (it == j.end() || !it->is_number_integer() || (*it != 0 && *it != 1))
     throw bad_row(path, line, "'label' must be 0 or 1");

@@ -4,10 +4,9 @@
 // characters (acc_norm, which stops long answers from losing by length alone).
 //
 // Built-in tasks (Korean templates, in docs/training-guide.md):
-//   nsmc-sentiment  {"text", "label": 0|1}                         -> " 부정" / " 긍정"
-//   kornli          {"premise", "hypothesis", "label": "entailment"|"neutral"|"contradiction"}
-//                                                                  -> " 맞다" / " 모른다" / "
-//                                                                  아니다"
+//   nsmc-sentiment  {"text", "label": 0|1}: "{text} 한마디로" -> " 진짜 재미없다" / " 진짜 재밌다"
+//   kornli          {"premise", "hypothesis", "label": "entailment"|"neutral"|"contradiction"}:
+//                   "{premise}, 맞죠?" -> " 네, {h}" / " 그리고, {h}" / " 아니요, {h}"
 //   mc              {"context", "choices": [..], "gold": i}        (KoBEST, HAE-RAE, ... as JSONL)
 // Few-shot: k solved examples drawn (seeded) from the same file, never the scored one, each
 // rendered as context + gold choice, joined by a blank line before the scored context.

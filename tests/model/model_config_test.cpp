@@ -28,6 +28,10 @@ TEST(ModelConfig, ShippedConfigsLoad) {
   auto tiny = load_model_config_yaml(std::string(KTL_SOURCE_DIR) + "/configs/model_tiny.yaml");
   EXPECT_LT(tiny.num_parameters(), 10'000'000);
   EXPECT_GT(tiny.num_parameters(), 1'000'000);
+  // The 60-minute recipe's model: its size is what the guide's compute-optimal table chose.
+  auto ko60 = load_model_config_yaml(std::string(KTL_SOURCE_DIR) +
+                                     "/configs/recipes/ko-60min.model.yaml");
+  EXPECT_EQ(ko60.num_parameters(), 3'971'520);
 }
 
 TEST(ModelConfig, UnknownKeyIsNamed) {

@@ -39,7 +39,7 @@ TEST(McTask, ReadsTheBuiltInFormatsAndNamesBadRows) {
   McTask a = load_mc_task("nsmc-sentiment", nsmc);
   ASSERT_EQ(a.examples.size(), 2u);
   EXPECT_EQ(a.examples[0].context, "재밌다 한마디로");
-  EXPECT_EQ(a.examples[0].choices, (std::vector<std::string>{" 노잼", " 꿀잼"}));
+  EXPECT_EQ(a.examples[0].choices, (std::vector<std::string>{" 진짜 재미없다", " 진짜 재밌다"}));
   EXPECT_EQ(a.examples[0].gold, 1);
   EXPECT_EQ(load_mc_task("nsmc-sentiment", nsmc, 1).examples.size(), 1u);
   const auto nli = write(
