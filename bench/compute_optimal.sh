@@ -71,18 +71,7 @@ xargs -P "$JOBS" -L 1 bash -c 'train_one "$@"' _ < "$OUT/candidates"
     task() { "$KTL" eval --model "$m" --task "$1" --json --num-threads "$THREADS" 2>/dev/null | tail -1; }
     nsmc=$(task nsmc-sentiment | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["acc"])')
     nli=$(task kornli | python3 -c 'import json,sys; j=json.load(sys.stdin); print("%.3f / %.3f" % (j["acc"], j["acc_norm"]))')
-    params=$(python3 - "$m/model.safetensors" <<'PY'
-import json, struct, sys
-f = open(sys.argv[1], "rb"); h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
-n = 0
-for k, v in h.items():
-    if k != "__metadata__":
-        c = 1
-        for d in v["shape"]: c *= d
-        n += c
-print("%.1fM" % (n / 1e6))
-PY
-)
+    params=$("$KTL" info --model-config "$model" | sed -n 's/^parameters .*(\([0-9.]*M\);.*/\1/p')
     echo "| $name (lr $lr $rest) | $params | $tps | $steps ($((steps * BATCH * SEQ))) | $bpc | $nsmc | $nli |"
   done 3< "$OUT/candidates"
 } | tee "$OUT/table.md"

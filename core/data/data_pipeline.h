@@ -1,5 +1,6 @@
-// The `ktl prepare-data` pipeline: read -> clean -> drop held-out texts -> exact dedup -> (near dedup) -> split ->
-// tokenizer (trained on the train split unless one is given) -> token shards + stats.json.
+// The `ktl prepare-data` pipeline: read -> clean -> drop held-out texts -> exact dedup ->
+// (near dedup) -> split -> tokenizer (trained on the train split unless one is given) -> token
+// shards + stats.json.
 //
 // DATA_DIR layout it writes:
 //   train.txt val.txt test.txt   cleaned documents, separated by one blank line (no blank lines

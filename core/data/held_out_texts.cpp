@@ -3,21 +3,12 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "core/data/corpus_reader.h"
 #include "core/data/dedup.h"
 #include "core/data/input_stream.h"
 
 namespace ktl {
 namespace {
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-bool is_jsonl(std::string path) {
-  for (const std::string z : {".gz", ".bz2"})
-    if (ends_with(path, z)) path.resize(path.size() - z.size());
-  return ends_with(path, ".jsonl");
-}
 
 // Every string in a JSON value, arrays and nested objects included.
 template <class Fn>
@@ -38,7 +29,7 @@ void HeldOutTexts::add(std::string_view raw) {
 
 uint64_t HeldOutTexts::add_file(const std::string& path) {
   InputStream in(path);
-  const bool jsonl = is_jsonl(path);
+  const bool jsonl = CorpusReader::detect_format(path) == "jsonl";  // .jsonl(.gz), .ndjson
   uint64_t n = 0;
   std::string line;
   while (in.getline(line)) {

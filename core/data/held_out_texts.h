@@ -3,7 +3,7 @@
 // one of them (whitespace ignored, as ExactDedup compares), so a model is not scored on reviews or
 // sentences it trained on. NSMC's dev reviews are all inside nsmc-reviews.jsonl.gz, and KorNLI's
 // dev premises and hypotheses inside kornlu-sentences.txt; without this they land in train.
-// Files: .jsonl (optionally .gz/.bz2): every string value of each line's object, including the
+// Files: .jsonl/.ndjson (optionally .gz/.bz2): every string value of each line's object, including the
 // strings inside arrays ("text", "premise", "hypothesis", "context", "choices"); any other file:
 // one text per line. Matching is per whole document, not by n-gram overlap.
 // Thread-safety: add_file()/add() are not thread-safe; contains() is safe once loading is done.
